@@ -1,0 +1,1 @@
+//! corrald library: configuration, the CRI server and its services.

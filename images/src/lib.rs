@@ -1,0 +1,1 @@
+//! Corral image management: references, registries, content store, unpacking, snapshots.
