@@ -1,1 +1,151 @@
-fn main() {}
+//! `corralctl`: a crictl-style command line for any CRI v1 socket (Corral, containerd, CRI-O).
+//!
+//! One module per command group; `client` owns connections and deadlines, `output` owns
+//! rendering. Errors print as `corralctl: <context>: <gRPC code>: <message>` and exit 1.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+mod client;
+mod images;
+mod info;
+mod output;
+
+use client::Cri;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "corralctl",
+    version,
+    about = "Client for the Kubernetes Container Runtime Interface (CRI v1)"
+)]
+struct Cli {
+    /// Endpoint of the CRI runtime service (unix:///path or a socket path).
+    #[arg(
+        short = 'r',
+        long,
+        env = "CONTAINER_RUNTIME_ENDPOINT",
+        default_value = client::DEFAULT_ENDPOINT,
+        value_name = "ENDPOINT"
+    )]
+    runtime_endpoint: String,
+    /// Endpoint of the CRI image service; defaults to the runtime endpoint.
+    #[arg(
+        short = 'i',
+        long,
+        env = "IMAGE_SERVICE_ENDPOINT",
+        value_name = "ENDPOINT"
+    )]
+    image_endpoint: Option<String>,
+    /// Deadline of connections and calls, e.g. 2s, 500ms, 1m30s [default: 2s; pulls: none].
+    #[arg(short = 't', long, value_name = "DURATION", value_parser = client::parse_duration)]
+    timeout: Option<Duration>,
+    /// Print requests and responses to stderr.
+    #[arg(short = 'D', long)]
+    debug: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Display runtime version information.
+    Version,
+    /// Display information of the container runtime.
+    Info(info::InfoArgs),
+    /// Pull an image from a registry.
+    Pull(images::PullArgs),
+    /// List images.
+    #[command(visible_aliases = ["image", "img"])]
+    Images(images::ImagesArgs),
+    /// Return the status of one or more images.
+    Inspecti(images::InspectiArgs),
+    /// Remove one or more images.
+    Rmi(images::RmiArgs),
+    /// Return image filesystem info.
+    Imagefsinfo(images::ImageFsInfoArgs),
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let cri = Cri::new(
+        cli.runtime_endpoint,
+        cli.image_endpoint,
+        cli.timeout,
+        cli.debug,
+    );
+    let result = match cli.command {
+        Command::Version => info::version(&cri).await,
+        Command::Info(args) => info::info(&cri, args).await,
+        Command::Pull(args) => images::pull(&cri, args).await,
+        Command::Images(args) => images::images(&cri, args).await,
+        Command::Inspecti(args) => images::inspecti(&cri, args).await,
+        Command::Rmi(args) => images::rmi(&cri, args).await,
+        Command::Imagefsinfo(args) => images::imagefsinfo(&cri, args).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("corralctl: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_parse_like_crictl() {
+        let cli = Cli::try_parse_from([
+            "corralctl",
+            "-r",
+            "unix:///tmp/x.sock",
+            "-t",
+            "5s",
+            "-D",
+            "images",
+            "-q",
+        ])
+        .expect("parses");
+        assert_eq!(cli.runtime_endpoint, "unix:///tmp/x.sock");
+        assert_eq!(cli.timeout, Some(Duration::from_secs(5)));
+        assert!(cli.debug);
+        assert!(matches!(cli.command, Command::Images(_)));
+    }
+
+    #[test]
+    fn rmi_needs_an_image_or_a_mode() {
+        assert!(Cli::try_parse_from(["corralctl", "rmi"]).is_err());
+        assert!(Cli::try_parse_from(["corralctl", "rmi", "-a"]).is_ok());
+        assert!(Cli::try_parse_from(["corralctl", "rmi", "-q"]).is_ok());
+        assert!(Cli::try_parse_from(["corralctl", "rmi", "busybox"]).is_ok());
+    }
+
+    #[test]
+    fn pull_rejects_conflicting_credentials() {
+        let parse =
+            |args: &[&str]| Cli::try_parse_from(["corralctl", "pull"].iter().chain(args).copied());
+        assert!(parse(&["busybox", "--creds", "a:b", "--auth", "YTpi"]).is_err());
+        assert!(parse(&["busybox", "--username", "a", "--creds", "a:b"]).is_err());
+        assert!(parse(&["busybox", "--password", "b"]).is_err());
+        assert!(parse(&["busybox", "-u", "a", "--password", "b"]).is_ok());
+    }
+
+    #[test]
+    fn info_rejects_table_output() {
+        assert!(Cli::try_parse_from(["corralctl", "info", "-o", "table"]).is_err());
+        assert!(Cli::try_parse_from(["corralctl", "info", "-o", "yaml"]).is_ok());
+    }
+}
