@@ -1,1 +1,3 @@
 //! Corral image management: references, registries, content store, unpacking, snapshots.
+
+pub mod unpack;
