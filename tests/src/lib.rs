@@ -1,1 +1,4 @@
 //! Test harness.
+
+pub mod fixtures;
+pub mod registry;

@@ -1,0 +1,230 @@
+//! A tiny HTTP server that answers with canned responses, for registry behaviour that a real
+//! registry refuses to produce: malformed or oversized manifests, lying digest headers, a
+//! response that stalls half way.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use anyhow::{Context as _, Result};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+use crate::fixtures::sha256_digest;
+
+/// Upper bound of a request head; requests are GET/HEAD without meaningful bodies.
+const MAX_HEAD: usize = 64 * 1024;
+
+/// One canned HTTP response.
+#[derive(Debug, Clone)]
+pub struct CannedResponse {
+    /// HTTP status code.
+    pub status: u16,
+    /// Extra headers. A `Content-Length` given here replaces the computed one (it may lie).
+    pub headers: Vec<(String, String)>,
+    /// The body (not sent for HEAD).
+    pub body: Vec<u8>,
+    /// Send only this many body bytes, then hold the connection open without sending more.
+    pub stall_after: Option<usize>,
+}
+
+impl CannedResponse {
+    /// A response with `status` and `body`.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> Self {
+        Self {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            stall_after: None,
+        }
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    /// Stalls after `bytes` bytes of body.
+    pub fn stall_after(mut self, bytes: usize) -> Self {
+        self.stall_after = Some(bytes);
+        self
+    }
+}
+
+type Routes = Arc<Mutex<HashMap<String, CannedResponse>>>;
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// A fake registry on `127.0.0.1:<free port>`, plain HTTP. Paths without a route answer 404;
+/// `/v2/` answers 200 unless replaced. Stops when dropped.
+#[derive(Debug)]
+pub struct FakeRegistry {
+    addr: SocketAddr,
+    routes: Routes,
+    requests: Log,
+    task: JoinHandle<()>,
+}
+
+impl FakeRegistry {
+    /// Binds a free loopback port and starts serving.
+    pub async fn start() -> Result<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("binding fake registry")?;
+        let addr = listener.local_addr().context("local_addr")?;
+        let routes: Routes = Arc::default();
+        let requests: Log = Arc::default();
+        let task = tokio::spawn(serve(listener, routes.clone(), requests.clone()));
+        let fake = Self {
+            addr,
+            routes,
+            requests,
+            task,
+        };
+        fake.route(
+            "/v2/",
+            CannedResponse::new(200, "{}").header("Content-Type", "application/json"),
+        );
+        Ok(fake)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Answers requests for `path` (no query string, e.g. `/v2/x/manifests/latest`).
+    pub fn route(&self, path: &str, response: CannedResponse) {
+        self.routes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(path.to_owned(), response);
+    }
+
+    /// Serves `body` as manifest `name:reference` and as `name@<its sha256>`, with
+    /// `Content-Type: media_type` and a correct `Docker-Content-Digest`.
+    pub fn serve_manifest(&self, name: &str, reference: &str, media_type: &str, body: &[u8]) {
+        let digest = sha256_digest(body);
+        let resp = CannedResponse::new(200, body)
+            .header("Content-Type", media_type)
+            .header("Docker-Content-Digest", &digest);
+        self.route(&format!("/v2/{name}/manifests/{reference}"), resp.clone());
+        self.route(&format!("/v2/{name}/manifests/{digest}"), resp);
+    }
+
+    /// Serves `body` as blob `digest` of `name`, whether or not it matches.
+    pub fn serve_blob(&self, name: &str, digest: &str, body: &[u8]) {
+        let resp = CannedResponse::new(200, body)
+            .header("Content-Type", "application/octet-stream")
+            .header("Docker-Content-Digest", digest);
+        self.route(&format!("/v2/{name}/blobs/{digest}"), resp);
+    }
+
+    /// Requests received so far, as `METHOD /path?query`.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for FakeRegistry {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(listener: TcpListener, routes: Routes, requests: Log) {
+    // Connections live in the set so that aborting this task ends them too.
+    let mut conns = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                if let Ok((stream, _)) = accepted {
+                    conns.spawn(handle(stream, routes.clone(), requests.clone()));
+                }
+            }
+            Some(_) = conns.join_next(), if !conns.is_empty() => {}
+        }
+    }
+}
+
+/// Serves one request and closes the connection (`Connection: close`).
+async fn handle(mut stream: TcpStream, routes: Routes, requests: Log) {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 4096];
+    let end = loop {
+        if let Some(pos) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+            break pos;
+        }
+        if head.len() > MAX_HEAD {
+            return;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    };
+    let text = String::from_utf8_lossy(&head[..end]).into_owned();
+    let mut parts = text.lines().next().unwrap_or_default().split(' ');
+    let method = parts.next().unwrap_or_default().to_owned();
+    let target = parts.next().unwrap_or_default().to_owned();
+    requests
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(format!("{method} {target}"));
+    let path = target.split('?').next().unwrap_or_default();
+    let resp = routes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(path)
+        .cloned()
+        .unwrap_or_else(|| {
+            CannedResponse::new(
+                404,
+                r#"{"errors":[{"code":"NOT_FOUND","message":"no canned response"}]}"#,
+            )
+            .header("Content-Type", "application/json")
+        });
+    let _ = write_response(&mut stream, &resp, method == "HEAD").await;
+}
+
+async fn write_response(
+    stream: &mut TcpStream,
+    resp: &CannedResponse,
+    head_only: bool,
+) -> Result<()> {
+    let reason = reqwest::StatusCode::from_u16(resp.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Unknown");
+    let mut out = format!("HTTP/1.1 {} {reason}\r\n", resp.status);
+    out.push_str("Connection: close\r\nDocker-Distribution-API-Version: registry/2.0\r\n");
+    let has_len = resp
+        .headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+    if !has_len {
+        out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
+    }
+    for (k, v) in &resp.headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str("\r\n");
+    stream.write_all(out.as_bytes()).await?;
+    if !head_only {
+        let n = resp
+            .stall_after
+            .unwrap_or(resp.body.len())
+            .min(resp.body.len());
+        stream.write_all(&resp.body[..n]).await?;
+        if resp.stall_after.is_some() {
+            stream.flush().await?;
+            std::future::pending::<()>().await;
+        }
+    }
+    stream.shutdown().await?;
+    Ok(())
+}
