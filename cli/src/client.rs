@@ -98,10 +98,7 @@ impl Cri {
         let hint = format!("is the runtime running? check {flag}");
         match tokio::time::timeout(limit, corral_cri_api::connect(endpoint)).await {
             Ok(Ok(channel)) => Ok(channel),
-            Ok(Err(err)) => bail!(
-                "cannot connect to {endpoint}: {}; {hint}",
-                root_cause(&err)
-            ),
+            Ok(Err(err)) => bail!("cannot connect to {endpoint}: {}; {hint}", root_cause(&err)),
             Err(_) => bail!(
                 "cannot connect to {endpoint}: no connection within {}; {hint}",
                 format_duration(limit)

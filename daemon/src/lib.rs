@@ -1,1 +1,11 @@
-//! corrald library: configuration, the CRI server and its services.
+//! corrald: the Corral CRI daemon as a library, so `main` and the tests share one entry point.
+
+pub mod config;
+pub mod cri;
+pub mod deadline;
+pub mod lock;
+pub mod server;
+pub mod status;
+
+pub use config::Config;
+pub use server::{Daemon, DaemonError};

@@ -1,4 +1,5 @@
 //! Test harness.
 
+pub mod daemon;
 pub mod fixtures;
 pub mod registry;

@@ -1,0 +1,211 @@
+//! corrald configuration: a TOML file, overridden by command-line flags.
+//!
+//! Every field has a built-in default, so `corrald` runs with no file at all. Unknown keys are
+//! an error naming the key, so a typo never silently falls back to a default.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Default location of the config file (read only when it exists).
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/corral/corrald.toml";
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Durable state: images, content, snapshots, records.
+    pub root: PathBuf,
+    /// Volatile state: lock file, later shim sockets and exit files.
+    pub state: PathBuf,
+    pub grpc: GrpcConfig,
+    pub images: ImagesConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcConfig {
+    /// The CRI socket.
+    pub socket: PathBuf,
+    /// Permission bits of the socket file.
+    pub socket_mode: u32,
+    /// Group owning the socket (numeric gid), when set.
+    pub socket_gid: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    /// Directory of `<host>/hosts.toml` files (containerd's `config_path` layout).
+    pub registry_config_path: Option<PathBuf>,
+    /// Docker-style `config.json` with static registry credentials.
+    pub credentials_file: Option<PathBuf>,
+    /// Layers downloaded and unpacked at once, across all pulls.
+    pub max_concurrent_layers: usize,
+    /// Largest manifest accepted, in bytes.
+    pub max_manifest_bytes: u64,
+    /// Largest image config accepted, in bytes.
+    pub max_config_bytes: u64,
+    /// Largest uncompressed layer accepted, in bytes.
+    pub max_layer_bytes: u64,
+    /// Images reported as pinned (kubelet never garbage-collects them).
+    pub pinned_images: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A tracing filter such as `info` or `corrald=debug,info`.
+    pub level: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            root: "/var/lib/corral".into(),
+            state: "/run/corral".into(),
+            grpc: GrpcConfig::default(),
+            images: ImagesConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        GrpcConfig {
+            socket: "/run/corral/corral.sock".into(),
+            socket_mode: 0o660,
+            socket_gid: None,
+        }
+    }
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            registry_config_path: Some("/etc/corral/certs.d".into()),
+            credentials_file: None,
+            max_concurrent_layers: 6,
+            max_manifest_bytes: 4 << 20,
+            max_config_bytes: 16 << 20,
+            max_layer_bytes: 64 << 30,
+            pinned_images: Vec::new(),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+/// A config file that could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads `path`; `None` reads the default file when it exists, else uses defaults.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from(DEFAULT_CONFIG_FILE), false),
+        };
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Config::default());
+            }
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let config: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks values a parser cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.root.is_absolute() || !self.state.is_absolute() || !self.grpc.socket.is_absolute()
+        {
+            return Err(ConfigError::Invalid(
+                "root, state and grpc.socket must be absolute paths".into(),
+            ));
+        }
+        if self.grpc.socket_mode > 0o777 {
+            return Err(ConfigError::Invalid(format!(
+                "grpc.socket_mode {:o} is not a permission mode",
+                self.grpc.socket_mode
+            )));
+        }
+        if self.log.format != "text" && self.log.format != "json" {
+            return Err(ConfigError::Invalid(format!(
+                "log.format {:?}: use \"text\" or \"json\"",
+                self.log.format
+            )));
+        }
+        if self.images.max_concurrent_layers == 0 {
+            return Err(ConfigError::Invalid(
+                "images.max_concurrent_layers must be at least 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[grpc]\nsockett = \"/x\"\n").expect("write");
+        let e = Config::load(Some(&p)).expect_err("unknown key");
+        assert!(e.to_string().contains("sockett"), "{e}");
+    }
+
+    #[test]
+    fn partial_file_keeps_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "root = \"/srv/corral\"\n[images]\nmax_concurrent_layers = 2\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&p)).expect("load");
+        assert_eq!(c.root, PathBuf::from("/srv/corral"));
+        assert_eq!(c.images.max_concurrent_layers, 2);
+        assert_eq!(c.grpc.socket, PathBuf::from("/run/corral/corral.sock"));
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        let c = Config {
+            root: "relative".into(),
+            ..Config::default()
+        };
+        assert!(c.validate().is_err());
+    }
+}

@@ -1,0 +1,238 @@
+//! `runtime.v1.ImageService`: validates requests, calls the image manager, shapes answers.
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use corral_cri_api::v1::image_service_server::ImageService;
+use corral_cri_api::v1::{
+    FilesystemIdentifier, FilesystemUsage, Image, ImageFsInfoRequest, ImageFsInfoResponse,
+    ImageSpec, ImageStatusRequest, ImageStatusResponse, Int64Value, ListImagesRequest,
+    ListImagesResponse, PullImageRequest, PullImageResponse, RemoveImageRequest,
+    RemoveImageResponse, StreamImagesRequest, StreamImagesResponse, UInt64Value,
+};
+use corral_images::{Credentials, ImageManager, ImageRecord};
+use tonic::{Request, Response, Status};
+
+use crate::deadline;
+use crate::status::image_status;
+
+/// Images per message of `StreamImages`.
+const STREAM_BATCH: usize = 256;
+
+pub struct ImageApi {
+    images: Arc<ImageManager>,
+}
+
+impl ImageApi {
+    pub fn new(images: Arc<ImageManager>) -> ImageApi {
+        ImageApi { images }
+    }
+
+    fn list(&self, filter: Option<&ImageSpec>) -> Vec<Image> {
+        match filter.map(|s| s.image.as_str()).filter(|s| !s.is_empty()) {
+            Some(spec) => self.images.resolve(spec).iter().map(to_cri).collect(),
+            None => self.images.list().iter().map(to_cri).collect(),
+        }
+    }
+}
+
+/// The CRI view of an image record.
+pub fn to_cri(r: &ImageRecord) -> Image {
+    let (uid, username) = user_of(&r.config.user);
+    Image {
+        id: r.id.to_string(),
+        repo_tags: r.repo_tags.clone(),
+        repo_digests: r.repo_digests.clone(),
+        size: r.size,
+        uid: uid.map(|value| Int64Value { value }),
+        username,
+        spec: Some(ImageSpec {
+            image: r.id.to_string(),
+            ..Default::default()
+        }),
+        pinned: r.pinned,
+    }
+}
+
+/// Splits an image config `User` (`name`, `uid`, `uid:gid`, `name:group`) into the uid when
+/// numeric, else the user name, the way kubelet reads it.
+fn user_of(user: &str) -> (Option<i64>, String) {
+    let name = user.split(':').next().unwrap_or("");
+    if name.is_empty() {
+        return (None, String::new());
+    }
+    match name.parse::<i64>() {
+        Ok(uid) => (Some(uid), String::new()),
+        Err(_) => (None, name.to_owned()),
+    }
+}
+
+fn spec_of<'a>(spec: &'a Option<ImageSpec>, field: &str) -> Result<&'a str, Status> {
+    match spec.as_ref().map(|s| s.image.trim()) {
+        Some(s) if !s.is_empty() => Ok(s),
+        _ => Err(Status::invalid_argument(format!(
+            "{field} is empty: name an image by reference or ID"
+        ))),
+    }
+}
+
+type ImageStream =
+    Pin<Box<dyn futures::Stream<Item = Result<StreamImagesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl ImageService for ImageApi {
+    async fn list_images(
+        &self,
+        req: Request<ListImagesRequest>,
+    ) -> Result<Response<ListImagesResponse>, Status> {
+        let req = req.into_inner();
+        let images = self.list(req.filter.as_ref().and_then(|f| f.image.as_ref()));
+        Ok(Response::new(ListImagesResponse { images }))
+    }
+
+    async fn stream_images(
+        &self,
+        req: Request<StreamImagesRequest>,
+    ) -> Result<Response<ImageStream>, Status> {
+        let req = req.into_inner();
+        let images = self.list(req.filter.as_ref().and_then(|f| f.image.as_ref()));
+        let batches: Vec<Result<StreamImagesResponse, Status>> = images
+            .chunks(STREAM_BATCH)
+            .map(|c| Ok(StreamImagesResponse { images: c.to_vec() }))
+            .collect();
+        Ok(Response::new(Box::pin(futures::stream::iter(batches))))
+    }
+
+    async fn image_status(
+        &self,
+        req: Request<ImageStatusRequest>,
+    ) -> Result<Response<ImageStatusResponse>, Status> {
+        let req = req.into_inner();
+        let spec = spec_of(&req.image, "image.image")?;
+        let Some(rec) = self.images.resolve(spec) else {
+            // CRI: an absent image is a response without an image, not an error.
+            return Ok(Response::new(ImageStatusResponse::default()));
+        };
+        let mut info = HashMap::new();
+        if req.verbose {
+            let config: serde_json::Value = self
+                .images
+                .config_json(&rec)
+                .ok()
+                .and_then(|b| serde_json::from_slice(&b).ok())
+                .unwrap_or(serde_json::Value::Null);
+            let detail = serde_json::json!({
+                "chainID": rec.chain_ids.last().map(|c| c.to_string()),
+                "manifestDigest": rec.manifest_digest.to_string(),
+                "manifestMediaType": rec.manifest_media_type,
+                "indexDigest": rec.index_digest.as_ref().map(|d| d.to_string()),
+                "layers": rec.layers,
+                "snapshotter": "overlayfs",
+                "pulledAt": rec.pulled_at,
+                "imageSpec": config,
+            });
+            info.insert("info".to_owned(), detail.to_string());
+        }
+        Ok(Response::new(ImageStatusResponse {
+            image: Some(to_cri(&rec)),
+            info,
+        }))
+    }
+
+    async fn pull_image(
+        &self,
+        req: Request<PullImageRequest>,
+    ) -> Result<Response<PullImageResponse>, Status> {
+        let deadline = deadline::from_metadata(req.metadata());
+        let req = req.into_inner();
+        let name = spec_of(&req.image, "image.image")?.to_owned();
+        let credentials = match &req.auth {
+            None => None,
+            Some(a) => Some(
+                Credentials::from_parts(
+                    &a.username,
+                    &a.password,
+                    &a.auth,
+                    &a.identity_token,
+                    &a.registry_token,
+                )
+                .map_err(|e| Status::invalid_argument(format!("auth: {e}")))?,
+            ),
+        };
+        let images = Arc::clone(&self.images);
+        let started = std::time::Instant::now();
+        let rec = deadline::within(deadline, &format!("pull {name}"), async {
+            images.pull(&name, credentials).await.map_err(image_status)
+        })
+        .await
+        .inspect_err(|e| tracing::warn!(image = %name, code = ?e.code(), error = %e.message(), "pull failed"))?;
+        tracing::info!(image = %name, id = %rec.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");
+        Ok(Response::new(PullImageResponse {
+            image_ref: rec.id.to_string(),
+        }))
+    }
+
+    async fn remove_image(
+        &self,
+        req: Request<RemoveImageRequest>,
+    ) -> Result<Response<RemoveImageResponse>, Status> {
+        let req = req.into_inner();
+        let spec = spec_of(&req.image, "image.image")?;
+        if let Some(rec) = self.images.resolve(spec)
+            && rec.pinned
+        {
+            return Err(Status::failed_precondition(format!(
+                "image {spec} ({}) is pinned in the daemon configuration",
+                rec.id
+            )));
+        }
+        let removed = self.images.remove(spec).await.map_err(image_status)?;
+        tracing::info!(image = %spec, removed, "remove image");
+        Ok(Response::new(RemoveImageResponse {}))
+    }
+
+    async fn image_fs_info(
+        &self,
+        _req: Request<ImageFsInfoRequest>,
+    ) -> Result<Response<ImageFsInfoResponse>, Status> {
+        let images = Arc::clone(&self.images);
+        let usage = tokio::task::spawn_blocking(move || images.usage())
+            .await
+            .map_err(|e| Status::internal(format!("usage task: {e}")))?
+            .map_err(image_status)?;
+        let timestamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i64)
+            .unwrap_or(0);
+        let fs = FilesystemUsage {
+            timestamp,
+            fs_id: Some(FilesystemIdentifier {
+                mountpoint: usage.mountpoint.to_string_lossy().into_owned(),
+            }),
+            used_bytes: Some(UInt64Value {
+                value: usage.used_bytes,
+            }),
+            inodes_used: Some(UInt64Value {
+                value: usage.inodes_used,
+            }),
+        };
+        Ok(Response::new(ImageFsInfoResponse {
+            image_filesystems: vec![fs],
+            container_filesystems: Vec::new(),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_split_like_kubelet() {
+        assert_eq!(user_of(""), (None, String::new()));
+        assert_eq!(user_of("1000"), (Some(1000), String::new()));
+        assert_eq!(user_of("1000:50"), (Some(1000), String::new()));
+        assert_eq!(user_of("nobody:nogroup"), (None, "nobody".to_owned()));
+    }
+}

@@ -1,0 +1,4 @@
+//! The CRI services: thin tonic handlers over the daemon's subsystems.
+
+pub mod image;
+pub mod runtime;

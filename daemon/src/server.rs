@@ -1,0 +1,102 @@
+//! The daemon: owns its directories, opens its subsystems, serves CRI on a Unix socket.
+//!
+//! [`Daemon::open`] takes the locks and opens the stores; [`Daemon::serve`] runs the gRPC server
+//! on a bound listener until the shutdown future resolves (the mini-redis shape, so tests and
+//! `main` share one entry point).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use corral_cri_api::v1::image_service_server::ImageServiceServer;
+use corral_cri_api::v1::runtime_service_server::RuntimeServiceServer;
+use corral_images::{CredentialsFile, HostsConfig, ImageConfig, ImageManager};
+use tokio_stream::wrappers::UnixListenerStream;
+
+use crate::config::Config;
+use crate::cri::image::ImageApi;
+use crate::cri::runtime::RuntimeApi;
+use crate::lock::{self, DirLock, LockError};
+
+/// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
+const MAX_MESSAGE: usize = 16 << 20;
+
+/// Why the daemon could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error("open image store under {root}: {source}")]
+    Images {
+        root: PathBuf,
+        #[source]
+        source: Box<corral_images::ImageError>,
+    },
+    #[error("gRPC server: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A daemon that owns its directories.
+pub struct Daemon {
+    config: Arc<Config>,
+    images: Arc<ImageManager>,
+    _locks: (DirLock, DirLock),
+}
+
+impl Daemon {
+    /// Locks the root and state directories and opens the image subsystem.
+    pub fn open(config: Config) -> Result<Daemon, DaemonError> {
+        let root_lock = lock::lock_dir(&config.root)?;
+        let state_lock = lock::lock_dir(&config.state)?;
+        let mut icfg = ImageConfig::new(config.root.clone());
+        icfg.hosts = HostsConfig {
+            config_path: config.images.registry_config_path.clone(),
+        };
+        icfg.credentials = CredentialsFile {
+            path: config.images.credentials_file.clone(),
+        };
+        icfg.max_concurrent_layers = config.images.max_concurrent_layers;
+        icfg.max_manifest_bytes = config.images.max_manifest_bytes;
+        icfg.max_config_bytes = config.images.max_config_bytes;
+        icfg.unpack_limits.max_tar_bytes = config.images.max_layer_bytes;
+        icfg.pinned = config.images.pinned_images.clone();
+        let images = ImageManager::open(icfg).map_err(|source| DaemonError::Images {
+            root: config.root.clone(),
+            source: Box::new(source),
+        })?;
+        Ok(Daemon {
+            config: Arc::new(config),
+            images,
+            _locks: (root_lock, state_lock),
+        })
+    }
+
+    /// Binds the configured socket (needs a tokio runtime).
+    pub fn bind(&self) -> Result<tokio::net::UnixListener, DaemonError> {
+        let g = &self.config.grpc;
+        Ok(lock::bind_socket(&g.socket, g.socket_mode, g.socket_gid)?)
+    }
+
+    /// Serves CRI on `listener` until `shutdown` resolves, then finishes in-flight calls.
+    pub async fn serve(
+        self,
+        listener: tokio::net::UnixListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), DaemonError> {
+        let runtime = RuntimeServiceServer::new(RuntimeApi::new(Arc::clone(&self.config)))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let image = ImageServiceServer::new(ImageApi::new(Arc::clone(&self.images)))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        tracing::info!(socket = %self.config.grpc.socket.display(), root = %self.config.root.display(), "serving CRI");
+        let result = tonic::transport::Server::builder()
+            .add_service(runtime)
+            .add_service(image)
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
+            .await;
+        let _ = std::fs::remove_file(&self.config.grpc.socket);
+        tracing::info!("stopped");
+        Ok(result?)
+    }
+}

@@ -1,0 +1,45 @@
+//! The one place where errors become gRPC status codes.
+
+use corral_images::ImageError;
+use corral_images::unpack::UnpackError;
+use tonic::Status;
+
+/// Chooses the gRPC code for an image error; the message keeps the error's full context.
+pub fn image_status(e: ImageError) -> Status {
+    let message = error_chain(&e);
+    match &e {
+        ImageError::InvalidReference { .. } => Status::invalid_argument(message),
+        ImageError::NotFound(_) | ImageError::RemoteNotFound { .. } => Status::not_found(message),
+        ImageError::Unauthorized { .. } => Status::unauthenticated(message),
+        ImageError::Registry { .. } => Status::unavailable(message),
+        ImageError::Verification { .. } | ImageError::Malformed { .. } => {
+            Status::data_loss(message)
+        }
+        ImageError::TooLarge { .. } => Status::resource_exhausted(message),
+        ImageError::Unsupported { .. }
+        | ImageError::HostsConfig { .. }
+        | ImageError::Credentials { .. } => Status::failed_precondition(message),
+        ImageError::Unpack { source, .. } => match source {
+            UnpackError::Io { .. } => Status::internal(message),
+            _ => Status::data_loss(message),
+        },
+        ImageError::Io { .. } | ImageError::Record { .. } | ImageError::Internal(_) => {
+            Status::internal(message)
+        }
+    }
+}
+
+/// An error and its sources, joined with `: `, skipping sources already in the message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        let s = inner.to_string();
+        if !out.contains(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        src = inner.source();
+    }
+    out
+}

@@ -1,0 +1,468 @@
+//! A distribution-API client: manifests and blobs over HTTP(S), with the registry auth flows.
+//!
+//! Written on reqwest rather than taken from oci-client because a runtime needs what that
+//! crate does not offer: per-host TLS settings and extra headers from `hosts.toml`, the `ns=`
+//! parameter on mirror requests, the OAuth2 refresh-token (identity token) exchange, and a hard
+//! cap on manifest size while reading (a hostile registry must not make us buffer gigabytes).
+//!
+//! Auth: a request goes out with any cached token; on `401` the `WWW-Authenticate` challenge
+//! decides: `Basic` resends with the username and password, `Bearer` fetches a token from the
+//! realm (GET with basic credentials, or POST with the identity token) and resends once.
+//! A registry token from the caller is sent as a bearer token from the first request on.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::StreamExt;
+use reqwest::StatusCode;
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE,
+};
+
+use crate::auth::Credentials;
+use crate::hosts::Endpoint;
+
+/// Media types we accept for manifests, most wanted first.
+pub const MANIFEST_TYPES: &[&str] = &[
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+    "application/vnd.oci.image.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v2+json",
+];
+
+/// Why a fetch from one endpoint failed.
+#[derive(Debug)]
+pub enum FetchError {
+    NotFound(String),
+    Unauthorized(String),
+    TooLarge(u64),
+    Other(String),
+}
+
+impl std::fmt::Display for FetchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FetchError::NotFound(d) => write!(f, "not found: {d}"),
+            FetchError::Unauthorized(d) => write!(f, "unauthorized: {d}"),
+            FetchError::TooLarge(n) => write!(f, "more than {n} bytes"),
+            FetchError::Other(d) => f.write_str(d),
+        }
+    }
+}
+
+/// What the caller asks of one endpoint.
+pub struct Target<'a> {
+    pub endpoint: &'a Endpoint,
+    pub repository: &'a str,
+    /// The upstream registry name, sent as `ns=` to mirrors.
+    pub upstream: &'a str,
+    pub credentials: Option<&'a Credentials>,
+}
+
+impl Target<'_> {
+    fn url(&self, kind: &str, reference: &str) -> String {
+        let mut url = format!(
+            "{}/{}/{kind}/{reference}",
+            self.endpoint.api_base(),
+            self.repository
+        );
+        if self.endpoint.is_mirror {
+            url.push_str("?ns=");
+            url.push_str(self.upstream);
+        }
+        url
+    }
+
+    fn scope(&self) -> String {
+        format!("repository:{}:pull", self.repository)
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+struct ClientKey {
+    skip_verify: bool,
+    ca: Vec<std::path::PathBuf>,
+}
+
+/// Shared HTTP clients (one per TLS setting) and cached bearer tokens.
+pub struct RegistryClient {
+    clients: Mutex<HashMap<ClientKey, reqwest::Client>>,
+    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    pub max_manifest_bytes: u64,
+}
+
+impl Default for RegistryClient {
+    fn default() -> Self {
+        RegistryClient::new(4 << 20)
+    }
+}
+
+impl RegistryClient {
+    pub fn new(max_manifest_bytes: u64) -> RegistryClient {
+        RegistryClient {
+            clients: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            max_manifest_bytes,
+        }
+    }
+
+    fn client(&self, ep: &Endpoint) -> Result<reqwest::Client, FetchError> {
+        let key = ClientKey {
+            skip_verify: ep.skip_verify,
+            ca: ep.ca.clone(),
+        };
+        let mut clients = self
+            .clients
+            .lock()
+            .map_err(|_| FetchError::Other("client cache poisoned".into()))?;
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
+        }
+        let mut certs = Vec::new();
+        for path in &ep.ca {
+            let pem = std::fs::read(path)
+                .map_err(|e| FetchError::Other(format!("read CA {}: {e}", path.display())))?;
+            certs.push(
+                reqwest::Certificate::from_pem(&pem)
+                    .map_err(|e| FetchError::Other(format!("CA {}: {e}", path.display())))?,
+            );
+        }
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("corral/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(Duration::from_secs(15))
+            .read_timeout(Duration::from_secs(60))
+            .danger_accept_invalid_certs(ep.skip_verify);
+        if !certs.is_empty() {
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
+            .build()
+            .map_err(|e| FetchError::Other(format!("HTTP client: {e}")))?;
+        clients.insert(key, client.clone());
+        Ok(client)
+    }
+
+    /// Fetches a manifest; returns its bytes and the content type the registry named.
+    pub async fn manifest(
+        &self,
+        t: &Target<'_>,
+        reference: &str,
+    ) -> Result<(Bytes, String), FetchError> {
+        let resp = self
+            .get(t, &t.url("manifests", reference), MANIFEST_TYPES.join(", "))
+            .await?;
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned())
+            .unwrap_or_default();
+        let body = read_bounded(resp, self.max_manifest_bytes).await?;
+        Ok((body, content_type))
+    }
+
+    /// Fetches a small blob (an image config) whole, at most `limit` bytes.
+    pub async fn small_blob(
+        &self,
+        t: &Target<'_>,
+        digest: &str,
+        limit: u64,
+    ) -> Result<Bytes, FetchError> {
+        let resp = self.blob(t, digest).await?;
+        read_bounded(resp, limit).await
+    }
+
+    /// Starts a blob download; the caller streams the body.
+    pub async fn blob(
+        &self,
+        t: &Target<'_>,
+        digest: &str,
+    ) -> Result<reqwest::Response, FetchError> {
+        self.get(t, &t.url("blobs", digest), "*/*".into()).await
+    }
+
+    async fn get(
+        &self,
+        t: &Target<'_>,
+        url: &str,
+        accept: String,
+    ) -> Result<reqwest::Response, FetchError> {
+        let client = self.client(t.endpoint)?;
+        let token_key = (t.endpoint.authority().to_owned(), t.scope());
+        let mut auth = t
+            .credentials
+            .filter(|c| !c.registry_token.is_empty())
+            .map(|c| format!("Bearer {}", c.registry_token))
+            .or_else(|| self.cached_token(&token_key));
+        for attempt in 0..2 {
+            let mut req = client.get(url).header(ACCEPT, accept.as_str());
+            for (k, v) in &t.endpoint.headers {
+                req = req.header(k.as_str(), v.as_str());
+            }
+            if let Some(a) = &auth {
+                req = req.header(AUTHORIZATION, a.as_str());
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| FetchError::Other(format!("GET {url}: {}", error_chain(&e))))?;
+            match resp.status() {
+                s if s.is_success() => return Ok(resp),
+                StatusCode::NOT_FOUND => {
+                    return Err(FetchError::NotFound(format!(
+                        "GET {url}: {}",
+                        body_hint(resp).await
+                    )));
+                }
+                StatusCode::UNAUTHORIZED if attempt == 0 => {
+                    let challenge = resp
+                        .headers()
+                        .get(WWW_AUTHENTICATE)
+                        .and_then(|v| v.to_str().ok())
+                        .map(Challenge::parse);
+                    auth = Some(self.authorize(&client, t, challenge, &token_key).await?);
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
+                    return Err(FetchError::Unauthorized(format!(
+                        "GET {url}: {}",
+                        body_hint(resp).await
+                    )));
+                }
+                s => {
+                    return Err(FetchError::Other(format!(
+                        "GET {url}: HTTP {s}: {}",
+                        body_hint(resp).await
+                    )));
+                }
+            }
+        }
+        Err(FetchError::Unauthorized(format!(
+            "GET {url}: credentials were refused"
+        )))
+    }
+
+    fn cached_token(&self, key: &(String, String)) -> Option<String> {
+        let tokens = self.tokens.lock().ok()?;
+        tokens
+            .get(key)
+            .filter(|(_, until)| *until > Instant::now())
+            .map(|(t, _)| t.clone())
+    }
+
+    /// Answers a 401 challenge with an `Authorization` header value.
+    async fn authorize(
+        &self,
+        client: &reqwest::Client,
+        t: &Target<'_>,
+        challenge: Option<Challenge>,
+        token_key: &(String, String),
+    ) -> Result<String, FetchError> {
+        let creds = t.credentials.cloned().unwrap_or_default();
+        let Some(challenge) = challenge else {
+            return Err(FetchError::Unauthorized(
+                "401 without a WWW-Authenticate challenge".into(),
+            ));
+        };
+        if challenge.scheme.eq_ignore_ascii_case("basic") {
+            if creds.username.is_empty() {
+                return Err(FetchError::Unauthorized(
+                    "registry wants basic auth and no credentials were given".into(),
+                ));
+            }
+            use base64::Engine as _;
+            let raw = format!("{}:{}", creds.username, creds.password);
+            return Ok(format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            ));
+        }
+        if !challenge.scheme.eq_ignore_ascii_case("bearer") {
+            return Err(FetchError::Unauthorized(format!(
+                "unsupported auth scheme {:?}",
+                challenge.scheme
+            )));
+        }
+        let realm = challenge
+            .params
+            .get("realm")
+            .ok_or_else(|| FetchError::Unauthorized("bearer challenge without realm".into()))?;
+        if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+            return Err(FetchError::Unauthorized(format!(
+                "token realm {realm:?} is not an HTTP URL"
+            )));
+        }
+        let service = challenge.params.get("service").cloned().unwrap_or_default();
+        let scope = challenge
+            .params
+            .get("scope")
+            .cloned()
+            .unwrap_or_else(|| t.scope());
+        let resp = if !creds.identity_token.is_empty() {
+            let form = [
+                ("grant_type", "refresh_token"),
+                ("refresh_token", creds.identity_token.as_str()),
+                ("service", service.as_str()),
+                ("scope", scope.as_str()),
+                ("client_id", "corral"),
+            ];
+            client.post(realm).form(&form).send().await
+        } else {
+            let mut req = client
+                .get(realm)
+                .query(&[("service", &service), ("scope", &scope)]);
+            if !creds.username.is_empty() {
+                req = req.basic_auth(&creds.username, Some(&creds.password));
+            }
+            req.send().await
+        }
+        .map_err(|e| FetchError::Other(format!("token request to {realm}: {}", error_chain(&e))))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            return Err(FetchError::Unauthorized(format!(
+                "token request to {realm}: HTTP {status}: {}",
+                body_hint(resp).await
+            )));
+        }
+        let body = read_bounded(resp, 1 << 20).await?;
+        let parsed: TokenResponse = serde_json::from_slice(&body)
+            .map_err(|e| FetchError::Other(format!("token response from {realm}: {e}")))?;
+        let token = parsed
+            .access_token
+            .or(parsed.token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| {
+                FetchError::Other(format!("token response from {realm} holds no token"))
+            })?;
+        let header = format!("Bearer {token}");
+        let ttl = Duration::from_secs(parsed.expires_in.unwrap_or(60).clamp(10, 3600));
+        if let Ok(mut tokens) = self.tokens.lock() {
+            tokens.insert(token_key.clone(), (header.clone(), Instant::now() + ttl));
+        }
+        Ok(header)
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    token: Option<String>,
+    access_token: Option<String>,
+    expires_in: Option<u64>,
+}
+
+/// A parsed `WWW-Authenticate` header: a scheme and its `key="value"` parameters.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Challenge {
+    pub scheme: String,
+    pub params: HashMap<String, String>,
+}
+
+impl Challenge {
+    pub fn parse(header: &str) -> Challenge {
+        let header = header.trim();
+        let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+        let mut params = HashMap::new();
+        let mut chars = rest.chars().peekable();
+        loop {
+            while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+                chars.next();
+            }
+            let key: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            if key.is_empty() {
+                break;
+            }
+            let mut value = String::new();
+            if chars.peek() == Some(&'"') {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => value.extend(chars.next()),
+                        '"' => break,
+                        c => value.push(c),
+                    }
+                }
+            } else {
+                while let Some(c) = chars.peek().copied() {
+                    if c == ',' {
+                        break;
+                    }
+                    value.push(c);
+                    chars.next();
+                }
+            }
+            params.insert(key.trim().to_ascii_lowercase(), value.trim().to_owned());
+        }
+        Challenge {
+            scheme: scheme.to_owned(),
+            params,
+        }
+    }
+}
+
+/// Reads a body, refusing (early, from Content-Length, or while reading) more than `limit`.
+async fn read_bounded(resp: reqwest::Response, limit: u64) -> Result<Bytes, FetchError> {
+    if let Some(len) = content_length(resp.headers())
+        && len > limit
+    {
+        return Err(FetchError::TooLarge(limit));
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk =
+            chunk.map_err(|e| FetchError::Other(format!("reading body: {}", error_chain(&e))))?;
+        if out.len() as u64 + chunk.len() as u64 > limit {
+            return Err(FetchError::TooLarge(limit));
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out.into())
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// A short, printable excerpt of an error body.
+async fn body_hint(resp: reqwest::Response) -> String {
+    let status = resp.status();
+    match read_bounded(resp, 4096).await {
+        Ok(b) if !b.is_empty() => String::from_utf8_lossy(&b)
+            .trim()
+            .chars()
+            .take(300)
+            .collect(),
+        _ => status.to_string(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        src = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenge_parsing() {
+        let c = Challenge::parse(
+            r#"Bearer realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(c.scheme, "Bearer");
+        assert_eq!(c.params["realm"], "https://auth.example/token");
+        assert_eq!(c.params["service"], "registry.example");
+        assert_eq!(c.params["scope"], "repository:a/b:pull,push");
+        let b = Challenge::parse(r#"Basic realm="Registry Realm""#);
+        assert_eq!(b.scheme, "Basic");
+        assert_eq!(b.params["realm"], "Registry Realm");
+    }
+}

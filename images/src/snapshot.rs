@@ -1,0 +1,171 @@
+//! Snapshots: one unpacked layer each, keyed by the layer's chain ID.
+//!
+//! Layout under its root: `<chain-hex>/fs` is the layer's overlayfs diff directory (whiteouts as
+//! 0:0 character devices, opaque directories marked with `trusted.overlay.opaque`), and
+//! `<chain-hex>/meta.json` describes it. A layer is unpacked into `.staging/<random>/fs`; only
+//! after its digests are verified is the staging directory renamed to `<chain-hex>`, so a
+//! snapshot directory with a `meta.json` is always complete. Staging leftovers are swept at open.
+//! Because every layer has its own diff directory, layers of one image unpack in parallel and a
+//! layer shared by several images is stored once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::digest::Digest;
+use crate::error::{ImageError, Result};
+use crate::fsutil;
+
+const META: &str = "meta.json";
+pub const META_VERSION: u32 = 1;
+
+/// What is recorded about a committed snapshot.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SnapshotMeta {
+    pub version: u32,
+    pub chain_id: Digest,
+    pub diff_id: Digest,
+    pub parent: Option<Digest>,
+    /// Bytes the unpacked files use on disk.
+    pub disk_bytes: u64,
+    pub inodes: u64,
+    /// Unix seconds.
+    pub created: u64,
+}
+
+/// The directory of snapshots.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    root: PathBuf,
+    staging: PathBuf,
+}
+
+impl SnapshotStore {
+    /// Opens (creating) the store and removes unfinished staging directories.
+    pub fn open(root: &Path) -> Result<SnapshotStore> {
+        let staging = root.join(".staging");
+        fsutil::create_private_dir(&staging)?;
+        for entry in fs::read_dir(&staging).map_err(ImageError::io("read", &staging))? {
+            let entry = entry.map_err(ImageError::io("read", &staging))?;
+            let _ = fsutil::remove_any(&entry.path());
+        }
+        Ok(SnapshotStore {
+            root: root.to_path_buf(),
+            staging,
+        })
+    }
+
+    fn dir(&self, chain_id: &Digest) -> PathBuf {
+        self.root.join(chain_id.hex())
+    }
+
+    /// The diff directory of a committed snapshot.
+    pub fn fs_dir(&self, chain_id: &Digest) -> PathBuf {
+        self.dir(chain_id).join("fs")
+    }
+
+    pub fn exists(&self, chain_id: &Digest) -> bool {
+        self.dir(chain_id).join(META).is_file()
+    }
+
+    /// Reads a committed snapshot's record.
+    pub fn meta(&self, chain_id: &Digest) -> Result<SnapshotMeta> {
+        let path = self.dir(chain_id).join(META);
+        let data = fs::read(&path).map_err(ImageError::io("read", &path))?;
+        serde_json::from_slice(&data).map_err(|e| ImageError::Record {
+            path,
+            detail: e.to_string(),
+        })
+    }
+
+    /// A fresh, empty staging directory to unpack into.
+    pub fn stage(&self) -> Result<Staged> {
+        let dir = self.staging.join(fsutil::random_name());
+        fsutil::create_private_dir(&dir.join("fs"))?;
+        Ok(Staged {
+            dir,
+            committed: false,
+        })
+    }
+
+    /// Makes a staged snapshot visible under its chain ID. When another pull committed the same
+    /// chain ID first, the staged copy is discarded and that one is kept.
+    pub fn commit(&self, mut staged: Staged, meta: &SnapshotMeta) -> Result<()> {
+        let data = serde_json::to_vec_pretty(meta)
+            .map_err(|e| ImageError::Internal(format!("encode snapshot meta: {e}")))?;
+        fsutil::write_atomic(&staged.dir.join(META), &data)?;
+        let target = self.dir(&meta.chain_id);
+        if self.exists(&meta.chain_id) {
+            return Ok(());
+        }
+        // A directory without meta.json is debris from an interrupted removal.
+        let _ = fsutil::remove_any(&target);
+        fs::rename(&staged.dir, &target).map_err(ImageError::io("commit snapshot", &target))?;
+        staged.committed = true;
+        fsutil::sync_dir(&self.root)
+    }
+
+    /// Deletes a snapshot. Its record goes first, so a crash half-way leaves debris that
+    /// [`SnapshotStore::exists`] does not count and a later commit replaces.
+    pub fn remove(&self, chain_id: &Digest) -> Result<()> {
+        let dir = self.dir(chain_id);
+        let _ = fs::remove_file(dir.join(META));
+        fsutil::remove_any(&dir).map_err(ImageError::io("remove snapshot", dir))
+    }
+
+    /// Every committed snapshot.
+    pub fn list(&self) -> Result<Vec<SnapshotMeta>> {
+        let mut out = Vec::new();
+        for entry in fs::read_dir(&self.root).map_err(ImageError::io("read", &self.root))? {
+            let entry = entry.map_err(ImageError::io("read", &self.root))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            if let Ok(d) = Digest::parse(&format!("sha256:{name}"))
+                && let Ok(meta) = self.meta(&d)
+            {
+                out.push(meta);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of staging directories present (for tests and diagnostics).
+    pub fn staging_count(&self) -> usize {
+        fs::read_dir(&self.staging).map(|d| d.count()).unwrap_or(0)
+    }
+
+    /// Overlay `lowerdir=` value for a layer stack given bottom first: upper layers first.
+    pub fn lowerdirs(&self, chain_ids: &[Digest]) -> String {
+        chain_ids
+            .iter()
+            .rev()
+            .map(|c| self.fs_dir(c).to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(":")
+    }
+}
+
+/// A staging directory; removed on drop unless committed.
+#[derive(Debug)]
+pub struct Staged {
+    dir: PathBuf,
+    committed: bool,
+}
+
+impl Staged {
+    /// The directory the layer is unpacked into.
+    pub fn fs_dir(&self) -> PathBuf {
+        self.dir.join("fs")
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.committed {
+            let _ = fsutil::remove_any(&self.dir);
+        }
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Corral needs, only those missing. Run as root.
+#   scripts/install-deps.sh run     what the daemon needs at run time
+#   scripts/install-deps.sh test    plus the loopback registry and fixture sources for tests
+#   scripts/install-deps.sh bench   plus containerd and runc, the benchmark peer
+set -euo pipefail
+
+want=()
+case "${1:-test}" in
+  run) ;;
+  test) want+=(docker-registry busybox-static) ;;
+  bench) want+=(docker-registry busybox-static containerd runc containernetworking-plugins) ;;
+  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "missing packages: ${missing[*]}; run as root to install them" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}"
+# Package scripts must not start system services (a registry on :5000, a system containerd):
+# tests and benchmarks start their own instances on their own ports and sockets.
+policy=/usr/sbin/policy-rc.d
+created_policy=0
+if [ ! -e "$policy" ]; then
+  printf '#!/bin/sh\nexit 101\n' > "$policy"
+  chmod +x "$policy"
+  created_policy=1
+fi
+trap '[ $created_policy -eq 1 ] && rm -f "$policy"' EXIT
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,288 @@
+//! A corrald under test: its own temporary root, state directory, socket and registry
+//! configuration, started as a real process and driven over its socket with the real client.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use corral_cri_api::v1::image_service_client::ImageServiceClient;
+use corral_cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use tonic::transport::Channel;
+
+/// Path of the corrald binary: `$CORRALD_BIN`, else the workspace's debug build.
+pub fn corrald_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CORRALD_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    target.join("debug/corrald")
+}
+
+/// Options for a test daemon.
+#[derive(Default, Clone)]
+pub struct DaemonOptions {
+    /// Extra lines of TOML for the config file.
+    pub extra_config: String,
+    /// Environment for the daemon process.
+    pub env: Vec<(String, String)>,
+}
+
+/// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
+pub struct TestDaemon {
+    dir: tempfile::TempDir,
+    child: Option<std::process::Child>,
+    opts: DaemonOptions,
+}
+
+impl TestDaemon {
+    pub async fn start() -> Result<TestDaemon> {
+        TestDaemon::start_with(DaemonOptions::default()).await
+    }
+
+    pub async fn start_with(opts: DaemonOptions) -> Result<TestDaemon> {
+        let dir = tempfile::Builder::new().prefix("corral-test-").tempdir()?;
+        std::fs::create_dir_all(dir.path().join("hosts"))?;
+        let mut d = TestDaemon {
+            dir,
+            child: None,
+            opts,
+        };
+        d.spawn().await?;
+        Ok(d)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+    pub fn root(&self) -> PathBuf {
+        self.dir().join("root")
+    }
+    pub fn state(&self) -> PathBuf {
+        self.dir().join("state")
+    }
+    pub fn socket(&self) -> PathBuf {
+        self.dir().join("corral.sock")
+    }
+    /// The registry config directory (`<host>/hosts.toml` files).
+    pub fn hosts_dir(&self) -> PathBuf {
+        self.dir().join("hosts")
+    }
+    pub fn config_file(&self) -> PathBuf {
+        self.dir().join("corrald.toml")
+    }
+    pub fn log_file(&self) -> PathBuf {
+        self.dir().join("corrald.log")
+    }
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
+    /// Writes `<hosts>/<registry>/hosts.toml`.
+    pub fn write_hosts(&self, registry: &str, toml: &str) -> Result<()> {
+        let dir = self.hosts_dir().join(registry);
+        std::fs::create_dir_all(&dir)?;
+        std::fs::write(dir.join("hosts.toml"), toml)?;
+        Ok(())
+    }
+
+    /// Routes pulls of `registry` to a plain-HTTP mirror at `mirror` (`127.0.0.1:port`).
+    pub fn mirror(&self, registry: &str, mirror: &str) -> Result<()> {
+        self.write_hosts(
+            registry,
+            &format!("[host.\"http://{mirror}\"]\n  capabilities = [\"pull\", \"resolve\"]\n"),
+        )
+    }
+
+    fn write_config(&self) -> Result<()> {
+        let config = format!(
+            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[log]\nlevel = \"debug\"\n",
+            self.root(),
+            self.state(),
+            self.socket(),
+            self.hosts_dir(),
+            self.opts.extra_config,
+        );
+        std::fs::write(self.config_file(), config)?;
+        Ok(())
+    }
+
+    async fn spawn(&mut self) -> Result<()> {
+        self.write_config()?;
+        let bin = corrald_bin();
+        if !bin.is_file() {
+            bail!(
+                "{} is missing: build it first (`cargo build --bins`, or `make test`)",
+                bin.display()
+            );
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_file())?;
+        let child = std::process::Command::new(&bin)
+            .arg("--config")
+            .arg(self.config_file())
+            .envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("start {}", bin.display()))?;
+        self.child = Some(child);
+        let started = Instant::now();
+        loop {
+            if let Some(c) = self.child.as_mut()
+                && let Some(status) = c.try_wait()?
+            {
+                self.child = None;
+                bail!(
+                    "corrald exited with {status} during start-up:\n{}",
+                    self.log()
+                );
+            }
+            if self.socket().exists()
+                && let Ok(ch) = corral_cri_api::connect(self.socket()).await
+            {
+                let mut rt = RuntimeServiceClient::new(ch);
+                if rt
+                    .version(corral_cri_api::v1::VersionRequest::default())
+                    .await
+                    .is_ok()
+                {
+                    return Ok(());
+                }
+            }
+            if started.elapsed() > Duration::from_secs(20) {
+                bail!(
+                    "corrald did not answer on {} within 20 s:\n{}",
+                    self.socket().display(),
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The daemon's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.log_file()).unwrap_or_default()
+    }
+
+    pub async fn channel(&self) -> Result<Channel> {
+        Ok(corral_cri_api::connect(self.socket()).await?)
+    }
+
+    pub async fn images(&self) -> Result<ImageServiceClient<Channel>> {
+        Ok(ImageServiceClient::new(self.channel().await?).max_decoding_message_size(16 << 20))
+    }
+
+    pub async fn runtime(&self) -> Result<RuntimeServiceClient<Channel>> {
+        Ok(RuntimeServiceClient::new(self.channel().await?).max_decoding_message_size(16 << 20))
+    }
+
+    /// Stops with SIGTERM and waits.
+    pub fn stop(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            signal(child.id(), nix::sys::signal::Signal::SIGTERM);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                if child.try_wait()?.is_some() {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    child.kill()?;
+                    child.wait()?;
+                    bail!("corrald ignored SIGTERM for 10 s");
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills with SIGKILL (a crash) and waits.
+    pub fn kill(&mut self) -> Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Starts the daemon again on the same directories.
+    pub async fn restart(&mut self) -> Result<()> {
+        self.stop()?;
+        self.spawn().await
+    }
+
+    /// Starts the daemon after a stop or kill.
+    pub async fn start_again(&mut self) -> Result<()> {
+        self.spawn().await
+    }
+
+    /// Files left under the root's temporary areas (ingest files and staging directories).
+    pub fn temporaries(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for dir in [
+            self.root().join("content/ingest"),
+            self.root().join("snapshots/.staging"),
+        ] {
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                out.extend(rd.flatten().map(|e| e.path()));
+            }
+        }
+        out
+    }
+
+    /// Waits until no temporaries remain (blocking work of a cancelled pull finishes shortly after).
+    pub async fn wait_no_temporaries(&self, within: Duration) -> Vec<PathBuf> {
+        let until = Instant::now() + within;
+        loop {
+            let left = self.temporaries();
+            if left.is_empty() || Instant::now() > until {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    /// Names of committed blobs in the content store.
+    pub fn blobs(&self) -> Vec<String> {
+        list_names(&self.root().join("content/blobs/sha256"))
+    }
+
+    /// Names (chain ID hex) of committed snapshots.
+    pub fn snapshots(&self) -> Vec<String> {
+        list_names(&self.root().join("snapshots"))
+            .into_iter()
+            .filter(|n| !n.starts_with('.'))
+            .collect()
+    }
+}
+
+fn list_names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) {
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
+}
+
+impl Drop for TestDaemon {
+    fn drop(&mut self) {
+        if self.stop().is_err() {
+            let _ = self.kill();
+        }
+    }
+}
