@@ -21,6 +21,10 @@ use crate::lock::{self, DirLock, LockError};
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
 const MAX_MESSAGE: usize = 16 << 20;
 
+/// How long calls in flight may take to finish after shutdown begins. Idle client connections
+/// do not hold the daemon up beyond this.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// Why the daemon could not start or stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
@@ -90,11 +94,29 @@ impl Daemon {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         tracing::info!(socket = %self.config.grpc.socket.display(), root = %self.config.root.display(), "serving CRI");
-        let result = tonic::transport::Server::builder()
+        let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        let shutdown = async move {
+            shutdown.await;
+            let _ = begun_tx.send(());
+        };
+        let server = tonic::transport::Server::builder()
             .add_service(runtime)
             .add_service(image)
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
-            .await;
+            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
+        let grace = async {
+            if begun_rx.await.is_ok() {
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        let result = tokio::select! {
+            r = server => r,
+            () = grace => {
+                tracing::info!(grace = ?SHUTDOWN_GRACE, "connections still open after the grace period; closing them");
+                Ok(())
+            }
+        };
         let _ = std::fs::remove_file(&self.config.grpc.socket);
         tracing::info!("stopped");
         Ok(result?)

@@ -31,7 +31,15 @@ impl ImageRef {
         if input.starts_with("sha256:") {
             return Err(invalid("an image ID is not a pullable reference".into()));
         }
-        let parsed: Reference = input.parse().map_err(|e| invalid(format!("{e}")))?;
+        let parsed: Reference = input.parse().map_err(|e| {
+            // The grammar rejects upper case in repository paths; say so, as Docker does.
+            let path = input.split_once('/').map_or(input, |(_, p)| p);
+            if path.bytes().any(|b| b.is_ascii_uppercase()) {
+                invalid(format!("{e}: repository name must be lowercase"))
+            } else {
+                invalid(format!("{e}"))
+            }
+        })?;
         if parsed.repository().bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(invalid("repository name must be lowercase".into()));
         }

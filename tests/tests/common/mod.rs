@@ -1,0 +1,167 @@
+//! Helpers shared by the integration test files.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use corral_cri_api::v1::image_service_client::ImageServiceClient;
+use corral_cri_api::v1::{
+    AuthConfig, Image, ImageSpec, ImageStatusRequest, ListImagesRequest, PullImageRequest,
+    RemoveImageRequest,
+};
+use corral_tests::daemon::TestDaemon;
+use tonic::transport::Channel;
+
+pub type Images = ImageServiceClient<Channel>;
+
+pub fn spec(image: &str) -> Option<ImageSpec> {
+    Some(ImageSpec {
+        image: image.to_owned(),
+        ..Default::default()
+    })
+}
+
+pub async fn pull(c: &mut Images, image: &str) -> Result<String, tonic::Status> {
+    pull_auth(c, image, None).await
+}
+
+pub async fn pull_auth(
+    c: &mut Images,
+    image: &str,
+    auth: Option<AuthConfig>,
+) -> Result<String, tonic::Status> {
+    let resp = c
+        .pull_image(PullImageRequest {
+            image: spec(image),
+            auth,
+            sandbox_config: None,
+        })
+        .await?;
+    Ok(resp.into_inner().image_ref)
+}
+
+pub async fn list(c: &mut Images) -> Result<Vec<Image>> {
+    Ok(c.list_images(ListImagesRequest::default())
+        .await?
+        .into_inner()
+        .images)
+}
+
+pub async fn status(c: &mut Images, image: &str) -> Result<Option<Image>> {
+    Ok(c.image_status(ImageStatusRequest {
+        image: spec(image),
+        verbose: false,
+    })
+    .await?
+    .into_inner()
+    .image)
+}
+
+pub async fn remove(c: &mut Images, image: &str) -> Result<(), tonic::Status> {
+    c.remove_image(RemoveImageRequest { image: spec(image) })
+        .await?;
+    Ok(())
+}
+
+/// The chain IDs the daemon recorded for an image (from its record file).
+pub fn chain_ids(d: &TestDaemon, image_id: &str) -> Result<Vec<String>> {
+    let hex = image_id.trim_start_matches("sha256:");
+    let path = d.root().join("images").join(format!("{hex}.json"));
+    let rec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| path.display().to_string())?)?;
+    Ok(rec["chain_ids"]
+        .as_array()
+        .context("chain_ids")?
+        .iter()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect())
+}
+
+/// A read-only overlay of an image's snapshots; unmounted on drop.
+pub struct View {
+    pub dir: tempfile::TempDir,
+}
+
+impl View {
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(self.dir.path(), nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Mounts the merged root filesystem of a pulled image, the way a container will see it.
+pub fn mount_image(d: &TestDaemon, image_id: &str) -> Result<View> {
+    let dirs: Vec<PathBuf> = chain_ids(d, image_id)?
+        .iter()
+        .map(|c| {
+            d.root()
+                .join("snapshots")
+                .join(c.trim_start_matches("sha256:"))
+                .join("fs")
+        })
+        .collect();
+    let view = View {
+        dir: tempfile::Builder::new().prefix("corral-view-").tempdir()?,
+    };
+    use nix::mount::{MsFlags, mount};
+    if dirs.len() == 1 {
+        mount(
+            Some(&dirs[0]),
+            view.path(),
+            None::<&str>,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            None::<&str>,
+        )?;
+    } else {
+        let lower: Vec<String> = dirs.iter().rev().map(|p| p.display().to_string()).collect();
+        let opts = format!("lowerdir={}", lower.join(":"));
+        mount(
+            Some("overlay"),
+            view.path(),
+            Some("overlay"),
+            MsFlags::MS_RDONLY,
+            Some(opts.as_str()),
+        )
+        .with_context(|| format!("mount overlay {opts}"))?;
+    }
+    Ok(view)
+}
+
+/// Asserts a gRPC error has this code and its message contains every fragment.
+pub fn assert_status(
+    r: Result<impl std::fmt::Debug, tonic::Status>,
+    code: tonic::Code,
+    fragments: &[&str],
+) {
+    match r {
+        Ok(v) => panic!("expected {code:?}, got success: {v:?}"),
+        Err(s) => {
+            assert_eq!(s.code(), code, "wrong code; message: {}", s.message());
+            for f in fragments {
+                assert!(
+                    s.message().contains(f),
+                    "message {:?} lacks {f:?}",
+                    s.message()
+                );
+            }
+        }
+    }
+}
+
+/// Asserts the daemon holds no image and no leftovers: records, blobs, snapshots, temporaries.
+pub async fn assert_empty(d: &TestDaemon, c: &mut Images) -> Result<()> {
+    assert!(list(c).await?.is_empty(), "images listed");
+    assert_eq!(
+        d.wait_no_temporaries(std::time::Duration::from_secs(10))
+            .await,
+        Vec::<PathBuf>::new()
+    );
+    assert_eq!(d.blobs(), Vec::<String>::new(), "blobs left");
+    assert_eq!(d.snapshots(), Vec::<String>::new(), "snapshots left");
+    Ok(())
+}
