@@ -311,6 +311,7 @@ impl ImageManager {
         Lease {
             manager: Arc::downgrade(self),
             digests,
+            sweep: std::sync::atomic::AtomicBool::new(true),
         }
     }
 
@@ -327,15 +328,30 @@ impl ImageManager {
     }
 }
 
-/// Keeps digests out of garbage collection while held.
+/// Keeps digests out of garbage collection while held. A pull shares its lease with every
+/// blocking task it starts, so the lease ends only when the last of them is done. A lease that
+/// ends without [`Lease::disarm`] (the pull failed or was cancelled) sweeps what the pull
+/// committed and no image references, so a failed pull leaves nothing behind.
 pub(crate) struct Lease {
     manager: Weak<ImageManager>,
     digests: Vec<Digest>,
+    sweep: std::sync::atomic::AtomicBool,
+}
+
+impl Lease {
+    /// The pull succeeded: its image references what it committed.
+    pub(crate) fn disarm(&self) {
+        self.sweep
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        if let Some(m) = self.manager.upgrade() {
+        let Some(m) = self.manager.upgrade() else {
+            return;
+        };
+        {
             let mut map = m.lease_map();
             for d in &self.digests {
                 if let Some(n) = map.get_mut(d) {
@@ -344,6 +360,17 @@ impl Drop for Lease {
                         map.remove(d);
                     }
                 }
+            }
+        }
+        if self.sweep.load(std::sync::atomic::Ordering::Acquire) {
+            let sweep = move || {
+                if let Err(e) = m.collect_garbage() {
+                    tracing::warn!(error = %e, "cleaning up after a failed pull");
+                }
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(h) => drop(h.spawn_blocking(sweep)),
+                Err(_) => sweep(),
             }
         }
     }

@@ -23,10 +23,10 @@ use crate::auth::Credentials;
 use crate::digest::{Digest, chain_ids};
 use crate::error::{ImageError, Result};
 use crate::hosts::Endpoint;
-use crate::manager::ImageManager;
+use crate::manager::{ImageManager, Lease};
 use crate::reference::ImageRef;
 use crate::registry::{FetchError, Target};
-use crate::snapshot::{META_VERSION, SnapshotMeta};
+use crate::snapshot::{META_VERSION, SnapshotMeta, Staged};
 use crate::store::{ConfigSummary, ImageRecord, LayerRecord};
 use crate::unpack::{self, Compression};
 
@@ -235,10 +235,15 @@ impl Pull<'_> {
         leased.push(config_digest.clone());
         leased.push(manifest_digest.clone());
         leased.extend(index.as_ref().map(|(d, _)| d.clone()));
-        let _lease = self.mgr.lease(leased);
+        let lease = Arc::new(self.mgr.lease(leased));
 
         let jobs = layers.iter().enumerate().map(|(i, layer)| {
-            self.ensure_layer(layer, &chains[i], i.checked_sub(1).map(|p| &chains[p]))
+            self.ensure_layer(
+                layer,
+                &chains[i],
+                i.checked_sub(1).map(|p| &chains[p]),
+                &lease,
+            )
         });
         futures::future::try_join_all(jobs).await?;
 
@@ -269,9 +274,15 @@ impl Pull<'_> {
         };
         let mgr = Arc::clone(self.mgr);
         let tag = self.r.repo_tag();
-        tokio::task::spawn_blocking(move || mgr.records.commit_pull(record, tag.as_deref()))
-            .await
-            .map_err(|e| ImageError::Internal(format!("record task: {e}")))?
+        let held = Arc::clone(&lease);
+        let committed = tokio::task::spawn_blocking(move || {
+            let _lease = held;
+            mgr.records.commit_pull(record, tag.as_deref())
+        })
+        .await
+        .map_err(|e| ImageError::Internal(format!("record task: {e}")))??;
+        lease.disarm();
+        Ok(committed)
     }
 
     /// Picks the host platform's manifest from an index.
@@ -352,6 +363,7 @@ impl Pull<'_> {
         layer: &LayerRecord,
         chain_id: &Digest,
         parent: Option<&Digest>,
+        lease: &Arc<Lease>,
     ) -> Result<()> {
         let mgr = self.mgr;
         // One flight per blob: a second pull of the same layer waits, then finds it done.
@@ -371,9 +383,13 @@ impl Pull<'_> {
         let compression =
             Compression::from_media_type(&layer.media_type).unwrap_or(Compression::None);
 
-        let stats = if mgr.content.contains(&layer.digest) {
+        let (staged, stats) = if mgr.content.contains(&layer.digest) {
             let path = mgr.content.path(&layer.digest);
+            let held = Arc::clone(lease);
             let task = tokio::task::spawn_blocking(move || {
+                let _lease = held;
+                // The staging guard lives in this thread: dropped only once it stops writing.
+                let staged = staged;
                 let file = std::fs::File::open(&path)
                     .map_err(|e| unpack::UnpackError::from_io("open blob", e))?;
                 unpack::unpack_layer(
@@ -382,12 +398,13 @@ impl Pull<'_> {
                     &target,
                     &limits,
                 )
+                .map(|stats| (staged, stats))
             });
             task.await
                 .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?
                 .map_err(|source| self.unpack_error(layer, source))?
         } else {
-            self.download_and_unpack(layer, compression, target, limits)
+            self.download_and_unpack(layer, compression, staged, limits, lease)
                 .await?
         };
         if stats.diff_id != layer.diff_id.as_str() {
@@ -410,18 +427,23 @@ impl Pull<'_> {
             created: now(),
         };
         let mgr2 = Arc::clone(mgr);
-        tokio::task::spawn_blocking(move || mgr2.snapshots.commit(staged, &meta))
-            .await
-            .map_err(|e| ImageError::Internal(format!("commit task: {e}")))?
+        let held = Arc::clone(lease);
+        tokio::task::spawn_blocking(move || {
+            let _lease = held;
+            mgr2.snapshots.commit(staged, &meta)
+        })
+        .await
+        .map_err(|e| ImageError::Internal(format!("commit task: {e}")))?
     }
 
     async fn download_and_unpack(
         &self,
         layer: &LayerRecord,
         compression: Compression,
-        target: std::path::PathBuf,
+        staged: Staged,
         limits: unpack::UnpackLimits,
-    ) -> Result<unpack::UnpackStats> {
+        lease: &Arc<Lease>,
+    ) -> Result<(Staged, unpack::UnpackStats)> {
         let mut resp = None;
         let mut last = None;
         for s in self.sources.iter().filter(|s| s.endpoint.pull) {
@@ -452,7 +474,14 @@ impl Pull<'_> {
             finished: Arc::clone(&finished),
             writer: Some(writer),
         };
+        let expected_diff_id = layer.diff_id.clone();
+        let lease = Arc::clone(lease);
         let task = tokio::task::spawn_blocking(move || -> std::result::Result<_, LayerFailure> {
+            // Held until this thread is done, so a cancelled pull's sweep runs after it, and the
+            // staging directory is removed only once nothing writes into it any more.
+            let _lease = lease;
+            let staged = staged;
+            let target = staged.fs_dir();
             let mut reader = reader;
             let stats = unpack::unpack_layer(&mut reader, compression, &target, &limits)
                 .map_err(LayerFailure::Unpack)?;
@@ -460,8 +489,12 @@ impl Pull<'_> {
             std::io::copy(&mut reader, &mut std::io::sink())
                 .map_err(|e| LayerFailure::Unpack(unpack::UnpackError::from_io("read layer", e)))?;
             let writer = reader.writer.take().ok_or(LayerFailure::Internal)?;
+            // Both digests are checked before the blob becomes visible.
+            if stats.diff_id != expected_diff_id.as_str() {
+                return Err(LayerFailure::DiffId(stats.diff_id));
+            }
             writer.commit().map_err(LayerFailure::Blob)?;
-            Ok(stats)
+            Ok((staged, stats))
         });
 
         let mut stream = resp.bytes_stream();
@@ -503,8 +536,20 @@ impl Pull<'_> {
             Ok(stats) => Ok(stats),
             Err(LayerFailure::Unpack(source)) => Err(self.unpack_error(layer, source)),
             Err(LayerFailure::Blob(e)) => Err(e),
+            Err(LayerFailure::DiffId(got)) => Err(self.diff_id_mismatch(layer, &got)),
             Err(LayerFailure::Internal) => Err(ImageError::Internal("layer writer lost".into())),
         }
+    }
+
+    fn diff_id_mismatch(&self, layer: &LayerRecord, got: &str) -> ImageError {
+        self.verification(
+            "layer",
+            &layer.digest,
+            format!(
+                "uncompressed content hashes to {got}, config says {}",
+                layer.diff_id
+            ),
+        )
     }
 
     fn unpack_error(&self, layer: &LayerRecord, source: unpack::UnpackError) -> ImageError {
@@ -551,6 +596,7 @@ impl Pull<'_> {
 
 enum LayerFailure {
     Unpack(unpack::UnpackError),
+    DiffId(String),
     Blob(ImageError),
     Internal,
 }
@@ -576,7 +622,7 @@ impl Read for ChannelReader {
                 None if self.finished.load(Ordering::Acquire) => return Ok(0),
                 None => {
                     return Err(std::io::Error::new(
-                        std::io::ErrorKind::Interrupted,
+                        std::io::ErrorKind::ConnectionAborted,
                         "download aborted before the layer was complete",
                     ));
                 }

@@ -161,7 +161,35 @@ pub async fn assert_empty(d: &TestDaemon, c: &mut Images) -> Result<()> {
             .await,
         Vec::<PathBuf>::new()
     );
+    // A failed or cancelled pull sweeps what it committed once its last worker ends.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while (!d.blobs().is_empty() || !d.snapshots().is_empty()) && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+    }
     assert_eq!(d.blobs(), Vec::<String>::new(), "blobs left");
     assert_eq!(d.snapshots(), Vec::<String>::new(), "snapshots left");
     Ok(())
+}
+
+/// Serves a built image from a fake registry under `name:tag`.
+pub fn serve_image(
+    fake: &corral_tests::registry::FakeRegistry,
+    name: &str,
+    tag: &str,
+    img: &corral_tests::fixtures::BuiltImage,
+) {
+    fake.serve_manifest(name, tag, img.manifest_media_type(), &img.manifest);
+    fake.serve_blob(name, &img.config_digest, &img.config);
+    for l in &img.layers {
+        fake.serve_blob(name, &l.digest, &l.data);
+    }
+}
+
+/// A path under /tmp unique to this test process, for "nothing was written outside" checks.
+pub fn sentinel(name: &str) -> PathBuf {
+    PathBuf::from(format!(
+        "/tmp/corral-sentinel-{}-{name}",
+        std::process::id()
+    ))
 }

@@ -1,0 +1,253 @@
+//! Pull behaviour against registries: authentication, concurrency, deadlines, interruptions.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use common::*;
+use corral_cri_api::v1::{AuthConfig, PullImageRequest};
+use corral_tests::daemon::{DaemonOptions, TestDaemon};
+use corral_tests::fixtures::{Compression, Layer, ManifestFormat, big_image, busybox_image};
+use corral_tests::registry::{CannedResponse, FakeRegistry, Registry, RegistryOptions};
+use tonic::Code;
+
+#[tokio::test]
+async fn basic_auth_from_the_request_or_the_credentials_file() -> Result<()> {
+    let reg = Registry::start_with(RegistryOptions::new().user("alice", "s3cret:pw")).await?;
+    let pushed = reg
+        .client()
+        .push_image("private/app", "v1", &busybox_image()?, ManifestFormat::Oci)
+        .await?;
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+
+    assert_status(
+        pull(&mut c, &pushed.reference).await,
+        Code::Unauthenticated,
+        &["private/app"],
+    );
+    let wrong = AuthConfig {
+        username: "alice".into(),
+        password: "nope".into(),
+        ..Default::default()
+    };
+    assert_status(
+        pull_auth(&mut c, &pushed.reference, Some(wrong)).await,
+        Code::Unauthenticated,
+        &[],
+    );
+
+    let by_fields = AuthConfig {
+        username: "alice".into(),
+        password: "s3cret:pw".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pull_auth(&mut c, &pushed.reference, Some(by_fields)).await?,
+        pushed.config_digest
+    );
+    remove(&mut c, &pushed.reference).await?;
+
+    use base64::Engine as _;
+    let by_auth = AuthConfig {
+        auth: base64::engine::general_purpose::STANDARD.encode("alice:s3cret:pw"),
+        ..Default::default()
+    };
+    assert_eq!(
+        pull_auth(&mut c, &pushed.reference, Some(by_auth)).await?,
+        pushed.config_digest
+    );
+    remove(&mut c, &pushed.reference).await?;
+    drop(c);
+    drop(d);
+
+    // Static credentials from a Docker-style file.
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("auth.json");
+    let entry = base64::engine::general_purpose::STANDARD.encode("alice:s3cret:pw");
+    std::fs::write(
+        &file,
+        format!(
+            r#"{{"auths": {{"{}": {{"auth": "{entry}"}}}}}}"#,
+            reg.addr()
+        ),
+    )?;
+    let d = TestDaemon::start_with(DaemonOptions {
+        extra_config: format!("credentials_file = {:?}", file),
+        ..Default::default()
+    })
+    .await?;
+    let mut c = d.images().await?;
+    assert_eq!(pull(&mut c, &pushed.reference).await?, pushed.config_digest);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_pulls_fetch_each_blob_once() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let shared = Layer::new()
+        .file("shared/data", vec![7u8; 512 << 10])
+        .build(Compression::Gzip)?;
+    let a = busybox_image()?
+        .layer(shared.clone())
+        .label("img", "a")
+        .build(ManifestFormat::Oci)?;
+    let b = busybox_image()?
+        .layer(shared.clone())
+        .label("img", "b")
+        .build(ManifestFormat::Docker)?;
+    serve_image(&fake, "app/a", "v1", &a);
+    serve_image(&fake, "app/b", "v1", &b);
+    // Both repositories hold the same layer blobs (as registries do with cross-repo mounts).
+    let d = TestDaemon::start().await?;
+
+    let mut jobs = Vec::new();
+    for i in 0..6 {
+        let name = format!(
+            "{}/app/{}:v1",
+            fake.addr(),
+            if i % 2 == 0 { "a" } else { "b" }
+        );
+        let mut c = d.images().await?;
+        jobs.push(tokio::spawn(async move { pull(&mut c, &name).await }));
+    }
+    let mut ids = Vec::new();
+    for j in jobs {
+        ids.push(j.await??);
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids, {
+        let mut v = vec![a.config_digest.clone(), b.config_digest.clone()];
+        v.sort();
+        v
+    });
+    let requests = fake.requests();
+    for layer in &a.layers {
+        let fetched = requests
+            .iter()
+            .filter(|r| r.starts_with("GET ") && r.contains(&format!("/blobs/{}", layer.digest)))
+            .count();
+        assert_eq!(
+            fetched, 1,
+            "layer {} fetched {fetched} times: {requests:#?}",
+            layer.digest
+        );
+    }
+    assert_eq!(d.snapshots().len(), 2);
+    assert!(
+        d.wait_no_temporaries(Duration::from_secs(5))
+            .await
+            .is_empty()
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_one_millisecond_deadline_leaves_nothing() -> Result<()> {
+    let reg = Registry::start().await?;
+    let pushed = reg
+        .client()
+        .push_image("big", "v1", &big_image(24 << 20, 3)?, ManifestFormat::Oci)
+        .await?;
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let mut req = tonic::Request::new(PullImageRequest {
+        image: spec(&pushed.reference),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_millis(1));
+    // tonic's client enforces the deadline itself and reports CANCELLED "Timeout expired"
+    // (a Go client reports DEADLINE_EXCEEDED); either way the call fails on the deadline.
+    // The server's own DEADLINE_EXCEEDED is checked with a longer deadline below.
+    let err = c
+        .pull_image(req)
+        .await
+        .expect_err("1 ms is too short to pull");
+    assert!(
+        err.code() == Code::DeadlineExceeded
+            || (err.code() == Code::Cancelled && err.message() == "Timeout expired"),
+        "{err:?}"
+    );
+    assert_empty(&d, &mut c).await?;
+    // Nothing half-made stands in the way of a normal pull afterwards.
+    assert_eq!(pull(&mut c, &pushed.reference).await?, pushed.config_digest);
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stalled_download_is_cut_by_the_deadline_and_cleaned_up() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let big = Layer::new()
+        .file(
+            "blob",
+            (0..4u32 << 20)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect::<Vec<u8>>(),
+        )
+        .build(Compression::Gzip)?;
+    let img = busybox_image()?.layer(big).build(ManifestFormat::Oci)?;
+    serve_image(&fake, "slow", "v1", &img);
+    let last = img.layers.last().expect("layer");
+    fake.route(
+        &format!("/v2/slow/blobs/{}", last.digest),
+        CannedResponse::new(200, last.data.clone()).stall_after(last.data.len() / 2),
+    );
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let mut req = tonic::Request::new(PullImageRequest {
+        image: spec(&format!("{}/slow:v1", fake.addr())),
+        ..Default::default()
+    });
+    req.set_timeout(Duration::from_secs(2));
+    assert_status(c.pull_image(req).await, Code::DeadlineExceeded, &["slow"]);
+    assert_empty(&d, &mut c).await
+}
+
+#[tokio::test]
+async fn mirrors_fall_through_to_the_next_endpoint() -> Result<()> {
+    let reg = Registry::start().await?;
+    let pushed = reg
+        .client()
+        .push_image("team/app", "v2", &busybox_image()?, ManifestFormat::Oci)
+        .await?;
+    let d = TestDaemon::start().await?;
+    // A dead mirror first, then a working one (reached by another name, with an extra header).
+    let alt = reg.addr().replace("127.0.0.1", "localhost");
+    d.write_hosts(
+        "example.invalid",
+        &format!(
+            "server = \"https://example.invalid\"\n\
+             [host.\"http://127.0.0.1:1\"]\n  capabilities = [\"pull\", \"resolve\"]\n\
+             [host.\"http://{alt}\"]\n  capabilities = [\"pull\", \"resolve\"]\n  [host.\"http://{alt}\".header]\n    x-corral-test = \"1\"\n",
+        ),
+    )?;
+    let mut c = d.images().await?;
+    assert_eq!(
+        pull(&mut c, "example.invalid/team/app:v2").await?,
+        pushed.config_digest
+    );
+    let img = status(&mut c, "example.invalid/team/app:v2")
+        .await?
+        .expect("pulled");
+    assert_eq!(
+        img.repo_tags,
+        vec!["example.invalid/team/app:v2".to_owned()]
+    );
+
+    // A mirror with only "pull" cannot resolve a tag; the upstream cannot be reached.
+    d.write_hosts(
+        "pullonly.invalid",
+        &format!("server = \"http://127.0.0.1:1\"\n[host.\"http://{alt}\"]\n  capabilities = [\"pull\"]\n"),
+    )?;
+    assert_status(
+        pull(&mut c, "pullonly.invalid/team/app:v2").await,
+        Code::Unavailable,
+        &["127.0.0.1:1"],
+    );
+    // By digest, the pull-only mirror serves it.
+    let by_digest = format!("pullonly.invalid/team/app@{}", pushed.manifest_digest);
+    assert_eq!(pull(&mut c, &by_digest).await?, pushed.config_digest);
+    Ok(())
+}
