@@ -36,7 +36,7 @@ fmt:
 bench:
 	scripts/install-deps.sh bench
 	$(CARGO) build --release --bins
-	$(CARGO) run --release -p corral-tests --bin corral-bench -- $(BENCH_ARGS)
+	CORRALD_BIN=$(CURDIR)/target/release/corrald $(CARGO) run --release -p corral-tests --bin corral-bench -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

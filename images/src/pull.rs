@@ -466,7 +466,9 @@ impl Pull<'_> {
             self.mgr
                 .content
                 .writer(&self.image, layer.digest.clone(), Some(layer.size))?;
-        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+        // A few chunks of read-ahead per layer: hyper hands out chunks of up to ~400 KiB, so a
+        // deeper queue costs memory (times the layers in flight) and buys no speed.
+        let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(4);
         let finished = Arc::new(AtomicBool::new(false));
         let reader = ChannelReader {
             rx,

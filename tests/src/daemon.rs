@@ -28,6 +28,8 @@ pub struct DaemonOptions {
     pub extra_config: String,
     /// Environment for the daemon process.
     pub env: Vec<(String, String)>,
+    /// Log filter; `debug` when unset.
+    pub log_level: Option<String>,
 }
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
@@ -98,12 +100,13 @@ impl TestDaemon {
 
     fn write_config(&self) -> Result<()> {
         let config = format!(
-            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[log]\nlevel = \"debug\"\n",
+            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[log]\nlevel = {:?}\n",
             self.root(),
             self.state(),
             self.socket(),
             self.hosts_dir(),
             self.opts.extra_config,
+            self.opts.log_level.as_deref().unwrap_or("debug"),
         );
         std::fs::write(self.config_file(), config)?;
         Ok(())

@@ -1,0 +1,98 @@
+//! corralctl against a real corrald: the image commands end to end.
+
+mod common;
+
+use anyhow::Result;
+use corral_tests::daemon::TestDaemon;
+use corral_tests::fixtures::{ManifestFormat, busybox_image};
+use corral_tests::registry::Registry;
+
+fn corralctl() -> std::path::PathBuf {
+    corral_tests::daemon::corrald_bin().with_file_name("corralctl")
+}
+
+fn run(d: &TestDaemon, args: &[&str]) -> Result<std::process::Output> {
+    Ok(std::process::Command::new(corralctl())
+        .arg("-r")
+        .arg(format!("unix://{}", d.socket().display()))
+        .args(args)
+        .output()?)
+}
+
+#[tokio::test]
+async fn pull_list_inspect_remove_with_corralctl() -> Result<()> {
+    let reg = Registry::start().await?;
+    let pushed = reg
+        .client()
+        .push_image(
+            "cli/busybox",
+            "1.36",
+            &busybox_image()?,
+            ManifestFormat::Oci,
+        )
+        .await?;
+    let d = TestDaemon::start().await?;
+
+    let out = run(&d, &["version"])?;
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("RuntimeName:  corral"));
+
+    let out = run(&d, &["pull", &pushed.reference])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Image is up to date for {}", pushed.config_digest)
+    );
+
+    let out = run(&d, &["images"])?;
+    let table = String::from_utf8_lossy(&out.stdout);
+    let hex = pushed.config_digest.trim_start_matches("sha256:");
+    assert!(
+        table.contains(&format!("{}/cli/busybox", reg.addr())),
+        "{table}"
+    );
+    assert!(
+        table.contains("1.36") && table.contains(&hex[..13]),
+        "{table}"
+    );
+
+    let out = run(&d, &["images", "-q"])?;
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        pushed.config_digest
+    );
+
+    let out = run(&d, &["inspecti", &pushed.reference])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(v["status"]["id"], pushed.config_digest);
+    assert_eq!(v["info"]["manifestDigest"], pushed.manifest_digest);
+
+    let out = run(&d, &["imagefsinfo"])?;
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert!(
+        v["status"]["imageFilesystems"][0]["usedBytes"]["value"]
+            .as_str()
+            .is_some_and(|s| s != "0"),
+        "{v}"
+    );
+
+    let out = run(&d, &["rmi", &pushed.reference])?;
+    assert!(out.status.success());
+    let out = run(&d, &["inspecti", &pushed.reference])?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no such image"));
+
+    // Errors carry the gRPC code and exit non-zero.
+    let out = run(&d, &["pull", "Not/Valid"])?;
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("InvalidArgument"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}

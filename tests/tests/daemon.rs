@@ -1,0 +1,137 @@
+//! corrald as a process: identity calls, ownership of its directories and socket, config errors.
+
+mod common;
+
+use anyhow::Result;
+use corral_cri_api::v1::{
+    CgroupDriver, ListPodSandboxRequest, RuntimeConfigRequest, StatusRequest, VersionRequest,
+};
+use corral_tests::daemon::{TestDaemon, corrald_bin};
+use tonic::Code;
+
+#[tokio::test]
+async fn version_status_and_runtime_config() -> Result<()> {
+    let d = TestDaemon::start().await?;
+    let mut rt = d.runtime().await?;
+    let v = rt.version(VersionRequest::default()).await?.into_inner();
+    assert_eq!(v.runtime_name, "corral");
+    assert_eq!(v.runtime_api_version, "v1");
+    assert!(!v.runtime_version.is_empty());
+
+    let s = rt
+        .status(StatusRequest { verbose: true })
+        .await?
+        .into_inner();
+    let conds = s.status.expect("status").conditions;
+    let runtime = conds
+        .iter()
+        .find(|c| c.r#type == "RuntimeReady")
+        .expect("RuntimeReady");
+    assert!(runtime.status);
+    let network = conds
+        .iter()
+        .find(|c| c.r#type == "NetworkReady")
+        .expect("NetworkReady");
+    assert!(!network.status, "no CNI yet: NetworkReady must say so");
+    assert_eq!(network.reason, "NetworkPluginNotReady");
+    assert!(!network.message.is_empty());
+    let config: serde_json::Value = serde_json::from_str(&s.info["config"])?;
+    assert_eq!(config["root"], d.root().display().to_string());
+
+    let rc = rt
+        .runtime_config(RuntimeConfigRequest {})
+        .await?
+        .into_inner();
+    assert_eq!(
+        rc.linux.expect("linux").cgroup_driver,
+        CgroupDriver::Cgroupfs as i32
+    );
+
+    // Calls not built yet answer UNIMPLEMENTED, never a fake success.
+    let r = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await;
+    assert_eq!(r.expect_err("not built").code(), Code::Unimplemented);
+    Ok(())
+}
+
+#[tokio::test]
+async fn socket_is_created_with_its_mode_and_removed_on_stop() -> Result<()> {
+    let mut d = TestDaemon::start().await?;
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let meta = std::fs::symlink_metadata(d.socket())?;
+    assert!(meta.file_type().is_socket());
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    d.stop()?;
+    assert!(!d.socket().exists(), "socket left after a clean stop");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_second_daemon_refuses_to_share_root_or_socket() -> Result<()> {
+    let d = TestDaemon::start().await?;
+    // Same config: the root is locked.
+    let out = std::process::Command::new(corrald_bin())
+        .arg("--config")
+        .arg(d.config_file())
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("in use by another corrald"), "{err}");
+    assert!(
+        err.contains(&format!("pid {}", d.pid().expect("pid"))),
+        "{err}"
+    );
+
+    // Other directories, same socket: the live socket is not replaced.
+    let other = tempfile::tempdir()?;
+    let out = std::process::Command::new(corrald_bin())
+        .arg("--root")
+        .arg(other.path().join("root"))
+        .arg("--state")
+        .arg(other.path().join("state"))
+        .arg("--socket")
+        .arg(d.socket())
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("served by another live process"), "{err}");
+
+    // The first daemon is unharmed.
+    let mut rt = d.runtime().await?;
+    rt.version(VersionRequest::default()).await?;
+
+    // A path that is not a socket is never replaced.
+    let file = other.path().join("not-a-socket");
+    std::fs::write(&file, b"precious")?;
+    let out = std::process::Command::new(corrald_bin())
+        .arg("--root")
+        .arg(other.path().join("root"))
+        .arg("--state")
+        .arg(other.path().join("state"))
+        .arg("--socket")
+        .arg(&file)
+        .output()?;
+    assert!(!out.status.success());
+    assert_eq!(std::fs::read(&file)?, b"precious");
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_config_is_refused_with_the_key_named() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let cfg = dir.path().join("c.toml");
+    std::fs::write(&cfg, "[images]\nmax_concurent_layers = 3\n")?;
+    let out = std::process::Command::new(corrald_bin())
+        .arg("--config")
+        .arg(&cfg)
+        .output()?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("max_concurent_layers"), "{err}");
+    let out = std::process::Command::new(corrald_bin())
+        .arg("--config")
+        .arg(dir.path().join("missing.toml"))
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.toml"));
+    Ok(())
+}
