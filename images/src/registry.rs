@@ -190,7 +190,12 @@ impl RegistryClient {
         accept: String,
     ) -> Result<reqwest::Response, FetchError> {
         let client = self.client(t.endpoint)?;
-        let token_key = (t.endpoint.authority().to_owned(), t.scope());
+        // Tokens are cached per set of credentials: a token obtained with one caller's
+        // credentials must never serve a caller with other credentials, or none.
+        let token_key = (
+            t.endpoint.authority().to_owned(),
+            format!("{} {}", t.scope(), fingerprint(t.credentials)),
+        );
         let mut auth = t
             .credentials
             .filter(|c| !c.registry_token.is_empty())
@@ -342,6 +347,26 @@ impl RegistryClient {
         }
         Ok(header)
     }
+}
+
+/// A digest of the credentials, so the token cache can tell callers apart without keeping
+/// secrets in its keys.
+fn fingerprint(c: Option<&Credentials>) -> String {
+    use sha2::Digest as _;
+    let Some(c) = c else {
+        return "anonymous".into();
+    };
+    let mut h = sha2::Sha256::new();
+    for part in [
+        &c.username,
+        &c.password,
+        &c.identity_token,
+        &c.registry_token,
+    ] {
+        h.update(part.len().to_le_bytes());
+        h.update(part.as_bytes());
+    }
+    hex::encode(h.finalize())
 }
 
 #[derive(serde::Deserialize)]

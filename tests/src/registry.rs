@@ -17,7 +17,7 @@ mod client;
 mod fake;
 
 pub use client::{FetchedManifest, RegistryClient};
-pub use fake::{CannedResponse, FakeRegistry};
+pub use fake::{BearerGate, CannedResponse, FakeRegistry};
 
 use std::fmt::Write as _;
 use std::fs;

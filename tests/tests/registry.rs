@@ -251,3 +251,76 @@ async fn mirrors_fall_through_to_the_next_endpoint() -> Result<()> {
     assert_eq!(pull(&mut c, &by_digest).await?, pushed.config_digest);
     Ok(())
 }
+
+#[tokio::test]
+async fn bearer_token_challenge_flows() -> Result<()> {
+    use corral_tests::registry::BearerGate;
+    let fake = FakeRegistry::start().await?;
+    let img = busybox_image()?.build(ManifestFormat::Oci)?;
+    serve_image(&fake, "private/app", "v1", &img);
+    fake.require_bearer(BearerGate {
+        token: "t0k3n".into(),
+        basic: Some(("bob".into(), "hunter2".into())),
+        refresh_token: Some("refresh-123".into()),
+    });
+    let image = format!("{}/private/app:v1", fake.addr());
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+
+    // Anonymous: the token endpoint refuses, and the error says so.
+    assert_status(
+        pull(&mut c, &image).await,
+        Code::Unauthenticated,
+        &["token request"],
+    );
+
+    // Basic credentials exchanged for a token at the realm.
+    let basic = AuthConfig {
+        username: "bob".into(),
+        password: "hunter2".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pull_auth(&mut c, &image, Some(basic)).await?,
+        img.config_digest
+    );
+    remove(&mut c, &image).await?;
+    // The token obtained with bob's credentials does not serve an anonymous caller.
+    assert_status(
+        pull(&mut c, &image).await,
+        Code::Unauthenticated,
+        &["token request"],
+    );
+
+    // An identity token: the OAuth2 refresh-token POST.
+    let identity = AuthConfig {
+        identity_token: "refresh-123".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pull_auth(&mut c, &image, Some(identity)).await?,
+        img.config_digest
+    );
+    assert!(
+        fake.requests().iter().any(|r| r == "POST /token"),
+        "{:#?}",
+        fake.requests()
+    );
+    remove(&mut c, &image).await?;
+
+    // A registry token is sent as the bearer token directly.
+    let registry_token = AuthConfig {
+        registry_token: "t0k3n".into(),
+        ..Default::default()
+    };
+    assert_eq!(
+        pull_auth(&mut c, &image, Some(registry_token)).await?,
+        img.config_digest
+    );
+    assert_empty_after_remove(&d, &mut c, &image).await
+}
+
+async fn assert_empty_after_remove(d: &TestDaemon, c: &mut Images, image: &str) -> Result<()> {
+    remove(c, image).await?;
+    assert_empty(d, c).await
+}

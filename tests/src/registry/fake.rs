@@ -54,6 +54,18 @@ impl CannedResponse {
 }
 
 type Routes = Arc<Mutex<HashMap<String, CannedResponse>>>;
+type Gate = Arc<Mutex<Option<BearerGate>>>;
+
+/// Makes the fake registry demand bearer tokens, the way public registries do: every `/v2/...`
+/// request without `Authorization: Bearer <token>` gets a 401 challenge pointing at the fake's
+/// own `/token` endpoint, which hands out `token` for a GET with the right basic credentials
+/// (or any GET when `basic` is `None`), or for a POST with the right OAuth2 refresh token.
+#[derive(Debug, Clone)]
+pub struct BearerGate {
+    pub token: String,
+    pub basic: Option<(String, String)>,
+    pub refresh_token: Option<String>,
+}
 type Log = Arc<Mutex<Vec<String>>>;
 
 /// A fake registry on `127.0.0.1:<free port>`, plain HTTP. Paths without a route answer 404;
@@ -62,6 +74,7 @@ type Log = Arc<Mutex<Vec<String>>>;
 pub struct FakeRegistry {
     addr: SocketAddr,
     routes: Routes,
+    gate: Gate,
     requests: Log,
     task: JoinHandle<()>,
 }
@@ -75,10 +88,18 @@ impl FakeRegistry {
         let addr = listener.local_addr().context("local_addr")?;
         let routes: Routes = Arc::default();
         let requests: Log = Arc::default();
-        let task = tokio::spawn(serve(listener, routes.clone(), requests.clone()));
+        let gate: Gate = Arc::default();
+        let task = tokio::spawn(serve(
+            listener,
+            routes.clone(),
+            requests.clone(),
+            gate.clone(),
+            addr,
+        ));
         let fake = Self {
             addr,
             routes,
+            gate,
             requests,
             task,
         };
@@ -122,6 +143,11 @@ impl FakeRegistry {
     }
 
     /// Requests received so far, as `METHOD /path?query`.
+    /// Demands bearer tokens from now on (see [`BearerGate`]).
+    pub fn require_bearer(&self, gate: BearerGate) {
+        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = Some(gate);
+    }
+
     pub fn requests(&self) -> Vec<String> {
         self.requests
             .lock()
@@ -136,14 +162,14 @@ impl Drop for FakeRegistry {
     }
 }
 
-async fn serve(listener: TcpListener, routes: Routes, requests: Log) {
+async fn serve(listener: TcpListener, routes: Routes, requests: Log, gate: Gate, addr: SocketAddr) {
     // Connections live in the set so that aborting this task ends them too.
     let mut conns = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => {
                 if let Ok((stream, _)) = accepted {
-                    conns.spawn(handle(stream, routes.clone(), requests.clone()));
+                    conns.spawn(handle(stream, routes.clone(), requests.clone(), gate.clone(), addr));
                 }
             }
             Some(_) = conns.join_next(), if !conns.is_empty() => {}
@@ -152,7 +178,13 @@ async fn serve(listener: TcpListener, routes: Routes, requests: Log) {
 }
 
 /// Serves one request and closes the connection (`Connection: close`).
-async fn handle(mut stream: TcpStream, routes: Routes, requests: Log) {
+async fn handle(
+    mut stream: TcpStream,
+    routes: Routes,
+    requests: Log,
+    gate: Gate,
+    addr: SocketAddr,
+) {
     let mut head = Vec::new();
     let mut buf = [0u8; 4096];
     let end = loop {
@@ -176,6 +208,35 @@ async fn handle(mut stream: TcpStream, routes: Routes, requests: Log) {
         .unwrap_or_else(PoisonError::into_inner)
         .push(format!("{method} {target}"));
     let path = target.split('?').next().unwrap_or_default();
+    let gate = gate.lock().unwrap_or_else(PoisonError::into_inner).clone();
+    if let Some(gate) = gate {
+        let header = |name: &str| {
+            text.lines().skip(1).find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
+            })
+        };
+        let resp = if path == "/token" {
+            let body = read_body(&mut stream, &head[end + 4..], header("content-length")).await;
+            token_response(&gate, &method, header("authorization"), &body)
+        } else {
+            let wanted = format!("Bearer {}", gate.token);
+            (header("authorization").as_deref() != Some(wanted.as_str())).then(|| {
+                let repo = path.strip_prefix("/v2/").and_then(|p| p.split("/manifests/").next()).unwrap_or("");
+                let repo = repo.split("/blobs/").next().unwrap_or(repo);
+                CannedResponse::new(401, r#"{"errors":[{"code":"UNAUTHORIZED"}]}"#).header(
+                    "WWW-Authenticate",
+                    &format!(r#"Bearer realm="http://{addr}/token",service="fake-registry",scope="repository:{repo}:pull""#),
+                )
+            })
+        };
+        if let Some(resp) = resp {
+            let _ = write_response(&mut stream, &resp, method == "HEAD").await;
+            return;
+        }
+    }
     let resp = routes
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
@@ -189,6 +250,66 @@ async fn handle(mut stream: TcpStream, routes: Routes, requests: Log) {
             .header("Content-Type", "application/json")
         });
     let _ = write_response(&mut stream, &resp, method == "HEAD").await;
+}
+
+/// The rest of a request body after the head, up to Content-Length (small bodies only).
+async fn read_body(stream: &mut TcpStream, already: &[u8], len: Option<String>) -> Vec<u8> {
+    let len: usize = len.and_then(|l| l.parse().ok()).unwrap_or(0).min(MAX_HEAD);
+    let mut body = already.to_vec();
+    let mut buf = [0u8; 4096];
+    while body.len() < len {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => body.extend_from_slice(&buf[..n]),
+        }
+    }
+    body.truncate(len);
+    body
+}
+
+/// Answers the token endpoint; `None` never (always answers).
+fn token_response(
+    gate: &BearerGate,
+    method: &str,
+    auth: Option<String>,
+    body: &[u8],
+) -> Option<CannedResponse> {
+    use base64::Engine as _;
+    let deny = || Some(CannedResponse::new(401, r#"{"details":"bad credentials"}"#));
+    let grant = |field: &str| {
+        Some(
+            CannedResponse::new(
+                200,
+                format!(r#"{{"{field}": "{}", "expires_in": 300}}"#, gate.token),
+            )
+            .header("Content-Type", "application/json"),
+        )
+    };
+    if method == "POST" {
+        let form = String::from_utf8_lossy(body);
+        let refresh = form
+            .split('&')
+            .find_map(|kv| kv.strip_prefix("refresh_token="));
+        let grant_type = form.split('&').any(|kv| kv == "grant_type=refresh_token");
+        return match (&gate.refresh_token, refresh) {
+            (Some(want), Some(got)) if grant_type && want == got => grant("access_token"),
+            _ => deny(),
+        };
+    }
+    match &gate.basic {
+        None => grant("token"),
+        Some((u, p)) => {
+            let want = format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(format!("{u}:{p}"))
+            );
+            if auth.as_deref() == Some(want.as_str()) {
+                grant("token")
+            } else {
+                deny()
+            }
+        }
+    }
 }
 
 async fn write_response(
