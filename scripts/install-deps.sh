@@ -13,6 +13,21 @@ case "${1:-test}" in
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 
+# The toolchain pinned in rust-toolchain.toml: rustup cannot download on an offline machine, so
+# when the pinned name is absent but an installed toolchain has that exact version, link it.
+root_dir="$(cd "$(dirname "$0")/.." && pwd)"
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' "$root_dir/rust-toolchain.toml")
+if command -v rustup >/dev/null && [ -n "$pinned" ] && ! rustup run "$pinned" rustc --version >/dev/null 2>&1; then
+  for tc in $(rustup toolchain list | awk '{print $1}'); do
+    if rustup run "$tc" rustc --version 2>/dev/null | grep -q "^rustc $pinned "; then
+      echo "linking toolchain $pinned to installed $tc"
+      rustup toolchain link "$pinned" "$(rustup run "$tc" rustc --print sysroot)"
+      break
+    fi
+  done
+  rustup run "$pinned" rustc --version >/dev/null 2>&1 || rustup toolchain install "$pinned"
+fi
+
 missing=()
 for p in "${want[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

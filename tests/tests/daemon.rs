@@ -83,14 +83,7 @@ async fn a_second_daemon_refuses_to_share_root_or_socket() -> Result<()> {
 
     // Other directories, same socket: the live socket is not replaced.
     let other = tempfile::tempdir()?;
-    let out = std::process::Command::new(corrald_bin())
-        .arg("--root")
-        .arg(other.path().join("root"))
-        .arg("--state")
-        .arg(other.path().join("state"))
-        .arg("--socket")
-        .arg(d.socket())
-        .output()?;
+    let out = corrald_elsewhere(other.path(), &d.socket())?;
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("served by another live process"), "{err}");
@@ -102,17 +95,25 @@ async fn a_second_daemon_refuses_to_share_root_or_socket() -> Result<()> {
     // A path that is not a socket is never replaced.
     let file = other.path().join("not-a-socket");
     std::fs::write(&file, b"precious")?;
-    let out = std::process::Command::new(corrald_bin())
-        .arg("--root")
-        .arg(other.path().join("root"))
-        .arg("--state")
-        .arg(other.path().join("state"))
-        .arg("--socket")
-        .arg(&file)
-        .output()?;
+    let out = corrald_elsewhere(other.path(), &file)?;
     assert!(!out.status.success());
     assert_eq!(std::fs::read(&file)?, b"precious");
     Ok(())
+}
+
+/// Runs corrald on its own root and state under `dir`, but with the given socket path.
+fn corrald_elsewhere(
+    dir: &std::path::Path,
+    socket: &std::path::Path,
+) -> Result<std::process::Output> {
+    Ok(std::process::Command::new(corrald_bin())
+        .arg("--root")
+        .arg(dir.join("root"))
+        .arg("--state")
+        .arg(dir.join("state"))
+        .arg("--socket")
+        .arg(socket)
+        .output()?)
 }
 
 #[tokio::test]
