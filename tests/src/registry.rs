@@ -1,10 +1,11 @@
 //! A real OCI distribution registry (Debian's `docker-registry`, distribution v2) on loopback.
 //!
 //! Every test starts its own [`Registry`]: it listens on `127.0.0.1:<free port>`, keeps its
-//! storage and config in a temp dir and is killed and reaped on drop. [`RegistryClient`] speaks
-//! the distribution HTTP API (push blobs and manifests, fetch them back); [`FakeRegistry`] serves
-//! hand-written responses for cases a real registry refuses to store (malformed or oversized
-//! manifests, lying headers).
+//! storage and config in a temp dir and is killed and reaped on drop. With
+//! [`RegistryOptions::tls`] it serves HTTPS with a certificate from a CA made for it alone
+//! ([`Registry::ca_path`]). [`RegistryClient`] speaks the distribution HTTP API (push blobs and
+//! manifests, fetch them back); [`FakeRegistry`] serves hand-written responses for cases a real
+//! registry refuses to store (malformed or oversized manifests, lying headers).
 //!
 //! Limits of the real registry worth knowing when writing malicious cases: it refuses manifests
 //! larger than 4 MiB and manifests that are not valid JSON on push, refuses to serve stored
@@ -15,6 +16,7 @@
 
 mod client;
 mod fake;
+mod tls;
 
 pub use client::{FetchedManifest, RegistryClient};
 pub use fake::{BearerGate, CannedResponse, FakeRegistry};
@@ -31,6 +33,8 @@ use anyhow::{Context as _, Result, bail};
 use sha2::{Digest as _, Sha256};
 use tempfile::TempDir;
 
+use tls::TlsFiles;
+
 /// The registry binary from Debian's `docker-registry` package.
 pub const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 /// How long [`Registry::start`] waits for `GET /v2/` to answer.
@@ -45,6 +49,9 @@ pub const AUTH_REALM: &str = "corral-test";
 pub struct RegistryOptions {
     /// Users of htpasswd basic auth as (user, password). Empty: anonymous access.
     pub users: Vec<(String, String)>,
+    /// Serve HTTPS with a certificate for `127.0.0.1` and `localhost` signed by a CA made at
+    /// start ([`Registry::ca_path`]). False: plain HTTP.
+    pub tls: bool,
 }
 
 impl RegistryOptions {
@@ -56,6 +63,12 @@ impl RegistryOptions {
     /// Adds a basic-auth user; a registry with at least one user rejects anonymous requests.
     pub fn user(mut self, user: impl Into<String>, password: impl Into<String>) -> Self {
         self.users.push((user.into(), password.into()));
+        self
+    }
+
+    /// Serves HTTPS (see [`tls`](Self::tls)).
+    pub fn tls(mut self) -> Self {
+        self.tls = true;
         self
     }
 }
@@ -70,6 +83,7 @@ pub struct Registry {
     port: u16,
     dir: TempDir,
     users: Vec<(String, String)>,
+    tls: Option<TlsFiles>,
     client: RegistryClient,
 }
 
@@ -88,17 +102,34 @@ impl Registry {
         if !opts.users.is_empty() {
             write_htpasswd(&dir.path().join("htpasswd"), &opts.users)?;
         }
+        let tls = if opts.tls {
+            Some(TlsFiles::generate(dir.path())?)
+        } else {
+            None
+        };
         // A token in a response header proves that `/v2/` was answered by our process and not
         // by another one that grabbed the port first.
         let token = hex::encode(Sha256::digest(dir.path().as_os_str().as_encoded_bytes()));
         let mut last_err = None;
         for _ in 0..BIND_ATTEMPTS {
             let port = free_port()?;
-            write_config(dir.path(), port, &token, !opts.users.is_empty())?;
+            write_config(
+                dir.path(),
+                port,
+                &token,
+                !opts.users.is_empty(),
+                tls.as_ref(),
+            )?;
             let mut child = spawn_registry(dir.path())?;
-            match wait_ready(&mut child, dir.path(), port, &token).await {
+            let ca_pem = tls.as_ref().map(|t| t.ca_pem.as_bytes());
+            match wait_ready(&mut child, dir.path(), port, &token, ca_pem).await {
                 Ok(()) => {
-                    let mut client = match RegistryClient::new(&format!("127.0.0.1:{port}")) {
+                    let addr = format!("127.0.0.1:{port}");
+                    let client = match ca_pem {
+                        Some(pem) => RegistryClient::with_ca(&addr, pem),
+                        None => RegistryClient::new(&addr),
+                    };
+                    let mut client = match client {
                         Ok(client) => client,
                         Err(e) => {
                             let _ = child.kill();
@@ -114,6 +145,7 @@ impl Registry {
                         port,
                         dir,
                         users: opts.users,
+                        tls,
                         client,
                     });
                 }
@@ -150,9 +182,17 @@ impl Registry {
         self.child.id()
     }
 
-    /// `http://127.0.0.1:<port>`.
+    /// `http://127.0.0.1:<port>`, or `https://...` for a TLS registry.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// Path of the PEM certificate of the CA that signed this registry's server certificate
+    /// (valid for `127.0.0.1` and `localhost`); `None` for a plain-HTTP registry. The file
+    /// lives as long as the registry.
+    pub fn ca_path(&self) -> Option<&Path> {
+        self.tls.as_ref().map(|t| t.ca_path.as_path())
     }
 
     /// A full image reference: `127.0.0.1:<port>/<name>:<tag>`, or `...@<digest>` when
@@ -240,6 +280,7 @@ impl std::fmt::Debug for Registry {
             .field("pid", &self.child.id())
             .field("dir", &self.dir.path())
             .field("auth", &!self.users.is_empty())
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -275,7 +316,13 @@ fn write_htpasswd(path: &Path, users: &[(String, String)]) -> Result<()> {
     fs::write(path, out).with_context(|| format!("writing {}", path.display()))
 }
 
-fn write_config(dir: &Path, port: u16, token: &str, auth: bool) -> Result<()> {
+fn write_config(
+    dir: &Path,
+    port: u16,
+    token: &str,
+    auth: bool,
+    tls: Option<&TlsFiles>,
+) -> Result<()> {
     // Paths go through serde_json so that they are valid (JSON-compatible) YAML strings.
     let data = serde_json::to_string(&dir.join("data").to_string_lossy())?;
     let mut config = format!(
@@ -285,6 +332,11 @@ fn write_config(dir: &Path, port: u16, token: &str, auth: bool) -> Result<()> {
          maintenance:\n    uploadpurging:\n      enabled: false\n\
          http:\n  addr: 127.0.0.1:{port}\n  headers:\n    X-Corral-Registry: [\"{token}\"]\n"
     );
+    if let Some(tls) = tls {
+        let cert = serde_json::to_string(&tls.cert_path.to_string_lossy())?;
+        let key = serde_json::to_string(&tls.key_path.to_string_lossy())?;
+        writeln!(config, "  tls:\n    certificate: {cert}\n    key: {key}")?;
+    }
     if auth {
         let htpasswd = serde_json::to_string(&dir.join("htpasswd").to_string_lossy())?;
         writeln!(
@@ -339,17 +391,22 @@ async fn wait_ready(
     dir: &Path,
     port: u16,
     token: &str,
+    ca_pem: Option<&[u8]>,
 ) -> std::result::Result<(), StartError> {
     let fail = |error: anyhow::Error| StartError {
         error,
         port_in_use: false,
     };
-    let http = reqwest::Client::builder()
+    let mut http = reqwest::Client::builder()
         .no_proxy()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| fail(e.into()))?;
-    let url = format!("http://127.0.0.1:{port}/v2/");
+        .timeout(Duration::from_secs(2));
+    if let Some(pem) = ca_pem {
+        let ca = reqwest::Certificate::from_pem(pem).map_err(|e| fail(e.into()))?;
+        http = http.tls_certs_only([ca]);
+    }
+    let http = http.build().map_err(|e| fail(e.into()))?;
+    let scheme = if ca_pem.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://127.0.0.1:{port}/v2/");
     let deadline = Instant::now() + START_TIMEOUT;
     let mut last;
     loop {

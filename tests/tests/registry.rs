@@ -1,4 +1,5 @@
-//! Pull behaviour against registries: authentication, concurrency, deadlines, interruptions.
+//! Pull behaviour against registries: authentication, TLS, concurrency, deadlines,
+//! interruptions.
 
 mod common;
 
@@ -250,6 +251,43 @@ async fn mirrors_fall_through_to_the_next_endpoint() -> Result<()> {
     let by_digest = format!("pullonly.invalid/team/app@{}", pushed.manifest_digest);
     assert_eq!(pull(&mut c, &by_digest).await?, pushed.config_digest);
     Ok(())
+}
+
+#[tokio::test]
+async fn tls_registry_trusted_through_hosts_ca_or_skip_verify() -> Result<()> {
+    let reg = Registry::start_with(RegistryOptions::new().tls()).await?;
+    let pushed = reg
+        .client()
+        .push_image("secure/app", "v1", &busybox_image()?, ManifestFormat::Oci)
+        .await?;
+    let ca = reg.ca_path().expect("a TLS registry has a CA");
+    let server = format!("server = \"{}\"\n", reg.url());
+    assert!(server.contains("https://"), "{server}");
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+
+    // HTTPS without the CA: the certificate is not trusted (rustls: "invalid peer
+    // certificate: UnknownIssuer"), and the error names the endpoint.
+    d.write_hosts(&reg.addr(), &server)?;
+    assert_status(
+        pull(&mut c, &pushed.reference).await,
+        Code::Unavailable,
+        &[&reg.addr(), "certificate"],
+    );
+    assert_empty(&d, &mut c).await?;
+
+    // The registry's CA from `ca`.
+    d.write_hosts(
+        &reg.addr(),
+        &format!("{server}ca = {:?}\n", ca.display().to_string()),
+    )?;
+    assert_eq!(pull(&mut c, &pushed.reference).await?, pushed.config_digest);
+    assert_empty_after_remove(&d, &mut c, &pushed.reference).await?;
+
+    // No CA, but verification off.
+    d.write_hosts(&reg.addr(), &format!("{server}skip_verify = true\n"))?;
+    assert_eq!(pull(&mut c, &pushed.reference).await?, pushed.config_digest);
+    assert_empty_after_remove(&d, &mut c, &pushed.reference).await
 }
 
 #[tokio::test]

@@ -7,7 +7,8 @@ use reqwest::{Method, StatusCode, Url};
 
 use crate::fixtures::{media_types, sha256_digest};
 
-/// HTTP client of one registry (`http://<addr>`), optionally with basic auth. Cheap to clone.
+/// HTTP client of one registry (`http://<addr>`, or `https://<addr>` trusting one CA),
+/// optionally with basic auth. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct RegistryClient {
     addr: String,
@@ -42,14 +43,28 @@ impl FetchedManifest {
 impl RegistryClient {
     /// A client of the registry at `addr` (`host:port`), plain HTTP, no auth.
     pub fn new(addr: &str) -> Result<Self> {
-        let base = Url::parse(&format!("http://{addr}/"))
+        Self::build(addr, None)
+    }
+
+    /// A client of the registry at `addr` (`host:port`) over HTTPS, trusting only the CA
+    /// certificate `ca_pem` (no system roots), no auth.
+    pub fn with_ca(addr: &str, ca_pem: &[u8]) -> Result<Self> {
+        Self::build(addr, Some(ca_pem))
+    }
+
+    fn build(addr: &str, ca_pem: Option<&[u8]>) -> Result<Self> {
+        let scheme = if ca_pem.is_some() { "https" } else { "http" };
+        let base = Url::parse(&format!("{scheme}://{addr}/"))
             .with_context(|| format!("invalid registry address {addr:?}"))?;
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(300))
-            .build()
-            .context("building HTTP client")?;
+            .timeout(Duration::from_secs(300));
+        if let Some(pem) = ca_pem {
+            let ca = reqwest::Certificate::from_pem(pem).context("parsing CA certificate")?;
+            builder = builder.tls_certs_only([ca]);
+        }
+        let http = builder.build().context("building HTTP client")?;
         Ok(Self {
             addr: addr.to_owned(),
             base,
