@@ -114,7 +114,8 @@ pub struct ImageManager {
 }
 
 impl ImageManager {
-    /// Opens the stores under `cfg.root`, sweeping what an interrupted run left behind.
+    /// Opens the stores under `cfg.root`, sweeping what an interrupted run left behind: ingest
+    /// files, staging directories, and blobs or snapshots that no image references.
     pub fn open(cfg: ImageConfig) -> Result<Arc<ImageManager>> {
         let content = ContentStore::open(&cfg.root.join("content"))?;
         let snapshots = SnapshotStore::open(&cfg.root.join("snapshots"))?;
@@ -123,7 +124,7 @@ impl ImageManager {
         let layer_slots = Arc::new(tokio::sync::Semaphore::new(
             cfg.max_concurrent_layers.max(1),
         ));
-        Ok(Arc::new(ImageManager {
+        let manager = Arc::new(ImageManager {
             cfg,
             content,
             snapshots,
@@ -132,7 +133,10 @@ impl ImageManager {
             layer_slots,
             flights: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
-        }))
+        });
+        // A daemon that died mid-pull may have committed layers no image references yet.
+        manager.collect_garbage()?;
+        Ok(manager)
     }
 
     pub fn config(&self) -> &ImageConfig {

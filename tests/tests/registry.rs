@@ -362,3 +362,47 @@ async fn assert_empty_after_remove(d: &TestDaemon, c: &mut Images, image: &str) 
     remove(c, image).await?;
     assert_empty(d, c).await
 }
+
+#[tokio::test]
+async fn a_daemon_killed_mid_pull_leaves_nothing_after_restart() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let big = Layer::new()
+        .file(
+            "blob",
+            (0..4u32 << 20)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect::<Vec<u8>>(),
+        )
+        .build(Compression::Gzip)?;
+    let img = busybox_image()?.layer(big).build(ManifestFormat::Oci)?;
+    serve_image(&fake, "slow", "v1", &img);
+    let last = img.layers.last().expect("layer");
+    fake.route(
+        &format!("/v2/slow/blobs/{}", last.digest),
+        CannedResponse::new(200, last.data.clone()).stall_after(last.data.len() / 2),
+    );
+    let mut d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let image = format!("{}/slow:v1", fake.addr());
+    let pulling = tokio::spawn(async move { pull(&mut c, &image).await });
+    // Wait until the busybox layer is committed and the stalled one is half-way.
+    let until = std::time::Instant::now() + Duration::from_secs(20);
+    while (d.snapshots().is_empty() || d.temporaries().is_empty())
+        && std::time::Instant::now() < until
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        !d.snapshots().is_empty() && !d.temporaries().is_empty(),
+        "pull never got half-way"
+    );
+    d.kill()?;
+    assert!(
+        pulling.await?.is_err(),
+        "the pull cannot succeed when the daemon dies"
+    );
+
+    d.start_again().await?;
+    let mut c = d.images().await?;
+    assert_empty(&d, &mut c).await
+}
