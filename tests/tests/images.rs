@@ -448,3 +448,45 @@ async fn bad_requests_get_clear_errors() -> Result<()> {
     assert_empty(&d, &mut c).await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn pinned_images_are_reported_and_kept() -> Result<()> {
+    let reg = Registry::start().await?;
+    let pushed = reg
+        .client()
+        .push_image(
+            "infra/pause",
+            "3.10",
+            &fixtures::pause_image()?,
+            ManifestFormat::Oci,
+        )
+        .await?;
+    let other = reg
+        .client()
+        .push_image("app", "v1", &busybox_image()?, ManifestFormat::Oci)
+        .await?;
+    let d = TestDaemon::start_with(corral_tests::daemon::DaemonOptions {
+        extra_config: format!("pinned_images = [{:?}]", pushed.reference),
+        ..Default::default()
+    })
+    .await?;
+    let mut c = d.images().await?;
+    pull(&mut c, &pushed.reference).await?;
+    pull(&mut c, &other.reference).await?;
+    let img = status(&mut c, &pushed.reference).await?.expect("pulled");
+    assert!(img.pinned);
+    assert!(
+        !status(&mut c, &other.reference)
+            .await?
+            .expect("pulled")
+            .pinned
+    );
+    assert_status(
+        remove(&mut c, &pushed.config_digest).await,
+        Code::FailedPrecondition,
+        &["pinned"],
+    );
+    assert!(status(&mut c, &pushed.reference).await?.is_some());
+    remove(&mut c, &other.reference).await?;
+    Ok(())
+}
