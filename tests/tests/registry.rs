@@ -177,9 +177,8 @@ async fn a_one_millisecond_deadline_leaves_nothing() -> Result<()> {
     Ok(())
 }
 
-#[tokio::test]
-async fn a_stalled_download_is_cut_by_the_deadline_and_cleaned_up() -> Result<()> {
-    let fake = FakeRegistry::start().await?;
+/// Serves `slow:v1`: busybox plus a 4 MiB layer whose download stops half-way, forever.
+fn serve_stalling_image(fake: &FakeRegistry) -> Result<()> {
     let big = Layer::new()
         .file(
             "blob",
@@ -189,12 +188,19 @@ async fn a_stalled_download_is_cut_by_the_deadline_and_cleaned_up() -> Result<()
         )
         .build(Compression::Gzip)?;
     let img = busybox_image()?.layer(big).build(ManifestFormat::Oci)?;
-    serve_image(&fake, "slow", "v1", &img);
+    serve_image(fake, "slow", "v1", &img);
     let last = img.layers.last().expect("layer");
     fake.route(
         &format!("/v2/slow/blobs/{}", last.digest),
         CannedResponse::new(200, last.data.clone()).stall_after(last.data.len() / 2),
     );
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_stalled_download_is_cut_by_the_deadline_and_cleaned_up() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    serve_stalling_image(&fake)?;
     let d = TestDaemon::start().await?;
     let mut c = d.images().await?;
     let mut req = tonic::Request::new(PullImageRequest {
@@ -366,21 +372,7 @@ async fn assert_empty_after_remove(d: &TestDaemon, c: &mut Images, image: &str) 
 #[tokio::test]
 async fn a_daemon_killed_mid_pull_leaves_nothing_after_restart() -> Result<()> {
     let fake = FakeRegistry::start().await?;
-    let big = Layer::new()
-        .file(
-            "blob",
-            (0..4u32 << 20)
-                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-                .collect::<Vec<u8>>(),
-        )
-        .build(Compression::Gzip)?;
-    let img = busybox_image()?.layer(big).build(ManifestFormat::Oci)?;
-    serve_image(&fake, "slow", "v1", &img);
-    let last = img.layers.last().expect("layer");
-    fake.route(
-        &format!("/v2/slow/blobs/{}", last.digest),
-        CannedResponse::new(200, last.data.clone()).stall_after(last.data.len() / 2),
-    );
+    serve_stalling_image(&fake)?;
     let mut d = TestDaemon::start().await?;
     let mut c = d.images().await?;
     let image = format!("{}/slow:v1", fake.addr());
