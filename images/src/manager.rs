@@ -14,6 +14,7 @@ use crate::auth::CredentialsFile;
 use crate::content::ContentStore;
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
+use crate::fsutil;
 use crate::hosts::HostsConfig;
 use crate::reference::ImageRef;
 use crate::registry::RegistryClient;
@@ -244,23 +245,31 @@ impl ImageManager {
 
     /// Deletes blobs and snapshots that no image references and no pull holds.
     pub fn collect_garbage(&self) -> Result<()> {
-        let leases = self.lease_map();
-        let mut keep: HashSet<Digest> = leases.keys().cloned().collect();
-        for rec in self.records.all() {
-            keep.extend(rec.blobs());
-            keep.extend(rec.chain_ids.iter().cloned());
-        }
-        for meta in self.snapshots.list()? {
-            if !keep.contains(&meta.chain_id) {
-                self.snapshots.remove(&meta.chain_id)?;
+        // Decide and detach under the lease lock (quick renames and unlinks only: pulls take
+        // this lock from async code), then delete the detached trees without it.
+        let detached = {
+            let leases = self.lease_map();
+            let mut keep: HashSet<Digest> = leases.keys().cloned().collect();
+            for rec in self.records.all() {
+                keep.extend(rec.blobs());
+                keep.extend(rec.chain_ids.iter().cloned());
             }
-        }
-        for (blob, _) in self.content.list()? {
-            if !keep.contains(&blob) {
-                self.content.delete(&blob)?;
+            let mut detached = Vec::new();
+            for meta in self.snapshots.list()? {
+                if !keep.contains(&meta.chain_id) {
+                    detached.extend(self.snapshots.detach(&meta.chain_id)?);
+                }
             }
+            for (blob, _) in self.content.list()? {
+                if !keep.contains(&blob) {
+                    self.content.delete(&blob)?;
+                }
+            }
+            detached
+        };
+        for dir in detached {
+            fsutil::remove_any(&dir).map_err(ImageError::io("remove snapshot", dir))?;
         }
-        drop(leases);
         Ok(())
     }
 

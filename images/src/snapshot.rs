@@ -106,12 +106,21 @@ impl SnapshotStore {
         fsutil::sync_dir(&self.root)
     }
 
-    /// Deletes a snapshot. Its record goes first, so a crash half-way leaves debris that
-    /// [`SnapshotStore::exists`] does not count and a later commit replaces.
-    pub fn remove(&self, chain_id: &Digest) -> Result<()> {
+    /// Takes a snapshot out of the store with two quick operations (its record removed, its
+    /// directory renamed into staging) and returns the directory for the caller to delete
+    /// without holding any lock. Staging is swept at start, so a crash before the deletion
+    /// leaves nothing visible. `None` when the snapshot was not there.
+    pub fn detach(&self, chain_id: &Digest) -> Result<Option<PathBuf>> {
         let dir = self.dir(chain_id);
         let _ = fs::remove_file(dir.join(META));
-        fsutil::remove_any(&dir).map_err(ImageError::io("remove snapshot", dir))
+        let trash = self
+            .staging
+            .join(format!("removed-{}", fsutil::random_name()));
+        match fs::rename(&dir, &trash) {
+            Ok(()) => Ok(Some(trash)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ImageError::io("detach snapshot", dir)(e)),
+        }
     }
 
     /// Every committed snapshot.
