@@ -1,5 +1,6 @@
 //! corrald: the Corral CRI daemon as a library, so `main` and the tests share one entry point.
 
+pub mod alloc;
 pub mod config;
 pub mod cri;
 pub mod deadline;

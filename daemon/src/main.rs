@@ -41,7 +41,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    limit_malloc_arenas();
+    corrald::alloc::limit_arenas();
     let args = Args::parse();
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(v) = args.root {
@@ -83,19 +83,6 @@ fn main() -> anyhow::Result<()> {
         daemon.serve(listener, shutdown_signal()).await?;
         Ok(())
     })
-}
-
-/// glibc gives each thread that allocates its own malloc arena and keeps freed memory there;
-/// with layers unpacking on several blocking threads that doubles resident memory after a
-/// pull. A few arenas cost no measurable speed here (see the benchmark in the closing notes).
-#[allow(unsafe_code)]
-fn limit_malloc_arenas() {
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only adjusts allocator tuning; it is called before any other thread
-    // exists, and M_ARENA_MAX with a positive value is a documented, valid parameter.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }
 
 fn init_logging(config: &Config) -> anyhow::Result<()> {

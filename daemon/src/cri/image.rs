@@ -165,8 +165,11 @@ impl ImageService for ImageApi {
         let rec = deadline::within(deadline, &format!("pull {name}"), async {
             images.pull(&name, credentials).await.map_err(image_status)
         })
-        .await
-        .inspect_err(|e| tracing::warn!(image = %name, code = ?e.code(), error = %e.message(), "pull failed"))?;
+        .await;
+        // A pull's buffers are freed by now; give the memory back instead of keeping it.
+        drop(tokio::task::spawn_blocking(crate::alloc::trim));
+        let rec = rec
+            .inspect_err(|e| tracing::warn!(image = %name, code = ?e.code(), error = %e.message(), "pull failed"))?;
         tracing::info!(image = %name, id = %rec.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");
         Ok(Response::new(PullImageResponse {
             image_ref: rec.id.to_string(),
