@@ -112,6 +112,8 @@ pub struct ImageManager {
     pub(crate) layer_slots: Arc<tokio::sync::Semaphore>,
     flights: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     leases: Mutex<HashMap<Digest, usize>>,
+    /// `cfg.pinned`, normalised once to repo tags.
+    pinned_tags: HashSet<String>,
 }
 
 impl ImageManager {
@@ -125,7 +127,18 @@ impl ImageManager {
         let layer_slots = Arc::new(tokio::sync::Semaphore::new(
             cfg.max_concurrent_layers.max(1),
         ));
+        let mut pinned_tags = HashSet::new();
+        for p in &cfg.pinned {
+            match ImageRef::parse(p).map(|r| r.repo_tag()) {
+                Ok(Some(tag)) => {
+                    pinned_tags.insert(tag);
+                }
+                Ok(None) => tracing::warn!(image = %p, "pinned image names no tag; ignored"),
+                Err(e) => tracing::warn!(error = %e, "pinned image ignored"),
+            }
+        }
         let manager = Arc::new(ImageManager {
+            pinned_tags,
             cfg,
             content,
             snapshots,
@@ -155,13 +168,7 @@ impl ImageManager {
     }
 
     fn is_pinned(&self, r: &ImageRecord) -> bool {
-        r.pinned
-            || self.cfg.pinned.iter().any(|p| {
-                ImageRef::parse(p)
-                    .ok()
-                    .and_then(|p| p.repo_tag())
-                    .is_some_and(|t| r.repo_tags.contains(&t))
-            })
+        r.pinned || r.repo_tags.iter().any(|t| self.pinned_tags.contains(t))
     }
 
     /// Finds an image by ID (full, bare hex, or a unique prefix of at least 4 hex digits),

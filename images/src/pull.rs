@@ -400,23 +400,19 @@ impl Pull<'_> {
                 )
                 .map(|stats| (staged, stats))
             });
-            task.await
+            let (staged, stats) = task
+                .await
                 .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?
-                .map_err(|source| self.unpack_error(layer, source))?
+                .map_err(|source| self.unpack_error(layer, source))?;
+            if stats.diff_id != layer.diff_id.as_str() {
+                return Err(self.diff_id_mismatch(layer, &stats.diff_id));
+            }
+            (staged, stats)
         } else {
+            // Checks the diff ID itself, before the blob is committed.
             self.download_and_unpack(layer, compression, staged, limits, lease)
                 .await?
         };
-        if stats.diff_id != layer.diff_id.as_str() {
-            return Err(self.verification(
-                "layer",
-                &layer.digest,
-                format!(
-                    "uncompressed content hashes to {}, config says {}",
-                    stats.diff_id, layer.diff_id
-                ),
-            ));
-        }
         let meta = SnapshotMeta {
             version: META_VERSION,
             chain_id: chain_id.clone(),
