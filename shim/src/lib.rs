@@ -1,4 +1,11 @@
-//! The per-pod shim process (stdio, CRI logs, exit records).
+//! The per-pod shim: one process per pod that pins the pod's namespaces, creates its containers
+//! (through `corral-runtime`, from a single-threaded context), owns their stdio, writes their CRI
+//! log files, waits for their exits and records them atomically. It is started by corrald as a
+//! fresh program, detaches, and keeps running when the daemon dies.
 //!
-//! Not built yet: it arrives with the pod sandbox and container issue. The crate exists so the
-//! workspace has its final shape; nothing depends on it.
+//! The library part holds what the daemon shares with the shim binary: the [`proto`]col, and the
+//! [`crilog`] writer and [`timefmt`] used for log records.
+
+pub mod crilog;
+pub mod proto;
+pub mod timefmt;

@@ -1,0 +1,328 @@
+//! The pod's containers: create, start, signal, wait, exit, reopen the log, remove.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use corral_runtime::container::{self, Container, Stdio};
+use corral_shim::crilog::{LogFile, Stream};
+use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, Response};
+use corral_shim::timefmt::unix_nanos;
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+use nix::unistd::{Pid, pipe2};
+use oci_spec::runtime::Spec;
+
+use crate::log;
+use crate::output::{self, Chunk};
+use crate::records;
+use crate::server::{Error, Shim, Source};
+
+/// One container of the pod.
+pub struct Ctr {
+    pub id: String,
+    pub pid: i32,
+    process: Option<Container>,
+    exit_token: Option<u64>,
+    pub cgroups_path: PathBuf,
+    log: Option<LogFile>,
+    /// The write end of the container's stdin pipe, kept for attach.
+    _stdin: Option<OwnedFd>,
+    outputs: Vec<(u64, Stream, OwnedFd)>,
+    started_at: Option<i64>,
+    exit: Option<ExitRecord>,
+    waiters: Vec<u64>,
+}
+
+impl Ctr {
+    pub fn info(&self) -> ContainerInfo {
+        ContainerInfo {
+            id: self.id.clone(),
+            pid: self.pid,
+            started_at: self.started_at,
+            exit: self.exit,
+        }
+    }
+
+    /// Whether `pid` is this container's init and it has not been reaped yet.
+    pub fn is_live(&self, pid: i32) -> bool {
+        self.pid == pid && self.exit.is_none()
+    }
+
+    pub fn running(&self) -> bool {
+        self.started_at.is_some() && self.exit.is_none()
+    }
+}
+
+fn not_found(id: &str) -> Response {
+    Response::error(ErrorKind::NotFound, format!("container {id} not found in the shim"))
+}
+
+/// The descriptors a new container gets, and the ends the shim keeps.
+struct Pipes {
+    stdio: Stdio,
+    stdin: Option<OwnedFd>,
+    outputs: Vec<(Stream, OwnedFd)>,
+}
+
+fn make_pipes(req: &CreateRequest) -> Result<Pipes, Error> {
+    let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e));
+    if req.tty {
+        let pty = nix::pty::openpty(None, None).map_err(|e| Error::sys("openpty", e))?;
+        output::set_cloexec_nonblock(&pty.master)?;
+        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
+        let stdio = Stdio {
+            stdin: Some(dup(&pty.slave)?),
+            stdout: dup(&pty.slave)?,
+            stderr: pty.slave,
+        };
+        let master_in = pty.master.try_clone().map_err(|e| Error::io("dup", e))?;
+        return Ok(Pipes {
+            stdio,
+            stdin: req.stdin.then_some(master_in),
+            outputs: vec![(Stream::Stdout, pty.master)],
+        });
+    }
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    output::set_cloexec_nonblock(&out_r)?;
+    output::set_cloexec_nonblock(&err_r)?;
+    let (stdin_child, stdin_keep) = if req.stdin {
+        let (r, w) = pipe()?;
+        (Some(r), Some(w))
+    } else {
+        (None, None)
+    };
+    Ok(Pipes {
+        stdio: Stdio {
+            stdin: stdin_child,
+            stdout: out_w,
+            stderr: err_w,
+        },
+        stdin: stdin_keep,
+        outputs: vec![(Stream::Stdout, out_r), (Stream::Stderr, err_r)],
+    })
+}
+
+impl Shim {
+    pub fn create(&mut self, req: CreateRequest) -> Response {
+        if self.ctrs.contains_key(&req.id) {
+            let msg = format!("container {} already exists in the shim", req.id);
+            return Response::error(ErrorKind::AlreadyExists, msg);
+        }
+        match self.try_create(req) {
+            Ok(pid) => Response::Created { pid },
+            Err(e) => Response::error(ErrorKind::Internal, format!("creating the container: {e}")),
+        }
+    }
+
+    fn try_create(&mut self, req: CreateRequest) -> Result<i32, Error> {
+        let config = req.bundle.join("config.json");
+        let spec = Spec::load(&config)
+            .map_err(|e| Error::Protocol(format!("{}: {e}", config.display())))?;
+        let cgroups_path = spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().clone())
+            .ok_or_else(|| Error::Protocol("the spec has no linux.cgroupsPath".into()))?;
+        let log = match &req.log_path {
+            Some(path) => Some(LogFile::open(path).map_err(|e| Error::io(path, e))?),
+            None => None,
+        };
+        let pipes = make_pipes(&req)?;
+        let process = container::create(&spec, &req.bundle, pipes.stdio)?;
+        let pid = process.pid();
+        let mut ctr = Ctr {
+            id: req.id.clone(),
+            pid,
+            process: None,
+            exit_token: None,
+            cgroups_path,
+            log,
+            _stdin: pipes.stdin,
+            outputs: Vec::new(),
+            started_at: None,
+            exit: None,
+            waiters: Vec::new(),
+        };
+        ctr.exit_token = Some(self.reg.add(process.pidfd(), Source::Exit { ctr: req.id.clone() })?);
+        for (stream, fd) in pipes.outputs {
+            let source = Source::Output {
+                ctr: req.id.clone(),
+                stream,
+            };
+            let token = self.reg.add(fd.as_fd(), source)?;
+            ctr.outputs.push((token, stream, fd));
+        }
+        ctr.process = Some(process);
+        log!("created container {} (pid {pid})", req.id);
+        self.ctrs.insert(req.id, ctr);
+        Ok(pid)
+    }
+
+    pub fn start(&mut self, id: &str) -> Response {
+        let Some(ctr) = self.ctrs.get_mut(id) else {
+            return not_found(id);
+        };
+        if ctr.started_at.is_some() || ctr.exit.is_some() {
+            let msg = format!("container {id} was already started");
+            return Response::error(ErrorKind::FailedPrecondition, msg);
+        }
+        let Some(process) = ctr.process.as_mut() else {
+            return not_found(id);
+        };
+        match process.start() {
+            Ok(()) => {
+                let started_at = unix_nanos(SystemTime::now());
+                ctr.started_at = Some(started_at);
+                log!("started container {id}");
+                Response::Started {
+                    pid: ctr.pid,
+                    started_at,
+                }
+            }
+            Err(e) => Response::error(ErrorKind::FailedPrecondition, e.to_string()),
+        }
+    }
+
+    pub fn signal(&mut self, id: &str, signal: i32) -> Response {
+        let Some(ctr) = self.ctrs.get(id) else {
+            return not_found(id);
+        };
+        let Ok(sig) = Signal::try_from(signal) else {
+            return Response::error(ErrorKind::InvalidArgument, format!("bad signal {signal}"));
+        };
+        // The init is our child and unreaped until `on_exit`, so its pid cannot be reused yet.
+        if ctr.exit.is_none() {
+            if let Err(e) = kill(Pid::from_raw(ctr.pid), sig) {
+                if e != nix::errno::Errno::ESRCH {
+                    return Response::error(ErrorKind::Internal, format!("kill: {e}"));
+                }
+            }
+        }
+        Response::Ok
+    }
+
+    pub fn wait(&mut self, conn: u64, id: &str) -> Option<Response> {
+        let Some(ctr) = self.ctrs.get_mut(id) else {
+            return Some(not_found(id));
+        };
+        if let Some(exit) = ctr.exit {
+            return Some(Response::Exited(exit));
+        }
+        ctr.waiters.push(conn);
+        None
+    }
+
+    pub fn reopen_log(&mut self, id: &str) -> Response {
+        let Some(ctr) = self.ctrs.get_mut(id) else {
+            return not_found(id);
+        };
+        match ctr.log.as_mut().map(LogFile::reopen) {
+            Some(Err(e)) => Response::error(ErrorKind::Internal, format!("reopening the log: {e}")),
+            _ => Response::Ok,
+        }
+    }
+
+    /// Forgets the container; one that is still alive is killed and reaped first.
+    pub fn remove(&mut self, id: &str) -> Response {
+        let Some(ctr) = self.ctrs.get(id) else {
+            return Response::Ok;
+        };
+        if ctr.exit.is_none() {
+            let _ = kill(Pid::from_raw(ctr.pid), Signal::SIGKILL);
+            self.on_exit(id);
+        }
+        let Some(mut ctr) = self.ctrs.remove(id) else {
+            return Response::Ok;
+        };
+        for (token, _, fd) in ctr.outputs.drain(..) {
+            self.reg.remove(token, fd.as_fd());
+        }
+        records::remove(&self.dir, id);
+        Response::Ok
+    }
+
+    pub fn on_output(&mut self, id: &str, token: u64, stream: Stream) {
+        let Some(ctr) = self.ctrs.get_mut(id) else {
+            return;
+        };
+        let Some(pos) = ctr.outputs.iter().position(|(t, _, _)| *t == token) else {
+            return;
+        };
+        let chunk = output::read_chunk(ctr.outputs[pos].2.as_fd());
+        match chunk {
+            Chunk::Data(data) => write_log(ctr, stream, &data),
+            Chunk::Again => {}
+            Chunk::Eof => {
+                let (token, _, fd) = ctr.outputs.remove(pos);
+                self.reg.remove(token, fd.as_fd());
+            }
+        }
+    }
+
+    /// The init exited (its pidfd is readable): reap it, collect the rest of its output, check
+    /// the cgroup's OOM counter and record the exit.
+    pub fn on_exit(&mut self, id: &str) {
+        let Some(ctr) = self.ctrs.get_mut(id) else {
+            return;
+        };
+        if ctr.exit.is_some() {
+            return;
+        }
+        let Some(process) = ctr.process.take() else {
+            return;
+        };
+        let status = waitid(Id::PIDFd(process.pidfd()), WaitPidFlag::WEXITED);
+        if let Some(token) = ctr.exit_token.take() {
+            self.reg.remove(token, process.pidfd());
+        }
+        drop(process);
+        let (exit_code, signal) = match status {
+            Ok(WaitStatus::Exited(_, code)) => (code, None),
+            Ok(WaitStatus::Signaled(_, sig, _)) => (128 + sig as i32, Some(sig as i32)),
+            other => {
+                log!("container {id}: unexpected wait status {other:?}");
+                (255, None)
+            }
+        };
+        let rest: Vec<(Stream, Vec<u8>)> = ctr
+            .outputs
+            .iter()
+            .flat_map(|(_, stream, fd)| output::drain(fd.as_fd()).into_iter().map(|d| (*stream, d)))
+            .collect();
+        for (stream, data) in rest {
+            write_log(ctr, stream, &data);
+        }
+        let oom_killed = corral_runtime::cgroups::oom_kills(&ctr.cgroups_path)
+            .map(|n| n > 0)
+            .unwrap_or_else(|e| {
+                log!("container {id}: reading the OOM counter: {e}");
+                false
+            });
+        let record = ExitRecord {
+            exit_code,
+            signal,
+            finished_at: unix_nanos(SystemTime::now()),
+            oom_killed,
+        };
+        ctr.exit = Some(record);
+        log!("container {id} exited: {record:?}");
+        if let Err(e) = records::write(&self.dir, id, &record) {
+            log!("container {id}: writing the exit record: {e}");
+        }
+        let waiters = std::mem::take(&mut ctr.waiters);
+        for conn in waiters {
+            self.respond(conn, Response::Exited(record));
+        }
+    }
+}
+
+fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
+    if let Some(log) = ctr.log.as_mut() {
+        if let Err(e) = log.write(stream, data, unix_nanos(SystemTime::now())) {
+            log!("container {}: writing {}: {e}", ctr.id, log.path().display());
+        }
+    }
+}

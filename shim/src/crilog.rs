@@ -1,0 +1,150 @@
+//! Writing container output in the CRI log format: one record per line,
+//! `<RFC3339Nano> <stdout|stderr> <F|P> <text>\n`.
+//!
+//! Each read from a container's pipe is turned into records with one fresh timestamp: every
+//! complete line becomes an `F` (full) record, and a trailing fragment without a newline becomes
+//! a `P` (partial) record that readers join with what follows. Nothing is buffered across reads,
+//! so a prompt without a newline shows up at once, and a line longer than one read (the shim
+//! reads at most [`READ_SIZE`] bytes) is split into `P` records.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use crate::timefmt::rfc3339_nano;
+
+/// The most bytes the shim reads from a container pipe at once, and so the longest record.
+pub const READ_SIZE: usize = 16 * 1024;
+
+/// Which of the container's streams a record came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+impl Stream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+    }
+}
+
+/// Appends the records for one read of `data` to `out`.
+pub fn format_records(out: &mut Vec<u8>, stream: Stream, data: &[u8], nanos: i64) {
+    let ts = rfc3339_nano(nanos);
+    let mut rest = data;
+    while !rest.is_empty() {
+        let (line, tag, next) = match rest.iter().position(|&b| b == b'\n') {
+            Some(i) => (&rest[..i], "F", &rest[i + 1..]),
+            None => (rest, "P", &rest[rest.len()..]),
+        };
+        out.extend_from_slice(ts.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(stream.as_str().as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(tag.as_bytes());
+        out.push(b' ');
+        out.extend_from_slice(line);
+        out.push(b'\n');
+        rest = next;
+    }
+}
+
+/// A container's log file, reopened on request (log rotation).
+#[derive(Debug)]
+pub struct LogFile {
+    path: PathBuf,
+    file: File,
+    scratch: Vec<u8>,
+}
+
+impl LogFile {
+    /// Opens (creating, mode 0640) `path` for appending.
+    pub fn open(path: &Path) -> io::Result<LogFile> {
+        Ok(LogFile {
+            path: path.to_path_buf(),
+            file: open_append(path)?,
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the records for one read; each read is a single `write` so records never
+    /// interleave.
+    pub fn write(&mut self, stream: Stream, data: &[u8], nanos: i64) -> io::Result<()> {
+        self.scratch.clear();
+        format_records(&mut self.scratch, stream, data, nanos);
+        self.file.write_all(&self.scratch)
+    }
+
+    /// Opens the path again (the old file may have been renamed away).
+    pub fn reopen(&mut self) -> io::Result<()> {
+        self.file = open_append(&self.path)?;
+        Ok(())
+    }
+}
+
+fn open_append(path: &Path) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .custom_flags(libc::O_CLOEXEC)
+        .open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T: i64 = 1_475_713_029_669_794_202;
+
+    fn records(data: &[u8]) -> String {
+        let mut out = Vec::new();
+        format_records(&mut out, Stream::Stdout, data, T);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn full_lines_and_a_trailing_fragment() {
+        assert_eq!(
+            records(b"one\ntwo\nthr"),
+            "2016-10-06T00:17:09.669794202Z stdout F one\n\
+             2016-10-06T00:17:09.669794202Z stdout F two\n\
+             2016-10-06T00:17:09.669794202Z stdout P thr\n"
+        );
+    }
+
+    #[test]
+    fn empty_lines_are_records_too() {
+        assert_eq!(
+            records(b"\n\n"),
+            "2016-10-06T00:17:09.669794202Z stdout F \n\
+             2016-10-06T00:17:09.669794202Z stdout F \n"
+        );
+        assert_eq!(records(b""), "");
+    }
+
+    #[test]
+    fn file_appends_and_reopens() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.log");
+        let mut log = LogFile::open(&path).unwrap();
+        log.write(Stream::Stderr, b"a\n", T).unwrap();
+        std::fs::rename(&path, dir.path().join("c.log.1")).unwrap();
+        log.write(Stream::Stderr, b"b\n", T).unwrap();
+        log.reopen().unwrap();
+        log.write(Stream::Stdout, b"c\n", T).unwrap();
+        let old = std::fs::read_to_string(dir.path().join("c.log.1")).unwrap();
+        let new = std::fs::read_to_string(&path).unwrap();
+        assert!(old.ends_with("stderr F a\n2016-10-06T00:17:09.669794202Z stderr F b\n"));
+        assert_eq!(new, "2016-10-06T00:17:09.669794202Z stdout F c\n");
+    }
+}

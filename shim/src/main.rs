@@ -1,0 +1,104 @@
+//! `corral-shim <pod-state-dir>`: started by corrald as a fresh program for one pod.
+//!
+//! The first process forks at once (it is single-threaded: nothing has run yet) and waits on a
+//! pipe; the child becomes the shim: a session leader and child subreaper with its stdio on
+//! `/dev/null` and `shim.log`, holding no inherited descriptor. It pins the pod's namespaces,
+//! binds its socket, reports `ready <pid>` (or the error) through the pipe, and serves. The first
+//! process prints what it was told and exits, so corrald's child is gone immediately and the
+//! shim is re-parented away from the daemon.
+
+mod containers;
+mod exec;
+mod output;
+mod records;
+mod server;
+mod setup;
+
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use nix::fcntl::OFlag;
+use nix::unistd::{ForkResult, fork, pipe2};
+
+/// Writes one line to the shim's log (stderr, which is `shim.log` once detached).
+macro_rules! log {
+    ($($arg:tt)*) => {
+        eprintln!("{} {}", corral_shim::timefmt::rfc3339_nano(
+            corral_shim::timefmt::unix_nanos(std::time::SystemTime::now())), format_args!($($arg)*))
+    };
+}
+pub(crate) use log;
+
+fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    let (Some(dir), None) = (args.next(), args.next()) else {
+        eprintln!("usage: corral-shim <pod-state-dir>");
+        return ExitCode::from(2);
+    };
+    let dir = PathBuf::from(dir);
+    let (rx, tx) = match pipe2(OFlag::O_CLOEXEC) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("corral-shim: pipe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // SAFETY: nothing has started a thread yet: the process is single-threaded, so the child
+    // may run any code.
+    #[allow(unsafe_code)]
+    match unsafe { fork() } {
+        Ok(ForkResult::Parent { .. }) => {
+            drop(tx);
+            report(rx)
+        }
+        Ok(ForkResult::Child) => {
+            drop(rx);
+            run(dir, tx)
+        }
+        Err(e) => {
+            eprintln!("corral-shim: fork: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The first process: relays the shim's verdict.
+fn report(rx: OwnedFd) -> ExitCode {
+    let mut text = String::new();
+    let _ = std::fs::File::from(rx).read_to_string(&mut text);
+    if text.starts_with("ready ") {
+        print!("{text}");
+        ExitCode::SUCCESS
+    } else if text.is_empty() {
+        eprintln!("corral-shim: the shim exited before it was ready (see shim.log)");
+        ExitCode::FAILURE
+    } else {
+        eprint!("{text}");
+        ExitCode::FAILURE
+    }
+}
+
+/// The shim proper.
+fn run(dir: PathBuf, tx: OwnedFd) -> ExitCode {
+    let mut tx = std::fs::File::from(tx);
+    let shim = match setup::detach(&dir, &tx).and_then(|()| server::Shim::new(dir)) {
+        Ok(shim) => shim,
+        Err(e) => {
+            log!("start failed: {e}");
+            let _ = write!(tx, "{e}\n");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = writeln!(tx, "ready {}", std::process::id());
+    drop(tx);
+    log!("serving pod {}", shim.pod_id());
+    match shim.serve() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log!("event loop failed: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

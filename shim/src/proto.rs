@@ -1,0 +1,265 @@
+//! The daemon ↔ shim protocol: one request and one response per connection on the shim's Unix
+//! socket, each a frame of a 4-byte big-endian length followed by that many bytes of JSON.
+//!
+//! The daemon opens a fresh connection per request (cheap on a Unix socket), so a request that
+//! waits (`Wait`, `Exec`) never holds up another.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// Largest frame either side accepts (ExecSync output is bounded well below it).
+pub const MAX_FRAME: usize = 64 << 20;
+
+/// Most bytes of stdout (and, separately, stderr) an `Exec` returns; the rest is dropped.
+pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
+
+/// The file the daemon writes into the pod's state directory before starting the shim.
+pub const CONFIG_FILE: &str = "shim.json";
+/// The shim's socket in the pod's state directory.
+pub const SOCKET_FILE: &str = "shim.sock";
+/// The directory of exit records in the pod's state directory (`exits/<container-id>.json`).
+pub const EXITS_DIR: &str = "exits";
+
+/// What the shim sets up for its pod before it serves (read from [`CONFIG_FILE`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ShimConfig {
+    pub pod_id: String,
+    /// New network namespace (false: host network).
+    pub network: bool,
+    /// New IPC namespace (false: host IPC).
+    pub ipc: bool,
+    /// New UTS namespace with this hostname (None: host UTS).
+    pub hostname: Option<String>,
+    /// A pod-wide PID namespace (NamespaceMode POD).
+    pub pid: bool,
+    /// Namespaced sysctls set inside the pod's namespaces.
+    pub sysctls: Vec<(String, String)>,
+}
+
+/// A request from the daemon.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Request {
+    /// The shim's view of its pod, for reconciliation after a daemon restart.
+    Info,
+    /// Creates a container from the OCI bundle at `bundle` (its `config.json`), leaving it
+    /// ready to exec.
+    Create(CreateRequest),
+    /// Lets a created container exec its entrypoint.
+    Start { id: String },
+    /// Sends `signal` to the container's init process.
+    Signal { id: String, signal: i32 },
+    /// Answers once the container has exited, with its exit record.
+    Wait { id: String },
+    /// Runs a process in a running container and returns its output.
+    Exec(ExecRequest),
+    /// Closes and reopens the container's log file (after a log rotation).
+    ReopenLog { id: String },
+    /// Forgets an exited (or never started) container, killing a created one.
+    Remove { id: String },
+    /// Stops the pod's PID holder and exits once every container is gone.
+    Shutdown,
+}
+
+/// Creating a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CreateRequest {
+    pub id: String,
+    pub bundle: PathBuf,
+    /// Absolute CRI log path; None: output is discarded.
+    pub log_path: Option<PathBuf>,
+    pub stdin: bool,
+    pub stdin_once: bool,
+    pub tty: bool,
+}
+
+/// Running a process inside a container (ExecSync).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecRequest {
+    pub id: String,
+    /// The OCI process to run (`oci_spec::runtime::Process` as JSON).
+    pub process: serde_json::Value,
+    /// Kill the process and answer `DeadlineExceeded` after this many milliseconds (0: never).
+    pub timeout_ms: u64,
+}
+
+/// How a container (or exec) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExitRecord {
+    /// Exit status, or 128 + signal when killed by a signal.
+    pub exit_code: i32,
+    /// The signal that killed it, if any.
+    pub signal: Option<i32>,
+    /// Nanoseconds since the Unix epoch.
+    pub finished_at: i64,
+    /// The kernel's OOM killer killed a process of the container's cgroup.
+    pub oom_killed: bool,
+}
+
+/// A container as the shim sees it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerInfo {
+    pub id: String,
+    pub pid: i32,
+    /// Nanoseconds since the Unix epoch; None while created.
+    pub started_at: Option<i64>,
+    pub exit: Option<ExitRecord>,
+}
+
+/// Why a request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    NotFound,
+    AlreadyExists,
+    InvalidArgument,
+    FailedPrecondition,
+    DeadlineExceeded,
+    Internal,
+}
+
+/// The shim's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Response {
+    Ok,
+    Info {
+        shim_pid: i32,
+        pid_holder: Option<i32>,
+        containers: Vec<ContainerInfo>,
+    },
+    Created {
+        pid: i32,
+    },
+    Started {
+        pid: i32,
+        started_at: i64,
+    },
+    Exited(ExitRecord),
+    ExecDone {
+        exit_code: i32,
+        #[serde(with = "b64")]
+        stdout: Vec<u8>,
+        #[serde(with = "b64")]
+        stderr: Vec<u8>,
+    },
+    Error {
+        kind: ErrorKind,
+        message: String,
+    },
+}
+
+impl Response {
+    pub fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+        Response::Error {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+/// Frame errors.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes exceeds the limit")]
+    TooLarge(usize),
+    #[error("malformed message: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Encodes `msg` as one frame.
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let body = serde_json::to_vec(msg)?;
+    if body.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(body.len()));
+    }
+    let len = u32::try_from(body.len()).map_err(|_| FrameError::TooLarge(body.len()))?;
+    let mut out = Vec::with_capacity(4 + body.len());
+    out.extend_from_slice(&len.to_be_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// The body length announced by a frame header, checked against [`MAX_FRAME`].
+pub fn frame_len(header: [u8; 4]) -> Result<usize, FrameError> {
+    let len = u32::from_be_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    Ok(len)
+}
+
+/// Reads one frame (blocking).
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, FrameError> {
+    let mut header = [0u8; 4];
+    r.read_exact(&mut header)?;
+    let mut body = vec![0u8; frame_len(header)?];
+    r.read_exact(&mut body)?;
+    Ok(serde_json::from_slice(&body)?)
+}
+
+/// Writes one frame (blocking).
+pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), FrameError> {
+    w.write_all(&encode(msg)?)?;
+    Ok(())
+}
+
+mod b64 {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip() {
+        let msg = Response::ExecDone {
+            exit_code: 3,
+            stdout: b"out\n\0\xff".to_vec(),
+            stderr: Vec::new(),
+        };
+        let bytes = encode(&msg).unwrap();
+        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - 4);
+        let back: Response = read_frame(&mut &bytes[..]).unwrap();
+        match back {
+            Response::ExecDone { exit_code, stdout, stderr } => {
+                assert_eq!(exit_code, 3);
+                assert_eq!(stdout, b"out\n\0\xff");
+                assert!(stderr.is_empty());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_before_reading() {
+        let header = ((MAX_FRAME + 1) as u32).to_be_bytes();
+        assert!(matches!(frame_len(header), Err(FrameError::TooLarge(_))));
+        let mut bytes = header.to_vec();
+        bytes.extend_from_slice(b"{}");
+        let err = read_frame::<Request>(&mut &bytes[..]).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge(_)));
+    }
+
+    #[test]
+    fn requests_are_tagged() {
+        let json = serde_json::to_string(&Request::Start { id: "abc".into() }).unwrap();
+        assert_eq!(json, r#"{"op":"start","id":"abc"}"#);
+    }
+}

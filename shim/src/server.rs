@@ -1,0 +1,416 @@
+//! The shim's single-threaded event loop: one epoll over the socket, the connections, the
+//! containers' output pipes, their pidfds and a signalfd.
+
+use std::collections::HashMap;
+use std::io::{ErrorKind as IoKind, Read};
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use corral_runtime::sandbox::{self, PidHolder, PodNamespaces};
+use corral_shim::crilog::Stream;
+use corral_shim::proto::{
+    self, CONFIG_FILE, ErrorKind, Request, Response, SOCKET_FILE, ShimConfig,
+};
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags, EpollTimeout};
+use nix::sys::signal::{Signal, kill};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid, waitpid};
+use nix::unistd::Pid;
+
+use crate::containers::Ctr;
+use crate::exec::ExecSession;
+use crate::log;
+use crate::setup::handled_signals;
+
+/// The shim's errors.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{step}: {source}")]
+    Sys {
+        step: &'static str,
+        #[source]
+        source: nix::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Runtime(#[from] corral_runtime::Error),
+    #[error("{0}")]
+    Protocol(String),
+}
+
+impl Error {
+    pub fn sys(step: &'static str, source: nix::Error) -> Error {
+        Error::Sys { step, source }
+    }
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// What an epoll token stands for. The descriptors themselves live with their owners.
+#[derive(Debug, Clone)]
+pub enum Source {
+    Listener,
+    Signals,
+    Conn,
+    Output { ctr: String, stream: Stream },
+    Exit { ctr: String },
+    ExecOutput { exec: u64, stream: Stream },
+    ExecExit { exec: u64 },
+    Holder,
+}
+
+/// A client connection: reading its request, or parked until its answer is ready.
+pub struct Conn {
+    stream: UnixStream,
+    buf: Vec<u8>,
+    parked: bool,
+}
+
+/// The epoll set and what each of its tokens stands for.
+pub struct Registry {
+    epoll: Epoll,
+    sources: HashMap<u64, Source>,
+    next_token: u64,
+}
+
+impl Registry {
+    /// Adds `fd` (level-triggered input) and returns its token.
+    pub fn add(&mut self, fd: BorrowedFd<'_>, source: Source) -> Result<u64, Error> {
+        let token = self.next_token;
+        self.next_token += 1;
+        let flags = EpollFlags::EPOLLIN | EpollFlags::EPOLLRDHUP;
+        self.epoll
+            .add(fd, EpollEvent::new(flags, token))
+            .map_err(|e| Error::sys("epoll_ctl add", e))?;
+        self.sources.insert(token, source);
+        Ok(token)
+    }
+
+    /// Removes `fd`, registered as `token`.
+    pub fn remove(&mut self, token: u64, fd: BorrowedFd<'_>) {
+        let _ = self.epoll.delete(fd);
+        self.sources.remove(&token);
+    }
+}
+
+pub struct Shim {
+    pub dir: PathBuf,
+    config: ShimConfig,
+    pub reg: Registry,
+    listener: UnixListener,
+    signals: SignalFd,
+    holder: Option<(PidHolder, u64)>,
+    conns: HashMap<u64, Conn>,
+    pub ctrs: HashMap<String, Ctr>,
+    pub execs: HashMap<u64, ExecSession>,
+    exiting: bool,
+}
+
+impl Shim {
+    /// Reads the pod's configuration, pins its namespaces and binds the socket.
+    pub fn new(dir: PathBuf) -> Result<Shim, Error> {
+        let config_path = dir.join(CONFIG_FILE);
+        let raw = std::fs::read(&config_path).map_err(|e| Error::io(&config_path, e))?;
+        let config: ShimConfig = serde_json::from_slice(&raw)
+            .map_err(|e| Error::Protocol(format!("{}: {e}", config_path.display())))?;
+        let ns_dir = dir.join("ns");
+        let pinned = sandbox::pin_namespaces(
+            &ns_dir,
+            &PodNamespaces {
+                network: config.network,
+                ipc: config.ipc,
+                hostname: config.hostname.as_deref(),
+                sysctls: &config.sysctls,
+            },
+        )?;
+        drop(pinned);
+        let rest = Self::finish(dir, config);
+        if rest.is_err() {
+            let _ = sandbox::unpin_namespaces(&ns_dir);
+        }
+        rest
+    }
+
+    fn finish(dir: PathBuf, config: ShimConfig) -> Result<Shim, Error> {
+        let holder = if config.pid {
+            Some(sandbox::spawn_pid_holder(&dir.join("ns"))?)
+        } else {
+            None
+        };
+        let sock = dir.join(SOCKET_FILE);
+        let _ = std::fs::remove_file(&sock);
+        let listener = UnixListener::bind(&sock).map_err(|e| Error::io(&sock, e))?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|e| Error::io(&sock, e))?;
+        let signals = SignalFd::with_flags(
+            &handled_signals(),
+            SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC,
+        )
+        .map_err(|e| Error::sys("signalfd", e))?;
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC)
+            .map_err(|e| Error::sys("epoll_create", e))?;
+        let mut reg = Registry {
+            epoll,
+            sources: HashMap::new(),
+            next_token: 1,
+        };
+        reg.add(listener.as_fd(), Source::Listener)?;
+        reg.add(signals.as_fd(), Source::Signals)?;
+        let holder = match holder {
+            Some(h) => {
+                let token = reg.add(h.pidfd.as_fd(), Source::Holder)?;
+                Some((h, token))
+            }
+            None => None,
+        };
+        Ok(Shim {
+            dir,
+            config,
+            reg,
+            listener,
+            signals,
+            holder,
+            conns: HashMap::new(),
+            ctrs: HashMap::new(),
+            execs: HashMap::new(),
+            exiting: false,
+        })
+    }
+
+    pub fn pod_id(&self) -> &str {
+        &self.config.pod_id
+    }
+
+    /// Runs until a `Shutdown` request has been answered.
+    pub fn serve(mut self) -> Result<(), Error> {
+        let mut events = vec![EpollEvent::empty(); 64];
+        while !self.exiting {
+            let timeout = self.next_deadline().map_or(EpollTimeout::NONE, |d| {
+                let left = d.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
+                EpollTimeout::try_from(left).unwrap_or(EpollTimeout::MAX)
+            });
+            let n = match self.reg.epoll.wait(&mut events, timeout) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(Error::sys("epoll_wait", e)),
+            };
+            for event in &events[..n] {
+                let token = event.data();
+                // An earlier event of this batch may have removed the source.
+                if let Some(source) = self.reg.sources.get(&token).cloned() {
+                    self.dispatch(token, source);
+                }
+            }
+            self.expire_execs();
+        }
+        self.teardown();
+        Ok(())
+    }
+
+    fn dispatch(&mut self, token: u64, source: Source) {
+        match source {
+            Source::Listener => self.accept(),
+            Source::Signals => self.on_signals(),
+            Source::Conn => self.on_conn(token),
+            Source::Output { ctr, stream } => self.on_output(&ctr, token, stream),
+            Source::Exit { ctr } => self.on_exit(&ctr),
+            Source::ExecOutput { exec, stream } => self.on_exec_output(exec, token, stream),
+            Source::ExecExit { exec } => self.on_exec_exit(exec),
+            Source::Holder => self.holder_gone(),
+        }
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    match self.reg.add(stream.as_fd(), Source::Conn) {
+                        Ok(token) => {
+                            self.conns.insert(
+                                token,
+                                Conn {
+                                    stream,
+                                    buf: Vec::new(),
+                                    parked: false,
+                                },
+                            );
+                        }
+                        Err(e) => log!("accept: {e}"),
+                    }
+                }
+                Err(e) if e.kind() == IoKind::WouldBlock => return,
+                Err(e) => {
+                    log!("accept: {e}");
+                    return;
+                }
+            }
+        }
+    }
+
+    fn drop_conn(&mut self, token: u64) {
+        if let Some(conn) = self.conns.remove(&token) {
+            self.reg.remove(token, conn.stream.as_fd());
+        }
+    }
+
+    fn on_conn(&mut self, token: u64) {
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        let mut chunk = [0u8; 4096];
+        let n = match conn.stream.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if e.kind() == IoKind::WouldBlock => return,
+            Err(_) => 0,
+        };
+        if n == 0 || conn.parked {
+            // The client went away (a parked client has nothing more to say).
+            if n == 0 {
+                self.drop_conn(token);
+            }
+            return;
+        }
+        conn.buf.extend_from_slice(&chunk[..n]);
+        if conn.buf.len() < 4 {
+            return;
+        }
+        let header: [u8; 4] = [conn.buf[0], conn.buf[1], conn.buf[2], conn.buf[3]];
+        let len = match proto::frame_len(header) {
+            Ok(len) => len,
+            Err(e) => return self.respond(token, Response::error(ErrorKind::InvalidArgument, e.to_string())),
+        };
+        if conn.buf.len() < 4 + len {
+            return;
+        }
+        let request: Request = match serde_json::from_slice(&conn.buf[4..4 + len]) {
+            Ok(r) => r,
+            Err(e) => {
+                let msg = format!("malformed request: {e}");
+                return self.respond(token, Response::error(ErrorKind::InvalidArgument, msg));
+            }
+        };
+        conn.parked = true;
+        conn.buf = Vec::new();
+        if let Some(response) = self.handle(token, request) {
+            self.respond(token, response);
+        }
+    }
+
+    /// Handles a request; `None` means the answer comes later (the connection stays parked).
+    fn handle(&mut self, conn: u64, request: Request) -> Option<Response> {
+        Some(match request {
+            Request::Info => self.info(),
+            Request::Create(req) => self.create(req),
+            Request::Start { id } => self.start(&id),
+            Request::Signal { id, signal } => self.signal(&id, signal),
+            Request::Wait { id } => return self.wait(conn, &id),
+            Request::Exec(req) => return self.exec(conn, req),
+            Request::ReopenLog { id } => self.reopen_log(&id),
+            Request::Remove { id } => self.remove(&id),
+            Request::Shutdown => {
+                self.exiting = true;
+                Response::Ok
+            }
+        })
+    }
+
+    /// Sends the answer on a parked connection and closes it.
+    pub fn respond(&mut self, token: u64, response: Response) {
+        let Some(conn) = self.conns.remove(&token) else {
+            return;
+        };
+        self.reg.remove(token, conn.stream.as_fd());
+        let mut stream = conn.stream;
+        let sent = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
+            .map_err(proto::FrameError::from)
+            .and_then(|()| proto::write_frame(&mut stream, &response));
+        if let Err(e) = sent {
+            log!("answering a request: {e}");
+        }
+    }
+
+    fn info(&self) -> Response {
+        Response::Info {
+            shim_pid: std::process::id() as i32,
+            pid_holder: self.holder.as_ref().map(|(h, _)| h.pid),
+            containers: self.ctrs.values().map(Ctr::info).collect(),
+        }
+    }
+
+    fn on_signals(&mut self) {
+        let mut child_exited = false;
+        while let Ok(Some(info)) = self.signals.read_signal() {
+            if info.ssi_signo == Signal::SIGCHLD as u32 {
+                child_exited = true;
+            } else {
+                log!("ignoring signal {}", info.ssi_signo);
+            }
+        }
+        if child_exited {
+            self.reap_children();
+        }
+    }
+
+    /// Reaps every exited child: tracked ones through their exit handlers, orphans that were
+    /// re-parented to us (we are a subreaper) directly.
+    fn reap_children(&mut self) {
+        loop {
+            let flags = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+            let pid = match waitid(Id::All, flags) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(status) => match status.pid() {
+                    Some(pid) => pid.as_raw(),
+                    None => return,
+                },
+            };
+            if let Some(id) = self.ctrs.values().find(|c| c.is_live(pid)).map(|c| c.id.clone()) {
+                self.on_exit(&id);
+            } else if let Some(exec) = self.execs.iter().find(|(_, s)| s.pid == pid).map(|(k, _)| *k) {
+                self.on_exec_exit(exec);
+            } else if self.holder.as_ref().is_some_and(|(h, _)| h.pid == pid) {
+                self.holder_gone();
+            } else {
+                let _ = waitpid(Pid::from_raw(pid), Some(WaitPidFlag::WNOHANG));
+            }
+        }
+    }
+
+    fn holder_gone(&mut self) {
+        if let Some((holder, token)) = self.holder.take() {
+            let _ = waitid(Id::PIDFd(holder.pidfd.as_fd()), WaitPidFlag::WEXITED);
+            self.reg.remove(token, holder.pidfd.as_fd());
+            log!("the pod's PID namespace holder exited");
+        }
+    }
+
+    /// On shutdown: kill whatever still runs so nothing outlives the pod.
+    fn teardown(&mut self) {
+        let ids: Vec<String> = self.ctrs.keys().cloned().collect();
+        for id in ids {
+            self.remove(&id);
+        }
+        if let Some((holder, _)) = &self.holder {
+            let _ = kill(Pid::from_raw(holder.pid), Signal::SIGKILL);
+            let _ = waitid(Id::PIDFd(holder.pidfd.as_fd()), WaitPidFlag::WEXITED);
+        }
+        let _ = std::fs::remove_file(self.dir.join(SOCKET_FILE));
+        log!("shut down");
+    }
+}
