@@ -19,7 +19,26 @@ pub struct Config {
     pub state: PathBuf,
     pub grpc: GrpcConfig,
     pub images: ImagesConfig,
+    pub runtime: RuntimeConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeConfig {
+    /// The `corral-shim` program; by default the one beside `corrald`.
+    pub shim_path: Option<PathBuf>,
+    /// Parent cgroup (cgroupfs path) of pods whose config names none.
+    pub cgroup_root: String,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            shim_path: None,
+            cgroup_root: "/corral".into(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -68,6 +87,7 @@ impl Default for Config {
             state: "/run/corral".into(),
             grpc: GrpcConfig::default(),
             images: ImagesConfig::default(),
+            runtime: RuntimeConfig::default(),
             log: LogConfig::default(),
         }
     }

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
 use crate::lock::{self, DirLock, LockError};
+use crate::pods::{Pods, PodsConfig};
 
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -36,6 +37,8 @@ pub enum DaemonError {
         #[source]
         source: Box<corral_images::ImageError>,
     },
+    #[error("shim program: {0}")]
+    Shim(String),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -44,6 +47,7 @@ pub enum DaemonError {
 pub struct Daemon {
     config: Arc<Config>,
     images: Arc<ImageManager>,
+    pods: Arc<Pods>,
     _locks: (DirLock, DirLock),
 }
 
@@ -68,9 +72,28 @@ impl Daemon {
             root: config.root.clone(),
             source: Box::new(source),
         })?;
+        let shim = match &config.runtime.shim_path {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()
+                .map_err(|e| DaemonError::Shim(format!("locating corrald: {e}")))?
+                .with_file_name("corral-shim"),
+        };
+        if !shim.is_file() {
+            return Err(DaemonError::Shim(format!("{} does not exist", shim.display())));
+        }
+        let pods = Arc::new(Pods::new(
+            PodsConfig {
+                root: config.root.clone(),
+                state: config.state.clone(),
+                shim,
+                cgroup_root: config.runtime.cgroup_root.clone(),
+            },
+            Arc::clone(&images),
+        ));
         Ok(Daemon {
             config: Arc::new(config),
             images,
+            pods,
             _locks: (root_lock, state_lock),
         })
     }
@@ -87,7 +110,11 @@ impl Daemon {
         listener: tokio::net::UnixListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), DaemonError> {
-        let runtime = RuntimeServiceServer::new(RuntimeApi::new(Arc::clone(&self.config)))
+        self.pods.recover().await;
+        let runtime = RuntimeServiceServer::new(RuntimeApi::new(
+            Arc::clone(&self.config),
+            Arc::clone(&self.pods),
+        ))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         let image = ImageServiceServer::new(ImageApi::new(Arc::clone(&self.images)))

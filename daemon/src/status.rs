@@ -43,3 +43,25 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     }
     out
 }
+
+/// Chooses the gRPC code for a pod or container error.
+pub fn pod_status(e: crate::pods::PodError) -> Status {
+    use crate::pods::PodError as E;
+    use crate::spec::SpecError;
+    let message = error_chain(&e);
+    match e {
+        E::NotFound(_) | E::Spec(SpecError::NotFound(_)) => Status::not_found(message),
+        E::AlreadyExists(_) => Status::already_exists(message),
+        E::InvalidArgument(_) | E::Spec(SpecError::InvalidArgument(_)) => {
+            Status::invalid_argument(message)
+        }
+        E::FailedPrecondition(_) => Status::failed_precondition(message),
+        E::DeadlineExceeded(_) => Status::deadline_exceeded(message),
+        E::Image(inner) => image_status(inner),
+        E::Runtime(corral_runtime::Error::InvalidSpec(_)) => Status::invalid_argument(message),
+        E::Shim(_) => Status::unavailable(message),
+        E::Corrupt(_) | E::Io { .. } | E::Spec(_) | E::Runtime(_) | E::Internal(_) => {
+            Status::internal(message)
+        }
+    }
+}

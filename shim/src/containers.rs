@@ -6,6 +6,7 @@ use std::time::SystemTime;
 
 use corral_runtime::container::{self, Container, Stdio};
 use corral_shim::crilog::{LogFile, Stream};
+use corral_shim::records;
 use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, Response};
 use corral_shim::timefmt::unix_nanos;
 use nix::fcntl::OFlag;
@@ -16,7 +17,6 @@ use oci_spec::runtime::Spec;
 
 use crate::log;
 use crate::output::{self, Chunk};
-use crate::records;
 use crate::server::{Error, Shim, Source};
 
 /// One container of the pod.

@@ -3,9 +3,10 @@
 //! log files, waits for their exits and records them atomically. It is started by corrald as a
 //! fresh program, detaches, and keeps running when the daemon dies.
 //!
-//! The library part holds what the daemon shares with the shim binary: the [`proto`]col, and the
-//! [`crilog`] writer and [`timefmt`] used for log records.
+//! The library part holds what the daemon shares with the shim binary: the [`proto`]col, and the exit
+//! [`records`], and the [`crilog`] writer and [`timefmt`] used for log records.
 
 pub mod crilog;
 pub mod proto;
+pub mod records;
 pub mod timefmt;

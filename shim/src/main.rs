@@ -10,7 +10,6 @@
 mod containers;
 mod exec;
 mod output;
-mod records;
 mod server;
 mod setup;
 

@@ -2,3 +2,5 @@
 
 pub mod image;
 pub mod runtime;
+mod container;
+mod sandbox;

@@ -1,0 +1,380 @@
+//! CreateContainer, StartContainer, StopContainer, RemoveContainer, and following a container
+//! until it exits.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use corral_cri_api::v1::ContainerConfig;
+use corral_shim::proto::{CreateRequest, ExitRecord, Request, Response};
+use corral_shim::timefmt::unix_nanos;
+use oci_spec::image::ImageConfiguration;
+
+use super::model::{self, ContainerMeta, ContainerStatus, SandboxState, VERSION};
+use super::names::new_id;
+use super::shim_client::ShimClient;
+use super::{Container, PodError, Pods, Result, Sandbox, lock, rootfs};
+use crate::spec::{self, ContainerInputs, PodPaths};
+
+/// How long to wait for a container to die after SIGKILL.
+const KILL_WAIT: Duration = Duration::from_secs(10);
+
+/// The log file of a container: the pod's log directory joined with the container's relative
+/// log path, which must stay inside it.
+fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>> {
+    if dir.is_empty() || rel.is_empty() {
+        return Ok(None);
+    }
+    let rel_path = Path::new(rel);
+    if !rel_path.components().all(|c| matches!(c, Component::Normal(_))) || rel.contains('\0') {
+        return Err(PodError::InvalidArgument(format!(
+            "container config: log_path {rel:?} must be a relative path inside the pod's log directory"
+        )));
+    }
+    Ok(Some(Path::new(dir).join(rel_path)))
+}
+
+impl Pods {
+    pub async fn create_container(
+        &self,
+        pod_id: &str,
+        config: ContainerConfig,
+    ) -> Result<String> {
+        let sandbox = self.sandbox(pod_id)?;
+        let _pod_op = sandbox.op.lock().await;
+        if sandbox.state() != SandboxState::Ready {
+            return Err(PodError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.meta.id
+            )));
+        }
+        let md = config.metadata.as_ref().ok_or_else(|| {
+            PodError::InvalidArgument("container config: metadata is missing".into())
+        })?;
+        if md.name.is_empty() {
+            return Err(PodError::InvalidArgument("container config: metadata.name is empty".into()));
+        }
+        let pod_md = sandbox.config.metadata.clone().unwrap_or_default();
+        let name = format!(
+            "{}_{}_{}_{}_{}",
+            md.name, pod_md.name, pod_md.namespace, pod_md.uid, md.attempt
+        );
+        let id = new_id();
+        let reservation = self.ctr_names.reserve(&name, &id).map_err(|existing| {
+            PodError::AlreadyExists(format!("container name {name:?} is already in use by {existing}"))
+        })?;
+        let image_name = config.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
+        if image_name.is_empty() {
+            return Err(PodError::InvalidArgument("container config: image.image is empty".into()));
+        }
+        let image = self
+            .images
+            .resolve(image_name)
+            .ok_or_else(|| PodError::NotFound(format!("image {image_name:?} not found")))?;
+        let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
+        let bundle = self.ctr_bundle(&id);
+        let records = self.ctr_record_dir(&id);
+        let cgroups_path = format!("{}/{id}", sandbox.meta.cgroup_parent);
+        let image_config: ImageConfiguration = {
+            let raw = self.images.config_json(&image)?;
+            serde_json::from_slice(&raw)
+                .map_err(|e| PodError::Internal(format!("image {} config: {e}", image.id)))?
+        };
+        let meta = ContainerMeta {
+            version: VERSION,
+            id: id.clone(),
+            sandbox_id: sandbox.meta.id.clone(),
+            name,
+            config: model::encode_pb(&config),
+            image: image_name.to_owned(),
+            image_id: image.id.to_string(),
+            image_ref: image.repo_digests.first().cloned().unwrap_or_else(|| image.id.to_string()),
+            log_path,
+            cgroups_path,
+            stop_signal: spec::stop_signal(&config, &image_config)?,
+            created_at: unix_nanos(std::time::SystemTime::now()),
+        };
+        let lowerdirs = self.images.lowerdirs(&image);
+        let made = self
+            .make_container(&sandbox, &config, &meta, &image_config, &lowerdirs, &bundle, &records)
+            .await;
+        if let Err(e) = made {
+            tracing::warn!(container = %id, error = %e, "CreateContainer failed; cleaning up");
+            if let Err(ce) = self.discard_container(&sandbox.shim, &meta, &bundle, &records).await {
+                tracing::warn!(container = %id, error = %ce, "cleanup after a failed CreateContainer");
+            }
+            return Err(e);
+        }
+        let ctr = Arc::new(Container {
+            meta,
+            config,
+            status: Mutex::new(made?),
+            op: tokio::sync::Mutex::new(()),
+            bundle,
+        });
+        self.containers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), ctr);
+        reservation.commit();
+        Ok(id)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn make_container(
+        &self,
+        sandbox: &Sandbox,
+        config: &ContainerConfig,
+        meta: &ContainerMeta,
+        image: &ImageConfiguration,
+        lowerdirs: &str,
+        bundle: &Path,
+        records: &Path,
+    ) -> Result<ContainerStatus> {
+        if let Some(path) = &meta.log_path {
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| PodError::io(parent, e))?;
+            }
+        }
+        let rootfs_dir = bundle.join("rootfs");
+        rootfs::mount_overlay(lowerdirs, &records.join("upper"), &records.join("work"), &rootfs_dir)?;
+        let dir = &sandbox.dir;
+        let ns = dir.join("ns");
+        let pod_ns = super::sandbox::pod_namespaces(&sandbox.config)?;
+        let pin = |kind: &str| {
+            let p = ns.join(kind);
+            p.exists().then_some(p)
+        };
+        let (net, ipc, uts, pid) = (pin("net"), pin("ipc"), pin("uts"), pin("pid"));
+        let shm = dir.join("shm");
+        let cgroups_path = PathBuf::from(&meta.cgroups_path);
+        let inputs = ContainerInputs {
+            id: &meta.id,
+            sandbox_id: &meta.sandbox_id,
+            pod: &sandbox.config,
+            config,
+            image,
+            rootfs: &rootfs_dir,
+            pod_paths: PodPaths {
+                net: net.as_deref(),
+                ipc: ipc.as_deref(),
+                uts: uts.as_deref(),
+                pid: pid.as_deref(),
+                hosts: &dir.join("hosts"),
+                resolv_conf: &dir.join("resolv.conf"),
+                hostname: &dir.join("hostname"),
+                shm: (!pod_ns.host_ipc).then_some(shm.as_path()),
+            },
+            target_pid_ns: None,
+            cgroups_path: &cgroups_path,
+        };
+        let spec = spec::container_spec(&inputs)?;
+        let spec_path = bundle.join("config.json");
+        let body = serde_json::to_vec_pretty(&spec).map_err(|e| PodError::Internal(e.to_string()))?;
+        std::fs::write(&spec_path, body).map_err(|e| PodError::io(&spec_path, e))?;
+        model::save(&records.join("meta.json"), meta)?;
+        let request = Request::Create(CreateRequest {
+            id: meta.id.clone(),
+            bundle: bundle.to_path_buf(),
+            log_path: meta.log_path.clone(),
+            stdin: config.stdin,
+            stdin_once: config.stdin_once,
+            tty: config.tty,
+        });
+        let pid = match sandbox.shim.call(&request).await? {
+            Response::Created { pid } => pid,
+            other => return Err(PodError::Shim(format!("unexpected answer to Create: {other:?}"))),
+        };
+        let mut status = ContainerStatus::new();
+        status.pid = pid;
+        model::save(&records.join("status.json"), &status)?;
+        Ok(status)
+    }
+
+    /// Undoes whatever a container creation did: the shim's process, the cgroup, the rootfs
+    /// mount, the directories.
+    async fn discard_container(
+        &self,
+        shim: &ShimClient,
+        meta: &ContainerMeta,
+        bundle: &Path,
+        records: &Path,
+    ) -> Result<()> {
+        let removed = shim.call(&Request::Remove { id: meta.id.clone() }).await;
+        if let Err(e) = removed {
+            tracing::debug!(container = %meta.id, error = %e, "shim remove");
+        }
+        let cgroups = PathBuf::from(&meta.cgroups_path);
+        let rootfs_dir = bundle.join("rootfs");
+        let (bundle, records) = (bundle.to_path_buf(), records.to_path_buf());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            corral_runtime::cgroups::kill_and_remove(&cgroups)?;
+            rootfs::unmount(&rootfs_dir)?;
+            rootfs::remove_tree(&bundle)?;
+            rootfs::remove_tree(&records)
+        })
+        .await
+        .map_err(|e| PodError::Internal(e.to_string()))?
+    }
+
+    pub async fn start_container(self: &Arc<Self>, id: &str) -> Result<()> {
+        let ctr = self.container(id)?;
+        let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
+        let _op = ctr.op.lock().await;
+        let status = ctr.status();
+        if status.started_at != 0 || status.finished_at != 0 || status.unknown {
+            return Err(PodError::FailedPrecondition(format!(
+                "container {} is not in the created state",
+                ctr.meta.id
+            )));
+        }
+        let started = sandbox.shim.call(&Request::Start { id: ctr.meta.id.clone() }).await;
+        match started {
+            Ok(Response::Started { pid, started_at }) => {
+                self.update_status(&ctr, |s| {
+                    s.pid = pid;
+                    s.started_at = started_at;
+                })?;
+                self.follow(sandbox.shim.clone(), Arc::clone(&ctr));
+                tracing::info!(container = %ctr.meta.id, "container started");
+                Ok(())
+            }
+            Ok(other) => Err(PodError::Shim(format!("unexpected answer to Start: {other:?}"))),
+            Err(e) => {
+                let now = unix_nanos(std::time::SystemTime::now());
+                let message = e.to_string();
+                self.update_status(&ctr, |s| {
+                    s.started_at = now;
+                    s.finished_at = now;
+                    s.exit_code = 128;
+                    s.reason = "StartError".into();
+                    s.message = message.clone();
+                })?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Follows a running container until it exits, recording the exit.
+    pub(super) fn follow(self: &Arc<Self>, shim: ShimClient, ctr: Arc<Container>) {
+        let pods = Arc::clone(self);
+        tokio::spawn(async move {
+            let id = ctr.meta.id.clone();
+            match shim.call(&Request::Wait { id: id.clone() }).await {
+                Ok(Response::Exited(record)) => {
+                    if let Err(e) = pods.record_exit(&ctr, &record) {
+                        tracing::warn!(container = %id, error = %e, "recording an exit");
+                    }
+                }
+                Ok(other) => tracing::warn!(container = %id, ?other, "unexpected answer to Wait"),
+                Err(e) => {
+                    // The shim went away: the exit record, if it wrote one, tells the rest.
+                    let sandbox_dir = pods.pod_state_dir(&ctr.meta.sandbox_id);
+                    pods.settle_without_shim(&ctr, &sandbox_dir, &e.to_string());
+                }
+            }
+        });
+    }
+
+    /// Records an exit (once: later calls keep the first record).
+    pub(super) fn record_exit(&self, ctr: &Container, record: &ExitRecord) -> Result<()> {
+        if ctr.status().finished_at != 0 {
+            return Ok(());
+        }
+        self.update_status(ctr, |s| {
+            s.finished_at = record.finished_at;
+            s.exit_code = record.exit_code;
+            if record.oom_killed {
+                s.reason = "OOMKilled".into();
+            }
+        })?;
+        tracing::info!(container = %ctr.meta.id, exit_code = record.exit_code, oom = record.oom_killed, "container exited");
+        Ok(())
+    }
+
+    /// Applies `change` to the container's status and persists it.
+    pub(super) fn update_status(&self, ctr: &Container, change: impl FnOnce(&mut ContainerStatus)) -> Result<()> {
+        let mut status = lock(&ctr.status);
+        let mut next = status.clone();
+        change(&mut next);
+        model::save(&self.ctr_record_dir(&ctr.meta.id).join("status.json"), &next)?;
+        *status = next;
+        Ok(())
+    }
+
+    pub async fn stop_container(&self, id: &str, timeout: i64) -> Result<()> {
+        let Ok(ctr) = self.container(id) else {
+            return Ok(());
+        };
+        let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
+        let _op = ctr.op.lock().await;
+        self.stop_container_locked(&sandbox.shim, &ctr, timeout).await
+    }
+
+    /// Sends the stop signal, waits up to `timeout` seconds, then SIGKILL.
+    pub(super) async fn stop_container_locked(&self, shim: &ShimClient, ctr: &Container, timeout: i64) -> Result<()> {
+        let status = ctr.status();
+        if status.finished_at != 0 || status.unknown {
+            return Ok(());
+        }
+        let id = ctr.meta.id.clone();
+        let wait = Request::Wait { id: id.clone() };
+        if status.started_at != 0 && timeout > 0 {
+            shim.call(&Request::Signal { id: id.clone(), signal: ctr.meta.stop_signal }).await?;
+            let limit = Duration::from_secs(timeout.unsigned_abs());
+            if let Ok(Ok(Response::Exited(record))) = tokio::time::timeout(limit, shim.call(&wait)).await {
+                return self.record_exit(ctr, &record);
+            }
+            tracing::info!(container = %id, ?limit, "stop timeout expired; killing");
+        }
+        shim.call(&Request::Signal { id: id.clone(), signal: libc::SIGKILL }).await?;
+        match shim.call_within(&wait, KILL_WAIT).await? {
+            Response::Exited(record) => self.record_exit(ctr, &record),
+            other => Err(PodError::Shim(format!("unexpected answer to Wait: {other:?}"))),
+        }
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<()> {
+        let Ok(ctr) = self.container(id) else {
+            return Ok(());
+        };
+        let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
+        let _op = ctr.op.lock().await;
+        self.remove_container_locked(&sandbox, &ctr).await
+    }
+
+    pub(super) async fn remove_container_locked(&self, sandbox: &Sandbox, ctr: &Container) -> Result<()> {
+        if sandbox.state() == SandboxState::Ready {
+            self.stop_container_locked(&sandbox.shim, ctr, 0).await?;
+        }
+        let records = self.ctr_record_dir(&ctr.meta.id);
+        self.discard_container(&sandbox.shim, &ctr.meta, &ctr.bundle, &records).await?;
+        self.containers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ctr.meta.id);
+        self.ctr_names.release(&ctr.meta.name);
+        tracing::info!(container = %ctr.meta.id, "container removed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_paths_stay_in_the_log_directory() {
+        assert_eq!(
+            log_path("/var/log/pods/x", "c/0.log").unwrap(),
+            Some(PathBuf::from("/var/log/pods/x/c/0.log"))
+        );
+        assert_eq!(log_path("", "c/0.log").unwrap(), None);
+        assert_eq!(log_path("/d", "").unwrap(), None);
+        for bad in ["../x.log", "/etc/passwd", "a/../../b", "./a"] {
+            let err = log_path("/d", bad).unwrap_err();
+            assert!(matches!(err, PodError::InvalidArgument(_)), "{bad}: {err}");
+            assert!(err.to_string().contains(bad), "{err}");
+        }
+    }
+}

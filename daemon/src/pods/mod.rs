@@ -1,0 +1,202 @@
+//! Pod sandboxes and containers: the daemon's side of the RuntimeService.
+//!
+//! Each pod has a shim (`corral-shim`, started fresh, detached) that pins the pod's namespaces
+//! and runs its containers; the daemon keeps the records, prepares rootfs, bundle and log path,
+//! and talks to the shim over its socket. See ARCHITECTURE.md for the layout on disk.
+
+mod container;
+mod exec;
+pub mod model;
+mod names;
+mod recover;
+mod rootfs;
+mod sandbox;
+pub mod shim_client;
+pub mod view;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
+use corral_images::ImageManager;
+
+use self::model::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxStatus};
+use self::names::Names;
+use self::shim_client::ShimClient;
+use crate::spec::SpecError;
+
+/// Why a pod or container operation failed; `crate::status` picks the gRPC code.
+#[derive(Debug, thiserror::Error)]
+pub enum PodError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+    #[error("shim: {0}")]
+    Shim(String),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Runtime(#[from] corral_runtime::Error),
+    #[error(transparent)]
+    Image(#[from] corral_images::ImageError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl PodError {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> PodError {
+        PodError::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = PodError> = std::result::Result<T, E>;
+
+/// Where pods live and what runs them.
+#[derive(Debug, Clone)]
+pub struct PodsConfig {
+    /// Durable records: `<root>/pods/<id>/`, `<root>/containers/<id>/`.
+    pub root: PathBuf,
+    /// Volatile state: `<state>/pods/<id>/` (the shim's directory), `<state>/containers/<id>/`
+    /// (bundle and rootfs mount point).
+    pub state: PathBuf,
+    /// The `corral-shim` program.
+    pub shim: PathBuf,
+    /// Parent cgroup of pods that name none.
+    pub cgroup_root: String,
+}
+
+/// A pod sandbox in memory.
+pub struct Sandbox {
+    pub meta: SandboxMeta,
+    pub config: PodSandboxConfig,
+    pub status: Mutex<SandboxStatus>,
+    /// Serialises lifecycle operations on this pod.
+    pub op: tokio::sync::Mutex<()>,
+    pub shim: ShimClient,
+    /// The shim's directory `<state>/pods/<id>`.
+    pub dir: PathBuf,
+}
+
+/// A container in memory.
+pub struct Container {
+    pub meta: ContainerMeta,
+    pub config: ContainerConfig,
+    pub status: Mutex<ContainerStatus>,
+    /// Serialises lifecycle operations on this container.
+    pub op: tokio::sync::Mutex<()>,
+    /// `<state>/containers/<id>`: `config.json` and the `rootfs` mount point.
+    pub bundle: PathBuf,
+}
+
+impl Sandbox {
+    pub fn state(&self) -> model::SandboxState {
+        lock(&self.status).state
+    }
+}
+
+impl Container {
+    pub fn status(&self) -> ContainerStatus {
+        lock(&self.status).clone()
+    }
+}
+
+/// Locks a std mutex, recovering from poisoning (the data are plain records).
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The pod and container subsystem.
+pub struct Pods {
+    cfg: PodsConfig,
+    images: Arc<ImageManager>,
+    sandboxes: RwLock<HashMap<String, Arc<Sandbox>>>,
+    containers: RwLock<HashMap<String, Arc<Container>>>,
+    pod_names: Names,
+    ctr_names: Names,
+}
+
+impl Pods {
+    pub fn new(cfg: PodsConfig, images: Arc<ImageManager>) -> Pods {
+        Pods {
+            cfg,
+            images,
+            sandboxes: RwLock::default(),
+            containers: RwLock::default(),
+            pod_names: Names::default(),
+            ctr_names: Names::default(),
+        }
+    }
+
+    fn pod_record_dir(&self, id: &str) -> PathBuf {
+        self.cfg.root.join("pods").join(id)
+    }
+    fn pod_state_dir(&self, id: &str) -> PathBuf {
+        self.cfg.state.join("pods").join(id)
+    }
+    fn ctr_record_dir(&self, id: &str) -> PathBuf {
+        self.cfg.root.join("containers").join(id)
+    }
+    fn ctr_bundle(&self, id: &str) -> PathBuf {
+        self.cfg.state.join("containers").join(id)
+    }
+
+    /// The pod with `id` (a full id or a unique prefix).
+    pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
+        find(&self.sandboxes, id).ok_or_else(|| PodError::NotFound(format!("pod sandbox {id} not found")))
+    }
+
+    /// The container with `id` (a full id or a unique prefix).
+    pub fn container(&self, id: &str) -> Result<Arc<Container>> {
+        find(&self.containers, id).ok_or_else(|| PodError::NotFound(format!("container {id} not found")))
+    }
+
+    pub fn sandboxes(&self) -> Vec<Arc<Sandbox>> {
+        self.sandboxes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    pub fn containers(&self) -> Vec<Arc<Container>> {
+        self.containers.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
+        self.containers()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sandbox_id)
+            .collect()
+    }
+}
+
+/// Looks an id up, accepting a unique prefix (as crictl users type them).
+fn find<T>(map: &RwLock<HashMap<String, Arc<T>>>, id: &str) -> Option<Arc<T>> {
+    if id.is_empty() {
+        return None;
+    }
+    let map = map.read().unwrap_or_else(|e| e.into_inner());
+    if let Some(v) = map.get(id) {
+        return Some(Arc::clone(v));
+    }
+    let mut hits = map.iter().filter(|(k, _)| k.starts_with(id));
+    match (hits.next(), hits.next()) {
+        (Some((_, v)), None) => Some(Arc::clone(v)),
+        _ => None,
+    }
+}

@@ -1,0 +1,133 @@
+//! What the daemon persists about pods and containers: per object an immutable `meta.json`
+//! written once at creation, and a `status.json` replaced atomically on every change
+//! (containerd's metadata/status split). Both carry a format version.
+
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+
+use super::PodError;
+
+/// The format version of the records below.
+pub const VERSION: u32 = 1;
+
+/// A pod sandbox as created (never changes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxMeta {
+    pub version: u32,
+    pub id: String,
+    /// The unique name `<name>_<namespace>_<uid>_<attempt>`.
+    pub name: String,
+    /// The `PodSandboxConfig` as protobuf, base64.
+    pub config: String,
+    pub runtime_handler: String,
+    pub created_at: i64,
+    /// The pod's cgroup (cgroupfs path).
+    pub cgroup_parent: String,
+    /// Whether the daemon made `cgroup_parent` (and so removes it).
+    pub owns_cgroup: bool,
+}
+
+/// A pod sandbox's changing state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SandboxState {
+    Ready,
+    NotReady,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SandboxStatus {
+    pub version: u32,
+    pub state: SandboxState,
+}
+
+/// A container as created (never changes).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ContainerMeta {
+    pub version: u32,
+    pub id: String,
+    pub sandbox_id: String,
+    /// The unique name `<name>_<pod name>_<namespace>_<uid>_<attempt>`.
+    pub name: String,
+    /// The `ContainerConfig` as protobuf, base64.
+    pub config: String,
+    /// The image as the client named it, and the image ID (config digest).
+    pub image: String,
+    pub image_id: String,
+    /// A digest reference (`repo@sha256:...`) for ContainerStatus.image_ref.
+    pub image_ref: String,
+    pub log_path: Option<PathBuf>,
+    pub cgroups_path: String,
+    pub stop_signal: i32,
+    pub created_at: i64,
+}
+
+/// A container's changing state (the CRI state is derived from the timestamps).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ContainerStatus {
+    pub version: u32,
+    pub pid: i32,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub exit_code: i32,
+    pub reason: String,
+    pub message: String,
+    /// The state could not be determined (its shim died without an exit record).
+    pub unknown: bool,
+    /// Resources after UpdateContainerResources (`LinuxContainerResources` protobuf, base64).
+    pub resources: Option<String>,
+}
+
+impl ContainerStatus {
+    pub fn new() -> ContainerStatus {
+        ContainerStatus {
+            version: VERSION,
+            ..ContainerStatus::default()
+        }
+    }
+}
+
+/// Encodes a protobuf message for a record.
+pub fn encode_pb<M: Message>(msg: &M) -> String {
+    STANDARD.encode(msg.encode_to_vec())
+}
+
+/// Decodes a protobuf message from a record.
+pub fn decode_pb<M: Message + Default>(text: &str, what: &Path) -> Result<M, PodError> {
+    let bytes = STANDARD
+        .decode(text)
+        .map_err(|e| PodError::Corrupt(format!("{}: {e}", what.display())))?;
+    M::decode(bytes.as_slice()).map_err(|e| PodError::Corrupt(format!("{}: {e}", what.display())))
+}
+
+/// Writes a record atomically.
+pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), PodError> {
+    let body = serde_json::to_vec_pretty(value).map_err(|e| PodError::Internal(e.to_string()))?;
+    corral_shim::records::write_atomic(path, &body).map_err(|e| PodError::io(path, e))
+}
+
+/// Reads a record, checking its version.
+pub fn load<T: for<'de> Deserialize<'de> + Versioned>(path: &Path) -> Result<T, PodError> {
+    let body = std::fs::read(path).map_err(|e| PodError::io(path, e))?;
+    let value: T = serde_json::from_slice(&body)
+        .map_err(|e| PodError::Corrupt(format!("{}: {e}", path.display())))?;
+    if value.version() != VERSION {
+        let msg = format!("{}: format version {} (expected {VERSION})", path.display(), value.version());
+        return Err(PodError::Corrupt(msg));
+    }
+    Ok(value)
+}
+
+/// Records carrying a format version.
+pub trait Versioned {
+    fn version(&self) -> u32;
+}
+
+macro_rules! versioned {
+    ($($t:ty),*) => { $(impl Versioned for $t { fn version(&self) -> u32 { self.version } })* };
+}
+versioned!(SandboxMeta, SandboxStatus, ContainerMeta, ContainerStatus);

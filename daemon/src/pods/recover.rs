@@ -1,0 +1,209 @@
+//! Start-up recovery: load the records, ask each live shim what happened while the daemon was
+//! away, and settle what cannot be asked. It never fails the daemon's start: a record that
+//! cannot be read is logged and skipped.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
+use corral_shim::proto::{ContainerInfo, Request, Response};
+
+use super::model::{self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus, VERSION};
+use super::shim_client::ShimClient;
+use super::{Container, PodError, Pods, Result, Sandbox, lock};
+
+/// How long one shim may take to answer during recovery.
+const INFO_TIMEOUT: Duration = Duration::from_secs(5);
+
+fn record_dirs(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default()
+}
+
+impl Pods {
+    /// Loads every pod and container and reconciles them with their shims.
+    pub async fn recover(self: &Arc<Self>) {
+        for dir in record_dirs(&self.cfg.root.join("pods")) {
+            if let Err(e) = self.load_sandbox(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "skipping a pod sandbox record");
+            }
+        }
+        for dir in record_dirs(&self.cfg.root.join("containers")) {
+            if let Err(e) = self.load_container(&dir) {
+                tracing::warn!(dir = %dir.display(), error = %e, "skipping a container record");
+            }
+        }
+        let tasks: Vec<_> = self
+            .sandboxes()
+            .into_iter()
+            .map(|sb| {
+                let pods = Arc::clone(self);
+                tokio::spawn(async move { pods.reconcile(&sb).await })
+            })
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+        tracing::info!(
+            pods = self.sandboxes().len(),
+            containers = self.containers().len(),
+            "recovered pod sandboxes and containers"
+        );
+    }
+
+    fn load_sandbox(&self, dir: &Path) -> Result<()> {
+        let meta: SandboxMeta = model::load(&dir.join("meta.json"))?;
+        let status: SandboxStatus = model::load(&dir.join("status.json")).unwrap_or(SandboxStatus {
+            version: VERSION,
+            state: SandboxState::NotReady,
+        });
+        let config: PodSandboxConfig = model::decode_pb(&meta.config, dir)?;
+        let state_dir = self.pod_state_dir(&meta.id);
+        self.pod_names.insert(&meta.name, &meta.id);
+        let sandbox = Sandbox {
+            config,
+            status: Mutex::new(status),
+            op: tokio::sync::Mutex::new(()),
+            shim: ShimClient::new(&state_dir),
+            dir: state_dir,
+            meta,
+        };
+        self.sandboxes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sandbox.meta.id.clone(), Arc::new(sandbox));
+        Ok(())
+    }
+
+    fn load_container(&self, dir: &Path) -> Result<()> {
+        let meta: ContainerMeta = model::load(&dir.join("meta.json"))?;
+        let status: ContainerStatus = match model::load(&dir.join("status.json")) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(container = %meta.id, error = %e, "status unreadable; state unknown");
+                let mut s = ContainerStatus::new();
+                s.unknown = true;
+                s.message = format!("the status record could not be read: {e}");
+                s
+            }
+        };
+        if self.sandbox(&meta.sandbox_id).is_err() {
+            return Err(PodError::Corrupt(format!("its pod sandbox {} is gone", meta.sandbox_id)));
+        }
+        let config: ContainerConfig = model::decode_pb(&meta.config, dir)?;
+        self.ctr_names.insert(&meta.name, &meta.id);
+        let ctr = Container {
+            config,
+            status: Mutex::new(status),
+            op: tokio::sync::Mutex::new(()),
+            bundle: self.ctr_bundle(&meta.id),
+            meta,
+        };
+        self.containers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ctr.meta.id.clone(), Arc::new(ctr));
+        Ok(())
+    }
+
+    /// Reconciles one pod with its shim.
+    async fn reconcile(self: &Arc<Self>, sb: &Sandbox) {
+        let ctrs = self.containers_of(&sb.meta.id);
+        if sb.state() != SandboxState::Ready {
+            for ctr in &ctrs {
+                self.settle_without_shim(ctr, &sb.dir, "the pod sandbox was stopped");
+            }
+            return;
+        }
+        let info = match sb.shim.call_within(&Request::Info, INFO_TIMEOUT).await {
+            Ok(Response::Info { containers, .. }) => containers,
+            other => {
+                let why = match other {
+                    Err(e) => e.to_string(),
+                    Ok(r) => format!("unexpected answer {r:?}"),
+                };
+                tracing::warn!(pod = %sb.meta.id, %why, "the pod's shim is gone; pod not ready");
+                self.sandbox_lost(sb, &why);
+                for ctr in &ctrs {
+                    self.settle_without_shim(ctr, &sb.dir, &why);
+                }
+                return;
+            }
+        };
+        for ctr in ctrs {
+            let seen = info.iter().find(|i| i.id == ctr.meta.id);
+            self.reconcile_container(sb, ctr, seen);
+        }
+    }
+
+    fn reconcile_container(self: &Arc<Self>, sb: &Sandbox, ctr: Arc<Container>, seen: Option<&ContainerInfo>) {
+        let status = ctr.status();
+        if status.finished_at != 0 {
+            return;
+        }
+        let Some(info) = seen else {
+            self.settle_without_shim(&ctr, &sb.dir, "the shim no longer knows the container");
+            return;
+        };
+        if let Some(exit) = &info.exit {
+            if let Err(e) = self.record_exit(&ctr, exit) {
+                tracing::warn!(container = %ctr.meta.id, error = %e, "recording an exit");
+            }
+            return;
+        }
+        if let Some(started_at) = info.started_at {
+            if status.started_at == 0 {
+                let _ = self.update_status(&ctr, |s| {
+                    s.started_at = started_at;
+                    s.pid = info.pid;
+                });
+            }
+            self.follow(sb.shim.clone(), ctr);
+        }
+    }
+
+    /// Marks a pod whose shim died as not ready and releases its namespaces.
+    pub(super) fn sandbox_lost(&self, sb: &Sandbox, why: &str) {
+        let status = SandboxStatus {
+            version: VERSION,
+            state: SandboxState::NotReady,
+        };
+        if let Err(e) = model::save(&self.pod_record_dir(&sb.meta.id).join("status.json"), &status) {
+            tracing::warn!(pod = %sb.meta.id, error = %e, %why, "persisting a lost pod");
+        }
+        *lock(&sb.status) = status;
+        let _ = corral_runtime::sandbox::unpin_namespaces(&sb.dir.join("ns"));
+        let _ = super::rootfs::unmount(&sb.dir.join("shm"));
+    }
+
+    /// Settles a container its shim cannot report on: the shim's exit record if there is one;
+    /// otherwise whatever still runs in its cgroup is killed and the state is UNKNOWN.
+    pub(super) fn settle_without_shim(&self, ctr: &Container, pod_dir: &Path, why: &str) {
+        let status = ctr.status();
+        if status.finished_at != 0 || status.unknown {
+            return;
+        }
+        if let Some(record) = corral_shim::records::read(pod_dir, &ctr.meta.id) {
+            if let Err(e) = self.record_exit(ctr, &record) {
+                tracing::warn!(container = %ctr.meta.id, error = %e, "recording an exit");
+            }
+            return;
+        }
+        if status.started_at == 0 && status.pid == 0 {
+            return;
+        }
+        let cgroup = PathBuf::from(&ctr.meta.cgroups_path);
+        if let Err(e) = corral_runtime::cgroups::kill_and_remove(&cgroup) {
+            tracing::warn!(container = %ctr.meta.id, error = %e, "killing an orphaned container");
+        }
+        let message = format!("the container's exit was not recorded: {why}");
+        tracing::warn!(container = %ctr.meta.id, %message, "container state unknown");
+        let _ = self.update_status(ctr, |s| {
+            s.unknown = true;
+            s.reason = "Unknown".into();
+            s.message = message;
+        });
+    }
+}

@@ -1,0 +1,275 @@
+//! RunPodSandbox, StopPodSandbox, RemovePodSandbox.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use corral_cri_api::v1::{NamespaceMode, PodSandboxConfig};
+use corral_shim::proto::{CONFIG_FILE, Request, ShimConfig};
+use corral_shim::timefmt::unix_nanos;
+
+use super::model::{self, SandboxMeta, SandboxState, SandboxStatus, VERSION};
+use super::names::new_id;
+use super::shim_client::ShimClient;
+use super::{PodError, Pods, Result, Sandbox, lock, rootfs};
+use crate::spec;
+
+/// How long a shim may take to shut down.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The namespace choices of a pod.
+pub struct PodNamespaces {
+    pub host_network: bool,
+    pub host_ipc: bool,
+    pub pod_pid: bool,
+}
+
+pub fn pod_namespaces(config: &PodSandboxConfig) -> Result<PodNamespaces> {
+    let opts = config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref());
+    let mode = |m: i32| NamespaceMode::try_from(m).unwrap_or(NamespaceMode::Pod);
+    let (network, ipc, pid) = opts.map_or((NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Container), |o| {
+        (mode(o.network), mode(o.ipc), mode(o.pid))
+    });
+    for (field, m) in [("network", network), ("ipc", ipc)] {
+        if m == NamespaceMode::Container || m == NamespaceMode::Target {
+            return Err(PodError::InvalidArgument(format!(
+                "pod sandbox config: linux.security_context.namespace_options.{field}: {} is not valid for a pod",
+                m.as_str_name()
+            )));
+        }
+    }
+    if pid == NamespaceMode::Target {
+        return Err(PodError::InvalidArgument(
+            "pod sandbox config: linux.security_context.namespace_options.pid: TARGET is only valid for containers".into(),
+        ));
+    }
+    Ok(PodNamespaces {
+        host_network: network == NamespaceMode::Node,
+        host_ipc: ipc == NamespaceMode::Node,
+        pod_pid: pid == NamespaceMode::Pod,
+    })
+}
+
+/// Checks the pod's sysctls against the namespaces it gets.
+fn pod_sysctls(config: &PodSandboxConfig, ns: &PodNamespaces) -> Result<Vec<(String, String)>> {
+    let mut out = Vec::new();
+    let Some(linux) = &config.linux else {
+        return Ok(out);
+    };
+    let mut keys: Vec<_> = linux.sysctls.iter().collect();
+    keys.sort();
+    for (key, value) in keys {
+        let ipc_key = key.starts_with("kernel.shm")
+            || key.starts_with("kernel.msg")
+            || key == "kernel.sem"
+            || key.starts_with("fs.mqueue.");
+        let bad = |why: &str| {
+            PodError::InvalidArgument(format!("pod sandbox config: linux.sysctls[{key:?}]: {why}"))
+        };
+        if key.is_empty() || key.contains(['/', '\0', '\n']) || value.contains(['\0', '\n']) {
+            return Err(bad("malformed"));
+        }
+        if key.starts_with("net.") {
+            if ns.host_network {
+                return Err(bad("net.* sysctls cannot be set with host networking"));
+            }
+        } else if ipc_key {
+            if ns.host_ipc {
+                return Err(bad("IPC sysctls cannot be set with host IPC"));
+            }
+        } else {
+            return Err(bad("not a namespaced sysctl"));
+        }
+        out.push((key.clone(), value.clone()));
+    }
+    Ok(out)
+}
+
+/// The pod's cgroup: the one the client names, or one of ours under `cgroup_root`.
+fn cgroup_parent(config: &PodSandboxConfig, root: &str, id: &str) -> Result<(String, bool)> {
+    let parent = config.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or("");
+    if parent.is_empty() {
+        return Ok((format!("{}/{id}", root.trim_end_matches('/')), true));
+    }
+    if !parent.starts_with('/') || parent.split('/').any(|c| c == "..") || parent.contains('\0') {
+        return Err(PodError::InvalidArgument(format!(
+            "pod sandbox config: linux.cgroup_parent {parent:?} must be an absolute cgroupfs path (the systemd driver is not used)"
+        )));
+    }
+    Ok((parent.trim_end_matches('/').to_owned(), false))
+}
+
+impl Pods {
+    pub async fn run_sandbox(&self, config: PodSandboxConfig, handler: String) -> Result<String> {
+        let md = config.metadata.as_ref().ok_or_else(|| {
+            PodError::InvalidArgument("pod sandbox config: metadata is missing".into())
+        })?;
+        if md.name.is_empty() {
+            return Err(PodError::InvalidArgument("pod sandbox config: metadata.name is empty".into()));
+        }
+        if !handler.is_empty() && handler != "corral" {
+            return Err(PodError::NotFound(format!(
+                "runtime handler {handler:?} is not configured (this runtime has only the default handler)"
+            )));
+        }
+        let name = format!("{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt);
+        let id = new_id();
+        let reservation = self.pod_names.reserve(&name, &id).map_err(|existing| {
+            PodError::AlreadyExists(format!("pod sandbox name {name:?} is already in use by {existing}"))
+        })?;
+        let ns = pod_namespaces(&config)?;
+        let sysctls = pod_sysctls(&config, &ns)?;
+        let (cgroup_parent, owns_cgroup) = cgroup_parent(&config, &self.cfg.cgroup_root, &id)?;
+        let hostname = if ns.host_network { None } else { Some(spec::pod_hostname(&config)?) };
+        let dir = self.pod_state_dir(&id);
+        let meta = SandboxMeta {
+            version: VERSION,
+            id: id.clone(),
+            name,
+            config: model::encode_pb(&config),
+            runtime_handler: handler,
+            created_at: unix_nanos(std::time::SystemTime::now()),
+            cgroup_parent,
+            owns_cgroup,
+        };
+        let shim_config = ShimConfig {
+            pod_id: id.clone(),
+            network: !ns.host_network,
+            ipc: !ns.host_ipc,
+            hostname,
+            pid: ns.pod_pid,
+            sysctls,
+        };
+        let prepared = self.prepare_pod(&config, &dir, &ns, &shim_config, &meta).await;
+        if let Err(e) = prepared {
+            tracing::warn!(pod = %id, error = %e, "RunPodSandbox failed; cleaning up");
+            if let Err(ce) = self.teardown_pod_state(&dir).await {
+                tracing::warn!(pod = %id, error = %ce, "cleanup after a failed RunPodSandbox");
+            }
+            let _ = rootfs::remove_tree(&dir);
+            let _ = rootfs::remove_tree(&self.pod_record_dir(&id));
+            return Err(e);
+        }
+        let sandbox = Arc::new(Sandbox {
+            meta,
+            config,
+            status: Mutex::new(SandboxStatus {
+                version: VERSION,
+                state: SandboxState::Ready,
+            }),
+            op: tokio::sync::Mutex::new(()),
+            shim: ShimClient::new(&dir),
+            dir,
+        });
+        self.sandboxes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), sandbox);
+        reservation.commit();
+        tracing::info!(pod = %id, "pod sandbox ready");
+        Ok(id)
+    }
+
+    async fn prepare_pod(
+        &self,
+        config: &PodSandboxConfig,
+        dir: &Path,
+        ns: &PodNamespaces,
+        shim_config: &ShimConfig,
+        meta: &SandboxMeta,
+    ) -> Result<()> {
+        std::fs::create_dir_all(dir).map_err(|e| PodError::io(dir, e))?;
+        spec::write_pod_files(config, dir)?;
+        if !ns.host_ipc {
+            rootfs::mount_shm(&dir.join("shm"))?;
+        }
+        let body = serde_json::to_vec(shim_config).map_err(|e| PodError::Internal(e.to_string()))?;
+        let cfg_path = dir.join(CONFIG_FILE);
+        std::fs::write(&cfg_path, body).map_err(|e| PodError::io(&cfg_path, e))?;
+        let pid = ShimClient::spawn(&self.cfg.shim, dir).await?;
+        tracing::debug!(pod = %meta.id, shim = pid, "shim ready");
+        let records = self.pod_record_dir(&meta.id);
+        model::save(&records.join("meta.json"), meta)?;
+        let status = SandboxStatus {
+            version: VERSION,
+            state: SandboxState::Ready,
+        };
+        model::save(&records.join("status.json"), &status)
+    }
+
+    /// Stops the pod's shim (if it still runs) and releases its namespaces and `/dev/shm`.
+    async fn teardown_pod_state(&self, dir: &Path) -> Result<()> {
+        let shim = ShimClient::new(dir);
+        if dir.join(corral_shim::proto::SOCKET_FILE).exists() {
+            if let Err(e) = shim.call_within(&Request::Shutdown, SHUTDOWN_TIMEOUT).await {
+                tracing::debug!(dir = %dir.display(), error = %e, "shim shutdown");
+            }
+        }
+        let ns = dir.join("ns");
+        let shm = dir.join("shm");
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            corral_runtime::sandbox::unpin_namespaces(&ns)?;
+            rootfs::unmount(&shm)
+        })
+        .await
+        .map_err(|e| PodError::Internal(e.to_string()))?
+    }
+
+    pub async fn stop_sandbox(&self, id: &str) -> Result<()> {
+        let Ok(sandbox) = self.sandbox(id) else {
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        self.stop_sandbox_locked(&sandbox).await
+    }
+
+    async fn stop_sandbox_locked(&self, sandbox: &Sandbox) -> Result<()> {
+        for ctr in self.containers_of(&sandbox.meta.id) {
+            let _cop = ctr.op.lock().await;
+            self.stop_container_locked(&sandbox.shim, &ctr, 0).await?;
+        }
+        if sandbox.state() == SandboxState::NotReady {
+            return Ok(());
+        }
+        self.teardown_pod_state(&sandbox.dir).await?;
+        let status = SandboxStatus {
+            version: VERSION,
+            state: SandboxState::NotReady,
+        };
+        model::save(&self.pod_record_dir(&sandbox.meta.id).join("status.json"), &status)?;
+        *lock(&sandbox.status) = status;
+        tracing::info!(pod = %sandbox.meta.id, "pod sandbox stopped");
+        Ok(())
+    }
+
+    pub async fn remove_sandbox(&self, id: &str) -> Result<()> {
+        let Ok(sandbox) = self.sandbox(id) else {
+            return Ok(());
+        };
+        let _op = sandbox.op.lock().await;
+        self.stop_sandbox_locked(&sandbox).await?;
+        for ctr in self.containers_of(&sandbox.meta.id) {
+            let _cop = ctr.op.lock().await;
+            self.remove_container_locked(&sandbox, &ctr).await?;
+        }
+        if sandbox.meta.owns_cgroup {
+            let path = PathBuf::from(&sandbox.meta.cgroup_parent);
+            tokio::task::spawn_blocking(move || corral_runtime::cgroups::kill_and_remove(&path))
+                .await
+                .map_err(|e| PodError::Internal(e.to_string()))??;
+        }
+        rootfs::remove_tree(&sandbox.dir)?;
+        rootfs::remove_tree(&self.pod_record_dir(&sandbox.meta.id))?;
+        self.sandboxes
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&sandbox.meta.id);
+        self.pod_names.release(&sandbox.meta.name);
+        tracing::info!(pod = %sandbox.meta.id, "pod sandbox removed");
+        Ok(())
+    }
+}

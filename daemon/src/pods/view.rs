@@ -1,0 +1,232 @@
+//! Pods and containers as the CRI reports them: states derived from the records, list
+//! filters, status messages with verbose info.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use corral_cri_api::v1::{
+    Container as CriContainer, ContainerFilter, ContainerResources, ContainerState,
+    ContainerStatus as CriContainerStatus, ContainerUser, ImageSpec, LinuxContainerResources,
+    LinuxContainerUser, LinuxPodSandboxStatus, Namespace, NamespaceOption, PodSandbox,
+    PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+};
+use oci_spec::runtime::Spec;
+
+use super::model::{self, SandboxState};
+use super::{Container, Pods, Sandbox};
+
+/// The CRI state of a container, from its timestamps.
+pub fn container_state(ctr: &Container) -> ContainerState {
+    let s = ctr.status();
+    if s.unknown {
+        ContainerState::ContainerUnknown
+    } else if s.finished_at != 0 {
+        ContainerState::ContainerExited
+    } else if s.started_at != 0 {
+        ContainerState::ContainerRunning
+    } else {
+        ContainerState::ContainerCreated
+    }
+}
+
+fn sandbox_state(sb: &Sandbox) -> PodSandboxState {
+    match sb.state() {
+        SandboxState::Ready => PodSandboxState::SandboxReady,
+        SandboxState::NotReady => PodSandboxState::SandboxNotready,
+    }
+}
+
+fn labels_match(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
+    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+pub fn pod_sandbox(sb: &Sandbox) -> PodSandbox {
+    PodSandbox {
+        id: sb.meta.id.clone(),
+        metadata: sb.config.metadata.clone(),
+        state: sandbox_state(sb) as i32,
+        created_at: sb.meta.created_at,
+        labels: sb.config.labels.clone(),
+        annotations: sb.config.annotations.clone(),
+        runtime_handler: sb.meta.runtime_handler.clone(),
+    }
+}
+
+pub fn container(ctr: &Container) -> CriContainer {
+    CriContainer {
+        id: ctr.meta.id.clone(),
+        pod_sandbox_id: ctr.meta.sandbox_id.clone(),
+        metadata: ctr.config.metadata.clone(),
+        image: Some(image_spec(ctr)),
+        image_ref: ctr.meta.image_ref.clone(),
+        state: container_state(ctr) as i32,
+        created_at: ctr.meta.created_at,
+        labels: ctr.config.labels.clone(),
+        annotations: ctr.config.annotations.clone(),
+        image_id: ctr.meta.image_id.clone(),
+    }
+}
+
+fn image_spec(ctr: &Container) -> ImageSpec {
+    ImageSpec {
+        image: ctr.meta.image.clone(),
+        annotations: ctr.config.image.as_ref().map(|i| i.annotations.clone()).unwrap_or_default(),
+        ..ImageSpec::default()
+    }
+}
+
+/// `Completed`, `Error`, `OOMKilled`, or a reason set when it happened (`StartError`).
+fn reason(ctr: &Container) -> String {
+    let s = ctr.status();
+    if s.finished_at == 0 || !s.reason.is_empty() {
+        return s.reason;
+    }
+    if s.exit_code == 0 { "Completed" } else { "Error" }.to_owned()
+}
+
+pub fn container_status(ctr: &Container) -> CriContainerStatus {
+    let s = ctr.status();
+    let resources = s
+        .resources
+        .as_deref()
+        .and_then(|r| model::decode_pb::<LinuxContainerResources>(r, Path::new("status")).ok())
+        .or_else(|| ctr.config.linux.as_ref().and_then(|l| l.resources.clone()));
+    CriContainerStatus {
+        id: ctr.meta.id.clone(),
+        metadata: ctr.config.metadata.clone(),
+        state: container_state(ctr) as i32,
+        created_at: ctr.meta.created_at,
+        started_at: s.started_at,
+        finished_at: s.finished_at,
+        exit_code: s.exit_code,
+        image: Some(image_spec(ctr)),
+        image_ref: ctr.meta.image_ref.clone(),
+        reason: reason(ctr),
+        message: s.message.clone(),
+        labels: ctr.config.labels.clone(),
+        annotations: ctr.config.annotations.clone(),
+        mounts: ctr.config.mounts.clone(),
+        log_path: ctr
+            .meta
+            .log_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        resources: resources.map(|linux| ContainerResources {
+            linux: Some(linux),
+            ..ContainerResources::default()
+        }),
+        image_id: ctr.meta.image_id.clone(),
+        user: user(ctr),
+        stop_signal: 0,
+    }
+}
+
+fn user(ctr: &Container) -> Option<ContainerUser> {
+    let spec = Spec::load(ctr.bundle.join("config.json")).ok()?;
+    let user = spec.process().as_ref()?.user().clone();
+    Some(ContainerUser {
+        linux: Some(LinuxContainerUser {
+            uid: i64::from(user.uid()),
+            gid: i64::from(user.gid()),
+            supplemental_groups: user
+                .additional_gids()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(i64::from)
+                .collect(),
+        }),
+    })
+}
+
+/// Verbose info for ContainerStatus: `info` holds a JSON document like containerd's.
+pub fn container_info(ctr: &Container) -> HashMap<String, String> {
+    let s = ctr.status();
+    let spec = std::fs::read(ctr.bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok());
+    let info = serde_json::json!({
+        "sandboxID": ctr.meta.sandbox_id,
+        "pid": s.pid,
+        "bundle": ctr.bundle,
+        "cgroupsPath": ctr.meta.cgroups_path,
+        "stopSignal": ctr.meta.stop_signal,
+        "runtimeSpec": spec,
+    });
+    HashMap::from([("info".to_owned(), info.to_string())])
+}
+
+pub fn sandbox_status(sb: &Sandbox) -> PodSandboxStatus {
+    let ns = super::sandbox::pod_namespaces(&sb.config).ok();
+    let mode = |host: bool| if host { 2 } else { 0 };
+    let options = ns.map(|n| NamespaceOption {
+        network: mode(n.host_network),
+        ipc: mode(n.host_ipc),
+        pid: if n.pod_pid { 0 } else { 1 },
+        ..NamespaceOption::default()
+    });
+    PodSandboxStatus {
+        id: sb.meta.id.clone(),
+        metadata: sb.config.metadata.clone(),
+        state: sandbox_state(sb) as i32,
+        created_at: sb.meta.created_at,
+        network: Some(PodSandboxNetworkStatus::default()),
+        linux: Some(LinuxPodSandboxStatus {
+            namespaces: Some(Namespace { options }),
+        }),
+        labels: sb.config.labels.clone(),
+        annotations: sb.config.annotations.clone(),
+        runtime_handler: sb.meta.runtime_handler.clone(),
+    }
+}
+
+pub fn sandbox_info(sb: &Sandbox) -> HashMap<String, String> {
+    let pins: Vec<String> = ["net", "ipc", "uts", "pid"]
+        .iter()
+        .filter(|k| sb.dir.join("ns").join(k).exists())
+        .map(|k| sb.dir.join("ns").join(k).display().to_string())
+        .collect();
+    let info = serde_json::json!({
+        "stateDir": sb.dir,
+        "cgroupParent": sb.meta.cgroup_parent,
+        "namespaces": pins,
+        "shimLog": sb.dir.join("shim.log"),
+    });
+    HashMap::from([("info".to_owned(), info.to_string())])
+}
+
+impl Pods {
+    pub fn list_sandboxes(&self, filter: Option<&PodSandboxFilter>) -> Vec<PodSandbox> {
+        let mut out: Vec<PodSandbox> = self
+            .sandboxes()
+            .iter()
+            .filter(|sb| {
+                let Some(f) = filter else { return true };
+                (f.id.is_empty() || sb.meta.id.starts_with(&f.id))
+                    && f.state.as_ref().is_none_or(|s| s.state == sandbox_state(sb) as i32)
+                    && labels_match(&sb.config.labels, &f.label_selector)
+            })
+            .map(|sb| pod_sandbox(sb))
+            .collect();
+        out.sort_by_key(|p| std::cmp::Reverse(p.created_at));
+        out
+    }
+
+    pub fn list_containers(&self, filter: Option<&ContainerFilter>) -> Vec<CriContainer> {
+        let mut out: Vec<CriContainer> = self
+            .containers()
+            .iter()
+            .filter(|c| {
+                let Some(f) = filter else { return true };
+                (f.id.is_empty() || c.meta.id.starts_with(&f.id))
+                    && (f.pod_sandbox_id.is_empty() || c.meta.sandbox_id.starts_with(&f.pod_sandbox_id))
+                    && f.state.as_ref().is_none_or(|s| s.state == container_state(c) as i32)
+                    && labels_match(&c.config.labels, &f.label_selector)
+            })
+            .map(|c| container(c))
+            .collect();
+        out.sort_by_key(|c| std::cmp::Reverse(c.created_at));
+        out
+    }
+}
