@@ -6,6 +6,7 @@ pub mod cri;
 pub mod deadline;
 pub mod lock;
 pub mod server;
+pub mod spec;
 pub mod status;
 
 pub use config::Config;
