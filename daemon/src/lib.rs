@@ -7,6 +7,7 @@ pub mod deadline;
 pub mod lock;
 pub mod pods;
 pub mod server;
+pub mod spec;
 pub mod status;
 
 pub use config::Config;

@@ -1,0 +1,413 @@
+//! The `linux` section: namespaces, devices, cgroup resources, masked and read-only paths.
+
+use std::collections::HashMap;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use corral_cri_api::v1::{LinuxContainerResources, LinuxContainerSecurityContext, NamespaceMode};
+use oci_spec::runtime::{
+    Linux, LinuxCpu, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit,
+    LinuxMemory, LinuxNamespace, LinuxNamespaceType, LinuxResources,
+};
+
+use super::{ContainerInputs, SpecError, check_no_nul, clean_container_path};
+
+/// containerd's default masked paths.
+pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+    "/proc/scsi",
+];
+
+/// containerd's default read-only paths.
+pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// The devices every container gets (created in its `/dev`, mode 0666, and allowed `rwm`).
+const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [
+    ("/dev/null", 1, 3),
+    ("/dev/zero", 1, 5),
+    ("/dev/full", 1, 7),
+    ("/dev/random", 1, 8),
+    ("/dev/urandom", 1, 9),
+    ("/dev/tty", 5, 0),
+];
+
+/// What a container does for one namespace type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Ns {
+    /// Stay in the host's (no entry in the spec).
+    Host,
+    /// Create a new one.
+    New,
+    /// Join the one pinned at this path.
+    Join(PathBuf),
+}
+
+/// The namespaces of a container, from its namespace options and the pod's pins.
+#[derive(Debug, Clone)]
+pub(super) struct NsPlan {
+    pub net: Ns,
+    pub ipc: Ns,
+    pub uts: Ns,
+    pub pid: Ns,
+}
+
+impl NsPlan {
+    /// Network and IPC follow the container's mode (`POD`: the pod's pin, or the host's when the
+    /// pod has none; `NODE`: the host's; `CONTAINER`: a new one). UTS follows the pod's pin. PID:
+    /// `POD` joins the pod-wide namespace if the pod has one (else a new one), `CONTAINER` is
+    /// new, `NODE` the host's, `TARGET` the target container's.
+    pub(super) fn new(
+        input: &ContainerInputs<'_>,
+        sc: Option<&LinuxContainerSecurityContext>,
+    ) -> Result<Self, SpecError> {
+        let opts = sc.and_then(|s| s.namespace_options.as_ref());
+        let p = &input.pod_paths;
+        let mode = |field: &str, v: i32| {
+            NamespaceMode::try_from(v).map_err(|_| {
+                SpecError::invalid(format!(
+                    "security_context.namespace_options.{field}: unknown mode {v}"
+                ))
+            })
+        };
+        let shared = |field: &str, v: i32, pin: Option<&Path>| -> Result<Ns, SpecError> {
+            Ok(match mode(field, v)? {
+                NamespaceMode::Pod => pin.map_or(Ns::Host, |p| Ns::Join(p.to_path_buf())),
+                NamespaceMode::Node => Ns::Host,
+                NamespaceMode::Container => Ns::New,
+                NamespaceMode::Target => {
+                    return Err(SpecError::invalid(format!(
+                        "security_context.namespace_options.{field}: TARGET is only supported for pid"
+                    )));
+                }
+            })
+        };
+        let net = shared("network", opts.map_or(0, |o| o.network), p.net)?;
+        let ipc = shared("ipc", opts.map_or(0, |o| o.ipc), p.ipc)?;
+        let pid = match mode("pid", opts.map_or(0, |o| o.pid))? {
+            NamespaceMode::Pod => p.pid.map_or(Ns::New, |p| Ns::Join(p.to_path_buf())),
+            NamespaceMode::Container => Ns::New,
+            NamespaceMode::Node => Ns::Host,
+            NamespaceMode::Target => match input.target_pid_ns {
+                Some(path) => Ns::Join(path.to_path_buf()),
+                None => {
+                    return Err(SpecError::invalid(format!(
+                        "security_context.namespace_options.target_id: target {:?} has no PID namespace to join",
+                        opts.map_or("", |o| o.target_id.as_str())
+                    )));
+                }
+            },
+        };
+        let uts = p.uts.map_or(Ns::Host, |p| Ns::Join(p.to_path_buf()));
+        Ok(Self { net, ipc, uts, pid })
+    }
+
+    /// Whether the container has a UTS namespace other than the host's (so a hostname may be set).
+    pub(super) fn has_own_uts(&self) -> bool {
+        self.uts != Ns::Host
+    }
+
+    fn namespaces(&self) -> Vec<LinuxNamespace> {
+        let mut out = Vec::new();
+        let mut push = |typ, ns: &Ns| {
+            let path = match ns {
+                Ns::Host => return,
+                Ns::New => None,
+                Ns::Join(p) => Some(p.clone()),
+            };
+            let mut n = LinuxNamespace::default();
+            n.set_typ(typ);
+            n.set_path(path);
+            out.push(n);
+        };
+        push(LinuxNamespaceType::Mount, &Ns::New);
+        push(LinuxNamespaceType::Pid, &self.pid);
+        push(LinuxNamespaceType::Network, &self.net);
+        push(LinuxNamespaceType::Ipc, &self.ipc);
+        push(LinuxNamespaceType::Uts, &self.uts);
+        push(LinuxNamespaceType::Cgroup, &Ns::New);
+        out
+    }
+}
+
+/// Builds `linux` and returns it with the process's `oomScoreAdj`.
+pub(super) fn build(
+    input: &ContainerInputs<'_>,
+    _sc: Option<&LinuxContainerSecurityContext>,
+    plan: &NsPlan,
+    rootfs_propagation: Option<String>,
+) -> Result<(Linux, i32), SpecError> {
+    let (devices, mut rules) = devices(input)?;
+    let empty = LinuxContainerResources::default();
+    let res = input
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.resources.as_ref())
+        .unwrap_or(&empty);
+    let (mut resources, oom_score_adj) = resources(res)?;
+    let mut all_rules = default_device_rules();
+    all_rules.append(&mut rules);
+    resources.set_devices(Some(all_rules));
+
+    let mut linux = Linux::default();
+    linux.set_namespaces(Some(plan.namespaces()));
+    linux.set_devices(Some(devices));
+    linux.set_resources(Some(resources));
+    linux.set_cgroups_path(Some(input.cgroups_path.to_path_buf()));
+    linux.set_masked_paths(Some(DEFAULT_MASKED_PATHS.map(String::from).to_vec()));
+    linux.set_readonly_paths(Some(DEFAULT_READONLY_PATHS.map(String::from).to_vec()));
+    linux.set_rootfs_propagation(rootfs_propagation);
+    linux.set_sysctl(None);
+    linux.set_seccomp(None);
+    Ok((linux, oom_score_adj))
+}
+
+fn device_rule(
+    typ: LinuxDeviceType,
+    major: Option<i64>,
+    minor: Option<i64>,
+    access: &str,
+) -> LinuxDeviceCgroup {
+    let mut r = LinuxDeviceCgroup::default();
+    r.set_allow(true);
+    r.set_typ(Some(typ));
+    r.set_major(major);
+    r.set_minor(minor);
+    r.set_access(Some(access.to_string()));
+    r
+}
+
+/// Deny everything, then allow `mknod` of any device, the default devices, `/dev/ptmx` and the
+/// pty replicas (containerd's and runc's list).
+pub(super) fn default_device_rules() -> Vec<LinuxDeviceCgroup> {
+    let mut deny = LinuxDeviceCgroup::default();
+    deny.set_allow(false);
+    deny.set_access(Some("rwm".into()));
+    let mut out = vec![
+        deny,
+        device_rule(LinuxDeviceType::C, None, None, "m"),
+        device_rule(LinuxDeviceType::B, None, None, "m"),
+    ];
+    for (_, major, minor) in DEFAULT_DEVICES {
+        out.push(device_rule(
+            LinuxDeviceType::C,
+            Some(major),
+            Some(minor),
+            "rwm",
+        ));
+    }
+    out.push(device_rule(LinuxDeviceType::C, Some(5), Some(2), "rwm")); // /dev/ptmx
+    out.push(device_rule(LinuxDeviceType::C, Some(136), None, "rwm")); // /dev/pts/*
+    out
+}
+
+/// The default devices plus the CRI `devices` (stat'ed on the host), and the cgroup rules for
+/// the CRI ones.
+fn devices(
+    input: &ContainerInputs<'_>,
+) -> Result<(Vec<LinuxDevice>, Vec<LinuxDeviceCgroup>), SpecError> {
+    let mut out = Vec::new();
+    for (path, major, minor) in DEFAULT_DEVICES {
+        let mut d = LinuxDevice::default();
+        d.set_path(PathBuf::from(path));
+        d.set_typ(LinuxDeviceType::C);
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_file_mode(Some(0o666));
+        d.set_uid(Some(0));
+        d.set_gid(Some(0));
+        out.push(d);
+    }
+    let mut rules = Vec::new();
+    for (i, dev) in input.config.devices.iter().enumerate() {
+        let field = format!("devices[{i}]");
+        let dest = clean_container_path(&format!("{field}.container_path"), &dev.container_path)?;
+        check_no_nul(&format!("{field}.host_path"), &dev.host_path)?;
+        if !dev.host_path.starts_with('/') {
+            return Err(SpecError::invalid(format!(
+                "{field}.host_path: {:?} is not an absolute path",
+                dev.host_path
+            )));
+        }
+        let perms = if dev.permissions.is_empty() {
+            "rwm"
+        } else {
+            dev.permissions.as_str()
+        };
+        let mut seen = String::new();
+        for c in perms.chars() {
+            if !"rwm".contains(c) || seen.contains(c) {
+                return Err(SpecError::invalid(format!(
+                    "{field}.permissions: {perms:?} is not a combination of r, w and m"
+                )));
+            }
+            seen.push(c);
+        }
+        let meta = std::fs::metadata(&dev.host_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SpecError::NotFound(format!(
+                "{field}.host_path: {:?} does not exist",
+                dev.host_path
+            )),
+            _ => SpecError::io(&dev.host_path, e),
+        })?;
+        let ft = meta.file_type();
+        let typ = if ft.is_char_device() {
+            LinuxDeviceType::C
+        } else if ft.is_block_device() {
+            LinuxDeviceType::B
+        } else {
+            return Err(SpecError::invalid(format!(
+                "{field}.host_path: {:?} is not a device",
+                dev.host_path
+            )));
+        };
+        let (major, minor) = (
+            nix::sys::stat::major(meta.rdev()) as i64,
+            nix::sys::stat::minor(meta.rdev()) as i64,
+        );
+        let mut d = LinuxDevice::default();
+        d.set_path(PathBuf::from(dest));
+        d.set_typ(typ);
+        d.set_major(major);
+        d.set_minor(minor);
+        d.set_file_mode(Some(meta.mode() & 0o7777));
+        d.set_uid(Some(meta.uid()));
+        d.set_gid(Some(meta.gid()));
+        out.push(d);
+        rules.push(device_rule(typ, Some(major), Some(minor), perms));
+    }
+    Ok((out, rules))
+}
+
+/// Maps the CRI resources (0 and "" mean unset) and returns `oom_score_adj` separately.
+pub(super) fn resources(r: &LinuxContainerResources) -> Result<(LinuxResources, i32), SpecError> {
+    let non_negative = |field: &str, v: i64| {
+        if v < 0 {
+            Err(SpecError::invalid(format!(
+                "resources.{field}: {v} is negative"
+            )))
+        } else {
+            Ok(v)
+        }
+    };
+    let mut cpu = LinuxCpu::default();
+    let mut cpu_set = false;
+    if non_negative("cpu_period", r.cpu_period)? > 0 {
+        cpu.set_period(Some(r.cpu_period as u64));
+        cpu_set = true;
+    }
+    if r.cpu_quota != 0 {
+        cpu.set_quota(Some(r.cpu_quota));
+        cpu_set = true;
+    }
+    if non_negative("cpu_shares", r.cpu_shares)? > 0 {
+        cpu.set_shares(Some(r.cpu_shares as u64));
+        cpu_set = true;
+    }
+    for (field, v) in [
+        ("cpuset_cpus", &r.cpuset_cpus),
+        ("cpuset_mems", &r.cpuset_mems),
+    ] {
+        if v.is_empty() {
+            continue;
+        }
+        if !v
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b',' || b == b'-')
+        {
+            return Err(SpecError::invalid(format!(
+                "resources.{field}: {v:?} is not a CPU/node list"
+            )));
+        }
+        if field == "cpuset_cpus" {
+            cpu.set_cpus(Some(v.clone()));
+        } else {
+            cpu.set_mems(Some(v.clone()));
+        }
+        cpu_set = true;
+    }
+
+    let mut memory = LinuxMemory::default();
+    let mut memory_set = false;
+    if non_negative("memory_limit_in_bytes", r.memory_limit_in_bytes)? > 0 {
+        memory.set_limit(Some(r.memory_limit_in_bytes));
+        memory_set = true;
+    }
+    if r.memory_swap_limit_in_bytes != 0 {
+        if r.memory_swap_limit_in_bytes < -1 {
+            return Err(SpecError::invalid(format!(
+                "resources.memory_swap_limit_in_bytes: {} is invalid",
+                r.memory_swap_limit_in_bytes
+            )));
+        }
+        memory.set_swap(Some(r.memory_swap_limit_in_bytes));
+        memory_set = true;
+    }
+
+    let mut hugepages = Vec::new();
+    for (i, h) in r.hugepage_limits.iter().enumerate() {
+        let field = format!("resources.hugepage_limits[{i}]");
+        let digits = h.page_size.trim_end_matches(['K', 'M', 'G', 'T', 'P', 'B']);
+        let unit = &h.page_size[digits.len()..];
+        if digits.is_empty()
+            || !digits.bytes().all(|b| b.is_ascii_digit())
+            || !["KB", "MB", "GB", "TB", "PB"].contains(&unit)
+        {
+            return Err(SpecError::invalid(format!(
+                "{field}.page_size: {:?} is not like \"2MB\"",
+                h.page_size
+            )));
+        }
+        let limit = i64::try_from(h.limit)
+            .map_err(|_| SpecError::invalid(format!("{field}.limit: {} is too large", h.limit)))?;
+        let mut l = LinuxHugepageLimit::default();
+        l.set_page_size(h.page_size.clone());
+        l.set_limit(limit);
+        hugepages.push(l);
+    }
+
+    let mut unified = HashMap::new();
+    for (k, v) in &r.unified {
+        let key_ok = !k.is_empty()
+            && k.contains('.')
+            && !k.starts_with('.')
+            && k.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-');
+        if !key_ok {
+            return Err(SpecError::invalid(format!(
+                "resources.unified: {k:?} is not a cgroup v2 file name"
+            )));
+        }
+        check_no_nul(&format!("resources.unified[{k:?}]"), v)?;
+        unified.insert(k.clone(), v.clone());
+    }
+
+    if !(-1000..=1000).contains(&r.oom_score_adj) {
+        return Err(SpecError::invalid(format!(
+            "resources.oom_score_adj: {} is outside -1000..=1000",
+            r.oom_score_adj
+        )));
+    }
+
+    let mut out = LinuxResources::default();
+    out.set_cpu(cpu_set.then_some(cpu));
+    out.set_memory(memory_set.then_some(memory));
+    out.set_hugepage_limits((!hugepages.is_empty()).then_some(hugepages));
+    out.set_unified((!unified.is_empty()).then_some(unified));
+    Ok((out, r.oom_score_adj as i32))
+}
