@@ -213,10 +213,10 @@ impl ProcessPlan {
     }
 
     fn try_exec(&self) -> Msg {
-        if self.no_new_privs {
-            if let Err(e) = nix::sys::prctl::set_no_new_privs().step("PR_SET_NO_NEW_PRIVS") {
-                return Msg::Failed(e);
-            }
+        if self.no_new_privs
+            && let Err(e) = nix::sys::prctl::set_no_new_privs().step("PR_SET_NO_NEW_PRIVS")
+        {
+            return Msg::Failed(e);
         }
         if let Err(e) = sys::close_range_from(3, true).step("close_range") {
             return Msg::Failed(e);

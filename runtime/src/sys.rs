@@ -99,7 +99,7 @@ pub(crate) fn close_range_from(first: u32, cloexec: bool) -> Result<(), Errno> {
     // SAFETY: only called in a forked child that owns its whole fd table; closing descriptors
     // there cannot invalidate an OwnedFd that is used afterwards (the child only uses fds
     // below `first` or ones it marks close-on-exec).
-    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags as u32) };
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 

@@ -174,10 +174,10 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
         Ok(other) => return Err(fail(Some(b), unexpected(other, "setup"))),
         Err(e) => return Err(fail(Some(b), e)),
     }
-    if let Some(adj) = plan.process.oom_score_adj {
-        if let Err(e) = process::set_oom_score_adj(b, adj) {
-            return Err(fail(Some(b), e));
-        }
+    if let Some(adj) = plan.process.oom_score_adj
+        && let Err(e) = process::set_oom_score_adj(b, adj)
+    {
+        return Err(fail(Some(b), e));
     }
     Ok(Container { pid: b, pidfd, start: Some(start_w), status: status_r, cgroups_path: plan.cgroups_path })
 }
