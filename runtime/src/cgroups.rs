@@ -32,7 +32,8 @@ pub(crate) struct Hierarchy {
 impl Hierarchy {
     /// The directory of `cgroups_path` in this hierarchy.
     pub fn dir(&self, cgroups_path: &Path) -> PathBuf {
-        self.mount_point.join(cgroups_path.strip_prefix("/").unwrap_or(cgroups_path))
+        self.mount_point
+            .join(cgroups_path.strip_prefix("/").unwrap_or(cgroups_path))
     }
     fn has_controller(&self, name: &str) -> bool {
         self.options.split(',').any(|o| o == name)
@@ -46,7 +47,9 @@ pub(crate) fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
     let mut seen = BTreeSet::new();
     let mut out = Vec::new();
     for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else { continue };
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
         let pre: Vec<&str> = pre.split(' ').collect();
         let post: Vec<&str> = post.split(' ').collect();
         if pre.len() < 5 || post.len() < 3 {
@@ -57,17 +60,32 @@ pub(crate) fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
             "cgroup" => false,
             _ => continue,
         };
-        let options = if v2 { String::new() } else { post[2].to_owned() };
-        let key = if v2 { "cgroup2".to_owned() } else { options.clone() };
+        let options = if v2 {
+            String::new()
+        } else {
+            post[2].to_owned()
+        };
+        let key = if v2 {
+            "cgroup2".to_owned()
+        } else {
+            options.clone()
+        };
         if seen.insert(key) {
-            out.push(Hierarchy { mount_point: PathBuf::from(pre[4]), v2, options });
+            out.push(Hierarchy {
+                mount_point: PathBuf::from(pre[4]),
+                v2,
+                options,
+            });
         }
     }
     Ok(out)
 }
 
 fn cg_err(path: &Path, e: impl std::fmt::Display) -> Error {
-    Error::Cgroup { path: path.to_owned(), message: e.to_string() }
+    Error::Cgroup {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
 }
 
 fn manager(cgroups_path: &Path) -> Result<AnyCgroupManager, Error> {
@@ -100,9 +118,14 @@ fn controller_opt(resources: &LinuxResources) -> ControllerOpt<'_> {
 
 /// Creates the cgroup, moves `pid` into it and applies `resources`. On error the cgroup is
 /// removed again (the caller kills `pid`).
-pub(crate) fn create(cgroups_path: &Path, resources: &LinuxResources, pid: Pid) -> Result<(), Error> {
+pub(crate) fn create(
+    cgroups_path: &Path,
+    resources: &LinuxResources,
+    pid: Pid,
+) -> Result<(), Error> {
     let result = manager(cgroups_path).and_then(|m| {
-        m.add_task(pid).map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))?;
+        m.add_task(pid)
+            .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))?;
         m.apply(&controller_opt(resources))
             .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))
     });
@@ -115,7 +138,8 @@ pub(crate) fn create(cgroups_path: &Path, resources: &LinuxResources, pid: Pid) 
 /// Moves `pid` into the existing cgroup (every hierarchy libcgroups manages).
 pub(crate) fn join(cgroups_path: &Path, pid: Pid) -> Result<(), Error> {
     let m = manager(cgroups_path)?;
-    m.add_task(pid).map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))
+    m.add_task(pid)
+        .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))
 }
 
 /// Applies `resources` to the existing cgroup at `cgroups_path` (as in `linux.cgroupsPath`).
@@ -146,7 +170,12 @@ pub fn oom_kills(cgroups_path: &Path) -> Result<u64, Error> {
     let text = match std::fs::read_to_string(&file) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(Error::Io { path: file, source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                path: file,
+                source: e,
+            });
+        }
     };
     Ok(text
         .lines()
@@ -170,7 +199,12 @@ fn read_procs(dir: &Path, recursive: bool, out: &mut BTreeSet<i32>) -> Result<()
     match std::fs::read_to_string(&file) {
         Ok(text) => out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(Error::Io { path: file, source: e }),
+        Err(e) => {
+            return Err(Error::Io {
+                path: file,
+                source: e,
+            });
+        }
     }
     if recursive {
         for sub in subdirs(dir) {
@@ -181,7 +215,9 @@ fn read_procs(dir: &Path, recursive: bool, out: &mut BTreeSet<i32>) -> Result<()
 }
 
 fn subdirs(dir: &Path) -> Vec<PathBuf> {
-    let Ok(rd) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     rd.flatten()
         .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
         .map(|e| e.path())
@@ -201,7 +237,10 @@ pub fn kill_and_remove(cgroups_path: &Path) -> Result<(), Error> {
             break;
         }
         if Instant::now() > deadline {
-            return Err(cg_err(cgroups_path, format!("processes survive SIGKILL: {set:?}")));
+            return Err(cg_err(
+                cgroups_path,
+                format!("processes survive SIGKILL: {set:?}"),
+            ));
         }
         for pid in set {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
@@ -236,7 +275,12 @@ fn rmdir_tree(dir: &Path) -> Result<(), Error> {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(10));
             }
-            Err(e) => return Err(Error::Io { path: dir.to_owned(), source: e }),
+            Err(e) => {
+                return Err(Error::Io {
+                    path: dir.to_owned(),
+                    source: e,
+                });
+            }
         }
     }
 }

@@ -39,7 +39,9 @@ fn differing_namespaces(pid: i32) -> Result<CloneFlags, Error> {
         let theirs = format!("/proc/{pid}/ns/{name}");
         let ours = format!("/proc/self/ns/{name}");
         let t = std::fs::metadata(&theirs).map_err(Error::io(&theirs))?;
-        let Ok(o) = std::fs::metadata(&ours) else { continue };
+        let Ok(o) = std::fs::metadata(&ours) else {
+            continue;
+        };
         if (t.dev(), t.ino()) != (o.dev(), o.ino()) {
             flags |= flag;
         }
@@ -58,7 +60,8 @@ pub fn spawn(
     stdio: Stdio,
 ) -> Result<Spawned, Error> {
     let plan = ProcessPlan::new(process)?;
-    let init_pidfd = sys::pidfd_open(Pid::from_raw(init_pid)).map_err(Error::sys("pidfd_open init"))?;
+    let init_pidfd =
+        sys::pidfd_open(Pid::from_raw(init_pid)).map_err(Error::sys("pidfd_open init"))?;
     let flags = differing_namespaces(init_pid)?;
     let (stdio_raw, _null) = stdio.raw()?;
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
@@ -84,7 +87,12 @@ pub fn spawn(
         e
     };
     cgroups::join(cgroups_path, a).map_err(abort_a)?;
-    nix::unistd::write(&sync_w, &[1]).map_err(|e| abort_a(Error::Sys { step: "write sync pipe", source: e }))?;
+    nix::unistd::write(&sync_w, &[1]).map_err(|e| {
+        abort_a(Error::Sys {
+            step: "write sync pipe",
+            source: e,
+        })
+    })?;
     drop(sync_w);
     let msg = recv(&status_r);
     reap(a);
@@ -97,11 +105,17 @@ pub fn spawn(
         Err(e) => {
             let _ = kill(b, Signal::SIGKILL);
             reap(b);
-            return Err(Error::Sys { step: "pidfd_open", source: e });
+            return Err(Error::Sys {
+                step: "pidfd_open",
+                source: e,
+            });
         }
     };
     match recv(&status_r) {
-        Ok(None) => Ok(Spawned { pid: b.as_raw(), pidfd }),
+        Ok(None) => Ok(Spawned {
+            pid: b.as_raw(),
+            pidfd,
+        }),
         other => {
             let err = match other {
                 Ok(m) => unexpected(m, "execve"),

@@ -54,19 +54,37 @@ fn cstring(what: &str, s: &str) -> Result<CString, Error> {
 impl ProcessPlan {
     /// Validates and prepares `process`.
     pub fn new(process: &Process) -> Result<Self, Error> {
-        if process.apparmor_profile().as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::InvalidSpec("process.apparmorProfile: no AppArmor on this host".into()));
+        if process
+            .apparmor_profile()
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(Error::InvalidSpec(
+                "process.apparmorProfile: no AppArmor on this host".into(),
+            ));
         }
-        if process.selinux_label().as_deref().is_some_and(|s| !s.is_empty()) {
-            return Err(Error::InvalidSpec("process.selinuxLabel: no SELinux on this host".into()));
+        if process
+            .selinux_label()
+            .as_deref()
+            .is_some_and(|s| !s.is_empty())
+        {
+            return Err(Error::InvalidSpec(
+                "process.selinuxLabel: no SELinux on this host".into(),
+            ));
         }
         let args_in = process.args().as_deref().unwrap_or_default();
         let Some(arg0) = args_in.first().cloned() else {
             return Err(Error::InvalidSpec("process.args is empty".into()));
         };
-        let args = args_in.iter().map(|a| cstring("process.args", a)).collect::<Result<Vec<_>, _>>()?;
+        let args = args_in
+            .iter()
+            .map(|a| cstring("process.args", a))
+            .collect::<Result<Vec<_>, _>>()?;
         let env_in = process.env().as_deref().unwrap_or_default();
-        let env = env_in.iter().map(|e| cstring("process.env", e)).collect::<Result<Vec<_>, _>>()?;
+        let env = env_in
+            .iter()
+            .map(|e| cstring("process.env", e))
+            .collect::<Result<Vec<_>, _>>()?;
         let candidates = if arg0.contains('/') {
             vec![cstring("process.args[0]", &arg0)?]
         } else {
@@ -84,7 +102,10 @@ impl ProcessPlan {
         };
         let cwd = process.cwd();
         if !cwd.is_absolute() {
-            return Err(Error::InvalidSpec(format!("process.cwd {} is not absolute", cwd.display())));
+            return Err(Error::InvalidSpec(format!(
+                "process.cwd {} is not absolute",
+                cwd.display()
+            )));
         }
         let cwd = cstring("process.cwd", &cwd.to_string_lossy())?;
         let user = process.user();
@@ -231,14 +252,19 @@ impl ProcessPlan {
         };
         match nix::unistd::execve(path, &self.args, &self.env) {
             Err(Errno::ENOENT) => Msg::NotFound(self.arg0.clone()),
-            Err(errno) => Msg::Failed(ChildError { step: format!("execve {}", self.arg0), errno }),
+            Err(errno) => Msg::Failed(ChildError {
+                step: format!("execve {}", self.arg0),
+                errno,
+            }),
             Ok(never) => match never {},
         }
     }
 }
 
 fn is_executable(path: &CString) -> bool {
-    let Ok(path) = path.to_str() else { return false };
+    let Ok(path) = path.to_str() else {
+        return false;
+    };
     std::fs::metadata(path)
         .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0 && m.nlink() > 0)
         .unwrap_or(false)
@@ -247,8 +273,13 @@ fn is_executable(path: &CString) -> bool {
 fn cap_mask(set: &Option<Capabilities>) -> u64 {
     let mut mask = 0u64;
     for cap in set.iter().flatten() {
-        let name = serde_json::to_value(cap).ok().and_then(|v| v.as_str().map(str::to_owned));
-        match name.as_deref().and_then(|n| n.parse::<caps::Capability>().ok()) {
+        let name = serde_json::to_value(cap)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned));
+        match name
+            .as_deref()
+            .and_then(|n| n.parse::<caps::Capability>().ok())
+        {
             Some(c) if c.index() < 64 => mask |= 1 << c.index(),
             _ => tracing::warn!(capability = ?cap, "unknown capability ignored"),
         }
@@ -284,7 +315,11 @@ fn rlimit(
         "RLIMIT_RTTIME" => Resource::RLIMIT_RTTIME,
         "RLIMIT_SIGPENDING" => Resource::RLIMIT_SIGPENDING,
         "RLIMIT_STACK" => Resource::RLIMIT_STACK,
-        other => return Err(Error::InvalidSpec(format!("process.rlimits: unknown type {other:?}"))),
+        other => {
+            return Err(Error::InvalidSpec(format!(
+                "process.rlimits: unknown type {other:?}"
+            )));
+        }
     };
     let (_, cur_hard) = getrlimit(res).map_err(Error::sys("getrlimit"))?;
     let mut hard = hard;
@@ -315,6 +350,9 @@ pub(crate) fn set_oom_score_adj(pid: Pid, value: i32) -> Result<(), Error> {
             );
             Ok(())
         }
-        Err(e) => Err(Error::Io { path: path.into(), source: e }),
+        Err(e) => Err(Error::Io {
+            path: path.into(),
+            source: e,
+        }),
     }
 }

@@ -31,7 +31,10 @@ pub(crate) trait Step<T> {
 
 impl<T> Step<T> for Result<T, Errno> {
     fn step(self, step: &str) -> ChildResult<T> {
-        self.map_err(|errno| ChildError { step: step.to_owned(), errno })
+        self.map_err(|errno| ChildError {
+            step: step.to_owned(),
+            errno,
+        })
     }
     fn step_with(self, f: impl FnOnce() -> String) -> ChildResult<T> {
         self.map_err(|errno| ChildError { step: f(), errno })
@@ -40,10 +43,16 @@ impl<T> Step<T> for Result<T, Errno> {
 
 impl<T> Step<T> for std::io::Result<T> {
     fn step(self, step: &str) -> ChildResult<T> {
-        self.map_err(|e| ChildError { step: step.to_owned(), errno: io_errno(&e) })
+        self.map_err(|e| ChildError {
+            step: step.to_owned(),
+            errno: io_errno(&e),
+        })
     }
     fn step_with(self, f: impl FnOnce() -> String) -> ChildResult<T> {
-        self.map_err(|e| ChildError { step: f(), errno: io_errno(&e) })
+        self.map_err(|e| ChildError {
+            step: f(),
+            errno: io_errno(&e),
+        })
     }
 }
 
@@ -95,14 +104,22 @@ pub(crate) fn recv(fd: &OwnedFd) -> Result<Option<Msg>, Error> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(Errno::EINTR) => continue,
-            Err(source) => return Err(Error::Sys { step: "read status pipe", source }),
+            Err(source) => {
+                return Err(Error::Sys {
+                    step: "read status pipe",
+                    source,
+                });
+            }
         }
     }
     if got == 0 {
         return Ok(None);
     }
     if got < RECORD {
-        return Err(Error::Sys { step: "read status pipe (short record)", source: Errno::EIO });
+        return Err(Error::Sys {
+            step: "read status pipe (short record)",
+            source: Errno::EIO,
+        });
     }
     let value = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
     let len = (u16::from_le_bytes([buf[5], buf[6]]) as usize).min(STEP_MAX);
@@ -111,13 +128,19 @@ pub(crate) fn recv(fd: &OwnedFd) -> Result<Option<Msg>, Error> {
         K_PID => Msg::Pid(value),
         K_READY => Msg::Ready,
         K_NOT_FOUND => Msg::NotFound(text),
-        _ => Msg::Failed(ChildError { step: text, errno: Errno::from_raw(value) }),
+        _ => Msg::Failed(ChildError {
+            step: text,
+            errno: Errno::from_raw(value),
+        }),
     }))
 }
 
 impl From<ChildError> for Error {
     fn from(e: ChildError) -> Self {
-        Error::Child { step: e.step, errno: e.errno }
+        Error::Child {
+            step: e.step,
+            errno: e.errno,
+        }
     }
 }
 

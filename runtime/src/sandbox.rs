@@ -82,7 +82,11 @@ pub fn pin_namespaces(dir: &Path, ns: &PodNamespaces<'_>) -> Result<Pinned, Erro
         kinds.push("uts");
     }
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-    let mut pinned = Pinned { net: None, ipc: None, uts: None };
+    let mut pinned = Pinned {
+        net: None,
+        ipc: None,
+        uts: None,
+    };
     if kinds.is_empty() {
         return Ok(pinned);
     }
@@ -100,7 +104,8 @@ pub fn pin_namespaces(dir: &Path, ns: &PodNamespaces<'_>) -> Result<Pinned, Erro
                     sys::interface_up("lo").step("bring lo up")?;
                 }
                 for (path, value) in &sysctls {
-                    std::fs::write(path, value).step_with(|| format!("write {}", path.display()))?;
+                    std::fs::write(path, value)
+                        .step_with(|| format!("write {}", path.display()))?;
                 }
                 Ok(())
             })();
@@ -165,9 +170,18 @@ fn pin(source: &str, target: &Path) -> Result<(), Error> {
         .write(true)
         .open(target)
         .map_err(Error::io(target))?;
-    if let Err(e) = mount(Some(source), target, None::<&str>, MsFlags::MS_BIND, None::<&str>) {
+    if let Err(e) = mount(
+        Some(source),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    ) {
         let _ = std::fs::remove_file(target);
-        return Err(Error::Sys { step: "bind-mount namespace", source: e });
+        return Err(Error::Sys {
+            step: "bind-mount namespace",
+            source: e,
+        });
     }
     Ok(())
 }
@@ -181,7 +195,12 @@ pub fn unpin_namespaces(dir: &Path) -> Result<(), Error> {
         }
         match umount2(&p, MntFlags::MNT_DETACH) {
             Ok(()) | Err(Errno::EINVAL) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(Error::Sys { step: "unmount namespace pin", source: e }),
+            Err(e) => {
+                return Err(Error::Sys {
+                    step: "unmount namespace pin",
+                    source: e,
+                });
+            }
         }
         match std::fs::remove_file(&p) {
             Ok(()) => {}
@@ -244,9 +263,17 @@ pub fn spawn_pid_holder(dir: &Path) -> Result<PidHolder, Error> {
         reap(h);
         e
     };
-    let pidfd = sys::pidfd_open(h).map_err(|e| kill_h(Error::Sys { step: "pidfd_open", source: e }))?;
+    let pidfd = sys::pidfd_open(h).map_err(|e| {
+        kill_h(Error::Sys {
+            step: "pidfd_open",
+            source: e,
+        })
+    })?;
     pin(&format!("/proc/{h}/ns/pid"), &dir.join("pid")).map_err(kill_h)?;
-    Ok(PidHolder { pid: h.as_raw(), pidfd })
+    Ok(PidHolder {
+        pid: h.as_raw(),
+        pidfd,
+    })
 }
 
 /// The holder: PID 1 of the new namespace. Never returns.

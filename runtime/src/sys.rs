@@ -95,7 +95,11 @@ pub(crate) fn openat2(
 /// Marks every descriptor from `first` up close-on-exec (`close_range(.., CLOSE_RANGE_CLOEXEC)`),
 /// or closes them when `cloexec` is false.
 pub(crate) fn close_range_from(first: u32, cloexec: bool) -> Result<(), Errno> {
-    let flags = if cloexec { libc::CLOSE_RANGE_CLOEXEC } else { 0 };
+    let flags = if cloexec {
+        libc::CLOSE_RANGE_CLOEXEC
+    } else {
+        0
+    };
     // SAFETY: only called in a forked child that owns its whole fd table; closing descriptors
     // there cannot invalidate an OwnedFd that is used afterwards (the child only uses fds
     // below `first` or ones it marks close-on-exec).
@@ -157,7 +161,10 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 
 /// `capset(2)` for the calling thread with 64-bit masks.
 pub(crate) fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
-    let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
     let data = [
         CapData {
             effective: effective as u32,
@@ -171,14 +178,20 @@ pub(crate) fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result
         },
     ];
     // SAFETY: header and data are the v3 layout the kernel expects and live across the call.
-    let ret = unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    let ret =
+        unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 
 /// Sets `IFF_UP` on the interface `name` in the calling process's network namespace.
 pub(crate) fn interface_up(name: &str) -> Result<(), Errno> {
     use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
-    let sock = socket(AddressFamily::Inet, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
     // SAFETY: ifreq is a plain C struct/union; all-zero is valid.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
     let bytes = name.as_bytes();

@@ -13,14 +13,20 @@ use corral_runtime::{Error, cgroups, container, exec, sandbox};
 use serde_json::json;
 
 fn echo_and_exit_code(t: &Test) -> R {
-    let spec = t.spec(json!(["sh", "-c", "echo hello; echo err >&2; exit 3"]), json!({}));
+    let spec = t.spec(
+        json!(["sh", "-c", "echo hello; echo err >&2; exit 3"]),
+        json!({}),
+    );
     let (out, code) = t.run(&spec)?;
     check_eq(&out, "hello\nerr\n")?;
     check_eq(&code, &3)
 }
 
 fn new_pid_namespace(t: &Test) -> R {
-    let spec = t.spec(json!(["sh", "-c", "echo $$; hostname"]), json!({"hostname": "box"}));
+    let spec = t.spec(
+        json!(["sh", "-c", "echo $$; hostname"]),
+        json!({"hostname": "box"}),
+    );
     let (out, code) = t.run(&spec)?;
     check_eq(&out, "1\nbox\n")?;
     check_eq(&code, &0)
@@ -40,7 +46,12 @@ fn joined_pod_namespaces(t: &Test) -> R {
     let sysctls = [("net.ipv4.ip_forward".to_owned(), "1".to_owned())];
     let pinned = sandbox::pin_namespaces(
         &pins,
-        &sandbox::PodNamespaces { network: true, ipc: true, hostname: Some("podhost"), sysctls: &sysctls },
+        &sandbox::PodNamespaces {
+            network: true,
+            ipc: true,
+            hostname: Some("podhost"),
+            sysctls: &sysctls,
+        },
     )
     .map_err(|e| e.to_string())?;
     let result = (|| {
@@ -51,7 +62,10 @@ fn joined_pod_namespaces(t: &Test) -> R {
             {"type": "uts", "path": pinned.uts.as_ref().ok_or("no uts pin")?},
         ]);
         let cmd = "hostname; cat /sys/class/net/lo/flags; cat /proc/sys/net/ipv4/ip_forward";
-        let spec = t.spec(json!(["sh", "-c", cmd]), json!({"linux": {"namespaces": ns.clone()}}));
+        let spec = t.spec(
+            json!(["sh", "-c", cmd]),
+            json!({"linux": {"namespaces": ns.clone()}}),
+        );
         let (out, _) = t.run(&spec)?;
         check_eq(&out, "podhost\n0x9\n1\n")?;
         // A second container sees the same UTS namespace.
@@ -85,8 +99,17 @@ fn mounts(t: &Test) -> R {
     append_mounts(&mut spec, extra);
     let (out, _) = t.run(&spec)?;
     check_eq(&out, "data\ndata\n750\ndata\npts/ptmx /proc/self/fd\n")?;
-    check(!outside.join("mnt").exists(), "mount destination escaped the rootfs")?;
-    check(t.rootfs.join(outside.strip_prefix("/").map_err(s)?).join("mnt").is_dir(), "not created inside")
+    check(
+        !outside.join("mnt").exists(),
+        "mount destination escaped the rootfs",
+    )?;
+    check(
+        t.rootfs
+            .join(outside.strip_prefix("/").map_err(s)?)
+            .join("mnt")
+            .is_dir(),
+        "not created inside",
+    )
 }
 
 fn masked_and_readonly(t: &Test) -> R {
@@ -106,7 +129,8 @@ fn masked_and_readonly(t: &Test) -> R {
 }
 
 fn user_groups_caps(t: &Test) -> R {
-    let cmd = "id; grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; pwd; ulimit -n";
+    let cmd =
+        "id; grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; pwd; ulimit -n";
     let spec = t.spec(
         json!(["sh", "-c", cmd]),
         json!({"process": {
@@ -129,7 +153,10 @@ fn user_groups_caps(t: &Test) -> R {
 }
 
 fn memory_limit_and_remove(t: &Test) -> R {
-    let spec = t.spec(json!(["true"]), json!({"linux": {"resources": {"memory": {"limit": 67108864}}}}));
+    let spec = t.spec(
+        json!(["true"]),
+        json!({"linux": {"resources": {"memory": {"limit": 67108864}}}}),
+    );
     let (stdio, _r) = t.stdio()?;
     let c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
     let pid = c.pid();
@@ -151,7 +178,11 @@ fn memory_limit_and_remove(t: &Test) -> R {
 
 fn oom_kill_counted(t: &Test) -> R {
     let spec = t.spec(
-        json!(["sh", "-c", "x=$(head -c 200m /dev/zero | tr '\\0' x 2>/dev/null); echo survived"]),
+        json!([
+            "sh",
+            "-c",
+            "x=$(head -c 200m /dev/zero | tr '\\0' x 2>/dev/null); echo survived"
+        ]),
         json!({"linux": {"resources": {"memory": {"limit": 33554432}}}}),
     );
     let (stdio, r) = t.stdio()?;
@@ -177,16 +208,22 @@ fn exec_into_running(t: &Test) -> R {
             "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
         .map_err(s)?;
         let (stdio, r) = t.stdio()?;
-        let spawned = exec::spawn(c.pid(), &t.cgroup, &process, stdio).map_err(|e| e.to_string())?;
+        let spawned =
+            exec::spawn(c.pid(), &t.cgroup, &process, stdio).map_err(|e| e.to_string())?;
         let out = read_all(r)?;
         check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
         check_eq(&out, "exechost\nsleep\n1\n")?;
-        let bad = serde_json::from_value(json!({"args": ["nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}}))
-            .map_err(s)?;
+        let bad = serde_json::from_value(
+            json!({"args": ["nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+        )
+        .map_err(s)?;
         let (stdio, _r) = t.stdio()?;
         match exec::spawn(c.pid(), &t.cgroup, &bad, stdio) {
             Err(Error::NotFound(name)) => check_eq(&name.as_str(), &"nope"),
-            other => Err(format!("exec of a missing binary: {:?}", other.map(|s| s.pid))),
+            other => Err(format!(
+                "exec of a missing binary: {:?}",
+                other.map(|s| s.pid)
+            )),
         }
     })();
     cgroups::kill_and_remove(&t.cgroup).map_err(|e| e.to_string())?;
@@ -202,13 +239,19 @@ fn start_missing_binary(t: &Test) -> R {
         Ok(()) => return Err("start succeeded".into()),
         Err(e) => e.to_string(),
     };
-    check_eq(&err.as_str(), &"executable file not found: nonexistent-binary")?;
+    check_eq(
+        &err.as_str(),
+        &"executable file not found: nonexistent-binary",
+    )?;
     no_children()
 }
 
 fn bad_mount_source(t: &Test) -> R {
     let mut spec = t.spec(json!(["true"]), json!({}));
-    append_mounts(&mut spec, json!([{"destination": "/x", "type": "bind", "source": "/nonexistent/dir", "options": ["bind"]}]));
+    append_mounts(
+        &mut spec,
+        json!([{"destination": "/x", "type": "bind", "source": "/nonexistent/dir", "options": ["bind"]}]),
+    );
     let (stdio, _r) = t.stdio()?;
     match container::create(&spec, t.dir.path(), stdio) {
         Ok(_) => return Err("create succeeded".into()),
@@ -240,14 +283,23 @@ fn pid_holder(t: &Test) -> R {
     let holder = sandbox::spawn_pid_holder(&pins).map_err(|e| e.to_string())?;
     let result = (|| {
         let ns = json!([{"type": "pid", "path": pins.join("pid")}, {"type": "mount"}]);
-        let spec = t.spec(json!(["sh", "-c", "echo $$; cat /proc/1/comm"]), json!({"linux": {"namespaces": ns}}));
+        let spec = t.spec(
+            json!(["sh", "-c", "echo $$; cat /proc/1/comm"]),
+            json!({"linux": {"namespaces": ns}}),
+        );
         let (out, _) = t.run(&spec)?;
         let name = std::fs::read_to_string(format!("/proc/{}/comm", holder.pid)).map_err(s)?;
-        check(out.lines().next() != Some("1"), "joined pid namespace gave pid 1")?;
+        check(
+            out.lines().next() != Some("1"),
+            "joined pid namespace gave pid 1",
+        )?;
         check_eq(&out.lines().nth(1), &Some(name.trim()))
     })();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(holder.pid), nix::sys::signal::Signal::SIGTERM)
-        .map_err(s)?;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder.pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(s)?;
     let code = wait(holder.pidfd.as_fd())?;
     sandbox::unpin_namespaces(&pins).map_err(|e| e.to_string())?;
     result?;
@@ -262,8 +314,14 @@ fn append_mounts(spec: &mut oci_spec::runtime::Spec, extra: serde_json::Value) {
 }
 
 fn memory_file(cg: &Path, v1: &str, v2: &str) -> String {
-    for p in [Path::new("/sys/fs/cgroup/memory").join(cg.strip_prefix("/").unwrap_or(cg)).join(v1),
-              Path::new("/sys/fs/cgroup").join(cg.strip_prefix("/").unwrap_or(cg)).join(v2)] {
+    for p in [
+        Path::new("/sys/fs/cgroup/memory")
+            .join(cg.strip_prefix("/").unwrap_or(cg))
+            .join(v1),
+        Path::new("/sys/fs/cgroup")
+            .join(cg.strip_prefix("/").unwrap_or(cg))
+            .join(v2),
+    ] {
         if let Ok(s) = std::fs::read_to_string(p) {
             return s;
         }

@@ -40,8 +40,14 @@ pub(super) fn create(root: &Root, plan: &Plan) -> ChildResult {
                 // No mknod here (e.g. nested): bind the host's node instead.
                 let target = root.prepare(&d.path, false)?;
                 let source = Path::new("/").join(&d.path);
-                mount(Some(&source), &fd_path(&target), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                    .step_with(show)?;
+                mount(
+                    Some(&source),
+                    &fd_path(&target),
+                    None::<&str>,
+                    MsFlags::MS_BIND,
+                    None::<&str>,
+                )
+                .step_with(show)?;
             }
             Err(e) => return Err(e).step_with(show),
         }
@@ -67,6 +73,11 @@ pub(super) fn create(root: &Root, plan: &Plan) -> ChildResult {
 /// replaced, not followed).
 fn in_root(root: &Root, rel: &Path) -> std::io::Result<std::path::PathBuf> {
     let parent = rel.parent().unwrap_or(Path::new(""));
-    let name = rel.file_name().ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
-    Ok(root.path.join(resolve_in_root(&root.path, parent)?).join(name))
+    let name = rel
+        .file_name()
+        .ok_or_else(|| std::io::Error::from_raw_os_error(libc::EINVAL))?;
+    Ok(root
+        .path
+        .join(resolve_in_root(&root.path, parent)?)
+        .join(name))
 }

@@ -41,14 +41,29 @@ impl Stdio {
             Some(_) => None,
             None => Some(open_dev_null()?),
         };
-        let stdin = self.stdin.as_ref().or(null.as_ref()).map(|f| f.as_raw_fd()).unwrap_or(0);
-        Ok(([stdin, self.stdout.as_raw_fd(), self.stderr.as_raw_fd()], null))
+        let stdin = self
+            .stdin
+            .as_ref()
+            .or(null.as_ref())
+            .map(|f| f.as_raw_fd())
+            .unwrap_or(0);
+        Ok((
+            [stdin, self.stdout.as_raw_fd(), self.stderr.as_raw_fd()],
+            null,
+        ))
     }
 }
 
 pub(crate) fn open_dev_null() -> Result<OwnedFd, Error> {
-    let fd = nix::fcntl::open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .map_err(|e| Error::Io { path: "/dev/null".into(), source: e.into() })?;
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::Io {
+        path: "/dev/null".into(),
+        source: e.into(),
+    })?;
     Ok(sys_owned(fd))
 }
 
@@ -81,11 +96,16 @@ impl Container {
     /// On error the process has exited and been reaped, and the cgroup is removed.
     pub fn start(&mut self) -> Result<(), Error> {
         let Some(start) = self.start.take() else {
-            return Err(Error::Sys { step: "start: already started", source: nix::Error::EALREADY });
+            return Err(Error::Sys {
+                step: "start: already started",
+                source: nix::Error::EALREADY,
+            });
         };
         let written = nix::unistd::write(&start, &[1]);
         drop(start);
-        let result = written.map_err(Error::sys("write start pipe")).and_then(|_| recv(&self.status));
+        let result = written
+            .map_err(Error::sys("write start pipe"))
+            .and_then(|_| recv(&self.status));
         match result {
             Ok(None) => Ok(()),
             Ok(msg) => {
@@ -130,7 +150,12 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
 
     let a = match sys::fork().map_err(Error::sys("fork"))? {
         Forked::Child => {
-            let fds = child::ChildFds { status: &status_w, sync: &sync_r, start: &start_r, stdio: stdio_raw };
+            let fds = child::ChildFds {
+                status: &status_w,
+                sync: &sync_r,
+                start: &start_r,
+                stdio: stdio_raw,
+            };
             child::intermediate(&plan, &fds)
         }
         Forked::Parent(pid) => pid,
@@ -155,7 +180,13 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
     if let Err(e) = nix::unistd::write(&sync_w, &[1]) {
         let _ = kill(a, Signal::SIGKILL);
         reap(a);
-        return Err(fail(None, Error::Sys { step: "write sync pipe", source: e }));
+        return Err(fail(
+            None,
+            Error::Sys {
+                step: "write sync pipe",
+                source: e,
+            },
+        ));
     }
     drop(sync_w);
     let msg = recv(&status_r);
@@ -167,7 +198,15 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
     };
     let pidfd = match sys::pidfd_open(b) {
         Ok(fd) => fd,
-        Err(e) => return Err(fail(Some(b), Error::Sys { step: "pidfd_open", source: e })),
+        Err(e) => {
+            return Err(fail(
+                Some(b),
+                Error::Sys {
+                    step: "pidfd_open",
+                    source: e,
+                },
+            ));
+        }
     };
     match recv(&status_r) {
         Ok(Some(Msg::Ready)) => {}
@@ -179,5 +218,11 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
     {
         return Err(fail(Some(b), e));
     }
-    Ok(Container { pid: b, pidfd, start: Some(start_w), status: status_r, cgroups_path: plan.cgroups_path })
+    Ok(Container {
+        pid: b,
+        pidfd,
+        start: Some(start_w),
+        status: status_r,
+        cgroups_path: plan.cgroups_path,
+    })
 }

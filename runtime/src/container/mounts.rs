@@ -85,7 +85,12 @@ impl Root {
                 std::fs::create_dir_all(parent).step_with(show)?;
             }
             if std::fs::symlink_metadata(&host).is_err() {
-                std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&host).step_with(show)?;
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&host)
+                    .step_with(show)?;
             }
         }
         self.open(&resolved).step_with(show)
@@ -116,19 +121,38 @@ pub(super) fn fd_path(fd: &OwnedFd) -> PathBuf {
 /// devices, the console, and `pivot_root`s into it.
 pub(super) fn setup_rootfs(plan: &Plan) -> ChildResult {
     mount(NONE, "/", NONE, plan.root_propagation, NONE).step("rootfs propagation")?;
-    mount(Some(&plan.rootfs), &plan.rootfs, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE)
-        .step("bind rootfs")?;
-    let fd = nix::fcntl::open(&plan.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, nix::sys::stat::Mode::empty())
-        .step("open rootfs")?;
-    let root = Root { path: plan.rootfs.clone(), fd: owned(fd) };
+    mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .step("bind rootfs")?;
+    let fd = nix::fcntl::open(
+        &plan.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open rootfs")?;
+    let root = Root {
+        path: plan.rootfs.clone(),
+        fd: owned(fd),
+    };
     for m in &plan.mounts {
         mount_one(&root, m)?;
     }
     devices::create(&root, plan)?;
     if plan.process.terminal {
         let console = root.prepare(Path::new("dev/console"), false)?;
-        mount(Some("/proc/self/fd/0"), &fd_path(&console), NONE, MsFlags::MS_BIND, NONE)
-            .step("bind /dev/console")?;
+        mount(
+            Some("/proc/self/fd/0"),
+            &fd_path(&console),
+            NONE,
+            MsFlags::MS_BIND,
+            NONE,
+        )
+        .step("bind /dev/console")?;
     }
     drop(root);
     pivot(&plan.rootfs)
@@ -153,7 +177,11 @@ const CHANGE_FLAGS: MsFlags = MsFlags::MS_RDONLY
 fn mount_one(root: &Root, m: &MountPlan) -> ChildResult {
     let show = |what: &str| format!("{what} /{}", m.dest.display());
     match &m.kind {
-        MountKind::Bind { source, recursive, dir } => {
+        MountKind::Bind {
+            source,
+            recursive,
+            dir,
+        } => {
             let target = root.prepare(&m.dest, *dir)?;
             let mut flags = MsFlags::MS_BIND;
             if *recursive {
@@ -167,14 +195,26 @@ fn mount_one(root: &Root, m: &MountPlan) -> ChildResult {
         }
         MountKind::Fs { fstype, source } => {
             let target = root.prepare(&m.dest, true)?;
-            mount(Some(source.as_str()), &fd_path(&target), Some(fstype.as_str()), m.flags, m.data.as_deref())
-                .step_with(|| show(&format!("mount {fstype} on")))?;
+            mount(
+                Some(source.as_str()),
+                &fd_path(&target),
+                Some(fstype.as_str()),
+                m.flags,
+                m.data.as_deref(),
+            )
+            .step_with(|| show(&format!("mount {fstype} on")))?;
         }
         MountKind::CgroupV1 { binds } => {
             let target = root.prepare(&m.dest, true)?;
             let flags = m.flags & !MsFlags::MS_RDONLY;
-            mount(Some("tmpfs"), &fd_path(&target), Some("tmpfs"), flags, Some("mode=755"))
-                .step_with(|| show("mount cgroup tmpfs on"))?;
+            mount(
+                Some("tmpfs"),
+                &fd_path(&target),
+                Some("tmpfs"),
+                flags,
+                Some("mode=755"),
+            )
+            .step_with(|| show("mount cgroup tmpfs on"))?;
             for (name, host) in binds {
                 if !host.is_dir() {
                     continue;
@@ -202,16 +242,26 @@ fn mount_one(root: &Root, m: &MountPlan) -> ChildResult {
 
 /// Remounts the bind at `m.dest` with `flags` (read-only binds need this second step).
 fn remount(root: &Root, m: &MountPlan, flags: MsFlags) -> ChildResult {
-    let t = root.open(&m.dest).step_with(|| format!("reopen /{}", m.dest.display()))?;
+    let t = root
+        .open(&m.dest)
+        .step_with(|| format!("reopen /{}", m.dest.display()))?;
     let path = fd_path(&t);
     let keep = locked_flags(&path);
-    mount(NONE, &path, NONE, MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep, NONE)
-        .step_with(|| format!("remount /{}", m.dest.display()))
+    mount(
+        NONE,
+        &path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep,
+        NONE,
+    )
+    .step_with(|| format!("remount /{}", m.dest.display()))
 }
 
 /// The per-mount flags a bind remount must keep (`nosuid`, `nodev`, `noexec` of the source).
 fn locked_flags(path: &Path) -> MsFlags {
-    let Ok(st) = statvfs(path) else { return MsFlags::empty() };
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
     let f = st.flags();
     let mut out = MsFlags::empty();
     for (fs, ms) in [
@@ -229,7 +279,8 @@ fn locked_flags(path: &Path) -> MsFlags {
 fn pivot(rootfs: &Path) -> ChildResult {
     nix::unistd::chdir(rootfs).step("chdir rootfs")?;
     nix::unistd::pivot_root(".", ".").step("pivot_root")?;
-    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE).step("make old root rslave")?;
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .step("make old root rslave")?;
     umount2(".", MntFlags::MNT_DETACH).step("unmount old root")?;
     nix::unistd::chdir("/").step("chdir /")
 }
@@ -241,8 +292,13 @@ pub(super) fn finalize(plan: &Plan) -> ChildResult {
             Err(Errno::ENOENT) => continue,
             r => r.step_with(|| format!("bind readonly path {}", p.display()))?,
         }
-        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked_flags(p);
-        mount(NONE, p, NONE, f, NONE).step_with(|| format!("remount readonly path {}", p.display()))?;
+        let f = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_REC
+            | locked_flags(p);
+        mount(NONE, p, NONE, f, NONE)
+            .step_with(|| format!("remount readonly path {}", p.display()))?;
     }
     for p in &plan.masked {
         let md = match std::fs::metadata(p) {
@@ -258,7 +314,10 @@ pub(super) fn finalize(plan: &Plan) -> ChildResult {
         r.step_with(|| format!("mask {}", p.display()))?;
     }
     if plan.root_readonly {
-        let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(Path::new("/"));
+        let f = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | locked_flags(Path::new("/"));
         mount(NONE, "/", NONE, f, NONE).step("remount / read-only")?;
     }
     Ok(())

@@ -18,7 +18,11 @@ use crate::process::ProcessPlan;
 pub(super) enum MountKind {
     /// A bind of a host path (`recursive` for rbind); `dir` tells whether the destination must
     /// be a directory or a file.
-    Bind { source: PathBuf, recursive: bool, dir: bool },
+    Bind {
+        source: PathBuf,
+        recursive: bool,
+        dir: bool,
+    },
     /// A filesystem (`proc`, `tmpfs`, ...).
     Fs { fstype: String, source: String },
     /// `cgroup` on a v1/hybrid host: a tmpfs with each hierarchy's container cgroup bound in.
@@ -73,23 +77,42 @@ fn invalid(msg: impl Into<String>) -> Error {
 
 /// Builds the plan; opens the namespace files to join.
 pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
-    let linux = spec.linux().as_ref().ok_or_else(|| invalid("linux section missing"))?;
-    let process = spec.process().as_ref().ok_or_else(|| invalid("process missing"))?;
-    let root = spec.root().as_ref().ok_or_else(|| invalid("root missing"))?;
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| invalid("linux section missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process missing"))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root missing"))?;
     if linux.seccomp().is_some() {
         return Err(invalid("linux.seccomp is not supported yet"));
     }
     if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
     {
-        return Err(invalid("linux.uidMappings/gidMappings: user namespaces are not supported yet"));
+        return Err(invalid(
+            "linux.uidMappings/gidMappings: user namespaces are not supported yet",
+        ));
     }
-    if linux.mount_label().as_deref().is_some_and(|s| !s.is_empty()) {
+    if linux
+        .mount_label()
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
         return Err(invalid("linux.mountLabel: no SELinux on this host"));
     }
     let process_plan = ProcessPlan::new(process)?;
 
-    let rootfs = if root.path().is_absolute() { root.path().clone() } else { bundle.join(root.path()) };
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
     let rootfs = rootfs.canonicalize().map_err(Error::io(&rootfs))?;
 
     // Namespaces: joined ones are opened now (paths resolve in the caller's mount namespace).
@@ -109,14 +132,18 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
     ];
     let namespaces = linux.namespaces().as_deref().unwrap_or_default();
     for typ in order {
-        let Some(ns) = namespaces.iter().find(|n| n.typ() == typ) else { continue };
+        let Some(ns) = namespaces.iter().find(|n| n.typ() == typ) else {
+            continue;
+        };
         let flag = CloneFlags::from_bits_retain(typ as i32);
         match typ {
             LinuxNamespaceType::User => {
                 return Err(invalid("user namespaces are not supported yet"));
             }
             LinuxNamespaceType::Mount if ns.path().is_some() => {
-                return Err(invalid("joining a mount namespace by path is not supported"));
+                return Err(invalid(
+                    "joining a mount namespace by path is not supported",
+                ));
             }
             LinuxNamespaceType::Network => net = true,
             LinuxNamespaceType::Ipc => ipc = true,
@@ -125,8 +152,12 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         }
         match ns.path() {
             Some(path) => {
-                let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                    .map_err(|source| Error::Io { path: path.clone(), source: source.into() })?;
+                let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(
+                    |source| Error::Io {
+                        path: path.clone(),
+                        source: source.into(),
+                    },
+                )?;
                 join.push((owned(fd), flag));
             }
             None => {
@@ -162,7 +193,10 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
             if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
                 return Err(invalid(format!("linux.sysctl {key}: bad name")));
             }
-            sysctls.push((Path::new("/proc/sys").join(key.replace('.', "/")), value.clone()));
+            sysctls.push((
+                Path::new("/proc/sys").join(key.replace('.', "/")),
+                value.clone(),
+            ));
         }
     }
 
@@ -194,7 +228,13 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
 
     let mut devices = Vec::new();
     if dev_is_tmpfs {
-        for (name, minor) in [("null", 3), ("zero", 5), ("full", 7), ("random", 8), ("urandom", 9)] {
+        for (name, minor) in [
+            ("null", 3),
+            ("zero", 5),
+            ("full", 7),
+            ("random", 8),
+            ("urandom", 9),
+        ] {
             devices.push(default_device(name, 1, minor));
         }
         devices.push(default_device("tty", 5, 0));
@@ -206,7 +246,12 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
     }
 
     let clean_list = |list: &Option<Vec<String>>| -> Vec<PathBuf> {
-        list.as_deref().unwrap_or_default().iter().map(PathBuf::from).filter(|p| p.is_absolute()).collect()
+        list.as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .collect()
     };
     Ok(Plan {
         rootfs,
@@ -219,7 +264,10 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         root_readonly: root.readonly().unwrap_or(false),
         sysctls,
         hostname: spec.hostname().clone().filter(|h| !h.is_empty() && uts_new),
-        domainname: spec.domainname().clone().filter(|h| !h.is_empty() && uts_new),
+        domainname: spec
+            .domainname()
+            .clone()
+            .filter(|h| !h.is_empty() && uts_new),
         join,
         unshare,
         process: process_plan,
@@ -254,7 +302,10 @@ pub(super) fn clean_relative(path: &Path) -> PathBuf {
 fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<MountPlan, Error> {
     let dest = clean_relative(m.destination());
     if !m.destination().is_absolute() {
-        return Err(invalid(format!("mount destination {} is not absolute", m.destination().display())));
+        return Err(invalid(format!(
+            "mount destination {} is not absolute",
+            m.destination().display()
+        )));
     }
     let fstype = m.typ().clone().unwrap_or_default();
     let mut flags = MsFlags::empty();
@@ -317,15 +368,27 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
     let source = m.source().clone().unwrap_or_default();
     let kind = if bind {
         if !source.is_absolute() {
-            return Err(invalid(format!("bind mount source {} is not absolute", source.display())));
+            return Err(invalid(format!(
+                "bind mount source {} is not absolute",
+                source.display()
+            )));
         }
         // A missing source is reported by the child as the mount failing (ENOENT).
-        let dir = std::fs::metadata(&source).map(|md| md.is_dir()).unwrap_or(true);
-        MountKind::Bind { source, recursive, dir }
+        let dir = std::fs::metadata(&source)
+            .map(|md| md.is_dir())
+            .unwrap_or(true);
+        MountKind::Bind {
+            source,
+            recursive,
+            dir,
+        }
     } else if fstype == "cgroup" || fstype == "cgroup2" {
         let all = cgroups::hierarchies()?;
         if all.iter().all(|h| h.v2) {
-            MountKind::Fs { fstype: "cgroup2".into(), source: "cgroup".into() }
+            MountKind::Fs {
+                fstype: "cgroup2".into(),
+                source: "cgroup".into(),
+            }
         } else {
             // The directories exist once the cgroup is created (after the plan); the child
             // skips the ones that do not.
@@ -341,13 +404,26 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
         }
     } else {
         if fstype.is_empty() {
-            return Err(invalid(format!("mount {} has no type", m.destination().display())));
+            return Err(invalid(format!(
+                "mount {} has no type",
+                m.destination().display()
+            )));
         }
-        let source = if source.as_os_str().is_empty() { fstype.clone() } else { source.to_string_lossy().into_owned() };
+        let source = if source.as_os_str().is_empty() {
+            fstype.clone()
+        } else {
+            source.to_string_lossy().into_owned()
+        };
         MountKind::Fs { fstype, source }
     };
     let data = (!data.is_empty()).then(|| data.join(","));
-    Ok(MountPlan { dest, kind, flags, data, propagation })
+    Ok(MountPlan {
+        dest,
+        kind,
+        flags,
+        data,
+        propagation,
+    })
 }
 
 fn default_device(name: &str, major: u64, minor: u64) -> DevicePlan {
@@ -367,10 +443,18 @@ fn device_plan(d: &LinuxDevice) -> Result<DevicePlan, Error> {
         LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
         LinuxDeviceType::B => SFlag::S_IFBLK,
         LinuxDeviceType::P => SFlag::S_IFIFO,
-        LinuxDeviceType::A => return Err(invalid(format!("linux.devices {}: type a", d.path().display()))),
+        LinuxDeviceType::A => {
+            return Err(invalid(format!(
+                "linux.devices {}: type a",
+                d.path().display()
+            )));
+        }
     };
     if !d.path().is_absolute() {
-        return Err(invalid(format!("linux.devices {}: not absolute", d.path().display())));
+        return Err(invalid(format!(
+            "linux.devices {}: not absolute",
+            d.path().display()
+        )));
     }
     Ok(DevicePlan {
         path: clean_relative(d.path()),

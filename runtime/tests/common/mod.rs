@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 /// Scenario result: the error says what differed.
 pub type R = Result<(), String>;
 
+/// A scenario function.
+pub type Scenario = fn(&Test) -> R;
+
 /// One scenario's tempdir, rootfs and cgroup path.
 pub struct Test {
     pub dir: tempfile::TempDir,
@@ -32,25 +35,40 @@ where
     A: PartialEq<B> + std::fmt::Debug + ?Sized,
     B: std::fmt::Debug + ?Sized,
 {
-    if got == want { Ok(()) } else { Err(format!("got {got:?}, want {want:?}")) }
+    if got == want {
+        Ok(())
+    } else {
+        Err(format!("got {got:?}, want {want:?}"))
+    }
 }
 
 impl Test {
     fn new(n: usize) -> Result<Test, String> {
-        let dir = tempfile::Builder::new().prefix("corral-rt-").tempdir().map_err(s)?;
+        let dir = tempfile::Builder::new()
+            .prefix("corral-rt-")
+            .tempdir()
+            .map_err(s)?;
         let rootfs = dir.path().join("rootfs");
         for d in ["bin", "proc", "sys", "dev", "etc", "tmp"] {
             std::fs::create_dir_all(rootfs.join(d)).map_err(s)?;
         }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).map_err(s)?;
-        let list = std::process::Command::new("/bin/busybox").arg("--list").output().map_err(s)?;
+        let list = std::process::Command::new("/bin/busybox")
+            .arg("--list")
+            .output()
+            .map_err(s)?;
         for applet in String::from_utf8_lossy(&list.stdout).lines() {
             if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet)).map_err(s)?;
+                std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(applet))
+                    .map_err(s)?;
             }
         }
         let cgroup = PathBuf::from(format!("/corral-test-{}-{n}", std::process::id()));
-        Ok(Test { dir, rootfs, cgroup })
+        Ok(Test {
+            dir,
+            rootfs,
+            cgroup,
+        })
     }
 
     /// A runc-like default spec running `args`, with `extra` merged in (one level deep for
@@ -105,7 +123,14 @@ impl Test {
     pub fn stdio(&self) -> Result<(container::Stdio, OwnedFd), String> {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(s)?;
         let stderr = w.try_clone().map_err(s)?;
-        Ok((container::Stdio { stdin: None, stdout: w, stderr }, r))
+        Ok((
+            container::Stdio {
+                stdin: None,
+                stdout: w,
+                stderr,
+            },
+            r,
+        ))
     }
 
     /// Creates, starts and waits for a container; removes its cgroup. Output and exit code.
@@ -124,7 +149,9 @@ impl Test {
 
 pub fn read_all(fd: OwnedFd) -> Result<String, String> {
     let mut out = String::new();
-    std::fs::File::from(fd).read_to_string(&mut out).map_err(s)?;
+    std::fs::File::from(fd)
+        .read_to_string(&mut out)
+        .map_err(s)?;
     Ok(out)
 }
 
@@ -152,7 +179,10 @@ fn leftovers(t: &Test) -> R {
         check(!p.exists(), &format!("cgroup left: {}", p.display()))?;
     }
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
-        check(!Path::new("/sys/fs/cgroup").join(rel).exists(), "cgroup left")?;
+        check(
+            !Path::new("/sys/fs/cgroup").join(rel).exists(),
+            "cgroup left",
+        )?;
     }
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").map_err(s)?;
     let dir = t.dir.path().to_string_lossy().into_owned();
@@ -164,7 +194,7 @@ fn leftovers(t: &Test) -> R {
 
 /// Runs the scenarios one by one (as root), each with its own tempdir and cgroup path, then
 /// checks for leftovers; exits 1 if any failed.
-pub fn run_all(scenarios: &[(&str, fn(&Test) -> R)]) {
+pub fn run_all(scenarios: &[(&str, Scenario)]) {
     if !nix::unistd::geteuid().is_root() {
         eprintln!("root integration tests skipped: not root");
         return;
