@@ -1,32 +1,286 @@
 //! A container's cgroup, through libcgroups, on v1, hybrid and v2 hosts (cgroupfs layout).
+//!
+//! Creating and updating go through libcgroups (which detects the host's setup). Inspecting
+//! and removing scan every mounted hierarchy themselves (`/proc/self/mountinfo`), so a cgroup
+//! left in a hierarchy libcgroups does not manage (e.g. a hybrid host's unified one) is removed
+//! too.
 
-use std::path::Path;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use libcgroups::common::{
+    AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt, create_cgroup_manager,
+};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use oci_spec::runtime::LinuxResources;
 
 use crate::Error;
 
+/// A mounted cgroup hierarchy.
+#[derive(Debug, Clone)]
+pub(crate) struct Hierarchy {
+    /// Where it is mounted (e.g. `/sys/fs/cgroup/memory`).
+    pub mount_point: PathBuf,
+    /// `true` for cgroup2.
+    pub v2: bool,
+    /// The v1 super options (controllers, `name=...`); empty for v2.
+    pub options: String,
+}
+
+impl Hierarchy {
+    /// The directory of `cgroups_path` in this hierarchy.
+    pub fn dir(&self, cgroups_path: &Path) -> PathBuf {
+        self.mount_point
+            .join(cgroups_path.strip_prefix("/").unwrap_or(cgroups_path))
+    }
+    fn has_controller(&self, name: &str) -> bool {
+        self.options.split(',').any(|o| o == name)
+    }
+}
+
+/// Every cgroup (v1) and cgroup2 mount of this mount namespace, without duplicates.
+pub(crate) fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(Error::io("/proc/self/mountinfo"))?;
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let v2 = match post[0] {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
+        };
+        let options = if v2 {
+            String::new()
+        } else {
+            post[2].to_owned()
+        };
+        let key = if v2 {
+            "cgroup2".to_owned()
+        } else {
+            options.clone()
+        };
+        if seen.insert(key) {
+            out.push(Hierarchy {
+                mount_point: PathBuf::from(pre[4]),
+                v2,
+                options,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn cg_err(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::Cgroup {
+        path: path.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+fn manager(cgroups_path: &Path) -> Result<AnyCgroupManager, Error> {
+    if !cgroups_path.is_absolute() {
+        return Err(Error::InvalidSpec(format!(
+            "linux.cgroupsPath {} must be absolute (cgroupfs layout)",
+            cgroups_path.display()
+        )));
+    }
+    create_cgroup_manager(CgroupConfig {
+        cgroup_path: cgroups_path.to_owned(),
+        systemd_cgroup: false,
+        container_name: String::new(),
+    })
+    .map_err(|e| cg_err(cgroups_path, e))
+}
+
+fn controller_opt(resources: &LinuxResources) -> ControllerOpt<'_> {
+    ControllerOpt {
+        resources,
+        disable_oom_killer: resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false),
+        oom_score_adj: None,
+        freezer_state: None,
+    }
+}
+
+/// Creates the cgroup, moves `pid` into it and applies `resources`. On error the cgroup is
+/// removed again (the caller kills `pid`).
+pub(crate) fn create(
+    cgroups_path: &Path,
+    resources: &LinuxResources,
+    pid: Pid,
+) -> Result<(), Error> {
+    let result = manager(cgroups_path).and_then(|m| {
+        m.add_task(pid)
+            .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))?;
+        m.apply(&controller_opt(resources))
+            .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))
+    });
+    if result.is_err() {
+        let _ = remove_dirs(cgroups_path);
+    }
+    result
+}
+
+/// Moves `pid` into the existing cgroup (every hierarchy libcgroups manages).
+pub(crate) fn join(cgroups_path: &Path, pid: Pid) -> Result<(), Error> {
+    let m = manager(cgroups_path)?;
+    m.add_task(pid)
+        .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))
+}
+
 /// Applies `resources` to the existing cgroup at `cgroups_path` (as in `linux.cgroupsPath`).
 pub fn update(cgroups_path: &Path, resources: &LinuxResources) -> Result<(), Error> {
-    let _ = (cgroups_path, resources);
-    todo!()
+    if !exists(cgroups_path)? {
+        return Err(cg_err(cgroups_path, "no such cgroup"));
+    }
+    let m = manager(cgroups_path)?;
+    m.apply(&controller_opt(resources))
+        .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))
+}
+
+fn exists(cgroups_path: &Path) -> Result<bool, Error> {
+    Ok(hierarchies()?.iter().any(|h| h.dir(cgroups_path).is_dir()))
 }
 
 /// How many processes of the cgroup the kernel's OOM killer killed (v1 `memory.oom_control`
 /// `oom_kill`, v2 `memory.events` `oom_kill`); 0 when the memory controller is missing.
 pub fn oom_kills(cgroups_path: &Path) -> Result<u64, Error> {
-    let _ = cgroups_path;
-    todo!()
+    let all = hierarchies()?;
+    let file = if let Some(h) = all.iter().find(|h| !h.v2 && h.has_controller("memory")) {
+        h.dir(cgroups_path).join("memory.oom_control")
+    } else if let Some(h) = all.iter().find(|h| h.v2) {
+        h.dir(cgroups_path).join("memory.events")
+    } else {
+        return Ok(0);
+    };
+    let text = match std::fs::read_to_string(&file) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => {
+            return Err(Error::Io {
+                path: file,
+                source: e,
+            });
+        }
+    };
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix("oom_kill "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0))
 }
 
 /// PIDs in the cgroup (all hierarchies agree on the set for our cgroups).
 pub fn pids(cgroups_path: &Path) -> Result<Vec<i32>, Error> {
-    let _ = cgroups_path;
-    todo!()
+    let mut set = BTreeSet::new();
+    for h in hierarchies()? {
+        read_procs(&h.dir(cgroups_path), false, &mut set)?;
+    }
+    Ok(set.into_iter().collect())
+}
+
+/// Reads `cgroup.procs` of `dir` (and of its descendants when `recursive`); absent is empty.
+fn read_procs(dir: &Path, recursive: bool, out: &mut BTreeSet<i32>) -> Result<(), Error> {
+    let file = dir.join("cgroup.procs");
+    match std::fs::read_to_string(&file) {
+        Ok(text) => out.extend(text.lines().filter_map(|l| l.trim().parse::<i32>().ok())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::Io {
+                path: file,
+                source: e,
+            });
+        }
+    }
+    if recursive {
+        for sub in subdirs(dir) {
+            read_procs(&sub, true, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn subdirs(dir: &Path) -> Vec<PathBuf> {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    rd.flatten()
+        .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+        .map(|e| e.path())
+        .collect()
 }
 
 /// SIGKILLs every process in the cgroup and removes it; an absent cgroup is fine.
 pub fn kill_and_remove(cgroups_path: &Path) -> Result<(), Error> {
-    let _ = cgroups_path;
-    todo!()
+    let all = hierarchies()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut set = BTreeSet::new();
+        for h in &all {
+            read_procs(&h.dir(cgroups_path), true, &mut set)?;
+        }
+        if set.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(cg_err(
+                cgroups_path,
+                format!("processes survive SIGKILL: {set:?}"),
+            ));
+        }
+        for pid in set {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    remove_dirs(cgroups_path)
+}
+
+/// Removes the cgroup's directory (children first) in every hierarchy.
+fn remove_dirs(cgroups_path: &Path) -> Result<(), Error> {
+    for h in hierarchies()? {
+        let dir = h.dir(cgroups_path);
+        if dir != h.mount_point {
+            rmdir_tree(&dir)?;
+        }
+    }
+    Ok(())
+}
+
+fn rmdir_tree(dir: &Path) -> Result<(), Error> {
+    for sub in subdirs(dir) {
+        rmdir_tree(&sub)?;
+    }
+    // A cgroup whose last task just died can be busy for a moment.
+    let mut tries = 0;
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    path: dir.to_owned(),
+                    source: e,
+                });
+            }
+        }
+    }
 }

@@ -1,16 +1,52 @@
 //! Starting an extra process inside a running container.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sched::CloneFlags;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
-use crate::Error;
 use crate::container::Stdio;
+use crate::process::ProcessPlan;
+use crate::report::{ChildResult, Msg, Step, recv, send, unexpected};
+use crate::sys::{self, Forked};
+use crate::{Error, cgroups};
 
 /// A process started by [`spawn`]; a child of the caller.
 pub struct Spawned {
+    /// Host PID.
     pub pid: i32,
+    /// A pidfd for it (reap with `waitid(P_PIDFD)`).
     pub pidfd: OwnedFd,
+}
+
+/// The namespaces of `pid` that differ from the caller's, in `setns` order.
+fn differing_namespaces(pid: i32) -> Result<CloneFlags, Error> {
+    let mut flags = CloneFlags::empty();
+    for (name, flag) in [
+        ("user", CloneFlags::CLONE_NEWUSER),
+        ("mnt", CloneFlags::CLONE_NEWNS),
+        ("pid", CloneFlags::CLONE_NEWPID),
+        ("net", CloneFlags::CLONE_NEWNET),
+        ("ipc", CloneFlags::CLONE_NEWIPC),
+        ("uts", CloneFlags::CLONE_NEWUTS),
+        ("cgroup", CloneFlags::CLONE_NEWCGROUP),
+    ] {
+        let theirs = format!("/proc/{pid}/ns/{name}");
+        let ours = format!("/proc/self/ns/{name}");
+        let t = std::fs::metadata(&theirs).map_err(Error::io(&theirs))?;
+        let Ok(o) = std::fs::metadata(&ours) else {
+            continue;
+        };
+        if (t.dev(), t.ino()) != (o.dev(), o.ino()) {
+            flags |= flag;
+        }
+    }
+    Ok(flags)
 }
 
 /// Starts `process` inside the container whose init has host PID `init_pid`: joins every
@@ -23,6 +59,120 @@ pub fn spawn(
     process: &Process,
     stdio: Stdio,
 ) -> Result<Spawned, Error> {
-    let _ = (init_pid, cgroups_path, process, stdio);
-    todo!()
+    let plan = ProcessPlan::new(process)?;
+    let init_pidfd =
+        sys::pidfd_open(Pid::from_raw(init_pid)).map_err(Error::sys("pidfd_open init"))?;
+    let flags = differing_namespaces(init_pid)?;
+    let (stdio_raw, _null) = stdio.raw()?;
+    let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
+    let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
+
+    let a = match sys::fork().map_err(Error::sys("fork"))? {
+        Forked::Child => sys::run_child(|| {
+            let r = intermediate(&plan, &init_pidfd, flags, &sync_r, &status_w, stdio_raw);
+            match r {
+                Ok(()) => 0,
+                Err(e) => {
+                    send(&status_w, &Msg::Failed(e));
+                    1
+                }
+            }
+        }),
+        Forked::Parent(pid) => pid,
+    };
+    drop((status_w, sync_r, stdio));
+    let abort_a = |e: Error| {
+        let _ = kill(a, Signal::SIGKILL);
+        reap(a);
+        e
+    };
+    cgroups::join(cgroups_path, a).map_err(abort_a)?;
+    nix::unistd::write(&sync_w, &[1]).map_err(|e| {
+        abort_a(Error::Sys {
+            step: "write sync pipe",
+            source: e,
+        })
+    })?;
+    drop(sync_w);
+    let msg = recv(&status_r);
+    reap(a);
+    let b = match msg? {
+        Some(Msg::Pid(pid)) => Pid::from_raw(pid),
+        other => return Err(unexpected(other, "the process's pid")),
+    };
+    let pidfd = match sys::pidfd_open(b) {
+        Ok(fd) => fd,
+        Err(e) => {
+            let _ = kill(b, Signal::SIGKILL);
+            reap(b);
+            return Err(Error::Sys {
+                step: "pidfd_open",
+                source: e,
+            });
+        }
+    };
+    match recv(&status_r) {
+        Ok(None) => Ok(Spawned {
+            pid: b.as_raw(),
+            pidfd,
+        }),
+        other => {
+            let err = match other {
+                Ok(m) => unexpected(m, "execve"),
+                Err(e) => e,
+            };
+            let _ = kill(b, Signal::SIGKILL);
+            reap(b);
+            Err(err)
+        }
+    }
+}
+
+fn intermediate(
+    plan: &ProcessPlan,
+    init_pidfd: &OwnedFd,
+    flags: CloneFlags,
+    sync: &OwnedFd,
+    status: &OwnedFd,
+    stdio: [i32; 3],
+) -> ChildResult {
+    let mut b = [0u8; 1];
+    match nix::unistd::read(sync.as_raw_fd(), &mut b) {
+        Ok(1) => {}
+        Ok(_) => return Err(Errno::ECANCELED).step("wait for cgroup"),
+        Err(e) => return Err(e).step("wait for cgroup"),
+    }
+    if !flags.is_empty() {
+        nix::sched::setns(init_pidfd, flags).step("setns into the container")?;
+    }
+    match sys::clone_parent().step("clone")? {
+        Forked::Child => sys::run_child(|| {
+            let r = (|| {
+                plan.setup_stdio(stdio)?;
+                plan.apply_rlimits()?;
+                plan.apply_credentials()?;
+                plan.chdir()
+            })();
+            match r {
+                Ok(()) => plan.exec(status),
+                Err(e) => {
+                    send(status, &Msg::Failed(e));
+                    1
+                }
+            }
+        }),
+        Forked::Parent(pid) => {
+            send(status, &Msg::Pid(pid.as_raw()));
+            Ok(())
+        }
+    }
+}
+
+fn reap(pid: Pid) {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Err(Errno::EINTR) => continue,
+            _ => return,
+        }
+    }
 }

@@ -19,6 +19,9 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod exec;
+mod process;
+mod report;
 pub mod sandbox;
+mod sys;
 
 pub use error::Error;

@@ -1,0 +1,95 @@
+//! The two forked processes of `create`: the intermediate (joins and unshares namespaces,
+//! creates the init as a sibling) and the init (sets everything up, waits for "start",
+//! `execve`s).
+
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+
+use super::mounts;
+use super::plan::Plan;
+use crate::report::{ChildError, ChildResult, Msg, Step, send};
+use crate::sys::{self, Forked};
+
+/// Descriptors the children use.
+pub(super) struct ChildFds<'a> {
+    pub status: &'a OwnedFd,
+    pub sync: &'a OwnedFd,
+    pub start: &'a OwnedFd,
+    pub stdio: [RawFd; 3],
+}
+
+/// The intermediate process: waits until the caller put it in the cgroup, joins and creates
+/// namespaces, clones the init as a child of the caller, reports the init's PID and exits.
+pub(super) fn intermediate(plan: &Plan, fds: &ChildFds<'_>) -> ! {
+    sys::run_child(|| match intermediate_steps(plan, fds) {
+        Ok(()) => 0,
+        Err(e) => {
+            send(fds.status, &Msg::Failed(e));
+            1
+        }
+    })
+}
+
+fn intermediate_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
+    let mut b = [0u8; 1];
+    match nix::unistd::read(fds.sync.as_raw_fd(), &mut b) {
+        Ok(1) => {}
+        Ok(_) => return Err(Errno::ECANCELED).step("wait for cgroup"),
+        Err(e) => return Err(e).step("wait for cgroup"),
+    }
+    for (fd, flag) in &plan.join {
+        nix::sched::setns(fd, *flag).step_with(|| format!("setns {flag:?}"))?;
+    }
+    nix::sched::unshare(plan.unshare).step("unshare")?;
+    match sys::clone_parent().step("clone init")? {
+        Forked::Child => init(plan, fds),
+        Forked::Parent(pid) => {
+            send(fds.status, &Msg::Pid(pid.as_raw()));
+            Ok(())
+        }
+    }
+}
+
+/// The container's init.
+fn init(plan: &Plan, fds: &ChildFds<'_>) -> ! {
+    sys::run_child(|| {
+        if let Err(e) = init_steps(plan, fds) {
+            send(fds.status, &Msg::Failed(e));
+            return 1;
+        }
+        send(fds.status, &Msg::Ready);
+        let mut b = [0u8; 1];
+        loop {
+            match nix::unistd::read(fds.start.as_raw_fd(), &mut b) {
+                Ok(1) => break,
+                Err(Errno::EINTR) => continue,
+                // The caller dropped the container without starting it.
+                _ => return 0,
+            }
+        }
+        plan.process.exec(fds.status)
+    })
+}
+
+fn init_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
+    plan.process.setup_stdio(fds.stdio)?;
+    mounts::setup_rootfs(plan)?;
+    if let Some(h) = &plan.hostname {
+        nix::unistd::sethostname(h).step("sethostname")?;
+    }
+    if let Some(d) = &plan.domainname {
+        std::fs::write("/proc/sys/kernel/domainname", d).step("set domainname")?;
+    }
+    for (path, value) in &plan.sysctls {
+        std::fs::write(path, value).map_err(|e| ChildError {
+            step: format!("write {}", path.display()),
+            errno: e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO),
+        })?;
+    }
+    mounts::finalize(plan)?;
+    mounts::create_cwd(plan.process.cwd())?;
+    plan.process.apply_rlimits()?;
+    plan.process.apply_credentials()?;
+    plan.process.chdir()
+}

@@ -1,0 +1,228 @@
+//! Creating and starting a container's init process from an OCI runtime spec.
+//!
+//! `create` forks an intermediate process, puts it into the container's cgroup, lets it join
+//! and create the namespaces, and it clones the init as a child of the caller
+//! (`CLONE_PARENT`). The init sets up the rootfs, `pivot_root`s, drops privileges and waits on
+//! a "start" pipe; [`Container::start`] releases it.
+
+mod child;
+mod devices;
+mod mounts;
+mod plan;
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use oci_spec::runtime::Spec;
+
+use crate::report::{Msg, recv, unexpected};
+use crate::sys::{self, Forked};
+use crate::{Error, cgroups, process};
+
+/// The stdio the container's process gets. For a TTY all three are the pty's replica side, and
+/// the process makes it its controlling terminal (`process.terminal` in the spec).
+pub struct Stdio {
+    /// `None` means `/dev/null`.
+    pub stdin: Option<OwnedFd>,
+    /// Standard output.
+    pub stdout: OwnedFd,
+    /// Standard error.
+    pub stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// The three descriptors, with `/dev/null` opened for a missing stdin (the returned
+    /// `OwnedFd` keeps it open).
+    pub(crate) fn raw(&self) -> Result<([i32; 3], Option<OwnedFd>), Error> {
+        let null = match &self.stdin {
+            Some(_) => None,
+            None => Some(open_dev_null()?),
+        };
+        let stdin = self
+            .stdin
+            .as_ref()
+            .or(null.as_ref())
+            .map(|f| f.as_raw_fd())
+            .unwrap_or(0);
+        Ok((
+            [stdin, self.stdout.as_raw_fd(), self.stderr.as_raw_fd()],
+            null,
+        ))
+    }
+}
+
+pub(crate) fn open_dev_null() -> Result<OwnedFd, Error> {
+    let fd = nix::fcntl::open(
+        "/dev/null",
+        OFlag::O_RDWR | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(|e| Error::Io {
+        path: "/dev/null".into(),
+        source: e.into(),
+    })?;
+    Ok(sys_owned(fd))
+}
+
+#[allow(unsafe_code)]
+fn sys_owned(fd: std::os::fd::RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// A container process that exists, fully set up, and waits to `execve` its entrypoint.
+pub struct Container {
+    pid: Pid,
+    pidfd: OwnedFd,
+    start: Option<OwnedFd>,
+    status: OwnedFd,
+    cgroups_path: PathBuf,
+}
+
+impl Container {
+    /// Host PID of the container's init process.
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+    /// A pidfd for the init process (readable when it exits; reap with `waitid(P_PIDFD)`).
+    pub fn pidfd(&self) -> BorrowedFd<'_> {
+        self.pidfd.as_fd()
+    }
+    /// Lets the process `execve`; returns once `execve` succeeded, or the error it reported.
+    /// On error the process has exited and been reaped, and the cgroup is removed.
+    pub fn start(&mut self) -> Result<(), Error> {
+        let Some(start) = self.start.take() else {
+            return Err(Error::Sys {
+                step: "start: already started",
+                source: nix::Error::EALREADY,
+            });
+        };
+        let written = nix::unistd::write(&start, &[1]);
+        drop(start);
+        let result = written
+            .map_err(Error::sys("write start pipe"))
+            .and_then(|_| recv(&self.status));
+        match result {
+            Ok(None) => Ok(()),
+            Ok(msg) => {
+                let err = unexpected(msg, "execve");
+                reap(self.pid);
+                let _ = cgroups::kill_and_remove(&self.cgroups_path);
+                Err(err)
+            }
+            Err(e) => {
+                let _ = kill(self.pid, Signal::SIGKILL);
+                reap(self.pid);
+                let _ = cgroups::kill_and_remove(&self.cgroups_path);
+                Err(e)
+            }
+        }
+    }
+    /// Gives up the pidfd (the caller owns reaping from then on).
+    pub fn into_pidfd(self) -> OwnedFd {
+        self.pidfd
+    }
+}
+
+fn reap(pid: Pid) {
+    loop {
+        match nix::sys::wait::waitpid(pid, None) {
+            Err(nix::Error::EINTR) => continue,
+            _ => return,
+        }
+    }
+}
+
+/// Creates the container described by `spec` (whose `root.path` is absolute or relative to
+/// `bundle`). Namespaces with a `path` are joined, the others are created; the cgroup at
+/// `linux.cgroupsPath` is created with `linux.resources` applied; the process is a child of the
+/// caller. On error nothing is left behind (no process, no cgroup).
+pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Error> {
+    let plan = plan::build(spec, bundle)?;
+    let (stdio_raw, _null) = stdio.raw()?;
+    let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
+    let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
+    let (start_r, start_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
+
+    let a = match sys::fork().map_err(Error::sys("fork"))? {
+        Forked::Child => {
+            let fds = child::ChildFds {
+                status: &status_w,
+                sync: &sync_r,
+                start: &start_r,
+                stdio: stdio_raw,
+            };
+            child::intermediate(&plan, &fds)
+        }
+        Forked::Parent(pid) => pid,
+    };
+    drop((status_w, sync_r, start_r, stdio));
+
+    if let Err(e) = cgroups::create(&plan.cgroups_path, &plan.resources, a) {
+        let _ = kill(a, Signal::SIGKILL);
+        reap(a);
+        return Err(e);
+    }
+    let fail = |init: Option<Pid>, err: Error| -> Error {
+        if let Some(b) = init {
+            let _ = kill(b, Signal::SIGKILL);
+            reap(b);
+        }
+        if let Err(e) = cgroups::kill_and_remove(&plan.cgroups_path) {
+            tracing::warn!(error = %e, "cleaning up the cgroup of a failed container");
+        }
+        err
+    };
+    if let Err(e) = nix::unistd::write(&sync_w, &[1]) {
+        let _ = kill(a, Signal::SIGKILL);
+        reap(a);
+        return Err(fail(
+            None,
+            Error::Sys {
+                step: "write sync pipe",
+                source: e,
+            },
+        ));
+    }
+    drop(sync_w);
+    let msg = recv(&status_r);
+    reap(a);
+    let b = match msg {
+        Ok(Some(Msg::Pid(pid))) => Pid::from_raw(pid),
+        Ok(other) => return Err(fail(None, unexpected(other, "the init's pid"))),
+        Err(e) => return Err(fail(None, e)),
+    };
+    let pidfd = match sys::pidfd_open(b) {
+        Ok(fd) => fd,
+        Err(e) => {
+            return Err(fail(
+                Some(b),
+                Error::Sys {
+                    step: "pidfd_open",
+                    source: e,
+                },
+            ));
+        }
+    };
+    match recv(&status_r) {
+        Ok(Some(Msg::Ready)) => {}
+        Ok(other) => return Err(fail(Some(b), unexpected(other, "setup"))),
+        Err(e) => return Err(fail(Some(b), e)),
+    }
+    if let Some(adj) = plan.process.oom_score_adj
+        && let Err(e) = process::set_oom_score_adj(b, adj)
+    {
+        return Err(fail(Some(b), e));
+    }
+    Ok(Container {
+        pid: b,
+        pidfd,
+        start: Some(start_w),
+        status: status_r,
+        cgroups_path: plan.cgroups_path,
+    })
+}

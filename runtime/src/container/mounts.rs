@@ -1,0 +1,336 @@
+//! Child side: the container's mounts, in its own mount namespace. Destinations are resolved
+//! inside the rootfs (symlinks included) and the mount is made on an `O_PATH` descriptor
+//! obtained with `openat2(RESOLVE_IN_ROOT)`, so nothing in the image can redirect a mount to
+//! the host.
+
+use std::collections::VecDeque;
+use std::ffi::{CString, OsString};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::sys::statvfs::{FsFlags, statvfs};
+
+use super::devices;
+use super::plan::{MountKind, MountPlan, Plan};
+use crate::report::{ChildError, ChildResult, Step};
+use crate::sys;
+
+const NONE: Option<&str> = None;
+
+/// Resolves `rel` inside `root` the way the container would see it (symlinks are followed
+/// with `root` as `/`), returning the resolved path relative to `root`. Missing components
+/// are kept as they are.
+pub(super) fn resolve_in_root(root: &Path, rel: &Path) -> std::io::Result<PathBuf> {
+    let mut pending: VecDeque<OsString> = components(rel);
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&c);
+        let host = root.join(&candidate);
+        match std::fs::symlink_metadata(&host) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(std::io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = std::fs::read_link(&host)?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                let mut next = components(&target);
+                next.extend(pending);
+                pending = next;
+            }
+            _ => resolved = candidate,
+        }
+    }
+    Ok(resolved)
+}
+
+fn components(p: &Path) -> VecDeque<OsString> {
+    p.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_owned()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The container's rootfs as a directory descriptor, plus its host path.
+pub(super) struct Root {
+    pub path: PathBuf,
+    pub fd: OwnedFd,
+}
+
+impl Root {
+    /// Resolves `rel` in the rootfs, creates what is missing (directories, or an empty file
+    /// as the last component when `dir` is false) and opens it `O_PATH` inside the root.
+    pub fn prepare(&self, rel: &Path, dir: bool) -> ChildResult<OwnedFd> {
+        let show = || format!("prepare {}", Path::new("/").join(rel).display());
+        let resolved = resolve_in_root(&self.path, rel).step_with(show)?;
+        let host = self.path.join(&resolved);
+        if dir {
+            std::fs::create_dir_all(&host).step_with(show)?;
+        } else {
+            if let Some(parent) = host.parent() {
+                std::fs::create_dir_all(parent).step_with(show)?;
+            }
+            if std::fs::symlink_metadata(&host).is_err() {
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(&host)
+                    .step_with(show)?;
+            }
+        }
+        self.open(&resolved).step_with(show)
+    }
+
+    /// Opens `rel` `O_PATH` with every symlink resolved inside the rootfs.
+    pub fn open(&self, rel: &Path) -> Result<OwnedFd, Errno> {
+        let c = if rel.as_os_str().is_empty() {
+            c".".to_owned()
+        } else {
+            CString::new(rel.as_os_str().as_bytes()).map_err(|_| Errno::EINVAL)?
+        };
+        sys::openat2(
+            self.fd.as_fd(),
+            &c,
+            OFlag::O_PATH.bits(),
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        )
+    }
+}
+
+/// `/proc/self/fd/N` of an open descriptor: a mount target that is exactly that object.
+pub(super) fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// Sets the rootfs propagation, binds the rootfs onto itself, makes the mounts and the
+/// devices, the console, and `pivot_root`s into it.
+pub(super) fn setup_rootfs(plan: &Plan) -> ChildResult {
+    mount(NONE, "/", NONE, plan.root_propagation, NONE).step("rootfs propagation")?;
+    mount(
+        Some(&plan.rootfs),
+        &plan.rootfs,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        NONE,
+    )
+    .step("bind rootfs")?;
+    let fd = nix::fcntl::open(
+        &plan.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open rootfs")?;
+    let root = Root {
+        path: plan.rootfs.clone(),
+        fd: owned(fd),
+    };
+    for m in &plan.mounts {
+        mount_one(&root, m)?;
+    }
+    devices::create(&root, plan)?;
+    if plan.process.terminal {
+        let console = root.prepare(Path::new("dev/console"), false)?;
+        mount(
+            Some("/proc/self/fd/0"),
+            &fd_path(&console),
+            NONE,
+            MsFlags::MS_BIND,
+            NONE,
+        )
+        .step("bind /dev/console")?;
+    }
+    drop(root);
+    pivot(&plan.rootfs)
+}
+
+#[allow(unsafe_code)]
+fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+const CHANGE_FLAGS: MsFlags = MsFlags::MS_RDONLY
+    .union(MsFlags::MS_NOSUID)
+    .union(MsFlags::MS_NODEV)
+    .union(MsFlags::MS_NOEXEC)
+    .union(MsFlags::MS_NOATIME)
+    .union(MsFlags::MS_NODIRATIME)
+    .union(MsFlags::MS_RELATIME)
+    .union(MsFlags::MS_STRICTATIME);
+
+fn mount_one(root: &Root, m: &MountPlan) -> ChildResult {
+    let show = |what: &str| format!("{what} /{}", m.dest.display());
+    match &m.kind {
+        MountKind::Bind {
+            source,
+            recursive,
+            dir,
+        } => {
+            let target = root.prepare(&m.dest, *dir)?;
+            let mut flags = MsFlags::MS_BIND;
+            if *recursive {
+                flags |= MsFlags::MS_REC;
+            }
+            mount(Some(source), &fd_path(&target), NONE, flags, NONE)
+                .step_with(|| format!("bind {} on /{}", source.display(), m.dest.display()))?;
+            if m.flags.intersects(CHANGE_FLAGS) {
+                remount(root, m, m.flags & CHANGE_FLAGS)?;
+            }
+        }
+        MountKind::Fs { fstype, source } => {
+            let target = root.prepare(&m.dest, true)?;
+            mount(
+                Some(source.as_str()),
+                &fd_path(&target),
+                Some(fstype.as_str()),
+                m.flags,
+                m.data.as_deref(),
+            )
+            .step_with(|| show(&format!("mount {fstype} on")))?;
+        }
+        MountKind::CgroupV1 { binds } => {
+            let target = root.prepare(&m.dest, true)?;
+            let flags = m.flags & !MsFlags::MS_RDONLY;
+            mount(
+                Some("tmpfs"),
+                &fd_path(&target),
+                Some("tmpfs"),
+                flags,
+                Some("mode=755"),
+            )
+            .step_with(|| show("mount cgroup tmpfs on"))?;
+            for (name, host) in binds {
+                if !host.is_dir() {
+                    continue;
+                }
+                let sub = root.prepare(&m.dest.join(name), true)?;
+                mount(Some(host), &fd_path(&sub), NONE, MsFlags::MS_BIND, NONE)
+                    .step_with(|| show(&format!("bind cgroup {name} under")))?;
+                let sub = root.open(&m.dest.join(name)).step_with(|| show("reopen"))?;
+                let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | (m.flags & CHANGE_FLAGS);
+                mount(NONE, &fd_path(&sub), NONE, f, NONE).step_with(|| show("remount cgroup"))?;
+            }
+            if m.flags.contains(MsFlags::MS_RDONLY) {
+                let t = root.open(&m.dest).step_with(|| show("reopen"))?;
+                let f = MsFlags::MS_REMOUNT | (m.flags & CHANGE_FLAGS);
+                mount(NONE, &fd_path(&t), NONE, f, NONE).step_with(|| show("remount ro"))?;
+            }
+        }
+    }
+    for p in &m.propagation {
+        let t = root.open(&m.dest).step_with(|| show("reopen"))?;
+        mount(NONE, &fd_path(&t), NONE, *p, NONE).step_with(|| show("set propagation of"))?;
+    }
+    Ok(())
+}
+
+/// Remounts the bind at `m.dest` with `flags` (read-only binds need this second step).
+fn remount(root: &Root, m: &MountPlan, flags: MsFlags) -> ChildResult {
+    let t = root
+        .open(&m.dest)
+        .step_with(|| format!("reopen /{}", m.dest.display()))?;
+    let path = fd_path(&t);
+    let keep = locked_flags(&path);
+    mount(
+        NONE,
+        &path,
+        NONE,
+        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | keep,
+        NONE,
+    )
+    .step_with(|| format!("remount /{}", m.dest.display()))
+}
+
+/// The per-mount flags a bind remount must keep (`nosuid`, `nodev`, `noexec` of the source).
+fn locked_flags(path: &Path) -> MsFlags {
+    let Ok(st) = statvfs(path) else {
+        return MsFlags::empty();
+    };
+    let f = st.flags();
+    let mut out = MsFlags::empty();
+    for (fs, ms) in [
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ] {
+        if f.contains(fs) {
+            out |= ms;
+        }
+    }
+    out
+}
+
+fn pivot(rootfs: &Path) -> ChildResult {
+    nix::unistd::chdir(rootfs).step("chdir rootfs")?;
+    nix::unistd::pivot_root(".", ".").step("pivot_root")?;
+    mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
+        .step("make old root rslave")?;
+    umount2(".", MntFlags::MNT_DETACH).step("unmount old root")?;
+    nix::unistd::chdir("/").step("chdir /")
+}
+
+/// After `pivot_root`: `readonlyPaths`, `maskedPaths`, and the read-only root.
+pub(super) fn finalize(plan: &Plan) -> ChildResult {
+    for p in &plan.readonly_paths {
+        match mount(Some(p), p, NONE, MsFlags::MS_BIND | MsFlags::MS_REC, NONE) {
+            Err(Errno::ENOENT) => continue,
+            r => r.step_with(|| format!("bind readonly path {}", p.display()))?,
+        }
+        let f = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | MsFlags::MS_REC
+            | locked_flags(p);
+        mount(NONE, p, NONE, f, NONE)
+            .step_with(|| format!("remount readonly path {}", p.display()))?;
+    }
+    for p in &plan.masked {
+        let md = match std::fs::metadata(p) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e).step_with(|| format!("stat masked path {}", p.display())),
+        };
+        let r = if md.is_dir() {
+            mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, NONE)
+        } else {
+            mount(Some("/dev/null"), p, NONE, MsFlags::MS_BIND, NONE)
+        };
+        r.step_with(|| format!("mask {}", p.display()))?;
+    }
+    if plan.root_readonly {
+        let f = MsFlags::MS_BIND
+            | MsFlags::MS_REMOUNT
+            | MsFlags::MS_RDONLY
+            | locked_flags(Path::new("/"));
+        mount(NONE, "/", NONE, f, NONE).step("remount / read-only")?;
+    }
+    Ok(())
+}
+
+/// Creates `cwd` (absolute, after `pivot_root`) if missing, like runc.
+pub(super) fn create_cwd(cwd: &CString) -> ChildResult {
+    let p = Path::new(std::ffi::OsStr::from_bytes(cwd.as_bytes()));
+    match std::fs::create_dir_all(p) {
+        Ok(()) => Ok(()),
+        Err(e) => Err(ChildError {
+            step: format!("create cwd {}", p.display()),
+            errno: e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO),
+        }),
+    }
+}

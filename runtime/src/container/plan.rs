@@ -1,0 +1,467 @@
+//! Validating a spec and turning it into a [`Plan`]: everything the container's processes need,
+//! computed in the caller before the fork.
+
+use std::os::fd::OwnedFd;
+use std::path::{Component, Path, PathBuf};
+
+use nix::fcntl::{OFlag, open};
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
+use nix::sys::stat::Mode;
+use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec};
+
+use crate::Error;
+use crate::cgroups;
+use crate::process::ProcessPlan;
+
+/// What kind of mount.
+pub(super) enum MountKind {
+    /// A bind of a host path (`recursive` for rbind); `dir` tells whether the destination must
+    /// be a directory or a file.
+    Bind {
+        source: PathBuf,
+        recursive: bool,
+        dir: bool,
+    },
+    /// A filesystem (`proc`, `tmpfs`, ...).
+    Fs { fstype: String, source: String },
+    /// `cgroup` on a v1/hybrid host: a tmpfs with each hierarchy's container cgroup bound in.
+    CgroupV1 { binds: Vec<(String, PathBuf)> },
+}
+
+/// One entry of `mounts`.
+pub(super) struct MountPlan {
+    /// Destination relative to the rootfs (lexically cleaned, still to be resolved in it).
+    pub dest: PathBuf,
+    pub kind: MountKind,
+    pub flags: MsFlags,
+    pub data: Option<String>,
+    pub propagation: Vec<MsFlags>,
+}
+
+/// A device node to create.
+pub(super) struct DevicePlan {
+    pub path: PathBuf,
+    pub kind: nix::sys::stat::SFlag,
+    pub mode: Mode,
+    pub dev: u64,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Everything needed to build the container.
+pub(super) struct Plan {
+    pub rootfs: PathBuf,
+    pub root_propagation: MsFlags,
+    pub mounts: Vec<MountPlan>,
+    pub devices: Vec<DevicePlan>,
+    /// `/dev` is a fresh tmpfs: create runc's default devices and the `/dev` symlinks.
+    pub dev_is_tmpfs: bool,
+    pub masked: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
+    pub root_readonly: bool,
+    pub sysctls: Vec<(PathBuf, String)>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// Namespace files to `setns` into, in order.
+    pub join: Vec<(OwnedFd, CloneFlags)>,
+    pub unshare: CloneFlags,
+    pub process: ProcessPlan,
+    pub cgroups_path: PathBuf,
+    pub resources: LinuxResources,
+}
+
+fn invalid(msg: impl Into<String>) -> Error {
+    Error::InvalidSpec(msg.into())
+}
+
+/// Builds the plan; opens the namespace files to join.
+pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
+    let linux = spec
+        .linux()
+        .as_ref()
+        .ok_or_else(|| invalid("linux section missing"))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| invalid("process missing"))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root missing"))?;
+    if linux.seccomp().is_some() {
+        return Err(invalid("linux.seccomp is not supported yet"));
+    }
+    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
+    {
+        return Err(invalid(
+            "linux.uidMappings/gidMappings: user namespaces are not supported yet",
+        ));
+    }
+    if linux
+        .mount_label()
+        .as_deref()
+        .is_some_and(|s| !s.is_empty())
+    {
+        return Err(invalid("linux.mountLabel: no SELinux on this host"));
+    }
+    let process_plan = ProcessPlan::new(process)?;
+
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let rootfs = rootfs.canonicalize().map_err(Error::io(&rootfs))?;
+
+    // Namespaces: joined ones are opened now (paths resolve in the caller's mount namespace).
+    let mut join = Vec::new();
+    let mut unshare = CloneFlags::CLONE_NEWNS;
+    let (mut net, mut ipc, mut uts) = (false, false, false);
+    let mut uts_new = false;
+    let order = [
+        LinuxNamespaceType::Ipc,
+        LinuxNamespaceType::Uts,
+        LinuxNamespaceType::Network,
+        LinuxNamespaceType::Pid,
+        LinuxNamespaceType::Time,
+        LinuxNamespaceType::Cgroup,
+        LinuxNamespaceType::Mount,
+        LinuxNamespaceType::User,
+    ];
+    let namespaces = linux.namespaces().as_deref().unwrap_or_default();
+    for typ in order {
+        let Some(ns) = namespaces.iter().find(|n| n.typ() == typ) else {
+            continue;
+        };
+        let flag = CloneFlags::from_bits_retain(typ as i32);
+        match typ {
+            LinuxNamespaceType::User => {
+                return Err(invalid("user namespaces are not supported yet"));
+            }
+            LinuxNamespaceType::Mount if ns.path().is_some() => {
+                return Err(invalid(
+                    "joining a mount namespace by path is not supported",
+                ));
+            }
+            LinuxNamespaceType::Network => net = true,
+            LinuxNamespaceType::Ipc => ipc = true,
+            LinuxNamespaceType::Uts => uts = true,
+            _ => {}
+        }
+        match ns.path() {
+            Some(path) => {
+                let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(
+                    |source| Error::Io {
+                        path: path.clone(),
+                        source: source.into(),
+                    },
+                )?;
+                join.push((owned(fd), flag));
+            }
+            None => {
+                unshare |= flag;
+                if typ == LinuxNamespaceType::Uts {
+                    uts_new = true;
+                }
+            }
+        }
+    }
+
+    let mut sysctls = Vec::new();
+    if let Some(map) = linux.sysctl() {
+        for (key, value) in map {
+            let ok = if key.starts_with("net.") {
+                net
+            } else if key.starts_with("kernel.shm")
+                || key.starts_with("kernel.msg")
+                || key == "kernel.sem"
+                || key.starts_with("fs.mqueue.")
+            {
+                ipc
+            } else if key == "kernel.hostname" || key == "kernel.domainname" {
+                uts
+            } else {
+                false
+            };
+            if !ok {
+                return Err(invalid(format!(
+                    "linux.sysctl {key}: not namespaced, or its namespace is the host's"
+                )));
+            }
+            if key.contains('/') || key.split('.').any(|p| p.is_empty() || p == "..") {
+                return Err(invalid(format!("linux.sysctl {key}: bad name")));
+            }
+            sysctls.push((
+                Path::new("/proc/sys").join(key.replace('.', "/")),
+                value.clone(),
+            ));
+        }
+    }
+
+    let root_propagation = match linux.rootfs_propagation().as_deref().unwrap_or("") {
+        "" | "rslave" => MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        "slave" => MsFlags::MS_SLAVE,
+        "private" => MsFlags::MS_PRIVATE,
+        "rprivate" => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        "shared" => MsFlags::MS_SHARED,
+        "rshared" => MsFlags::MS_SHARED | MsFlags::MS_REC,
+        "unbindable" => MsFlags::MS_UNBINDABLE,
+        "runbindable" => MsFlags::MS_UNBINDABLE | MsFlags::MS_REC,
+        other => return Err(invalid(format!("linux.rootfsPropagation {other:?}"))),
+    };
+
+    let cgroups_path = linux
+        .cgroups_path()
+        .clone()
+        .ok_or_else(|| invalid("linux.cgroupsPath missing"))?;
+    let mut mounts = Vec::new();
+    let mut dev_is_tmpfs = false;
+    for m in spec.mounts().as_deref().unwrap_or_default() {
+        let plan = mount_plan(m, &cgroups_path)?;
+        if plan.dest == Path::new("dev") {
+            dev_is_tmpfs = !matches!(plan.kind, MountKind::Bind { .. });
+        }
+        mounts.push(plan);
+    }
+
+    let mut devices = Vec::new();
+    if dev_is_tmpfs {
+        for (name, minor) in [
+            ("null", 3),
+            ("zero", 5),
+            ("full", 7),
+            ("random", 8),
+            ("urandom", 9),
+        ] {
+            devices.push(default_device(name, 1, minor));
+        }
+        devices.push(default_device("tty", 5, 0));
+    }
+    for d in linux.devices().as_deref().unwrap_or_default() {
+        let dp = device_plan(d)?;
+        devices.retain(|x| x.path != dp.path);
+        devices.push(dp);
+    }
+
+    let clean_list = |list: &Option<Vec<String>>| -> Vec<PathBuf> {
+        list.as_deref()
+            .unwrap_or_default()
+            .iter()
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+            .collect()
+    };
+    Ok(Plan {
+        rootfs,
+        root_propagation,
+        mounts,
+        devices,
+        dev_is_tmpfs,
+        masked: clean_list(linux.masked_paths()),
+        readonly_paths: clean_list(linux.readonly_paths()),
+        root_readonly: root.readonly().unwrap_or(false),
+        sysctls,
+        hostname: spec.hostname().clone().filter(|h| !h.is_empty() && uts_new),
+        domainname: spec
+            .domainname()
+            .clone()
+            .filter(|h| !h.is_empty() && uts_new),
+        join,
+        unshare,
+        process: process_plan,
+        cgroups_path,
+        resources: linux.resources().clone().unwrap_or_default(),
+    })
+}
+
+#[allow(unsafe_code)]
+fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Cleans a container path lexically into a path relative to the rootfs (`..` cannot climb
+/// above `/`). Symlinks are resolved later, inside the rootfs.
+pub(super) fn clean_relative(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<MountPlan, Error> {
+    let dest = clean_relative(m.destination());
+    if !m.destination().is_absolute() {
+        return Err(invalid(format!(
+            "mount destination {} is not absolute",
+            m.destination().display()
+        )));
+    }
+    let fstype = m.typ().clone().unwrap_or_default();
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    let mut propagation = Vec::new();
+    let mut bind = fstype == "bind";
+    let mut recursive = false;
+    for opt in m.options().as_deref().unwrap_or_default() {
+        let (set, clear) = match opt.as_str() {
+            "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
+            "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
+            "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
+            "nodev" => (MsFlags::MS_NODEV, MsFlags::empty()),
+            "dev" => (MsFlags::empty(), MsFlags::MS_NODEV),
+            "noexec" => (MsFlags::MS_NOEXEC, MsFlags::empty()),
+            "exec" => (MsFlags::empty(), MsFlags::MS_NOEXEC),
+            "sync" => (MsFlags::MS_SYNCHRONOUS, MsFlags::empty()),
+            "async" => (MsFlags::empty(), MsFlags::MS_SYNCHRONOUS),
+            "dirsync" => (MsFlags::MS_DIRSYNC, MsFlags::empty()),
+            "noatime" => (MsFlags::MS_NOATIME, MsFlags::empty()),
+            "atime" => (MsFlags::empty(), MsFlags::MS_NOATIME),
+            "nodiratime" => (MsFlags::MS_NODIRATIME, MsFlags::empty()),
+            "diratime" => (MsFlags::empty(), MsFlags::MS_NODIRATIME),
+            "relatime" => (MsFlags::MS_RELATIME, MsFlags::empty()),
+            "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
+            "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
+            "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "bind" => {
+                bind = true;
+                continue;
+            }
+            "rbind" => {
+                bind = true;
+                recursive = true;
+                continue;
+            }
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
+            | "runbindable" => {
+                let mut p = match opt.trim_start_matches('r') {
+                    "private" => MsFlags::MS_PRIVATE,
+                    "slave" => MsFlags::MS_SLAVE,
+                    "shared" => MsFlags::MS_SHARED,
+                    _ => MsFlags::MS_UNBINDABLE,
+                };
+                if opt.starts_with('r') {
+                    p |= MsFlags::MS_REC;
+                }
+                propagation.push(p);
+                continue;
+            }
+            "defaults" | "tmpcopyup" => continue,
+            other => {
+                data.push(other.to_owned());
+                continue;
+            }
+        };
+        flags = (flags | set) & !clear;
+    }
+    let source = m.source().clone().unwrap_or_default();
+    let kind = if bind {
+        if !source.is_absolute() {
+            return Err(invalid(format!(
+                "bind mount source {} is not absolute",
+                source.display()
+            )));
+        }
+        // A missing source is reported by the child as the mount failing (ENOENT).
+        let dir = std::fs::metadata(&source)
+            .map(|md| md.is_dir())
+            .unwrap_or(true);
+        MountKind::Bind {
+            source,
+            recursive,
+            dir,
+        }
+    } else if fstype == "cgroup" || fstype == "cgroup2" {
+        let all = cgroups::hierarchies()?;
+        if all.iter().all(|h| h.v2) {
+            MountKind::Fs {
+                fstype: "cgroup2".into(),
+                source: "cgroup".into(),
+            }
+        } else {
+            // The directories exist once the cgroup is created (after the plan); the child
+            // skips the ones that do not.
+            let binds = all
+                .iter()
+                .filter(|h| !h.v2 && !h.options.contains("name="))
+                .filter_map(|h| {
+                    let name = h.mount_point.file_name()?.to_string_lossy().into_owned();
+                    Some((name, h.dir(cgroups_path)))
+                })
+                .collect();
+            MountKind::CgroupV1 { binds }
+        }
+    } else {
+        if fstype.is_empty() {
+            return Err(invalid(format!(
+                "mount {} has no type",
+                m.destination().display()
+            )));
+        }
+        let source = if source.as_os_str().is_empty() {
+            fstype.clone()
+        } else {
+            source.to_string_lossy().into_owned()
+        };
+        MountKind::Fs { fstype, source }
+    };
+    let data = (!data.is_empty()).then(|| data.join(","));
+    Ok(MountPlan {
+        dest,
+        kind,
+        flags,
+        data,
+        propagation,
+    })
+}
+
+fn default_device(name: &str, major: u64, minor: u64) -> DevicePlan {
+    DevicePlan {
+        path: PathBuf::from("dev").join(name),
+        kind: nix::sys::stat::SFlag::S_IFCHR,
+        mode: Mode::from_bits_truncate(0o666),
+        dev: nix::sys::stat::makedev(major, minor),
+        uid: 0,
+        gid: 0,
+    }
+}
+
+fn device_plan(d: &LinuxDevice) -> Result<DevicePlan, Error> {
+    use nix::sys::stat::SFlag;
+    let kind = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => SFlag::S_IFCHR,
+        LinuxDeviceType::B => SFlag::S_IFBLK,
+        LinuxDeviceType::P => SFlag::S_IFIFO,
+        LinuxDeviceType::A => {
+            return Err(invalid(format!(
+                "linux.devices {}: type a",
+                d.path().display()
+            )));
+        }
+    };
+    if !d.path().is_absolute() {
+        return Err(invalid(format!(
+            "linux.devices {}: not absolute",
+            d.path().display()
+        )));
+    }
+    Ok(DevicePlan {
+        path: clean_relative(d.path()),
+        kind,
+        mode: Mode::from_bits_truncate(d.file_mode().unwrap_or(0o666)),
+        dev: nix::sys::stat::makedev(d.major() as u64, d.minor() as u64),
+        uid: d.uid().unwrap_or(0),
+        gid: d.gid().unwrap_or(0),
+    })
+}

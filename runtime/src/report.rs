@@ -1,0 +1,161 @@
+//! The close-on-exec status pipe between the caller and its forked helpers.
+//!
+//! Children write fixed-size records (smaller than `PIPE_BUF`, so each write is atomic); the
+//! caller reads them. EOF after the last expected record means every writer either exited or
+//! `execve`d successfully (the write end is close-on-exec).
+
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+
+use nix::errno::Errno;
+
+use crate::Error;
+
+const RECORD: usize = 256;
+const STEP_MAX: usize = RECORD - 8;
+
+/// A child-side failure: the step that failed and its errno.
+#[derive(Debug)]
+pub(crate) struct ChildError {
+    pub step: String,
+    pub errno: Errno,
+}
+
+/// Result type of code running in a forked child.
+pub(crate) type ChildResult<T = ()> = Result<T, ChildError>;
+
+/// Adds a step name to a nix result in child code.
+pub(crate) trait Step<T> {
+    fn step(self, step: &str) -> ChildResult<T>;
+    fn step_with(self, f: impl FnOnce() -> String) -> ChildResult<T>;
+}
+
+impl<T> Step<T> for Result<T, Errno> {
+    fn step(self, step: &str) -> ChildResult<T> {
+        self.map_err(|errno| ChildError {
+            step: step.to_owned(),
+            errno,
+        })
+    }
+    fn step_with(self, f: impl FnOnce() -> String) -> ChildResult<T> {
+        self.map_err(|errno| ChildError { step: f(), errno })
+    }
+}
+
+impl<T> Step<T> for std::io::Result<T> {
+    fn step(self, step: &str) -> ChildResult<T> {
+        self.map_err(|e| ChildError {
+            step: step.to_owned(),
+            errno: io_errno(&e),
+        })
+    }
+    fn step_with(self, f: impl FnOnce() -> String) -> ChildResult<T> {
+        self.map_err(|e| ChildError {
+            step: f(),
+            errno: io_errno(&e),
+        })
+    }
+}
+
+fn io_errno(e: &std::io::Error) -> Errno {
+    e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO)
+}
+
+/// What a child reports.
+#[derive(Debug)]
+pub(crate) enum Msg {
+    /// The intermediate process created this (host) PID.
+    Pid(i32),
+    /// The init finished its setup and waits for "start".
+    Ready,
+    /// A setup step failed.
+    Failed(ChildError),
+    /// `process.args[0]` was not found in `PATH`.
+    NotFound(String),
+}
+
+const K_PID: u8 = 1;
+const K_READY: u8 = 2;
+const K_FAILED: u8 = 3;
+const K_NOT_FOUND: u8 = 4;
+
+/// Writes one record; errors are ignored (the reader treats a missing record as a failure).
+pub(crate) fn send(fd: impl AsFd, msg: &Msg) {
+    let mut buf = [0u8; RECORD];
+    let (kind, value, text): (u8, i32, &str) = match msg {
+        Msg::Pid(pid) => (K_PID, *pid, ""),
+        Msg::Ready => (K_READY, 0, ""),
+        Msg::Failed(e) => (K_FAILED, e.errno as i32, &e.step),
+        Msg::NotFound(name) => (K_NOT_FOUND, Errno::ENOENT as i32, name),
+    };
+    let text = &text.as_bytes()[..text.len().min(STEP_MAX)];
+    buf[0] = kind;
+    buf[1..5].copy_from_slice(&value.to_le_bytes());
+    buf[5..7].copy_from_slice(&(text.len() as u16).to_le_bytes());
+    buf[8..8 + text.len()].copy_from_slice(text);
+    let _ = nix::unistd::write(fd, &buf);
+}
+
+/// Reads the next record; `None` on EOF.
+pub(crate) fn recv(fd: &OwnedFd) -> Result<Option<Msg>, Error> {
+    let mut buf = [0u8; RECORD];
+    let mut got = 0;
+    while got < RECORD {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(Errno::EINTR) => continue,
+            Err(source) => {
+                return Err(Error::Sys {
+                    step: "read status pipe",
+                    source,
+                });
+            }
+        }
+    }
+    if got == 0 {
+        return Ok(None);
+    }
+    if got < RECORD {
+        return Err(Error::Sys {
+            step: "read status pipe (short record)",
+            source: Errno::EIO,
+        });
+    }
+    let value = i32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]);
+    let len = (u16::from_le_bytes([buf[5], buf[6]]) as usize).min(STEP_MAX);
+    let text = String::from_utf8_lossy(&buf[8..8 + len]).into_owned();
+    Ok(Some(match buf[0] {
+        K_PID => Msg::Pid(value),
+        K_READY => Msg::Ready,
+        K_NOT_FOUND => Msg::NotFound(text),
+        _ => Msg::Failed(ChildError {
+            step: text,
+            errno: Errno::from_raw(value),
+        }),
+    }))
+}
+
+impl From<ChildError> for Error {
+    fn from(e: ChildError) -> Self {
+        Error::Child {
+            step: e.step,
+            errno: e.errno,
+        }
+    }
+}
+
+/// Turns an unexpected message into an error.
+pub(crate) fn unexpected(msg: Option<Msg>, waiting_for: &'static str) -> Error {
+    match msg {
+        Some(Msg::Failed(e)) => e.into(),
+        Some(Msg::NotFound(name)) => Error::NotFound(name),
+        Some(other) => Error::Child {
+            step: format!("protocol: got {other:?} while waiting for {waiting_for}"),
+            errno: Errno::EPROTO,
+        },
+        None => Error::Child {
+            step: format!("child exited before reporting {waiting_for}"),
+            errno: Errno::ECHILD,
+        },
+    }
+}

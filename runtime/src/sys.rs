@@ -1,0 +1,229 @@
+//! Thin wrappers over the few syscalls that nix 0.29 does not cover (or covers only as `unsafe`):
+//! fork, `clone(CLONE_PARENT)`, `pidfd_open`, `openat2`, `close_range`, capabilities, ioctls.
+//!
+//! Every function here is only sound because the crate's caller is single-threaded (see the
+//! crate documentation); the forked children run in a copy of that single thread.
+#![allow(unsafe_code)]
+
+use std::ffi::CStr;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+
+/// Which side of a fork we are on.
+pub(crate) enum Forked {
+    Parent(Pid),
+    Child,
+}
+
+/// `fork(2)`.
+pub(crate) fn fork() -> Result<Forked, Errno> {
+    // SAFETY: the crate's contract is that the caller is single-threaded, so the child is a
+    // complete copy of the only thread; no lock can be held by a thread that does not exist in
+    // the child.
+    match unsafe { nix::unistd::fork() }? {
+        nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
+        nix::unistd::ForkResult::Child => Ok(Forked::Child),
+    }
+}
+
+/// A fork whose child becomes a child of the calling process's *parent* (`CLONE_PARENT`), and
+/// is created in the namespaces the caller prepared for its children (`unshare(CLONE_NEWPID)`,
+/// `setns` on a PID namespace). The child gets fork semantics (copy of the address space, same
+/// stack). Its exit signal is `SIGCHLD`, delivered to the grandparent.
+pub(crate) fn clone_parent() -> Result<Forked, Errno> {
+    let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: a raw clone without CLONE_VM and with a null stack behaves as fork(2): the child
+    // continues on a copy of the stack. The process is single-threaded (crate contract).
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match ret {
+        -1 => Err(Errno::last()),
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(Pid::from_raw(pid as i32))),
+    }
+}
+
+/// `pidfd_open(pid, 0)`.
+pub(crate) fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+    // SAFETY: plain syscall with integer arguments.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: the kernel returned a new file descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// `openat2(dirfd, path, {flags, mode: 0, resolve})`.
+pub(crate) fn openat2(
+    dirfd: BorrowedFd<'_>,
+    path: &CStr,
+    flags: i32,
+    resolve: u64,
+) -> Result<OwnedFd, Errno> {
+    // SAFETY: open_how is a plain C struct; all-zero is a valid value.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (flags | libc::O_CLOEXEC) as u64;
+    how.resolve = resolve;
+    // SAFETY: `path` is NUL-terminated, `how` lives across the call and its size is passed.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
+    };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: new descriptor owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
+/// Marks every descriptor from `first` up close-on-exec (`close_range(.., CLOSE_RANGE_CLOEXEC)`),
+/// or closes them when `cloexec` is false.
+pub(crate) fn close_range_from(first: u32, cloexec: bool) -> Result<(), Errno> {
+    let flags = if cloexec {
+        libc::CLOSE_RANGE_CLOEXEC
+    } else {
+        0
+    };
+    // SAFETY: only called in a forked child that owns its whole fd table; closing descriptors
+    // there cannot invalidate an OwnedFd that is used afterwards (the child only uses fds
+    // below `first` or ones it marks close-on-exec).
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, flags) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `F_DUPFD_CLOEXEC` to a descriptor >= `min`, returning the raw number (child-side use).
+pub(crate) fn dup_cloexec_above(fd: RawFd, min: RawFd) -> Result<RawFd, Errno> {
+    // SAFETY: fcntl with integer arguments.
+    let ret = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, min) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(ret) }
+}
+
+/// Makes `fd` (a terminal) the controlling terminal of the calling session leader.
+pub(crate) fn set_controlling_tty(fd: RawFd) -> Result<(), Errno> {
+    // SAFETY: TIOCSCTTY takes an integer argument.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `prctl(PR_CAPBSET_DROP, cap)`.
+pub(crate) fn capbset_drop(cap: u32) -> Result<(), Errno> {
+    // SAFETY: integer-only prctl.
+    let ret = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, cap)`.
+pub(crate) fn ambient_raise(cap: u32) -> Result<(), Errno> {
+    // SAFETY: integer-only prctl.
+    let ret = unsafe {
+        libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
+            cap as libc::c_ulong,
+            0,
+            0,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: i32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `capset(2)` for the calling thread with 64-bit masks.
+pub(crate) fn capset(effective: u64, permitted: u64, inheritable: u64) -> Result<(), Errno> {
+    let header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [
+        CapData {
+            effective: effective as u32,
+            permitted: permitted as u32,
+            inheritable: inheritable as u32,
+        },
+        CapData {
+            effective: (effective >> 32) as u32,
+            permitted: (permitted >> 32) as u32,
+            inheritable: (inheritable >> 32) as u32,
+        },
+    ];
+    // SAFETY: header and data are the v3 layout the kernel expects and live across the call.
+    let ret =
+        unsafe { libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// Sets `IFF_UP` on the interface `name` in the calling process's network namespace.
+pub(crate) fn interface_up(name: &str) -> Result<(), Errno> {
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, socket};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is a plain C struct/union; all-zero is valid.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.len() >= req.ifr_name.len() {
+        return Err(Errno::EINVAL);
+    }
+    for (dst, src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS fills the flags member of `req`, which outlives the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: reading/writing the union member the previous ioctl initialised.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above, `req` is valid for the duration of the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
+/// `_exit(2)`: leaves a forked child without running the caller's atexit handlers or
+/// flushing its stdio buffers (which belong to the caller).
+pub(crate) fn exit(code: i32) -> ! {
+    // SAFETY: _exit never returns and touches no user-space state.
+    unsafe { libc::_exit(code) }
+}
+
+/// Runs the body of a forked child and `_exit`s with its code; a panic exits 125 instead of
+/// unwinding into the caller's (copied) stack frames.
+pub(crate) fn run_child(body: impl FnOnce() -> i32) -> ! {
+    let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(125);
+    exit(code)
+}

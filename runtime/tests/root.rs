@@ -1,0 +1,349 @@
+//! Root integration tests. `harness = false`: a single-threaded `main` runs the scenarios one
+//! after the other, because the crate forks and must not be called from a multi-threaded
+//! process. Each scenario builds a busybox rootfs in a tempdir and a unique cgroup path, and
+//! checks afterwards that no cgroup directory and no mount under the tempdir is left.
+
+mod common;
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use common::*;
+use corral_runtime::{Error, cgroups, container, exec, sandbox};
+use serde_json::json;
+
+fn echo_and_exit_code(t: &Test) -> R {
+    let spec = t.spec(
+        json!(["sh", "-c", "echo hello; echo err >&2; exit 3"]),
+        json!({}),
+    );
+    let (out, code) = t.run(&spec)?;
+    check_eq(&out, "hello\nerr\n")?;
+    check_eq(&code, &3)
+}
+
+fn new_pid_namespace(t: &Test) -> R {
+    let spec = t.spec(
+        json!(["sh", "-c", "echo $$; hostname"]),
+        json!({"hostname": "box"}),
+    );
+    let (out, code) = t.run(&spec)?;
+    check_eq(&out, "1\nbox\n")?;
+    check_eq(&code, &0)
+}
+
+fn path_lookup_and_env(t: &Test) -> R {
+    let spec = t.spec(
+        json!(["sh", "-c", "echo $FOO"]),
+        json!({"process": {"env": ["PATH=/nowhere:/bin", "FOO=bar"]}}),
+    );
+    let (out, _) = t.run(&spec)?;
+    check_eq(&out, "bar\n")
+}
+
+fn joined_pod_namespaces(t: &Test) -> R {
+    let pins = t.dir.path().join("pins");
+    let sysctls = [("net.ipv4.ip_forward".to_owned(), "1".to_owned())];
+    let pinned = sandbox::pin_namespaces(
+        &pins,
+        &sandbox::PodNamespaces {
+            network: true,
+            ipc: true,
+            hostname: Some("podhost"),
+            sysctls: &sysctls,
+        },
+    )
+    .map_err(|e| e.to_string())?;
+    let result = (|| {
+        let ns = json!([
+            {"type": "pid"}, {"type": "mount"},
+            {"type": "network", "path": pinned.net.as_ref().ok_or("no net pin")?},
+            {"type": "ipc", "path": pinned.ipc.as_ref().ok_or("no ipc pin")?},
+            {"type": "uts", "path": pinned.uts.as_ref().ok_or("no uts pin")?},
+        ]);
+        let cmd = "hostname; cat /sys/class/net/lo/flags; cat /proc/sys/net/ipv4/ip_forward";
+        let spec = t.spec(
+            json!(["sh", "-c", cmd]),
+            json!({"linux": {"namespaces": ns.clone()}}),
+        );
+        let (out, _) = t.run(&spec)?;
+        check_eq(&out, "podhost\n0x9\n1\n")?;
+        // A second container sees the same UTS namespace.
+        let spec = t.spec(json!(["hostname"]), json!({"linux": {"namespaces": ns}}));
+        let (out, _) = t.run(&spec)?;
+        check_eq(&out, "podhost\n")
+    })();
+    sandbox::unpin_namespaces(&pins).map_err(|e| e.to_string())?;
+    check(!pins.join("net").exists(), "net pin still exists")?;
+    result
+}
+
+fn mounts(t: &Test) -> R {
+    let host = t.dir.path().join("host");
+    std::fs::create_dir_all(host.join("data")).map_err(s)?;
+    std::fs::write(host.join("data/file"), "data\n").map_err(s)?;
+    std::os::unix::fs::symlink(host.join("data"), host.join("data-link")).map_err(s)?;
+    // The image has /escape -> <host>/outside (absolute host path: must resolve in the rootfs).
+    let outside = host.join("outside");
+    std::fs::create_dir_all(&outside).map_err(s)?;
+    std::os::unix::fs::symlink(&outside, t.rootfs.join("escape")).map_err(s)?;
+    let extra = json!([
+        {"destination": "/ro", "type": "bind", "source": host.join("data"), "options": ["rbind", "ro"]},
+        {"destination": "/via-link", "type": "bind", "source": host.join("data-link"), "options": ["bind"]},
+        {"destination": "/escape/mnt", "type": "bind", "source": host.join("data"), "options": ["bind", "rprivate"]},
+        {"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["mode=750", "size=65536k"]},
+    ]);
+    let cmd = "cat /ro/file; touch /ro/x 2>/dev/null && echo writable; cat /via-link/file; \
+               stat -c %a /scratch; cat /escape/mnt/file; echo $(readlink /dev/ptmx) $(readlink /dev/fd)";
+    let mut spec = t.spec(json!(["sh", "-c", cmd]), json!({}));
+    append_mounts(&mut spec, extra);
+    let (out, _) = t.run(&spec)?;
+    check_eq(&out, "data\ndata\n750\ndata\npts/ptmx /proc/self/fd\n")?;
+    check(
+        !outside.join("mnt").exists(),
+        "mount destination escaped the rootfs",
+    )?;
+    check(
+        t.rootfs
+            .join(outside.strip_prefix("/").map_err(s)?)
+            .join("mnt")
+            .is_dir(),
+        "not created inside",
+    )
+}
+
+fn masked_and_readonly(t: &Test) -> R {
+    std::fs::create_dir_all(t.rootfs.join("etc/secrets")).map_err(s)?;
+    std::fs::write(t.rootfs.join("etc/secret"), "hush\n").map_err(s)?;
+    std::fs::write(t.rootfs.join("etc/secrets/a"), "hush\n").map_err(s)?;
+    let cmd = "cat /etc/secret; ls /etc/secrets; (echo 1 > /proc/sys/kernel/ns_last_pid) 2>/dev/null || echo ro; \
+               touch /x 2>/dev/null || echo rootro";
+    let spec = t.spec(
+        json!(["sh", "-c", cmd]),
+        json!({"root": {"readonly": true},
+               "linux": {"maskedPaths": ["/etc/secret", "/etc/secrets", "/nonexistent"],
+                         "readonlyPaths": ["/proc/sys"]}}),
+    );
+    let (out, _) = t.run(&spec)?;
+    check_eq(&out, "ro\nrootro\n")
+}
+
+fn user_groups_caps(t: &Test) -> R {
+    let cmd =
+        "id; grep CapEff /proc/self/status; grep NoNewPrivs /proc/self/status; pwd; ulimit -n";
+    let spec = t.spec(
+        json!(["sh", "-c", cmd]),
+        json!({"process": {
+            "user": {"uid": 1000, "gid": 1001, "additionalGids": [10, 20], "umask": 18},
+            "cwd": "/home/u",
+            "noNewPrivileges": true,
+            "rlimits": [{"type": "RLIMIT_NOFILE", "soft": 100, "hard": 200}],
+            "capabilities": {
+                "bounding": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                "effective": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                "permitted": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                "inheritable": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"],
+                "ambient": ["CAP_CHOWN", "CAP_NET_BIND_SERVICE"]}}}),
+    );
+    let (out, _) = t.run(&spec)?;
+    check_eq(
+        &out,
+        "uid=1000 gid=1001 groups=10,20,1001\nCapEff:\t0000000000000401\nNoNewPrivs:\t1\n/home/u\n100\n",
+    )
+}
+
+fn memory_limit_and_remove(t: &Test) -> R {
+    let spec = t.spec(
+        json!(["true"]),
+        json!({"linux": {"resources": {"memory": {"limit": 67108864}}}}),
+    );
+    let (stdio, _r) = t.stdio()?;
+    let c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let pid = c.pid();
+    let pids = cgroups::pids(&t.cgroup).map_err(|e| e.to_string())?;
+    let limit = memory_file(&t.cgroup, "memory.limit_in_bytes", "memory.max");
+    cgroups::update(
+        &t.cgroup,
+        &serde_json::from_value(json!({"memory": {"limit": 33554432}})).map_err(s)?,
+    )
+    .map_err(|e| e.to_string())?;
+    let updated = memory_file(&t.cgroup, "memory.limit_in_bytes", "memory.max");
+    cgroups::kill_and_remove(&t.cgroup).map_err(|e| e.to_string())?;
+    let code = wait(c.into_pidfd().as_fd())?;
+    check_eq(&pids, &vec![pid])?;
+    check_eq(&limit.trim(), &"67108864")?;
+    check_eq(&updated.trim(), &"33554432")?;
+    check_eq(&code, &(128 + 9))
+}
+
+fn oom_kill_counted(t: &Test) -> R {
+    let spec = t.spec(
+        json!([
+            "sh",
+            "-c",
+            "x=$(head -c 200m /dev/zero | tr '\\0' x 2>/dev/null); echo survived"
+        ]),
+        json!({"linux": {"resources": {"memory": {"limit": 33554432}}}}),
+    );
+    let (stdio, r) = t.stdio()?;
+    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    c.start().map_err(|e| e.to_string())?;
+    let out = read_all(r)?;
+    let code = wait(c.pidfd())?;
+    let kills = cgroups::oom_kills(&t.cgroup).map_err(|e| e.to_string())?;
+    cgroups::kill_and_remove(&t.cgroup).map_err(|e| e.to_string())?;
+    check_eq(&out, "")?;
+    check_eq(&code, &(128 + 9))?;
+    check(kills > 0, "no oom_kill counted")
+}
+
+fn exec_into_running(t: &Test) -> R {
+    let spec = t.spec(json!(["sleep", "100"]), json!({"hostname": "exechost"}));
+    let (stdio, _r) = t.stdio()?;
+    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let result = (|| {
+        c.start().map_err(|e| e.to_string())?;
+        let process = serde_json::from_value(json!({
+            "args": ["sh", "-c", "hostname; cat /proc/1/comm; echo $(( $$ > 1 ))"],
+            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
+        .map_err(s)?;
+        let (stdio, r) = t.stdio()?;
+        let spawned =
+            exec::spawn(c.pid(), &t.cgroup, &process, stdio).map_err(|e| e.to_string())?;
+        let out = read_all(r)?;
+        check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
+        check_eq(&out, "exechost\nsleep\n1\n")?;
+        let bad = serde_json::from_value(
+            json!({"args": ["nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
+        )
+        .map_err(s)?;
+        let (stdio, _r) = t.stdio()?;
+        match exec::spawn(c.pid(), &t.cgroup, &bad, stdio) {
+            Err(Error::NotFound(name)) => check_eq(&name.as_str(), &"nope"),
+            other => Err(format!(
+                "exec of a missing binary: {:?}",
+                other.map(|s| s.pid)
+            )),
+        }
+    })();
+    cgroups::kill_and_remove(&t.cgroup).map_err(|e| e.to_string())?;
+    wait(c.pidfd())?;
+    result
+}
+
+fn start_missing_binary(t: &Test) -> R {
+    let spec = t.spec(json!(["nonexistent-binary"]), json!({}));
+    let (stdio, _r) = t.stdio()?;
+    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let err = match c.start() {
+        Ok(()) => return Err("start succeeded".into()),
+        Err(e) => e.to_string(),
+    };
+    check_eq(
+        &err.as_str(),
+        &"executable file not found: nonexistent-binary",
+    )?;
+    no_children()
+}
+
+fn bad_mount_source(t: &Test) -> R {
+    let mut spec = t.spec(json!(["true"]), json!({}));
+    append_mounts(
+        &mut spec,
+        json!([{"destination": "/x", "type": "bind", "source": "/nonexistent/dir", "options": ["bind"]}]),
+    );
+    let (stdio, _r) = t.stdio()?;
+    match container::create(&spec, t.dir.path(), stdio) {
+        Ok(_) => return Err("create succeeded".into()),
+        Err(Error::Child { step, .. }) => check(step.contains("/nonexistent/dir"), &step)?,
+        Err(e) => return Err(format!("unexpected error {e}")),
+    }
+    no_children()
+}
+
+fn unsupported_is_rejected(t: &Test) -> R {
+    for extra in [
+        json!({"linux": {"seccomp": {"defaultAction": "SCMP_ACT_ALLOW"}}}),
+        json!({"linux": {"namespaces": [{"type": "user"}, {"type": "mount"}]}}),
+        json!({"process": {"apparmorProfile": "x"}}),
+    ] {
+        let spec = t.spec(json!(["true"]), extra);
+        let (stdio, _r) = t.stdio()?;
+        match container::create(&spec, t.dir.path(), stdio) {
+            Err(Error::InvalidSpec(_)) => {}
+            Err(e) => return Err(format!("unexpected error {e}")),
+            Ok(_) => return Err("unsupported spec accepted".into()),
+        }
+    }
+    no_children()
+}
+
+fn pid_holder(t: &Test) -> R {
+    let pins = t.dir.path().join("pins");
+    let holder = sandbox::spawn_pid_holder(&pins).map_err(|e| e.to_string())?;
+    let result = (|| {
+        let ns = json!([{"type": "pid", "path": pins.join("pid")}, {"type": "mount"}]);
+        let spec = t.spec(
+            json!(["sh", "-c", "echo $$; cat /proc/1/comm"]),
+            json!({"linux": {"namespaces": ns}}),
+        );
+        let (out, _) = t.run(&spec)?;
+        let name = std::fs::read_to_string(format!("/proc/{}/comm", holder.pid)).map_err(s)?;
+        check(
+            out.lines().next() != Some("1"),
+            "joined pid namespace gave pid 1",
+        )?;
+        check_eq(&out.lines().nth(1), &Some(name.trim()))
+    })();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder.pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .map_err(s)?;
+    let code = wait(holder.pidfd.as_fd())?;
+    sandbox::unpin_namespaces(&pins).map_err(|e| e.to_string())?;
+    result?;
+    check_eq(&code, &0)
+}
+
+fn append_mounts(spec: &mut oci_spec::runtime::Spec, extra: serde_json::Value) {
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    let extra: Vec<oci_spec::runtime::Mount> = serde_json::from_value(extra).expect("mounts");
+    mounts.extend(extra);
+    spec.set_mounts(Some(mounts));
+}
+
+fn memory_file(cg: &Path, v1: &str, v2: &str) -> String {
+    for p in [
+        Path::new("/sys/fs/cgroup/memory")
+            .join(cg.strip_prefix("/").unwrap_or(cg))
+            .join(v1),
+        Path::new("/sys/fs/cgroup")
+            .join(cg.strip_prefix("/").unwrap_or(cg))
+            .join(v2),
+    ] {
+        if let Ok(s) = std::fs::read_to_string(p) {
+            return s;
+        }
+    }
+    String::new()
+}
+
+fn main() {
+    run_all(&[
+        ("echo_and_exit_code", echo_and_exit_code),
+        ("new_pid_namespace", new_pid_namespace),
+        ("path_lookup_and_env", path_lookup_and_env),
+        ("joined_pod_namespaces", joined_pod_namespaces),
+        ("mounts", mounts),
+        ("masked_and_readonly", masked_and_readonly),
+        ("user_groups_caps", user_groups_caps),
+        ("memory_limit_and_remove", memory_limit_and_remove),
+        ("oom_kill_counted", oom_kill_counted),
+        ("exec_into_running", exec_into_running),
+        ("start_missing_binary", start_missing_binary),
+        ("bad_mount_source", bad_mount_source),
+        ("unsupported_is_rejected", unsupported_is_rejected),
+        ("pid_holder", pid_holder),
+    ]);
+}
