@@ -194,12 +194,11 @@ impl Shim {
             return Response::error(ErrorKind::InvalidArgument, format!("bad signal {signal}"));
         };
         // The init is our child and unreaped until `on_exit`, so its pid cannot be reused yet.
-        if ctr.exit.is_none() {
-            if let Err(e) = kill(Pid::from_raw(ctr.pid), sig) {
-                if e != nix::errno::Errno::ESRCH {
-                    return Response::error(ErrorKind::Internal, format!("kill: {e}"));
-                }
-            }
+        if ctr.exit.is_none()
+            && let Err(e) = kill(Pid::from_raw(ctr.pid), sig)
+            && e != nix::errno::Errno::ESRCH
+        {
+            return Response::error(ErrorKind::Internal, format!("kill: {e}"));
         }
         Response::Ok
     }
@@ -320,9 +319,9 @@ impl Shim {
 }
 
 fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
-    if let Some(log) = ctr.log.as_mut() {
-        if let Err(e) = log.write(stream, data, unix_nanos(SystemTime::now())) {
-            log!("container {}: writing {}: {e}", ctr.id, log.path().display());
-        }
+    if let Some(log) = ctr.log.as_mut()
+        && let Err(e) = log.write(stream, data, unix_nanos(SystemTime::now()))
+    {
+        log!("container {}: writing {}: {e}", ctr.id, log.path().display());
     }
 }

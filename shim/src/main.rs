@@ -86,7 +86,7 @@ fn run(dir: PathBuf, tx: OwnedFd) -> ExitCode {
         Ok(shim) => shim,
         Err(e) => {
             log!("start failed: {e}");
-            let _ = write!(tx, "{e}\n");
+            let _ = writeln!(tx, "{e}");
             return ExitCode::FAILURE;
         }
     };

@@ -263,3 +263,11 @@ pub(crate) fn clean_container_path(field: &str, value: &str) -> Result<String, S
     }
     Ok(out)
 }
+
+/// The OCI form of CRI container resources (UpdateContainerResources); `oom_score_adj` is a
+/// process attribute and is not changed by an update.
+pub fn linux_resources(
+    r: &corral_cri_api::v1::LinuxContainerResources,
+) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
+    linux::resources(r).map(|(resources, _oom_score_adj)| resources)
+}
