@@ -29,6 +29,7 @@ mod linux;
 mod mounts;
 mod pod_files;
 mod process;
+mod resources;
 mod signal;
 mod user;
 
