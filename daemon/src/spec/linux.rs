@@ -145,7 +145,6 @@ impl NsPlan {
 /// Builds `linux` and returns it with the process's `oomScoreAdj`.
 pub(super) fn build(
     input: &ContainerInputs<'_>,
-    _sc: Option<&LinuxContainerSecurityContext>,
     plan: &NsPlan,
     rootfs_propagation: Option<String>,
 ) -> Result<(Linux, i32), SpecError> {

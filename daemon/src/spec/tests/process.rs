@@ -90,7 +90,13 @@ fn env_image_then_cri_override_by_key_with_defaults() {
         ])
     );
 
-    // PATH defaults when the image has none; TERM with a tty; HOME from the user's entry.
+    // An image entry without '=' unsets; PATH defaults when the image has none; TERM with a
+    // tty; HOME from the user's entry.
+    f.image = image(serde_json::json!({"Cmd": ["sh"], "Env": ["A=1", "B=2", "A"]}));
+    let env = env_of(&process(&f));
+    assert!(!env.iter().any(|e| e == "A" || e.starts_with("A=")));
+    assert!(env.contains(&"B=2".to_string()));
+
     f.image = image(serde_json::json!({"Cmd": ["sh"], "User": "app"}));
     f.config.tty = true;
     let p = process(&f);
