@@ -154,7 +154,9 @@ pub(super) fn build(
         .into_iter()
         .filter(|m| {
             let d = m.destination();
-            !cri.iter().any(|c| c.destination() == d) && !(has("/dev") && d.starts_with("/dev"))
+            let replaced = cri.iter().any(|c| c.destination() == d);
+            let under_cri_dev = has("/dev") && d.starts_with("/dev");
+            !replaced && !under_cri_dev
         })
         .collect();
     out.extend(cri);

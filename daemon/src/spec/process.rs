@@ -104,7 +104,12 @@ pub(super) fn build(
                 "image config Env[{i}]: {e:?} has an empty name"
             )));
         }
-        env.set(key, e);
+        if e.contains('=') {
+            env.set(key, e);
+        } else {
+            // No value: unsets (containerd's rule), never an entry without '='.
+            env.remove(key);
+        }
     }
     for (i, kv) in config.envs.iter().enumerate() {
         if kv.key.is_empty() {
@@ -213,6 +218,9 @@ impl Env {
             Some(slot) => slot.1 = entry.to_string(),
             None => self.entries.push((key.to_string(), entry.to_string())),
         }
+    }
+    fn remove(&mut self, key: &str) {
+        self.entries.retain(|(k, _)| k != key);
     }
     fn has(&self, key: &str) -> bool {
         self.entries.iter().any(|(k, _)| k == key)

@@ -6,7 +6,7 @@ use corral_cri_api::v1::{
 use oci_spec::runtime::{LinuxDeviceType, LinuxNamespaceType, LinuxResources, Spec};
 
 use super::super::SpecError;
-use super::super::linux::resources;
+use super::super::resources::resources;
 use super::{Fixture, invalid, symlink};
 
 /// (type, path) of each namespace in the spec, in order.
@@ -130,7 +130,7 @@ fn resources_are_mapped() {
     assert_eq!(cpu.shares(), Some(512));
     assert_eq!(cpu.cpus().as_deref(), Some("0-1,3"));
     assert_eq!(cpu.mems().as_deref(), Some("0"));
-    let mem = res.memory().clone().unwrap();
+    let mem = res.memory().unwrap();
     assert_eq!(mem.limit(), Some(1 << 30));
     assert_eq!(mem.swap(), None);
     let huge = res.hugepage_limits().clone().unwrap();
@@ -144,7 +144,7 @@ fn resources_are_mapped() {
         ..Default::default()
     })
     .unwrap();
-    assert_eq!(res.memory().clone().unwrap().swap(), Some(2 << 30));
+    assert_eq!(res.memory().unwrap().swap(), Some(2 << 30));
     assert_eq!(res.cpu(), &None);
 
     let (res, adj) = resources(&LinuxContainerResources::default()).unwrap();
@@ -198,10 +198,20 @@ fn default_devices_and_masked_paths() {
         && d.major() == 1
         && d.minor() == 3
         && d.file_mode() == Some(0o666)));
-    let rules = linux.resources().clone().unwrap().devices().clone().unwrap();
+    let rules = linux
+        .resources()
+        .clone()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap();
     assert!(!rules[0].allow() && rules[0].major().is_none());
     assert_eq!(rules[0].access().as_deref(), Some("rwm"));
-    assert!(rules.iter().any(|r| r.allow() && r.major() == Some(136) && r.minor().is_none()));
+    assert!(
+        rules
+            .iter()
+            .any(|r| r.allow() && r.major() == Some(136) && r.minor().is_none())
+    );
     let masked = linux.masked_paths().clone().unwrap();
     assert!(masked.contains(&"/proc/kcore".to_string()));
     assert_eq!(masked.len(), 11);
@@ -227,12 +237,25 @@ fn cri_devices_are_stat_ed_on_the_host() {
     ];
     let linux = f.spec().unwrap().linux().clone().unwrap();
     let devs = linux.devices().clone().unwrap();
-    let z = devs.iter().find(|d| d.path().to_str() == Some("/dev/myzero")).unwrap();
+    let z = devs
+        .iter()
+        .find(|d| d.path().to_str() == Some("/dev/myzero"))
+        .unwrap();
     assert_eq!((z.typ(), z.major(), z.minor()), (LinuxDeviceType::C, 1, 5));
-    let rules = linux.resources().clone().unwrap().devices().clone().unwrap();
+    let rules = linux
+        .resources()
+        .clone()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap();
     let last = &rules[rules.len() - 2..];
     assert_eq!(
-        (last[0].major(), last[0].minor(), last[0].access().as_deref()),
+        (
+            last[0].major(),
+            last[0].minor(),
+            last[0].access().as_deref()
+        ),
         (Some(1), Some(5), Some("rw"))
     );
     assert_eq!(last[1].access().as_deref(), Some("rwm"));
@@ -242,7 +265,9 @@ fn cri_devices_are_stat_ed_on_the_host() {
         host_path: "/dev/does-not-exist".into(),
         permissions: "r".into(),
     }];
-    assert!(matches!(f.spec(), Err(SpecError::NotFound(m)) if m.starts_with("devices[0].host_path")));
+    assert!(
+        matches!(f.spec(), Err(SpecError::NotFound(m)) if m.starts_with("devices[0].host_path"))
+    );
     f.config.devices[0].host_path = f.rootfs().to_str().unwrap().into();
     assert!(invalid(f.spec()).contains("is not a device"));
     f.config.devices[0].host_path = "/dev/null".into();

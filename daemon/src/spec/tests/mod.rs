@@ -113,7 +113,9 @@ impl Fixture {
 
     /// The container's namespace options, created if missing.
     pub fn ns(&mut self) -> &mut NamespaceOption {
-        self.sc().namespace_options.get_or_insert_with(Default::default)
+        self.sc()
+            .namespace_options
+            .get_or_insert_with(Default::default)
     }
 
     /// Makes the pod (and its container) use the host's network, IPC and UTS.
@@ -204,7 +206,10 @@ fn the_spec_serializes_with_the_expected_top_level_fields() {
     assert_eq!(json["root"]["path"], f.rootfs().to_str().unwrap());
     assert_eq!(json["root"]["readonly"], false);
     assert_eq!(json["hostname"], "web-0");
-    assert_eq!(json["linux"]["cgroupsPath"], "/sys/fs/cgroup/corral/pod1/c1");
+    assert_eq!(
+        json["linux"]["cgroupsPath"],
+        "/sys/fs/cgroup/corral/pod1/c1"
+    );
     assert!(json["linux"].get("seccomp").is_none());
     assert!(json["linux"].get("sysctl").is_none());
     assert!(json["process"].get("rlimits").is_none());
@@ -231,9 +236,15 @@ fn annotations_are_copied_and_the_cri_ones_added() {
 fn metadata_name_is_required() {
     let mut f = Fixture::new();
     f.config.metadata = None;
-    assert_eq!(invalid(f.spec()), "container config: metadata.name is empty");
+    assert_eq!(
+        invalid(f.spec()),
+        "container config: metadata.name is empty"
+    );
     f.config.metadata = Some(ContainerMetadata::default());
-    assert_eq!(invalid(f.spec()), "container config: metadata.name is empty");
+    assert_eq!(
+        invalid(f.spec()),
+        "container config: metadata.name is empty"
+    );
 }
 
 #[test]

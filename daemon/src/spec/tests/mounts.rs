@@ -64,13 +64,26 @@ fn default_mounts_in_order() {
     assert_eq!(shm.typ().as_deref(), Some("bind"));
     assert_eq!(shm.source().as_deref(), f.shm.as_deref());
     let hosts = find(&spec, "/etc/hosts");
-    assert_eq!(hosts.source().as_deref(), Some(f.pod_file("hosts").as_path()));
+    assert_eq!(
+        hosts.source().as_deref(),
+        Some(f.pod_file("hosts").as_path())
+    );
     assert_eq!(opts(&hosts), ["rbind", "rprivate", "rw"]);
-    assert_eq!(opts(&find(&spec, "/sys")), ["nosuid", "noexec", "nodev", "ro"]);
+    assert_eq!(
+        opts(&find(&spec, "/sys")),
+        ["nosuid", "noexec", "nodev", "ro"]
+    );
     assert!(opts(&find(&spec, "/sys/fs/cgroup")).contains(&"ro".to_string()));
     assert_eq!(
         opts(&find(&spec, "/dev/pts")),
-        ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]
+        [
+            "nosuid",
+            "noexec",
+            "newinstance",
+            "ptmxmode=0666",
+            "mode=0620",
+            "gid=5"
+        ]
     );
 }
 
@@ -80,7 +93,10 @@ fn shm_follows_the_ipc_namespace() {
     f.host_network();
     let spec = f.spec().unwrap();
     let shm = find(&spec, "/dev/shm");
-    assert_eq!(shm.source().as_deref().and_then(|p| p.to_str()), Some("/dev/shm"));
+    assert_eq!(
+        shm.source().as_deref().and_then(|p| p.to_str()),
+        Some("/dev/shm")
+    );
 
     let mut f = Fixture::new();
     f.ns().ipc = corral_cri_api::v1::NamespaceMode::Container as i32;
@@ -116,7 +132,10 @@ fn cri_mount_replaces_a_default_with_the_same_destination() {
     assert_eq!(d.iter().filter(|d| *d == "/etc/hosts").count(), 1);
     assert_eq!(d.iter().filter(|d| *d == "/dev/shm").count(), 1);
     assert_eq!(
-        find(&spec, "/etc/hosts").source().as_deref().and_then(|p| p.to_str()),
+        find(&spec, "/etc/hosts")
+            .source()
+            .as_deref()
+            .and_then(|p| p.to_str()),
         Some(h.as_str())
     );
     // Same depth: request order kept.
@@ -151,7 +170,11 @@ fn propagation_and_readonly() {
     let spec = f.spec().unwrap();
     assert_eq!(opts(&find(&spec, "/s")), ["rbind", "rslave", "rw"]);
     assert_eq!(
-        spec.linux().as_ref().unwrap().rootfs_propagation().as_deref(),
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .rootfs_propagation()
+            .as_deref(),
         Some("rslave")
     );
 
@@ -159,7 +182,11 @@ fn propagation_and_readonly() {
     let spec = f.spec().unwrap();
     assert_eq!(opts(&find(&spec, "/b")), ["rbind", "rshared", "rw"]);
     assert_eq!(
-        spec.linux().as_ref().unwrap().rootfs_propagation().as_deref(),
+        spec.linux()
+            .as_ref()
+            .unwrap()
+            .rootfs_propagation()
+            .as_deref(),
         Some("rshared")
     );
 }
@@ -204,10 +231,19 @@ fn bad_mounts_are_invalid() {
     let mut f = Fixture::new();
     let h = host_dir(&f, "x");
     let cases = [
-        (cri_mount("/data", "relative/path"), "mounts[0].host_path: \"relative/path\" is not an absolute path"),
+        (
+            cri_mount("/data", "relative/path"),
+            "mounts[0].host_path: \"relative/path\" is not an absolute path",
+        ),
         (cri_mount("/data", ""), "mounts[0].host_path is empty"),
-        (cri_mount("data", &h), "mounts[0].container_path: \"data\" is not an absolute path"),
-        (cri_mount("/a/../b", &h), "mounts[0].container_path: \"/a/../b\" must not contain \"..\""),
+        (
+            cri_mount("data", &h),
+            "mounts[0].container_path: \"data\" is not an absolute path",
+        ),
+        (
+            cri_mount("/a/../b", &h),
+            "mounts[0].container_path: \"/a/../b\" must not contain \"..\"",
+        ),
         (
             CriMount {
                 image: Some(ImageSpec {

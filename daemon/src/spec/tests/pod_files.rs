@@ -150,7 +150,10 @@ fn bad_hostnames_are_invalid() {
     let mut f = Fixture::new();
     for name in ["a/b", "a\nb", "-a", &"x".repeat(65), "a b"] {
         f.pod.hostname = name.to_string();
-        assert!(invalid(pod_hostname(&f.pod)).contains("hostname"), "{name:?}");
+        assert!(
+            invalid(pod_hostname(&f.pod)).contains("hostname"),
+            "{name:?}"
+        );
         let dir = f.dir.path().join("pod");
         assert!(super::super::write_pod_files(&f.pod, &dir).is_err());
         // container_spec validates it too.

@@ -19,7 +19,14 @@ fn command_args_entrypoint_cmd_merge_table() {
     let cmd = strings(&["cmd", "1"]);
     let (c, a) = (strings(&["/bin/c"]), strings(&["a1", "a2"]));
     let none: Vec<String> = vec![];
-    let cases: [(&[String], &[String], &[String], &[String], &[&str]); 7] = [
+    type Case<'a> = (
+        &'a [String],
+        &'a [String],
+        &'a [String],
+        &'a [String],
+        &'a [&'a str],
+    );
+    let cases: [Case; 7] = [
         // command + args: the image's Entrypoint and Cmd both ignored
         (&c, &a, &ep, &cmd, &["/bin/c", "a1", "a2"]),
         // command only: Cmd ignored too
@@ -83,7 +90,13 @@ fn env_image_then_cri_override_by_key_with_defaults() {
         ])
     );
 
-    // PATH defaults when the image has none; TERM with a tty; HOME from the user's entry.
+    // An image entry without '=' unsets; PATH defaults when the image has none; TERM with a
+    // tty; HOME from the user's entry.
+    f.image = image(serde_json::json!({"Cmd": ["sh"], "Env": ["A=1", "B=2", "A"]}));
+    let env = env_of(&process(&f));
+    assert!(!env.iter().any(|e| e == "A" || e.starts_with("A=")));
+    assert!(env.contains(&"B=2".to_string()));
+
     f.image = image(serde_json::json!({"Cmd": ["sh"], "User": "app"}));
     f.config.tty = true;
     let p = process(&f);
@@ -154,7 +167,11 @@ fn caps(f: &Fixture) -> (Vec<Capability>, Vec<Capability>, Vec<Capability>) {
     };
     assert_eq!(c.bounding(), c.effective());
     assert_eq!(c.bounding(), c.permitted());
-    (sorted(c.bounding()), sorted(c.inheritable()), sorted(c.ambient()))
+    (
+        sorted(c.bounding()),
+        sorted(c.inheritable()),
+        sorted(c.ambient()),
+    )
 }
 
 #[test]
@@ -255,9 +272,15 @@ fn stop_signal_from_request_image_or_default() {
     f.config.stop_signal = CriSignal::Sigusr1 as i32;
     assert_eq!(stop_signal(&f.config, &f.image).unwrap(), libc::SIGUSR1);
     f.config.stop_signal = CriSignal::Sigrtminplus3 as i32;
-    assert_eq!(stop_signal(&f.config, &f.image).unwrap(), libc::SIGRTMIN() + 3);
+    assert_eq!(
+        stop_signal(&f.config, &f.image).unwrap(),
+        libc::SIGRTMIN() + 3
+    );
     f.config.stop_signal = CriSignal::Sigrtmaxminus2 as i32;
-    assert_eq!(stop_signal(&f.config, &f.image).unwrap(), libc::SIGRTMAX() - 2);
+    assert_eq!(
+        stop_signal(&f.config, &f.image).unwrap(),
+        libc::SIGRTMAX() - 2
+    );
     f.config.stop_signal = 0;
     f.image = image(serde_json::json!({"StopSignal": "NOPE"}));
     assert!(invalid(stop_signal(&f.config, &f.image)).contains("StopSignal"));
@@ -280,7 +303,17 @@ fn signal_names_and_numbers_parse_like_docker() {
     ] {
         assert_eq!(parse_signal("f", raw).unwrap(), want, "{raw}");
     }
-    for raw in ["0", "-1", "65", "SIGFOO", "SIGRTMIN+99", "SIGRTMIN-1", "RTMAX+1", "SIGRTMIN+", ""] {
+    for raw in [
+        "0",
+        "-1",
+        "65",
+        "SIGFOO",
+        "SIGRTMIN+99",
+        "SIGRTMIN-1",
+        "RTMAX+1",
+        "SIGRTMIN+",
+        "",
+    ] {
         assert!(parse_signal("f", raw).is_err(), "{raw}");
     }
 }

@@ -110,11 +110,7 @@ fn passwd_symlinks_out_of_the_rootfs_are_not_followed() {
     let mut f = Fixture::new();
     let outside = f.dir.path().join("outside");
     std::fs::create_dir_all(&outside).unwrap();
-    std::fs::write(
-        outside.join("passwd"),
-        "evil:x:4000:4000::/evil:/bin/sh\n",
-    )
-    .unwrap();
+    std::fs::write(outside.join("passwd"), "evil:x:4000:4000::/evil:/bin/sh\n").unwrap();
     let passwd = f.rootfs().join("etc/passwd");
     with_user(&mut f, "evil");
 
@@ -131,7 +127,11 @@ fn passwd_symlinks_out_of_the_rootfs_are_not_followed() {
     // A symlink inside the rootfs is followed there.
     std::fs::remove_file(&passwd).unwrap();
     std::fs::create_dir_all(f.rootfs().join("lib")).unwrap();
-    std::fs::write(f.rootfs().join("lib/passwd"), "evil:x:4000:4000::/evil:/bin/sh\n").unwrap();
+    std::fs::write(
+        f.rootfs().join("lib/passwd"),
+        "evil:x:4000:4000::/evil:/bin/sh\n",
+    )
+    .unwrap();
     symlink("/lib/passwd", &passwd);
     assert_eq!(user_of(&f), (4000, 4000, vec![4000]));
 }
