@@ -79,7 +79,10 @@ impl Daemon {
                 .with_file_name("corral-shim"),
         };
         if !shim.is_file() {
-            return Err(DaemonError::Shim(format!("{} does not exist", shim.display())));
+            return Err(DaemonError::Shim(format!(
+                "{} does not exist",
+                shim.display()
+            )));
         }
         let pods = Arc::new(Pods::new(
             PodsConfig {
@@ -115,8 +118,8 @@ impl Daemon {
             Arc::clone(&self.config),
             Arc::clone(&self.pods),
         ))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
         let image = ImageServiceServer::new(ImageApi::new(Arc::clone(&self.images)))
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);

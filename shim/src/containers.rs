@@ -6,8 +6,8 @@ use std::time::SystemTime;
 
 use corral_runtime::container::{self, Container, Stdio};
 use corral_shim::crilog::{LogFile, Stream};
-use corral_shim::records;
 use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, Response};
+use corral_shim::records;
 use corral_shim::timefmt::unix_nanos;
 use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
@@ -56,7 +56,10 @@ impl Ctr {
 }
 
 fn not_found(id: &str) -> Response {
-    Response::error(ErrorKind::NotFound, format!("container {id} not found in the shim"))
+    Response::error(
+        ErrorKind::NotFound,
+        format!("container {id} not found in the shim"),
+    )
 }
 
 /// The descriptors a new container gets, and the ends the shim keeps.
@@ -146,7 +149,12 @@ impl Shim {
             exit: None,
             waiters: Vec::new(),
         };
-        ctr.exit_token = Some(self.reg.add(process.pidfd(), Source::Exit { ctr: req.id.clone() })?);
+        ctr.exit_token = Some(self.reg.add(
+            process.pidfd(),
+            Source::Exit {
+                ctr: req.id.clone(),
+            },
+        )?);
         for (stream, fd) in pipes.outputs {
             let source = Source::Output {
                 ctr: req.id.clone(),
@@ -322,6 +330,10 @@ fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
     if let Some(log) = ctr.log.as_mut()
         && let Err(e) = log.write(stream, data, unix_nanos(SystemTime::now()))
     {
-        log!("container {}: writing {}: {e}", ctr.id, log.path().display());
+        log!(
+            "container {}: writing {}: {e}",
+            ctr.id,
+            log.path().display()
+        );
     }
 }

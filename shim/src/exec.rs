@@ -85,10 +85,14 @@ impl Shim {
         };
         let spawned = corral_runtime::exec::spawn(init, cgroups_path, process, stdio)?;
         let exec = self.next_exec_id();
-        let exit_token = self.reg.add(spawned.pidfd.as_fd(), Source::ExecExit { exec })?;
+        let exit_token = self
+            .reg
+            .add(spawned.pidfd.as_fd(), Source::ExecExit { exec })?;
         let mut outputs = Vec::new();
         for (stream, fd) in [(Stream::Stdout, out_r), (Stream::Stderr, err_r)] {
-            let token = self.reg.add(fd.as_fd(), Source::ExecOutput { exec, stream })?;
+            let token = self
+                .reg
+                .add(fd.as_fd(), Source::ExecOutput { exec, stream })?;
             outputs.push((token, stream, fd));
         }
         let timeout = Duration::from_millis(timeout_ms);
@@ -186,8 +190,14 @@ impl Shim {
             session.answered = true;
             let _ = kill(Pid::from_raw(session.pid), Signal::SIGKILL);
             let (conn, timeout) = (session.conn, session.timeout);
-            log!("exec pid {} timed out after {timeout:?}; killed", session.pid);
-            let msg = format!("command timed out after {}s and was killed", timeout.as_secs_f64());
+            log!(
+                "exec pid {} timed out after {timeout:?}; killed",
+                session.pid
+            );
+            let msg = format!(
+                "command timed out after {}s and was killed",
+                timeout.as_secs_f64()
+            );
             self.respond(conn, Response::error(ErrorKind::DeadlineExceeded, msg));
         }
     }

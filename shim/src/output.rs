@@ -22,7 +22,8 @@ pub fn set_cloexec_nonblock(fd: &OwnedFd) -> Result<(), Error> {
     let flags = fcntl(raw, FcntlArg::F_GETFL).map_err(|e| Error::sys("fcntl F_GETFL", e))?;
     let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
     fcntl(raw, FcntlArg::F_SETFL(flags)).map_err(|e| Error::sys("fcntl F_SETFL", e))?;
-    fcntl(raw, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map_err(|e| Error::sys("fcntl F_SETFD", e))?;
+    fcntl(raw, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
+        .map_err(|e| Error::sys("fcntl F_SETFD", e))?;
     Ok(())
 }
 

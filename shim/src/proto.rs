@@ -235,10 +235,17 @@ mod tests {
             stderr: Vec::new(),
         };
         let bytes = encode(&msg).unwrap();
-        assert_eq!(u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize, bytes.len() - 4);
+        assert_eq!(
+            u32::from_be_bytes(bytes[..4].try_into().unwrap()) as usize,
+            bytes.len() - 4
+        );
         let back: Response = read_frame(&mut &bytes[..]).unwrap();
         match back {
-            Response::ExecDone { exit_code, stdout, stderr } => {
+            Response::ExecDone {
+                exit_code,
+                stdout,
+                stderr,
+            } => {
                 assert_eq!(exit_code, 3);
                 assert_eq!(stdout, b"out\n\0\xff");
                 assert!(stderr.is_empty());

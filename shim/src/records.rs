@@ -35,7 +35,10 @@ pub fn remove(dir: &Path, id: &str) {
 pub fn write_atomic(dest: &Path, data: &[u8]) -> io::Result<()> {
     let dir = dest.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
-    let name = dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = dest
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let result = (|| {
         let mut file = File::create(&tmp)?;

@@ -292,7 +292,12 @@ impl Shim {
         let header: [u8; 4] = [conn.buf[0], conn.buf[1], conn.buf[2], conn.buf[3]];
         let len = match proto::frame_len(header) {
             Ok(len) => len,
-            Err(e) => return self.respond(token, Response::error(ErrorKind::InvalidArgument, e.to_string())),
+            Err(e) => {
+                return self.respond(
+                    token,
+                    Response::error(ErrorKind::InvalidArgument, e.to_string()),
+                );
+            }
         };
         if conn.buf.len() < 4 + len {
             return;
@@ -380,9 +385,19 @@ impl Shim {
                     None => return,
                 },
             };
-            if let Some(id) = self.ctrs.values().find(|c| c.is_live(pid)).map(|c| c.id.clone()) {
+            if let Some(id) = self
+                .ctrs
+                .values()
+                .find(|c| c.is_live(pid))
+                .map(|c| c.id.clone())
+            {
                 self.on_exit(&id);
-            } else if let Some(exec) = self.execs.iter().find(|(_, s)| s.pid == pid).map(|(k, _)| *k) {
+            } else if let Some(exec) = self
+                .execs
+                .iter()
+                .find(|(_, s)| s.pid == pid)
+                .map(|(k, _)| *k)
+            {
                 self.on_exec_exit(exec);
             } else if self.holder.as_ref().is_some_and(|(h, _)| h.pid == pid) {
                 self.holder_gone();

@@ -76,11 +76,18 @@ impl RuntimeApi {
         let ctr = self.pods.container(&req.container_id).map_err(pod_status)?;
         Ok(ContainerStatusResponse {
             status: Some(view::container_status(&ctr)),
-            info: if req.verbose { view::container_info(&ctr) } else { Default::default() },
+            info: if req.verbose {
+                view::container_info(&ctr)
+            } else {
+                Default::default()
+            },
         })
     }
 
-    pub(super) async fn do_exec_sync(&self, req: ExecSyncRequest) -> Result<ExecSyncResponse, Status> {
+    pub(super) async fn do_exec_sync(
+        &self,
+        req: ExecSyncRequest,
+    ) -> Result<ExecSyncResponse, Status> {
         let out = self
             .pods
             .exec_sync(&req.container_id, &req.cmd, req.timeout)

@@ -1,6 +1,6 @@
 //! The CRI services: thin tonic handlers over the daemon's subsystems.
 
+mod container;
 pub mod image;
 pub mod runtime;
-mod container;
 mod sandbox;

@@ -7,20 +7,19 @@ use std::sync::Arc;
 
 use corral_cri_api::v1::runtime_service_server::RuntimeService;
 use corral_cri_api::v1::{
-    ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
-    CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, ListContainersRequest,
-    ListContainersResponse, ListPodSandboxRequest, ListPodSandboxResponse,
-    PodSandboxStatusRequest, PodSandboxStatusResponse, RemoveContainerRequest,
-    RemoveContainerResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
-    ReopenContainerLogRequest, ReopenContainerLogResponse, RunPodSandboxRequest,
-    RunPodSandboxResponse, StartContainerRequest, StartContainerResponse, StopContainerRequest,
-    StopContainerResponse, StopPodSandboxRequest, StopPodSandboxResponse,
-    UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
-};
-use corral_cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
     RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse, VersionRequest,
     VersionResponse,
+};
+use corral_cri_api::v1::{
+    ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
+    CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, ListContainersRequest,
+    ListContainersResponse, ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
+    PodSandboxStatusResponse, RemoveContainerRequest, RemoveContainerResponse,
+    RemovePodSandboxRequest, RemovePodSandboxResponse, ReopenContainerLogRequest,
+    ReopenContainerLogResponse, RunPodSandboxRequest, RunPodSandboxResponse, StartContainerRequest,
+    StartContainerResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
+    StopPodSandboxResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -104,59 +103,121 @@ impl RuntimeService for RuntimeApi {
         }))
     }
 
-    async fn run_pod_sandbox(&self, req: Request<RunPodSandboxRequest>) -> Result<Response<RunPodSandboxResponse>, Status> {
-        self.do_run_pod_sandbox(req.into_inner()).await.map(Response::new)
+    async fn run_pod_sandbox(
+        &self,
+        req: Request<RunPodSandboxRequest>,
+    ) -> Result<Response<RunPodSandboxResponse>, Status> {
+        self.do_run_pod_sandbox(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn stop_pod_sandbox(&self, req: Request<StopPodSandboxRequest>) -> Result<Response<StopPodSandboxResponse>, Status> {
-        self.do_stop_pod_sandbox(req.into_inner()).await.map(Response::new)
+    async fn stop_pod_sandbox(
+        &self,
+        req: Request<StopPodSandboxRequest>,
+    ) -> Result<Response<StopPodSandboxResponse>, Status> {
+        self.do_stop_pod_sandbox(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn remove_pod_sandbox(&self, req: Request<RemovePodSandboxRequest>) -> Result<Response<RemovePodSandboxResponse>, Status> {
-        self.do_remove_pod_sandbox(req.into_inner()).await.map(Response::new)
+    async fn remove_pod_sandbox(
+        &self,
+        req: Request<RemovePodSandboxRequest>,
+    ) -> Result<Response<RemovePodSandboxResponse>, Status> {
+        self.do_remove_pod_sandbox(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn pod_sandbox_status(&self, req: Request<PodSandboxStatusRequest>) -> Result<Response<PodSandboxStatusResponse>, Status> {
-        self.do_pod_sandbox_status(req.into_inner()).map(Response::new)
+    async fn pod_sandbox_status(
+        &self,
+        req: Request<PodSandboxStatusRequest>,
+    ) -> Result<Response<PodSandboxStatusResponse>, Status> {
+        self.do_pod_sandbox_status(req.into_inner())
+            .map(Response::new)
     }
 
-    async fn list_pod_sandbox(&self, req: Request<ListPodSandboxRequest>) -> Result<Response<ListPodSandboxResponse>, Status> {
+    async fn list_pod_sandbox(
+        &self,
+        req: Request<ListPodSandboxRequest>,
+    ) -> Result<Response<ListPodSandboxResponse>, Status> {
         Ok(Response::new(self.do_list_pod_sandbox(req.into_inner())))
     }
 
-    async fn create_container(&self, req: Request<CreateContainerRequest>) -> Result<Response<CreateContainerResponse>, Status> {
-        self.do_create_container(req.into_inner()).await.map(Response::new)
+    async fn create_container(
+        &self,
+        req: Request<CreateContainerRequest>,
+    ) -> Result<Response<CreateContainerResponse>, Status> {
+        self.do_create_container(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn start_container(&self, req: Request<StartContainerRequest>) -> Result<Response<StartContainerResponse>, Status> {
-        self.do_start_container(req.into_inner()).await.map(Response::new)
+    async fn start_container(
+        &self,
+        req: Request<StartContainerRequest>,
+    ) -> Result<Response<StartContainerResponse>, Status> {
+        self.do_start_container(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn stop_container(&self, req: Request<StopContainerRequest>) -> Result<Response<StopContainerResponse>, Status> {
-        self.do_stop_container(req.into_inner()).await.map(Response::new)
+    async fn stop_container(
+        &self,
+        req: Request<StopContainerRequest>,
+    ) -> Result<Response<StopContainerResponse>, Status> {
+        self.do_stop_container(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn remove_container(&self, req: Request<RemoveContainerRequest>) -> Result<Response<RemoveContainerResponse>, Status> {
-        self.do_remove_container(req.into_inner()).await.map(Response::new)
+    async fn remove_container(
+        &self,
+        req: Request<RemoveContainerRequest>,
+    ) -> Result<Response<RemoveContainerResponse>, Status> {
+        self.do_remove_container(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn list_containers(&self, req: Request<ListContainersRequest>) -> Result<Response<ListContainersResponse>, Status> {
+    async fn list_containers(
+        &self,
+        req: Request<ListContainersRequest>,
+    ) -> Result<Response<ListContainersResponse>, Status> {
         Ok(Response::new(self.do_list_containers(req.into_inner())))
     }
 
-    async fn container_status(&self, req: Request<ContainerStatusRequest>) -> Result<Response<ContainerStatusResponse>, Status> {
-        self.do_container_status(req.into_inner()).map(Response::new)
+    async fn container_status(
+        &self,
+        req: Request<ContainerStatusRequest>,
+    ) -> Result<Response<ContainerStatusResponse>, Status> {
+        self.do_container_status(req.into_inner())
+            .map(Response::new)
     }
 
-    async fn exec_sync(&self, req: Request<ExecSyncRequest>) -> Result<Response<ExecSyncResponse>, Status> {
+    async fn exec_sync(
+        &self,
+        req: Request<ExecSyncRequest>,
+    ) -> Result<Response<ExecSyncResponse>, Status> {
         self.do_exec_sync(req.into_inner()).await.map(Response::new)
     }
 
-    async fn reopen_container_log(&self, req: Request<ReopenContainerLogRequest>) -> Result<Response<ReopenContainerLogResponse>, Status> {
-        self.do_reopen_container_log(req.into_inner()).await.map(Response::new)
+    async fn reopen_container_log(
+        &self,
+        req: Request<ReopenContainerLogRequest>,
+    ) -> Result<Response<ReopenContainerLogResponse>, Status> {
+        self.do_reopen_container_log(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
-    async fn update_container_resources(&self, req: Request<UpdateContainerResourcesRequest>) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
-        self.do_update_container_resources(req.into_inner()).await.map(Response::new)
+    async fn update_container_resources(
+        &self,
+        req: Request<UpdateContainerResourcesRequest>,
+    ) -> Result<Response<UpdateContainerResourcesResponse>, Status> {
+        self.do_update_container_resources(req.into_inner())
+            .await
+            .map(Response::new)
     }
 }

@@ -57,7 +57,11 @@ impl RuntimeApi {
         let sb = self.pods.sandbox(&req.pod_sandbox_id).map_err(pod_status)?;
         Ok(PodSandboxStatusResponse {
             status: Some(view::sandbox_status(&sb)),
-            info: if req.verbose { view::sandbox_info(&sb) } else { Default::default() },
+            info: if req.verbose {
+                view::sandbox_info(&sb)
+            } else {
+                Default::default()
+            },
             containers_statuses: Vec::new(),
             timestamp: unix_nanos(std::time::SystemTime::now()),
         })

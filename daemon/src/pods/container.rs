@@ -26,7 +26,11 @@ fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>> {
         return Ok(None);
     }
     let rel_path = Path::new(rel);
-    if !rel_path.components().all(|c| matches!(c, Component::Normal(_))) || rel.contains('\0') {
+    if !rel_path
+        .components()
+        .all(|c| matches!(c, Component::Normal(_)))
+        || rel.contains('\0')
+    {
         return Err(PodError::InvalidArgument(format!(
             "container config: log_path {rel:?} must be a relative path inside the pod's log directory"
         )));
@@ -35,11 +39,7 @@ fn log_path(dir: &str, rel: &str) -> Result<Option<PathBuf>> {
 }
 
 impl Pods {
-    pub async fn create_container(
-        &self,
-        pod_id: &str,
-        config: ContainerConfig,
-    ) -> Result<String> {
+    pub async fn create_container(&self, pod_id: &str, config: ContainerConfig) -> Result<String> {
         let sandbox = self.sandbox(pod_id)?;
         let _pod_op = sandbox.op.lock().await;
         if sandbox.state() != SandboxState::Ready {
@@ -52,7 +52,9 @@ impl Pods {
             PodError::InvalidArgument("container config: metadata is missing".into())
         })?;
         if md.name.is_empty() {
-            return Err(PodError::InvalidArgument("container config: metadata.name is empty".into()));
+            return Err(PodError::InvalidArgument(
+                "container config: metadata.name is empty".into(),
+            ));
         }
         let pod_md = sandbox.config.metadata.clone().unwrap_or_default();
         let name = format!(
@@ -61,11 +63,19 @@ impl Pods {
         );
         let id = new_id();
         let reservation = self.ctr_names.reserve(&name, &id).map_err(|existing| {
-            PodError::AlreadyExists(format!("container name {name:?} is already in use by {existing}"))
+            PodError::AlreadyExists(format!(
+                "container name {name:?} is already in use by {existing}"
+            ))
         })?;
-        let image_name = config.image.as_ref().map(|i| i.image.as_str()).unwrap_or("");
+        let image_name = config
+            .image
+            .as_ref()
+            .map(|i| i.image.as_str())
+            .unwrap_or("");
         if image_name.is_empty() {
-            return Err(PodError::InvalidArgument("container config: image.image is empty".into()));
+            return Err(PodError::InvalidArgument(
+                "container config: image.image is empty".into(),
+            ));
         }
         let image = self
             .images
@@ -88,7 +98,11 @@ impl Pods {
             config: model::encode_pb(&config),
             image: image_name.to_owned(),
             image_id: image.id.to_string(),
-            image_ref: image.repo_digests.first().cloned().unwrap_or_else(|| image.id.to_string()),
+            image_ref: image
+                .repo_digests
+                .first()
+                .cloned()
+                .unwrap_or_else(|| image.id.to_string()),
             log_path,
             cgroups_path,
             stop_signal: spec::stop_signal(&config, &image_config)?,
@@ -96,11 +110,22 @@ impl Pods {
         };
         let lowerdirs = self.images.lowerdirs(&image);
         let made = self
-            .make_container(&sandbox, &config, &meta, &image_config, &lowerdirs, &bundle, &records)
+            .make_container(
+                &sandbox,
+                &config,
+                &meta,
+                &image_config,
+                &lowerdirs,
+                &bundle,
+                &records,
+            )
             .await;
         if let Err(e) = made {
             tracing::warn!(container = %id, error = %e, "CreateContainer failed; cleaning up");
-            if let Err(ce) = self.discard_container(&sandbox.shim, &meta, &bundle, &records).await {
+            if let Err(ce) = self
+                .discard_container(&sandbox.shim, &meta, &bundle, &records)
+                .await
+            {
                 tracing::warn!(container = %id, error = %ce, "cleanup after a failed CreateContainer");
             }
             return Err(e);
@@ -131,13 +156,16 @@ impl Pods {
         bundle: &Path,
         records: &Path,
     ) -> Result<ContainerStatus> {
-        if let Some(path) = &meta.log_path {
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| PodError::io(parent, e))?;
-            }
+        if let Some(parent) = meta.log_path.as_deref().and_then(Path::parent) {
+            std::fs::create_dir_all(parent).map_err(|e| PodError::io(parent, e))?;
         }
         let rootfs_dir = bundle.join("rootfs");
-        rootfs::mount_overlay(lowerdirs, &records.join("upper"), &records.join("work"), &rootfs_dir)?;
+        rootfs::mount_overlay(
+            lowerdirs,
+            &records.join("upper"),
+            &records.join("work"),
+            &rootfs_dir,
+        )?;
         let dir = &sandbox.dir;
         let ns = dir.join("ns");
         let pod_ns = super::sandbox::pod_namespaces(&sandbox.config)?;
@@ -170,7 +198,8 @@ impl Pods {
         };
         let spec = spec::container_spec(&inputs)?;
         let spec_path = bundle.join("config.json");
-        let body = serde_json::to_vec_pretty(&spec).map_err(|e| PodError::Internal(e.to_string()))?;
+        let body =
+            serde_json::to_vec_pretty(&spec).map_err(|e| PodError::Internal(e.to_string()))?;
         std::fs::write(&spec_path, body).map_err(|e| PodError::io(&spec_path, e))?;
         model::save(&records.join("meta.json"), meta)?;
         let request = Request::Create(CreateRequest {
@@ -183,7 +212,11 @@ impl Pods {
         });
         let pid = match sandbox.shim.call(&request).await? {
             Response::Created { pid } => pid,
-            other => return Err(PodError::Shim(format!("unexpected answer to Create: {other:?}"))),
+            other => {
+                return Err(PodError::Shim(format!(
+                    "unexpected answer to Create: {other:?}"
+                )));
+            }
         };
         let mut status = ContainerStatus::new();
         status.pid = pid;
@@ -200,7 +233,11 @@ impl Pods {
         bundle: &Path,
         records: &Path,
     ) -> Result<()> {
-        let removed = shim.call(&Request::Remove { id: meta.id.clone() }).await;
+        let removed = shim
+            .call(&Request::Remove {
+                id: meta.id.clone(),
+            })
+            .await;
         if let Err(e) = removed {
             tracing::debug!(container = %meta.id, error = %e, "shim remove");
         }
@@ -228,7 +265,12 @@ impl Pods {
                 ctr.meta.id
             )));
         }
-        let started = sandbox.shim.call(&Request::Start { id: ctr.meta.id.clone() }).await;
+        let started = sandbox
+            .shim
+            .call(&Request::Start {
+                id: ctr.meta.id.clone(),
+            })
+            .await;
         match started {
             Ok(Response::Started { pid, started_at }) => {
                 self.update_status(&ctr, |s| {
@@ -239,7 +281,9 @@ impl Pods {
                 tracing::info!(container = %ctr.meta.id, "container started");
                 Ok(())
             }
-            Ok(other) => Err(PodError::Shim(format!("unexpected answer to Start: {other:?}"))),
+            Ok(other) => Err(PodError::Shim(format!(
+                "unexpected answer to Start: {other:?}"
+            ))),
             Err(e) => {
                 let now = unix_nanos(std::time::SystemTime::now());
                 let message = e.to_string();
@@ -293,11 +337,18 @@ impl Pods {
     }
 
     /// Applies `change` to the container's status and persists it.
-    pub(super) fn update_status(&self, ctr: &Container, change: impl FnOnce(&mut ContainerStatus)) -> Result<()> {
+    pub(super) fn update_status(
+        &self,
+        ctr: &Container,
+        change: impl FnOnce(&mut ContainerStatus),
+    ) -> Result<()> {
         let mut status = lock(&ctr.status);
         let mut next = status.clone();
         change(&mut next);
-        model::save(&self.ctr_record_dir(&ctr.meta.id).join("status.json"), &next)?;
+        model::save(
+            &self.ctr_record_dir(&ctr.meta.id).join("status.json"),
+            &next,
+        )?;
         *status = next;
         Ok(())
     }
@@ -308,11 +359,17 @@ impl Pods {
         };
         let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
         let _op = ctr.op.lock().await;
-        self.stop_container_locked(&sandbox.shim, &ctr, timeout).await
+        self.stop_container_locked(&sandbox.shim, &ctr, timeout)
+            .await
     }
 
     /// Sends the stop signal, waits up to `timeout` seconds, then SIGKILL.
-    pub(super) async fn stop_container_locked(&self, shim: &ShimClient, ctr: &Container, timeout: i64) -> Result<()> {
+    pub(super) async fn stop_container_locked(
+        &self,
+        shim: &ShimClient,
+        ctr: &Container,
+        timeout: i64,
+    ) -> Result<()> {
         let status = ctr.status();
         if status.finished_at != 0 || status.unknown {
             return Ok(());
@@ -320,17 +377,29 @@ impl Pods {
         let id = ctr.meta.id.clone();
         let wait = Request::Wait { id: id.clone() };
         if status.started_at != 0 && timeout > 0 {
-            shim.call(&Request::Signal { id: id.clone(), signal: ctr.meta.stop_signal }).await?;
+            shim.call(&Request::Signal {
+                id: id.clone(),
+                signal: ctr.meta.stop_signal,
+            })
+            .await?;
             let limit = Duration::from_secs(timeout.unsigned_abs());
-            if let Ok(Ok(Response::Exited(record))) = tokio::time::timeout(limit, shim.call(&wait)).await {
+            if let Ok(Ok(Response::Exited(record))) =
+                tokio::time::timeout(limit, shim.call(&wait)).await
+            {
                 return self.record_exit(ctr, &record);
             }
             tracing::info!(container = %id, ?limit, "stop timeout expired; killing");
         }
-        shim.call(&Request::Signal { id: id.clone(), signal: libc::SIGKILL }).await?;
+        shim.call(&Request::Signal {
+            id: id.clone(),
+            signal: libc::SIGKILL,
+        })
+        .await?;
         match shim.call_within(&wait, KILL_WAIT).await? {
             Response::Exited(record) => self.record_exit(ctr, &record),
-            other => Err(PodError::Shim(format!("unexpected answer to Wait: {other:?}"))),
+            other => Err(PodError::Shim(format!(
+                "unexpected answer to Wait: {other:?}"
+            ))),
         }
     }
 
@@ -343,12 +412,17 @@ impl Pods {
         self.remove_container_locked(&sandbox, &ctr).await
     }
 
-    pub(super) async fn remove_container_locked(&self, sandbox: &Sandbox, ctr: &Container) -> Result<()> {
+    pub(super) async fn remove_container_locked(
+        &self,
+        sandbox: &Sandbox,
+        ctr: &Container,
+    ) -> Result<()> {
         if sandbox.state() == SandboxState::Ready {
             self.stop_container_locked(&sandbox.shim, ctr, 0).await?;
         }
         let records = self.ctr_record_dir(&ctr.meta.id);
-        self.discard_container(&sandbox.shim, &ctr.meta, &ctr.bundle, &records).await?;
+        self.discard_container(&sandbox.shim, &ctr.meta, &ctr.bundle, &records)
+            .await?;
         self.containers
             .write()
             .unwrap_or_else(|e| e.into_inner())

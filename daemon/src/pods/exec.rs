@@ -23,7 +23,10 @@ impl Pods {
         let ctr = self.container(id)?;
         let s = ctr.status();
         if s.started_at == 0 || s.finished_at != 0 || s.unknown {
-            return Err(PodError::FailedPrecondition(format!("container {} is not running", ctr.meta.id)));
+            return Err(PodError::FailedPrecondition(format!(
+                "container {} is not running",
+                ctr.meta.id
+            )));
         }
         Ok(ctr)
     }
@@ -33,33 +36,55 @@ impl Pods {
         Spec::load(&path).map_err(|e| PodError::Corrupt(format!("{}: {e}", path.display())))
     }
 
-    pub async fn exec_sync(&self, id: &str, cmd: &[String], timeout_secs: i64) -> Result<ExecOutput> {
+    pub async fn exec_sync(
+        &self,
+        id: &str,
+        cmd: &[String],
+        timeout_secs: i64,
+    ) -> Result<ExecOutput> {
         if cmd.is_empty() {
             return Err(PodError::InvalidArgument("ExecSync: cmd is empty".into()));
         }
         if timeout_secs < 0 {
-            return Err(PodError::InvalidArgument("ExecSync: timeout is negative".into()));
+            return Err(PodError::InvalidArgument(
+                "ExecSync: timeout is negative".into(),
+            ));
         }
         let ctr = self.running(id)?;
         let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
         let spec = Self::load_spec(&ctr)?;
         let process = spec::exec_process(&spec, cmd, false)?;
-        let process = serde_json::to_value(&process).map_err(|e| PodError::Internal(e.to_string()))?;
+        let process =
+            serde_json::to_value(&process).map_err(|e| PodError::Internal(e.to_string()))?;
         let request = Request::Exec(ExecRequest {
             id: ctr.meta.id.clone(),
             process,
-            timeout_ms: u64::try_from(timeout_secs).unwrap_or(0).saturating_mul(1000),
+            timeout_ms: u64::try_from(timeout_secs)
+                .unwrap_or(0)
+                .saturating_mul(1000),
         });
         match sandbox.shim.call(&request).await? {
-            Response::ExecDone { exit_code, stdout, stderr } => Ok(ExecOutput { stdout, stderr, exit_code }),
-            other => Err(PodError::Shim(format!("unexpected answer to Exec: {other:?}"))),
+            Response::ExecDone {
+                exit_code,
+                stdout,
+                stderr,
+            } => Ok(ExecOutput {
+                stdout,
+                stderr,
+                exit_code,
+            }),
+            other => Err(PodError::Shim(format!(
+                "unexpected answer to Exec: {other:?}"
+            ))),
         }
     }
 
     pub async fn reopen_log(&self, id: &str) -> Result<()> {
         let ctr = self.running(id)?;
         let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
-        let request = Request::ReopenLog { id: ctr.meta.id.clone() };
+        let request = Request::ReopenLog {
+            id: ctr.meta.id.clone(),
+        };
         sandbox
             .shim
             .call_within(&request, Duration::from_secs(10))
@@ -67,7 +92,11 @@ impl Pods {
             .map(|_| ())
     }
 
-    pub async fn update_resources(&self, id: &str, resources: LinuxContainerResources) -> Result<()> {
+    pub async fn update_resources(
+        &self,
+        id: &str,
+        resources: LinuxContainerResources,
+    ) -> Result<()> {
         let ctr = self.container(id)?;
         let _op = ctr.op.lock().await;
         let s = ctr.status();

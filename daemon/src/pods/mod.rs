@@ -161,20 +161,32 @@ impl Pods {
 
     /// The pod with `id` (a full id or a unique prefix).
     pub fn sandbox(&self, id: &str) -> Result<Arc<Sandbox>> {
-        find(&self.sandboxes, id).ok_or_else(|| PodError::NotFound(format!("pod sandbox {id} not found")))
+        find(&self.sandboxes, id)
+            .ok_or_else(|| PodError::NotFound(format!("pod sandbox {id} not found")))
     }
 
     /// The container with `id` (a full id or a unique prefix).
     pub fn container(&self, id: &str) -> Result<Arc<Container>> {
-        find(&self.containers, id).ok_or_else(|| PodError::NotFound(format!("container {id} not found")))
+        find(&self.containers, id)
+            .ok_or_else(|| PodError::NotFound(format!("container {id} not found")))
     }
 
     pub fn sandboxes(&self) -> Vec<Arc<Sandbox>> {
-        self.sandboxes.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.sandboxes
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     pub fn containers(&self) -> Vec<Arc<Container>> {
-        self.containers.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.containers
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
     }
 
     fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {

@@ -116,7 +116,11 @@ pub fn load<T: for<'de> Deserialize<'de> + Versioned>(path: &Path) -> Result<T, 
     let value: T = serde_json::from_slice(&body)
         .map_err(|e| PodError::Corrupt(format!("{}: {e}", path.display())))?;
     if value.version() != VERSION {
-        let msg = format!("{}: format version {} (expected {VERSION})", path.display(), value.version());
+        let msg = format!(
+            "{}: format version {} (expected {VERSION})",
+            path.display(),
+            value.version()
+        );
         return Err(PodError::Corrupt(msg));
     }
     Ok(value)

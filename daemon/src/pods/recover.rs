@@ -9,7 +9,9 @@ use std::time::Duration;
 use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
 use corral_shim::proto::{ContainerInfo, Request, Response};
 
-use super::model::{self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus, VERSION};
+use super::model::{
+    self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus, VERSION,
+};
 use super::shim_client::ShimClient;
 use super::{Container, PodError, Pods, Result, Sandbox, lock};
 
@@ -18,7 +20,12 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(5);
 
 fn record_dirs(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -55,10 +62,11 @@ impl Pods {
 
     fn load_sandbox(&self, dir: &Path) -> Result<()> {
         let meta: SandboxMeta = model::load(&dir.join("meta.json"))?;
-        let status: SandboxStatus = model::load(&dir.join("status.json")).unwrap_or(SandboxStatus {
-            version: VERSION,
-            state: SandboxState::NotReady,
-        });
+        let status: SandboxStatus =
+            model::load(&dir.join("status.json")).unwrap_or(SandboxStatus {
+                version: VERSION,
+                state: SandboxState::NotReady,
+            });
         let config: PodSandboxConfig = model::decode_pb(&meta.config, dir)?;
         let state_dir = self.pod_state_dir(&meta.id);
         self.pod_names.insert(&meta.name, &meta.id);
@@ -90,7 +98,10 @@ impl Pods {
             }
         };
         if self.sandbox(&meta.sandbox_id).is_err() {
-            return Err(PodError::Corrupt(format!("its pod sandbox {} is gone", meta.sandbox_id)));
+            return Err(PodError::Corrupt(format!(
+                "its pod sandbox {} is gone",
+                meta.sandbox_id
+            )));
         }
         let config: ContainerConfig = model::decode_pb(&meta.config, dir)?;
         self.ctr_names.insert(&meta.name, &meta.id);
@@ -138,7 +149,12 @@ impl Pods {
         }
     }
 
-    fn reconcile_container(self: &Arc<Self>, sb: &Sandbox, ctr: Arc<Container>, seen: Option<&ContainerInfo>) {
+    fn reconcile_container(
+        self: &Arc<Self>,
+        sb: &Sandbox,
+        ctr: Arc<Container>,
+        seen: Option<&ContainerInfo>,
+    ) {
         let status = ctr.status();
         if status.finished_at != 0 {
             return;
@@ -170,7 +186,10 @@ impl Pods {
             version: VERSION,
             state: SandboxState::NotReady,
         };
-        if let Err(e) = model::save(&self.pod_record_dir(&sb.meta.id).join("status.json"), &status) {
+        if let Err(e) = model::save(
+            &self.pod_record_dir(&sb.meta.id).join("status.json"),
+            &status,
+        ) {
             tracing::warn!(pod = %sb.meta.id, error = %e, %why, "persisting a lost pod");
         }
         *lock(&sb.status) = status;

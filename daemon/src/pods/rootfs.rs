@@ -25,8 +25,14 @@ pub fn mount_overlay(lowerdirs: &str, upper: &Path, work: &Path, target: &Path) 
             data.len()
         )));
     }
-    mount(Some("overlay"), target, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
-        .map_err(|e| PodError::Internal(format!("mounting the rootfs at {}: {e}", target.display())))
+    mount(
+        Some("overlay"),
+        target,
+        Some("overlay"),
+        MsFlags::empty(),
+        Some(data.as_str()),
+    )
+    .map_err(|e| PodError::Internal(format!("mounting the rootfs at {}: {e}", target.display())))
 }
 
 /// Unmounts whatever is mounted at `target` (repeatedly, in case of stacked mounts); a path
@@ -37,7 +43,10 @@ pub fn unmount(target: &Path) -> Result<()> {
             Ok(()) => continue,
             Err(Errno::EINVAL | Errno::ENOENT) => return Ok(()),
             Err(e) => {
-                return Err(PodError::Internal(format!("unmounting {}: {e}", target.display())));
+                return Err(PodError::Internal(format!(
+                    "unmounting {}: {e}",
+                    target.display()
+                )));
             }
         }
     }
@@ -48,8 +57,14 @@ pub fn unmount(target: &Path) -> Result<()> {
 pub fn mount_shm(target: &Path) -> Result<()> {
     std::fs::create_dir_all(target).map_err(|e| PodError::io(target, e))?;
     let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    mount(Some("shm"), target, Some("tmpfs"), flags, Some("mode=1777,size=65536k"))
-        .map_err(|e| PodError::Internal(format!("mounting /dev/shm at {}: {e}", target.display())))
+    mount(
+        Some("shm"),
+        target,
+        Some("tmpfs"),
+        flags,
+        Some("mode=1777,size=65536k"),
+    )
+    .map_err(|e| PodError::Internal(format!("mounting /dev/shm at {}: {e}", target.display())))
 }
 
 /// Removes a directory tree; absent is fine.

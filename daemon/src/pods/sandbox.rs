@@ -31,9 +31,14 @@ pub fn pod_namespaces(config: &PodSandboxConfig) -> Result<PodNamespaces> {
         .and_then(|l| l.security_context.as_ref())
         .and_then(|s| s.namespace_options.as_ref());
     let mode = |m: i32| NamespaceMode::try_from(m).unwrap_or(NamespaceMode::Pod);
-    let (network, ipc, pid) = opts.map_or((NamespaceMode::Pod, NamespaceMode::Pod, NamespaceMode::Container), |o| {
-        (mode(o.network), mode(o.ipc), mode(o.pid))
-    });
+    let (network, ipc, pid) = opts.map_or(
+        (
+            NamespaceMode::Pod,
+            NamespaceMode::Pod,
+            NamespaceMode::Container,
+        ),
+        |o| (mode(o.network), mode(o.ipc), mode(o.pid)),
+    );
     for (field, m) in [("network", network), ("ipc", ipc)] {
         if m == NamespaceMode::Container || m == NamespaceMode::Target {
             return Err(PodError::InvalidArgument(format!(
@@ -91,7 +96,11 @@ fn pod_sysctls(config: &PodSandboxConfig, ns: &PodNamespaces) -> Result<Vec<(Str
 
 /// The pod's cgroup: the one the client names, or one of ours under `cgroup_root`.
 fn cgroup_parent(config: &PodSandboxConfig, root: &str, id: &str) -> Result<(String, bool)> {
-    let parent = config.linux.as_ref().map(|l| l.cgroup_parent.as_str()).unwrap_or("");
+    let parent = config
+        .linux
+        .as_ref()
+        .map(|l| l.cgroup_parent.as_str())
+        .unwrap_or("");
     if parent.is_empty() {
         return Ok((format!("{}/{id}", root.trim_end_matches('/')), true));
     }
@@ -109,7 +118,9 @@ impl Pods {
             PodError::InvalidArgument("pod sandbox config: metadata is missing".into())
         })?;
         if md.name.is_empty() {
-            return Err(PodError::InvalidArgument("pod sandbox config: metadata.name is empty".into()));
+            return Err(PodError::InvalidArgument(
+                "pod sandbox config: metadata.name is empty".into(),
+            ));
         }
         if !handler.is_empty() && handler != "corral" {
             return Err(PodError::NotFound(format!(
@@ -119,12 +130,18 @@ impl Pods {
         let name = format!("{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt);
         let id = new_id();
         let reservation = self.pod_names.reserve(&name, &id).map_err(|existing| {
-            PodError::AlreadyExists(format!("pod sandbox name {name:?} is already in use by {existing}"))
+            PodError::AlreadyExists(format!(
+                "pod sandbox name {name:?} is already in use by {existing}"
+            ))
         })?;
         let ns = pod_namespaces(&config)?;
         let sysctls = pod_sysctls(&config, &ns)?;
         let (cgroup_parent, owns_cgroup) = cgroup_parent(&config, &self.cfg.cgroup_root, &id)?;
-        let hostname = if ns.host_network { None } else { Some(spec::pod_hostname(&config)?) };
+        let hostname = if ns.host_network {
+            None
+        } else {
+            Some(spec::pod_hostname(&config)?)
+        };
         let dir = self.pod_state_dir(&id);
         let meta = SandboxMeta {
             version: VERSION,
@@ -144,7 +161,9 @@ impl Pods {
             pid: ns.pod_pid,
             sysctls,
         };
-        let prepared = self.prepare_pod(&config, &dir, &ns, &shim_config, &meta).await;
+        let prepared = self
+            .prepare_pod(&config, &dir, &ns, &shim_config, &meta)
+            .await;
         if let Err(e) = prepared {
             tracing::warn!(pod = %id, error = %e, "RunPodSandbox failed; cleaning up");
             if let Err(ce) = self.teardown_pod_state(&dir).await {
@@ -187,7 +206,8 @@ impl Pods {
         if !ns.host_ipc {
             rootfs::mount_shm(&dir.join("shm"))?;
         }
-        let body = serde_json::to_vec(shim_config).map_err(|e| PodError::Internal(e.to_string()))?;
+        let body =
+            serde_json::to_vec(shim_config).map_err(|e| PodError::Internal(e.to_string()))?;
         let cfg_path = dir.join(CONFIG_FILE);
         std::fs::write(&cfg_path, body).map_err(|e| PodError::io(&cfg_path, e))?;
         let pid = ShimClient::spawn(&self.cfg.shim, dir).await?;
@@ -204,10 +224,10 @@ impl Pods {
     /// Stops the pod's shim (if it still runs) and releases its namespaces and `/dev/shm`.
     async fn teardown_pod_state(&self, dir: &Path) -> Result<()> {
         let shim = ShimClient::new(dir);
-        if dir.join(corral_shim::proto::SOCKET_FILE).exists() {
-            if let Err(e) = shim.call_within(&Request::Shutdown, SHUTDOWN_TIMEOUT).await {
-                tracing::debug!(dir = %dir.display(), error = %e, "shim shutdown");
-            }
+        if dir.join(corral_shim::proto::SOCKET_FILE).exists()
+            && let Err(e) = shim.call_within(&Request::Shutdown, SHUTDOWN_TIMEOUT).await
+        {
+            tracing::debug!(dir = %dir.display(), error = %e, "shim shutdown");
         }
         let ns = dir.join("ns");
         let shm = dir.join("shm");
@@ -240,7 +260,10 @@ impl Pods {
             version: VERSION,
             state: SandboxState::NotReady,
         };
-        model::save(&self.pod_record_dir(&sandbox.meta.id).join("status.json"), &status)?;
+        model::save(
+            &self.pod_record_dir(&sandbox.meta.id).join("status.json"),
+            &status,
+        )?;
         *lock(&sandbox.status) = status;
         tracing::info!(pod = %sandbox.meta.id, "pod sandbox stopped");
         Ok(())

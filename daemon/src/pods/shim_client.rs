@@ -38,10 +38,13 @@ impl ShimClient {
             .map_err(|_| PodError::Shim(format!("{} did not report ready in time", bin.display())))?
             .map_err(|e| PodError::Shim(format!("starting {}: {e}", bin.display())))?;
         let stdout = String::from_utf8_lossy(&output.stdout);
-        if output.status.success() {
-            if let Some(pid) = stdout.trim().strip_prefix("ready ").and_then(|p| p.parse().ok()) {
-                return Ok(pid);
-            }
+        if output.status.success()
+            && let Some(pid) = stdout
+                .trim()
+                .strip_prefix("ready ")
+                .and_then(|p| p.parse().ok())
+        {
+            return Ok(pid);
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         Err(PodError::Shim(format!(
@@ -53,9 +56,9 @@ impl ShimClient {
     /// Sends `request` and waits for the answer (without a time limit: `Wait` may take long).
     pub async fn call(&self, request: &Request) -> Result<Response, PodError> {
         let sock = self.dir.join(SOCKET_FILE);
-        let mut stream = UnixStream::connect(&sock)
-            .await
-            .map_err(|e| PodError::Shim(format!("connecting to the shim at {}: {e}", sock.display())))?;
+        let mut stream = UnixStream::connect(&sock).await.map_err(|e| {
+            PodError::Shim(format!("connecting to the shim at {}: {e}", sock.display()))
+        })?;
         let frame = proto::encode(request).map_err(|e| PodError::Internal(e.to_string()))?;
         stream
             .write_all(&frame)
@@ -81,7 +84,11 @@ impl ShimClient {
     }
 
     /// [`call`](Self::call) bounded by `limit`.
-    pub async fn call_within(&self, request: &Request, limit: Duration) -> Result<Response, PodError> {
+    pub async fn call_within(
+        &self,
+        request: &Request,
+        limit: Duration,
+    ) -> Result<Response, PodError> {
         tokio::time::timeout(limit, self.call(request))
             .await
             .map_err(|_| PodError::Shim(format!("the shim did not answer within {limit:?}")))?

@@ -70,7 +70,12 @@ pub fn container(ctr: &Container) -> CriContainer {
 fn image_spec(ctr: &Container) -> ImageSpec {
     ImageSpec {
         image: ctr.meta.image.clone(),
-        annotations: ctr.config.image.as_ref().map(|i| i.annotations.clone()).unwrap_or_default(),
+        annotations: ctr
+            .config
+            .image
+            .as_ref()
+            .map(|i| i.annotations.clone())
+            .unwrap_or_default(),
         ..ImageSpec::default()
     }
 }
@@ -81,7 +86,12 @@ fn reason(ctr: &Container) -> String {
     if s.finished_at == 0 || !s.reason.is_empty() {
         return s.reason;
     }
-    if s.exit_code == 0 { "Completed" } else { "Error" }.to_owned()
+    if s.exit_code == 0 {
+        "Completed"
+    } else {
+        "Error"
+    }
+    .to_owned()
 }
 
 pub fn container_status(ctr: &Container) -> CriContainerStatus {
@@ -204,7 +214,9 @@ impl Pods {
             .filter(|sb| {
                 let Some(f) = filter else { return true };
                 (f.id.is_empty() || sb.meta.id.starts_with(&f.id))
-                    && f.state.as_ref().is_none_or(|s| s.state == sandbox_state(sb) as i32)
+                    && f.state
+                        .as_ref()
+                        .is_none_or(|s| s.state == sandbox_state(sb) as i32)
                     && labels_match(&sb.config.labels, &f.label_selector)
             })
             .map(|sb| pod_sandbox(sb))
@@ -220,8 +232,11 @@ impl Pods {
             .filter(|c| {
                 let Some(f) = filter else { return true };
                 (f.id.is_empty() || c.meta.id.starts_with(&f.id))
-                    && (f.pod_sandbox_id.is_empty() || c.meta.sandbox_id.starts_with(&f.pod_sandbox_id))
-                    && f.state.as_ref().is_none_or(|s| s.state == container_state(c) as i32)
+                    && (f.pod_sandbox_id.is_empty()
+                        || c.meta.sandbox_id.starts_with(&f.pod_sandbox_id))
+                    && f.state
+                        .as_ref()
+                        .is_none_or(|s| s.state == container_state(c) as i32)
                     && labels_match(&c.config.labels, &f.label_selector)
             })
             .map(|c| container(c))

@@ -280,5 +280,5 @@ pub(crate) fn clean_container_path(field: &str, value: &str) -> Result<String, S
 pub fn linux_resources(
     r: &corral_cri_api::v1::LinuxContainerResources,
 ) -> Result<oci_spec::runtime::LinuxResources, SpecError> {
-    linux::resources(r).map(|(resources, _oom_score_adj)| resources)
+    resources::resources(r).map(|(resources, _oom_score_adj)| resources)
 }
