@@ -242,6 +242,14 @@ impl ProcessPlan {
         if let Err(e) = sys::close_range_from(3, true).step("close_range") {
             return Msg::Failed(e);
         }
+        // The caller (the shim) blocks the signals it reads through a signalfd; the mask
+        // survives execve, so the container must get an empty one back.
+        if let Err(e) = nix::sys::signal::SigSet::empty()
+            .thread_set_mask()
+            .step("sigprocmask")
+        {
+            return Msg::Failed(e);
+        }
         let path = if self.candidates.len() == 1 && self.arg0.contains('/') {
             &self.candidates[0]
         } else {

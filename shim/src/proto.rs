@@ -160,6 +160,21 @@ impl Response {
     }
 }
 
+/// A short path to the shim socket in `dir`, valid while the returned descriptor is open:
+/// `/proc/self/fd/<n>/shim.sock` through an `O_PATH` descriptor of `dir`. Socket paths are
+/// limited to 107 bytes, which a deep state directory plus a 64-digit pod id exceeds.
+pub fn socket_path(dir: &std::path::Path) -> std::io::Result<(std::os::fd::OwnedFd, PathBuf)> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let fd: std::os::fd::OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(dir)?
+        .into();
+    let path = PathBuf::from(format!("/proc/self/fd/{}/{SOCKET_FILE}", fd.as_raw_fd()));
+    Ok((fd, path))
+}
+
 /// Frame errors.
 #[derive(Debug, thiserror::Error)]
 pub enum FrameError {

@@ -150,7 +150,11 @@ impl Shim {
         };
         let sock = dir.join(SOCKET_FILE);
         let _ = std::fs::remove_file(&sock);
-        let listener = UnixListener::bind(&sock).map_err(|e| Error::io(&sock, e))?;
+        // Bound by a relative name: the full path may exceed the 107 bytes a socket path has.
+        std::env::set_current_dir(&dir).map_err(|e| Error::io(&dir, e))?;
+        let bound = UnixListener::bind(SOCKET_FILE).map_err(|e| Error::io(&sock, e));
+        std::env::set_current_dir("/").map_err(|e| Error::io("/", e))?;
+        let listener = bound?;
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io(&sock, e))?;

@@ -37,6 +37,14 @@ pub struct TestDaemon {
     dir: tempfile::TempDir,
     child: Option<std::process::Child>,
     opts: DaemonOptions,
+    cgroup_root: String,
+}
+
+/// A cgroup parent unique to this test daemon, so tests never meet each other's cgroups.
+fn unique_cgroup_root() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("/corral-test-{}-{n}", std::process::id())
 }
 
 impl TestDaemon {
@@ -51,9 +59,15 @@ impl TestDaemon {
             dir,
             child: None,
             opts,
+            cgroup_root: unique_cgroup_root(),
         };
         d.spawn().await?;
         Ok(d)
+    }
+
+    /// The parent cgroup of this daemon's pods (cgroupfs path).
+    pub fn cgroup_root(&self) -> &str {
+        &self.cgroup_root
     }
 
     pub fn dir(&self) -> &Path {
@@ -100,12 +114,13 @@ impl TestDaemon {
 
     fn write_config(&self) -> Result<()> {
         let config = format!(
-            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[log]\nlevel = {:?}\n",
+            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[runtime]\ncgroup_root = {:?}\n[log]\nlevel = {:?}\n",
             self.root(),
             self.state(),
             self.socket(),
             self.hosts_dir(),
             self.opts.extra_config,
+            self.cgroup_root,
             self.opts.log_level.as_deref().unwrap_or("debug"),
         );
         std::fs::write(self.config_file(), config)?;
@@ -287,5 +302,6 @@ impl Drop for TestDaemon {
         if self.stop().is_err() {
             let _ = self.kill();
         }
+        crate::cleanup::pods(self.dir(), &self.state(), &self.cgroup_root);
     }
 }

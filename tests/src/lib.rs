@@ -1,5 +1,6 @@
 //! Test harness.
 
+pub mod cleanup;
 pub mod daemon;
 pub mod fixtures;
 pub mod registry;

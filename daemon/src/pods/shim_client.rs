@@ -56,9 +56,11 @@ impl ShimClient {
     /// Sends `request` and waits for the answer (without a time limit: `Wait` may take long).
     pub async fn call(&self, request: &Request) -> Result<Response, PodError> {
         let sock = self.dir.join(SOCKET_FILE);
-        let mut stream = UnixStream::connect(&sock).await.map_err(|e| {
+        let connect_err = |e: std::io::Error| {
             PodError::Shim(format!("connecting to the shim at {}: {e}", sock.display()))
-        })?;
+        };
+        let (_dir_fd, short) = proto::socket_path(&self.dir).map_err(connect_err)?;
+        let mut stream = UnixStream::connect(&short).await.map_err(connect_err)?;
         let frame = proto::encode(request).map_err(|e| PodError::Internal(e.to_string()))?;
         stream
             .write_all(&frame)

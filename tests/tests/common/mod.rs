@@ -193,3 +193,4 @@ pub fn sentinel(name: &str) -> PathBuf {
         std::process::id()
     ))
 }
+pub mod pod;

@@ -1,0 +1,231 @@
+//! Helpers for pod and container tests: a daemon with busybox pulled, configs, waits, and
+//! checks that nothing was left behind.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use corral_cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use corral_cri_api::v1::{
+    ContainerConfig, ContainerMetadata, ContainerState, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ImageSpec, KeyValue, PodSandboxConfig, PodSandboxMetadata,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+};
+use corral_tests::daemon::TestDaemon;
+use corral_tests::fixtures::{BuiltImage, ManifestFormat, busybox_image};
+use corral_tests::registry::FakeRegistry;
+use tonic::transport::Channel;
+
+use super::{pull, serve_image};
+
+pub type Runtime = RuntimeServiceClient<Channel>;
+
+/// A daemon with busybox pulled as [`PodEnv::image`], and a log directory.
+pub struct PodEnv {
+    pub rt: Runtime,
+    pub image: String,
+    pub logs: tempfile::TempDir,
+    pub d: TestDaemon,
+    pub _fake: FakeRegistry,
+}
+
+pub fn busybox() -> Result<BuiltImage> {
+    busybox_image()?
+        .stop_signal("SIGTERM")
+        .build(ManifestFormat::Oci)
+}
+
+pub async fn env() -> Result<PodEnv> {
+    let fake = FakeRegistry::start().await?;
+    serve_image(&fake, "library/busybox", "1", &busybox()?);
+    let d = TestDaemon::start().await?;
+    let image = format!("{}/library/busybox:1", fake.addr());
+    pull(&mut d.images().await?, &image).await?;
+    Ok(PodEnv {
+        rt: d.runtime().await?,
+        image,
+        logs: tempfile::Builder::new().prefix("corral-logs-").tempdir()?,
+        d,
+        _fake: fake,
+    })
+}
+
+impl PodEnv {
+    pub fn pod_config(&self, name: &str) -> PodSandboxConfig {
+        PodSandboxConfig {
+            metadata: Some(PodSandboxMetadata {
+                name: name.to_owned(),
+                namespace: "test".into(),
+                uid: format!("{name}-uid"),
+                attempt: 0,
+            }),
+            hostname: name.to_owned(),
+            log_directory: self.logs.path().display().to_string(),
+            ..Default::default()
+        }
+    }
+
+    pub fn ctr_config(&self, name: &str, cmd: &[&str]) -> ContainerConfig {
+        ContainerConfig {
+            metadata: Some(ContainerMetadata {
+                name: name.to_owned(),
+                attempt: 0,
+            }),
+            image: Some(ImageSpec {
+                image: self.image.clone(),
+                ..Default::default()
+            }),
+            command: cmd.iter().map(|s| s.to_string()).collect(),
+            log_path: format!("{name}.log"),
+            envs: vec![KeyValue {
+                key: "CORRAL_TEST".into(),
+                value: "1".into(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    pub async fn run_pod(&mut self, name: &str) -> Result<String> {
+        let config = self.pod_config(name);
+        Ok(self
+            .rt
+            .run_pod_sandbox(RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            })
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
+    }
+
+    pub async fn create(
+        &mut self,
+        pod: &str,
+        pod_name: &str,
+        config: ContainerConfig,
+    ) -> Result<String, tonic::Status> {
+        let sandbox_config = self.pod_config(pod_name);
+        Ok(self
+            .rt
+            .create_container(CreateContainerRequest {
+                pod_sandbox_id: pod.to_owned(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config),
+            })
+            .await?
+            .into_inner()
+            .container_id)
+    }
+
+    /// Creates and starts a container running `cmd`.
+    pub async fn start(
+        &mut self,
+        pod: &str,
+        pod_name: &str,
+        name: &str,
+        cmd: &[&str],
+    ) -> Result<String> {
+        let config = self.ctr_config(name, cmd);
+        let id = self.create(pod, pod_name, config).await?;
+        self.rt
+            .start_container(StartContainerRequest {
+                container_id: id.clone(),
+            })
+            .await?;
+        Ok(id)
+    }
+
+    pub async fn status(&mut self, id: &str) -> Result<ContainerStatus> {
+        self.rt
+            .container_status(ContainerStatusRequest {
+                container_id: id.to_owned(),
+                verbose: false,
+            })
+            .await?
+            .into_inner()
+            .status
+            .context("no status")
+    }
+
+    /// Waits until the container has exited and returns its status.
+    pub async fn wait_exited(&mut self, id: &str, within: Duration) -> Result<ContainerStatus> {
+        let until = Instant::now() + within;
+        loop {
+            let s = self.status(id).await?;
+            if s.state == ContainerState::ContainerExited as i32 {
+                return Ok(s);
+            }
+            if Instant::now() > until {
+                bail!("container {id} still {:?} after {within:?}", s.state);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_file(&self, name: &str) -> PathBuf {
+        self.logs.path().join(format!("{name}.log"))
+    }
+
+    pub async fn remove_pod(&mut self, id: &str) -> Result<()> {
+        self.rt
+            .remove_pod_sandbox(RemovePodSandboxRequest {
+                pod_sandbox_id: id.to_owned(),
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Asserts nothing of the daemon's pods is left: mounts under its directory, cgroups under
+    /// its cgroup root, pod and container directories.
+    pub fn assert_clean(&self) {
+        let mounts = corral_tests::cleanup::mounts_under(self.d.dir());
+        assert!(mounts.is_empty(), "mounts left: {mounts:?}");
+        for ctrl in ["memory", "pids", "cpu"] {
+            let dir = Path::new("/sys/fs/cgroup")
+                .join(ctrl)
+                .join(self.d.cgroup_root().trim_start_matches('/'));
+            let children: Vec<_> = std::fs::read_dir(&dir)
+                .map(|rd| {
+                    rd.flatten()
+                        .filter(|e| e.path().is_dir())
+                        .map(|e| e.path())
+                        .collect()
+                })
+                .unwrap_or_default();
+            assert!(
+                children.is_empty(),
+                "cgroups left under {}: {children:?}",
+                dir.display()
+            );
+        }
+        for sub in ["pods", "containers"] {
+            for base in [self.d.root(), self.d.state()] {
+                let left: Vec<_> = std::fs::read_dir(base.join(sub))
+                    .map(|rd| rd.flatten().map(|e| e.path()).collect())
+                    .unwrap_or_default();
+                assert!(
+                    left.is_empty(),
+                    "left under {}: {left:?}",
+                    base.join(sub).display()
+                );
+            }
+        }
+    }
+}
+
+/// Parses CRI log lines into (stream, tag, text).
+pub fn parse_log(text: &str) -> Vec<(String, String, String)> {
+    text.lines()
+        .map(|l| {
+            let mut parts = l.splitn(4, ' ');
+            let ts = parts.next().unwrap_or_default();
+            assert!(
+                ts.ends_with('Z') && ts.contains('T'),
+                "bad timestamp in {l:?}"
+            );
+            let stream = parts.next().unwrap_or_default().to_owned();
+            let tag = parts.next().unwrap_or_default().to_owned();
+            (stream, tag, parts.next().unwrap_or_default().to_owned())
+        })
+        .collect()
+}
