@@ -306,6 +306,40 @@ fn pid_holder(t: &Test) -> R {
     check_eq(&code, &0)
 }
 
+fn terminal(t: &Test) -> R {
+    let pty = nix::pty::openpty(None, None).map_err(s)?;
+    let cmd = "test -t 0 && echo tty; stat -c %t /dev/console; cut -d' ' -f7 /proc/self/stat";
+    let spec = t.spec(
+        json!(["sh", "-c", cmd]),
+        json!({"process": {"terminal": true}}),
+    );
+    let stdio = container::Stdio {
+        stdin: Some(pty.slave.try_clone().map_err(s)?),
+        stdout: pty.slave.try_clone().map_err(s)?,
+        stderr: pty.slave,
+    };
+    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    c.start().map_err(|e| e.to_string())?;
+    let code = wait(c.pidfd())?;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    // All replica descriptors are closed: the buffered output, then EIO.
+    while let Ok(n @ 1..) =
+        nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&pty.master), &mut buf)
+    {
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    let mut lines = out.lines();
+    check_eq(&lines.next(), &Some("tty"))?;
+    check_eq(&lines.next(), &Some("88"))?;
+    check(
+        lines.next().is_some_and(|n| n != "0"),
+        "no controlling terminal",
+    )?;
+    check_eq(&code, &0)
+}
+
 fn append_mounts(spec: &mut oci_spec::runtime::Spec, extra: serde_json::Value) {
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     let extra: Vec<oci_spec::runtime::Mount> = serde_json::from_value(extra).expect("mounts");
@@ -345,5 +379,6 @@ fn main() {
         ("bad_mount_source", bad_mount_source),
         ("unsupported_is_rejected", unsupported_is_rejected),
         ("pid_holder", pid_holder),
+        ("terminal", terminal),
     ]);
 }

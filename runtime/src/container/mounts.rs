@@ -144,9 +144,12 @@ pub(super) fn setup_rootfs(plan: &Plan) -> ChildResult {
     }
     devices::create(&root, plan)?;
     if plan.process.terminal {
+        // The replica's path in this (copied) mount namespace: a descriptor's own mount
+        // belongs to the caller's namespace and cannot be a bind source here.
+        let replica = std::fs::read_link("/proc/self/fd/0").step("readlink the console replica")?;
         let console = root.prepare(Path::new("dev/console"), false)?;
         mount(
-            Some("/proc/self/fd/0"),
+            Some(&replica),
             &fd_path(&console),
             NONE,
             MsFlags::MS_BIND,
