@@ -22,6 +22,7 @@ pub mod exec;
 mod process;
 mod report;
 pub mod sandbox;
+mod seccomp;
 mod sys;
 
 pub use error::Error;
