@@ -123,7 +123,13 @@ pub fn spawn_with_seccomp(
             });
         }
     };
-    match recv(&status_r) {
+    let result = recv(&status_r);
+    if let (Ok(None), Some(adj)) = (&result, plan.oom_score_adj)
+        && let Err(e) = crate::process::set_oom_score_adj(b, adj)
+    {
+        tracing::warn!(error = %e, "setting oom_score_adj of an exec'd process");
+    }
+    match result {
         Ok(None) => Ok(Spawned {
             pid: b.as_raw(),
             pidfd,
