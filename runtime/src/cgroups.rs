@@ -137,6 +137,10 @@ pub(crate) fn create(
 
 /// Moves `pid` into the existing cgroup (every hierarchy libcgroups manages).
 pub(crate) fn join(cgroups_path: &Path, pid: Pid) -> Result<(), Error> {
+    // libcgroups would create a missing cgroup; joining one that is gone is an error.
+    if !exists(cgroups_path)? {
+        return Err(cg_err(cgroups_path, "no such cgroup"));
+    }
     let m = manager(cgroups_path)?;
     m.add_task(pid)
         .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))

@@ -8,7 +8,7 @@ use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use crate::container::Stdio;
 use crate::process::ProcessPlan;
@@ -59,7 +59,19 @@ pub fn spawn(
     process: &Process,
     stdio: Stdio,
 ) -> Result<Spawned, Error> {
-    let plan = ProcessPlan::new(process)?;
+    spawn_with_seccomp(init_pid, cgroups_path, process, None, stdio)
+}
+
+/// [`spawn`] with the container's `linux.seccomp` profile applied to the new process too (as
+/// runc does for `exec`).
+pub fn spawn_with_seccomp(
+    init_pid: i32,
+    cgroups_path: &std::path::Path,
+    process: &Process,
+    seccomp: Option<&LinuxSeccomp>,
+    stdio: Stdio,
+) -> Result<Spawned, Error> {
+    let plan = ProcessPlan::new(process)?.with_seccomp(seccomp)?;
     let init_pidfd =
         sys::pidfd_open(Pid::from_raw(init_pid)).map_err(Error::sys("pidfd_open init"))?;
     let flags = differing_namespaces(init_pid)?;
@@ -111,7 +123,13 @@ pub fn spawn(
             });
         }
     };
-    match recv(&status_r) {
+    let result = recv(&status_r);
+    if let (Ok(None), Some(adj)) = (&result, plan.oom_score_adj)
+        && let Err(e) = crate::process::set_oom_score_adj(b, adj)
+    {
+        tracing::warn!(error = %e, "setting oom_score_adj of an exec'd process");
+    }
+    match result {
         Ok(None) => Ok(Spawned {
             pid: b.as_raw(),
             pidfd,

@@ -10,10 +10,11 @@ use nix::errno::Errno;
 use nix::sys::resource::{Resource, getrlimit, setrlimit};
 use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Pid, Uid};
-use oci_spec::runtime::{Capabilities, Process};
+use oci_spec::runtime::{Capabilities, LinuxSeccomp, Process};
 
 use crate::Error;
 use crate::report::{ChildError, ChildResult, Msg, Step, send};
+use crate::seccomp::SeccompPlan;
 use crate::sys;
 
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -45,6 +46,7 @@ pub(crate) struct ProcessPlan {
     no_new_privs: bool,
     pub terminal: bool,
     pub oom_score_adj: Option<i32>,
+    seccomp: Option<SeccompPlan>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, Error> {
@@ -156,7 +158,15 @@ impl ProcessPlan {
             no_new_privs: process.no_new_privileges().unwrap_or(false),
             terminal: process.terminal().unwrap_or(false),
             oom_score_adj: process.oom_score_adj(),
+            seccomp: None,
         })
+    }
+
+    /// Adds a seccomp profile: installed right before `execve` when `no_new_privs` is set,
+    /// else before the capabilities are dropped (installing needs `CAP_SYS_ADMIN` then).
+    pub fn with_seccomp(mut self, seccomp: Option<&LinuxSeccomp>) -> Result<Self, Error> {
+        self.seccomp = seccomp.map(crate::seccomp::build).transpose()?;
+        Ok(self)
     }
 
     /// The working directory (absolute, inside the container).
@@ -193,6 +203,11 @@ impl ProcessPlan {
     /// the bounding set is dropped while still privileged, caps survive setuid through
     /// `PR_SET_KEEPCAPS` and are then set explicitly).
     pub fn apply_credentials(&self) -> ChildResult {
+        if !self.no_new_privs
+            && let Some(s) = &self.seccomp
+        {
+            s.install()?;
+        }
         if let Some(c) = &self.caps {
             for cap in 0..=c.last_cap.min(63) {
                 if c.bounding & (1 << cap) == 0 {
@@ -236,6 +251,12 @@ impl ProcessPlan {
     fn try_exec(&self) -> Msg {
         if self.no_new_privs
             && let Err(e) = nix::sys::prctl::set_no_new_privs().step("PR_SET_NO_NEW_PRIVS")
+        {
+            return Msg::Failed(e);
+        }
+        if self.no_new_privs
+            && let Some(s) = &self.seccomp
+            && let Err(e) = s.install()
         {
             return Msg::Failed(e);
         }

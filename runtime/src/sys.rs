@@ -227,3 +227,28 @@ pub(crate) fn run_child(body: impl FnOnce() -> i32) -> ! {
     let code = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)).unwrap_or(125);
     exit(code)
 }
+
+#[repr(C)]
+struct SockFprog {
+    len: libc::c_ushort,
+    filter: *const seccompiler::sock_filter,
+}
+
+/// `seccomp(SECCOMP_SET_MODE_FILTER, 0, prog)`, without touching `no_new_privs`.
+pub(crate) fn seccomp_install(prog: &[seccompiler::sock_filter]) -> Result<(), Errno> {
+    let len = libc::c_ushort::try_from(prog.len()).map_err(|_| Errno::E2BIG)?;
+    let fprog = SockFprog {
+        len,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: `fprog` points to `prog`, which outlives the call; the kernel copies the program.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &fprog as *const SockFprog,
+        )
+    };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}

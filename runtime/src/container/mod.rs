@@ -75,6 +75,10 @@ fn sys_owned(fd: std::os::fd::RawFd) -> OwnedFd {
 }
 
 /// A container process that exists, fully set up, and waits to `execve` its entrypoint.
+///
+/// Dropping it without [`Container::start`] makes the init exit (status 0) instead of
+/// `execve`ing; the caller still reaps it and removes the cgroup
+/// ([`crate::cgroups::kill_and_remove`]).
 pub struct Container {
     pid: Pid,
     pidfd: OwnedFd,

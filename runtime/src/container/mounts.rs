@@ -144,9 +144,12 @@ pub(super) fn setup_rootfs(plan: &Plan) -> ChildResult {
     }
     devices::create(&root, plan)?;
     if plan.process.terminal {
+        // The replica's path in this (copied) mount namespace: a descriptor's own mount
+        // belongs to the caller's namespace and cannot be a bind source here.
+        let replica = std::fs::read_link("/proc/self/fd/0").step("readlink the console replica")?;
         let console = root.prepare(Path::new("dev/console"), false)?;
         mount(
-            Some("/proc/self/fd/0"),
+            Some(&replica),
             &fd_path(&console),
             NONE,
             MsFlags::MS_BIND,
@@ -332,5 +335,30 @@ pub(super) fn create_cwd(cwd: &CString) -> ChildResult {
             step: format!("create cwd {}", p.display()),
             errno: e.raw_os_error().map(Errno::from_raw).unwrap_or(Errno::EIO),
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::symlink;
+    use std::path::Path;
+
+    use super::resolve_in_root;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("a/b")).expect("mkdir");
+        symlink("/etc", root.join("abs")).expect("symlink");
+        symlink("../../../../..", root.join("a/up")).expect("symlink");
+        symlink("b", root.join("a/rel")).expect("symlink");
+        symlink("loop", root.join("loop")).expect("symlink");
+        let r = |p: &str| resolve_in_root(root, Path::new(p)).expect("resolve");
+        assert_eq!(r("abs/passwd"), Path::new("etc/passwd"));
+        assert_eq!(r("a/up/x"), Path::new("x"));
+        assert_eq!(r("a/rel/c"), Path::new("a/b/c"));
+        assert_eq!(r("../../a/./b"), Path::new("a/b"));
+        assert!(resolve_in_root(root, Path::new("loop/x")).is_err());
     }
 }

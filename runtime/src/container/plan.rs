@@ -89,9 +89,6 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         .root()
         .as_ref()
         .ok_or_else(|| invalid("root missing"))?;
-    if linux.seccomp().is_some() {
-        return Err(invalid("linux.seccomp is not supported yet"));
-    }
     if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
         || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
     {
@@ -106,7 +103,7 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
     {
         return Err(invalid("linux.mountLabel: no SELinux on this host"));
     }
-    let process_plan = ProcessPlan::new(process)?;
+    let process_plan = ProcessPlan::new(process)?.with_seccomp(linux.seccomp().as_ref())?;
 
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
