@@ -12,6 +12,8 @@ use anyhow::{Context, bail};
 use corral_cri_api::v1;
 use serde::{Deserialize, Deserializer};
 
+pub use crate::config_container::ContainerConfig;
+
 type Map = HashMap<String, String>;
 
 /// Reads a `PodSandboxConfig` file.
@@ -50,7 +52,7 @@ pub fn parse<T: for<'de> Deserialize<'de>>(text: &str, path: &Path) -> anyhow::R
 /// A protobuf enum value: its name (`"NODE"`) or its number.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
-enum EnumValue {
+pub(crate) enum EnumValue {
     Number(i32),
     Name(String),
 }
@@ -67,7 +69,7 @@ impl EnumValue {
     }
 }
 
-fn resolve(
+pub(crate) fn resolve(
     value: Option<&EnumValue>,
     what: &str,
     by_name: impl Fn(&str) -> Option<i32>,
@@ -76,7 +78,7 @@ fn resolve(
 }
 
 /// An int64 as a JSON number or a decimal string (protojson writes 64-bit integers as strings).
-fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+pub(crate) fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Raw {
@@ -89,7 +91,7 @@ fn int64<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
     }
 }
 
-fn int64_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
+pub(crate) fn int64_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
     #[derive(Deserialize)]
     struct One(#[serde(deserialize_with = "int64")] i64);
     Ok(Vec::<One>::deserialize(d)?
@@ -101,12 +103,12 @@ fn int64_list<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<i64>, D::Error> {
 /// `Int64Value`: `{"value": 1000}`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct Int64Value {
+pub(crate) struct Int64Value {
     #[serde(deserialize_with = "int64")]
     value: i64,
 }
 
-fn int64_value(v: Option<Int64Value>) -> Option<v1::Int64Value> {
+pub(crate) fn int64_value(v: Option<Int64Value>) -> Option<v1::Int64Value> {
     v.map(|v| v1::Int64Value { value: v.value })
 }
 
@@ -185,7 +187,7 @@ struct SandboxSecurityContext {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct NamespaceOptions {
+pub(crate) struct NamespaceOptions {
     network: Option<EnumValue>,
     pid: Option<EnumValue>,
     ipc: Option<EnumValue>,
@@ -210,14 +212,16 @@ impl NamespaceOptions {
     }
 }
 
-fn namespaces(v: Option<NamespaceOptions>) -> anyhow::Result<Option<v1::NamespaceOption>> {
+pub(crate) fn namespaces(
+    v: Option<NamespaceOptions>,
+) -> anyhow::Result<Option<v1::NamespaceOption>> {
     v.map(NamespaceOptions::into_proto).transpose()
 }
 
 /// `LinuxContainerResources`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-struct Resources {
+pub(crate) struct Resources {
     #[serde(alias = "cpuPeriod", deserialize_with = "int64")]
     cpu_period: i64,
     #[serde(alias = "cpuQuota", deserialize_with = "int64")]
@@ -238,7 +242,7 @@ struct Resources {
 }
 
 impl Resources {
-    fn into_proto(self) -> v1::LinuxContainerResources {
+    pub(crate) fn into_proto(self) -> v1::LinuxContainerResources {
         v1::LinuxContainerResources {
             cpu_period: self.cpu_period,
             cpu_quota: self.cpu_quota,
@@ -310,214 +314,6 @@ impl PodConfig {
             annotations: self.annotations,
             linux,
             windows: None,
-        })
-    }
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ContainerConfig {
-    metadata: Option<ContainerMetadata>,
-    image: Option<ImageSpec>,
-    command: Vec<String>,
-    args: Vec<String>,
-    #[serde(alias = "workingDir")]
-    working_dir: String,
-    envs: Vec<KeyValue>,
-    mounts: Vec<Mount>,
-    devices: Vec<Device>,
-    labels: Map,
-    annotations: Map,
-    #[serde(alias = "logPath")]
-    log_path: String,
-    stdin: bool,
-    #[serde(alias = "stdinOnce")]
-    stdin_once: bool,
-    tty: bool,
-    linux: Option<LinuxContainerConfig>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct ContainerMetadata {
-    name: String,
-    attempt: u32,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct ImageSpec {
-    image: String,
-    annotations: Map,
-    #[serde(alias = "userSpecifiedImage")]
-    user_specified_image: String,
-    #[serde(alias = "runtimeHandler")]
-    runtime_handler: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct KeyValue {
-    key: String,
-    value: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Mount {
-    #[serde(alias = "containerPath")]
-    container_path: String,
-    #[serde(alias = "hostPath")]
-    host_path: String,
-    readonly: bool,
-    #[serde(alias = "selinuxRelabel")]
-    selinux_relabel: bool,
-    propagation: Option<EnumValue>,
-    #[serde(alias = "recursiveReadOnly")]
-    recursive_read_only: bool,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Device {
-    #[serde(alias = "containerPath")]
-    container_path: String,
-    #[serde(alias = "hostPath")]
-    host_path: String,
-    permissions: String,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct LinuxContainerConfig {
-    resources: Option<Resources>,
-    #[serde(alias = "securityContext")]
-    security_context: Option<ContainerSecurityContext>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct ContainerSecurityContext {
-    capabilities: Option<Capability>,
-    privileged: bool,
-    #[serde(alias = "namespaceOptions")]
-    namespace_options: Option<NamespaceOptions>,
-    #[serde(alias = "runAsUser")]
-    run_as_user: Option<Int64Value>,
-    #[serde(alias = "runAsGroup")]
-    run_as_group: Option<Int64Value>,
-    #[serde(alias = "runAsUsername")]
-    run_as_username: String,
-    #[serde(alias = "readonlyRootfs")]
-    readonly_rootfs: bool,
-    #[serde(alias = "supplementalGroups", deserialize_with = "int64_list")]
-    supplemental_groups: Vec<i64>,
-    #[serde(alias = "noNewPrivs")]
-    no_new_privs: bool,
-    #[serde(alias = "maskedPaths")]
-    masked_paths: Vec<String>,
-    #[serde(alias = "readonlyPaths")]
-    readonly_paths: Vec<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-struct Capability {
-    #[serde(alias = "addCapabilities")]
-    add_capabilities: Vec<String>,
-    #[serde(alias = "dropCapabilities")]
-    drop_capabilities: Vec<String>,
-    #[serde(alias = "addAmbientCapabilities")]
-    add_ambient_capabilities: Vec<String>,
-}
-
-impl ContainerConfig {
-    pub fn into_proto(self) -> anyhow::Result<v1::ContainerConfig> {
-        let mounts = self
-            .mounts
-            .into_iter()
-            .map(|m| {
-                Ok(v1::Mount {
-                    container_path: m.container_path,
-                    host_path: m.host_path,
-                    readonly: m.readonly,
-                    selinux_relabel: m.selinux_relabel,
-                    propagation: resolve(m.propagation.as_ref(), "mount propagation", |n| {
-                        v1::MountPropagation::from_str_name(n).map(|p| p as i32)
-                    })?,
-                    recursive_read_only: m.recursive_read_only,
-                    ..Default::default()
-                })
-            })
-            .collect::<anyhow::Result<_>>()?;
-        let linux = match self.linux {
-            None => None,
-            Some(l) => Some(v1::LinuxContainerConfig {
-                resources: l.resources.map(Resources::into_proto),
-                security_context: match l.security_context {
-                    None => None,
-                    Some(s) => Some(v1::LinuxContainerSecurityContext {
-                        capabilities: s.capabilities.map(|c| v1::Capability {
-                            add_capabilities: c.add_capabilities,
-                            drop_capabilities: c.drop_capabilities,
-                            add_ambient_capabilities: c.add_ambient_capabilities,
-                        }),
-                        privileged: s.privileged,
-                        namespace_options: namespaces(s.namespace_options)?,
-                        run_as_user: int64_value(s.run_as_user),
-                        run_as_group: int64_value(s.run_as_group),
-                        run_as_username: s.run_as_username,
-                        readonly_rootfs: s.readonly_rootfs,
-                        supplemental_groups: s.supplemental_groups,
-                        no_new_privs: s.no_new_privs,
-                        masked_paths: s.masked_paths,
-                        readonly_paths: s.readonly_paths,
-                        ..Default::default()
-                    }),
-                },
-            }),
-        };
-        Ok(v1::ContainerConfig {
-            metadata: self.metadata.map(|m| v1::ContainerMetadata {
-                name: m.name,
-                attempt: m.attempt,
-            }),
-            image: self.image.map(|i| v1::ImageSpec {
-                image: i.image,
-                annotations: i.annotations,
-                user_specified_image: i.user_specified_image,
-                runtime_handler: i.runtime_handler,
-                image_ref: String::new(),
-            }),
-            command: self.command,
-            args: self.args,
-            working_dir: self.working_dir,
-            envs: self
-                .envs
-                .into_iter()
-                .map(|e| v1::KeyValue {
-                    key: e.key,
-                    value: e.value,
-                })
-                .collect(),
-            mounts,
-            devices: self
-                .devices
-                .into_iter()
-                .map(|d| v1::Device {
-                    container_path: d.container_path,
-                    host_path: d.host_path,
-                    permissions: d.permissions,
-                })
-                .collect(),
-            labels: self.labels,
-            annotations: self.annotations,
-            log_path: self.log_path,
-            stdin: self.stdin,
-            stdin_once: self.stdin_once,
-            tty: self.tty,
-            linux,
-            ..Default::default()
         })
     }
 }

@@ -64,10 +64,15 @@ pub struct Record<'a> {
 
 /// Parses one record (a line without its `\n`).
 pub fn parse_record(line: &[u8]) -> anyhow::Result<Record<'_>> {
+    parse_fields(line)
+        .with_context(|| format!("unexpected log format: {:?}", String::from_utf8_lossy(line)))
+}
+
+fn parse_fields(line: &[u8]) -> anyhow::Result<Record<'_>> {
     let mut fields = line.splitn(4, |&b| b == b' ');
     let (Some(time), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next())
     else {
-        bail!("unexpected log format: {:?}", String::from_utf8_lossy(line));
+        bail!("expected <time> <stream> <tag> <text>");
     };
     let text = fields.next().unwrap_or_default();
     let time_text = std::str::from_utf8(time).context("log timestamp is not UTF-8")?;

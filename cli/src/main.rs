@@ -9,6 +9,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod config_container;
 mod config_file;
 mod containers;
 mod exec;
