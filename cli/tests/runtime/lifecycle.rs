@@ -236,11 +236,11 @@ async fn update_sends_parsed_resources() {
     .await;
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(stdout(&out), "c1\nc2\n");
-    let rt = server.fake.rt();
-    assert_eq!(rt.updates.len(), 2);
-    assert_eq!(rt.updates[1].container_id, "c2");
+    let updates = server.fake.rt().updates.clone();
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[1].container_id, "c2");
     assert_eq!(
-        rt.updates[0].linux,
+        updates[0].linux,
         Some(v1::LinuxContainerResources {
             cpu_period: 100_000,
             cpu_quota: 50_000,
@@ -251,7 +251,6 @@ async fn update_sends_parsed_resources() {
             ..Default::default()
         })
     );
-    drop(rt);
     let out = run(&server.socket, &["update", "--memory", "lots", "c1"]).await;
     assert_eq!(out.status.code(), Some(2));
 }
