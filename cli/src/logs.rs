@@ -181,7 +181,7 @@ impl<O: Write, E: Write> Printer<O, E> {
                 Stream::Stderr => &mut self.stderr,
             };
             if self.timestamps {
-                write!(out, "{} ", line.time_text)?;
+                write!(out, "{} ", go_rfc3339_nano(&line.time_text))?;
             }
             out.write_all(&line.text)?;
             if !line.unterminated {
@@ -191,6 +191,31 @@ impl<O: Write, E: Write> Printer<O, E> {
         self.stdout.flush()?;
         self.stderr.flush()
     }
+}
+
+/// A valid RFC 3339 time as Go's `Format(time.RFC3339Nano)` writes it back, as crictl prints
+/// it: fraction without trailing zeros, a zero offset as `Z`.
+pub fn go_rfc3339_nano(text: &str) -> String {
+    let (base, zone) = match text.rfind(['Z', 'z', '+', '-']) {
+        Some(at) if at >= 19 => text.split_at(at),
+        _ => return text.to_owned(),
+    };
+    let zone = match zone {
+        "z" | "+00:00" | "-00:00" => "Z",
+        other => other,
+    };
+    let base = match base.split_once('.') {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                whole.to_owned()
+            } else {
+                format!("{whole}.{fraction}")
+            }
+        }
+        None => base.to_owned(),
+    };
+    format!("{base}{zone}")
 }
 
 /// Keeps the last `tail` lines after the `since` filter (negative: all).

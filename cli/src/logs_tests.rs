@@ -89,7 +89,7 @@ fn timestamps_prefix_each_line() {
     assert_eq!(
         out,
         "2024-05-01T10:00:00.000000001Z first line\n\
-         2024-05-01T10:00:02.000000000Z partial done\n"
+         2024-05-01T10:00:02Z partial done\n"
     );
     assert_eq!(err, "2024-05-01T10:00:01.5Z oops\n");
 }
@@ -151,4 +151,28 @@ fn since_takes_durations_and_times() {
         Some(10_000_000_000)
     );
     assert!(since_nanos("last tuesday").is_err());
+}
+
+#[test]
+fn timestamps_print_like_go() {
+    assert_eq!(
+        go_rfc3339_nano("2024-05-01T10:00:02.000000000Z"),
+        "2024-05-01T10:00:02Z"
+    );
+    assert_eq!(
+        go_rfc3339_nano("2024-05-01T10:00:02.120Z"),
+        "2024-05-01T10:00:02.12Z"
+    );
+    assert_eq!(
+        go_rfc3339_nano("2024-05-01T10:00:02.5+02:00"),
+        "2024-05-01T10:00:02.5+02:00"
+    );
+    assert_eq!(
+        go_rfc3339_nano("2024-05-01T10:00:02-00:00"),
+        "2024-05-01T10:00:02Z"
+    );
+    assert_eq!(
+        go_rfc3339_nano("2024-05-01T10:00:02+00:00"),
+        "2024-05-01T10:00:02Z"
+    );
 }

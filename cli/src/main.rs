@@ -206,6 +206,44 @@ mod tests {
     }
 
     #[test]
+    fn runtime_commands_parse_like_crictl() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("corralctl").chain(args.iter().copied()))
+        };
+        // Everything after the container ID belongs to the command, dashes included.
+        let cli = parse(&["exec", "-s", "c1", "ls", "-la", "--color"]).expect("exec");
+        let Command::Exec(exec) = cli.command else {
+            panic!("not exec");
+        };
+        let text = format!("{exec:?}");
+        assert!(text.contains(r#"cmd: ["ls", "-la", "--color"]"#), "{text}");
+        assert!(parse(&["exec", "c1"]).is_err());
+        assert!(parse(&["logs", "--tail", "-1", "c1"]).is_ok());
+        assert!(parse(&["rm"]).is_err());
+        assert!(parse(&["rm", "-a"]).is_ok());
+        assert!(parse(&["rmp", "-f", "-a"]).is_ok());
+        assert!(parse(&["stop", "-t", "10", "c1"]).is_ok());
+        assert!(parse(&["ps", "--state", "Running", "-n", "2"]).is_ok());
+        assert!(parse(&["ps", "--state", "sleeping"]).is_err());
+        assert!(parse(&["pods", "--state", "NotReady", "-n", "1"]).is_ok());
+        assert!(
+            parse(&[
+                "create",
+                "--no-pull",
+                "--with-pull",
+                "p",
+                "c.json",
+                "p.json"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["create", "p", "c.json"]).is_err());
+        assert!(parse(&["update", "--memory", "1g", "c1"]).is_ok());
+        assert!(parse(&["update", "--memory", "1q", "c1"]).is_err());
+        assert!(parse(&["runp", "--runtime", "runc", "p.json"]).is_ok());
+    }
+
+    #[test]
     fn info_rejects_table_output() {
         assert!(Cli::try_parse_from(["corralctl", "info", "-o", "table"]).is_err());
         assert!(Cli::try_parse_from(["corralctl", "info", "-o", "yaml"]).is_ok());

@@ -85,7 +85,7 @@ pub struct PodsArgs {
     #[arg(short = 'l', long)]
     latest: bool,
     /// Show only the N most recently created pods.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 0)]
     last: usize,
     /// Show full IDs.
     #[arg(long)]
