@@ -374,6 +374,11 @@ pub async fn logs(cri: &Cri, args: LogsArgs) -> anyhow::Result<()> {
             if !is_running(&status) {
                 let data = log.read_lines()?;
                 let mut lines = parse_lines(&data, &mut joiner)?;
+                if log.rotated() {
+                    // Rotated since the last look: the new file holds the last words.
+                    log.reopen()?;
+                    lines.extend(parse_lines(&log.read_lines()?, &mut joiner)?);
+                }
                 lines.extend(finish_lines(&mut log, &mut joiner)?);
                 printer.print(&lines)?;
                 return Ok(());

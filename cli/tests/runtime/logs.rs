@@ -101,7 +101,20 @@ async fn follow_survives_rotation_and_stops_with_the_container() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn");
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The client opens the file right after asking for the container's status.
+    let asked = tokio::time::timeout(Duration::from_secs(10), async {
+        while !server
+            .fake
+            .rt()
+            .calls
+            .iter()
+            .any(|c| c == "ContainerStatus")
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    asked.await.expect("logs -f asks for the container status");
+    tokio::time::sleep(Duration::from_millis(300)).await;
     {
         let mut file = std::fs::OpenOptions::new()
             .append(true)
