@@ -9,9 +9,19 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 mod client;
+mod config_container;
+mod config_file;
+mod containers;
+mod exec;
+mod filters;
 mod images;
 mod info;
+mod logs;
 mod output;
+mod pods;
+mod ps;
+mod runtime_json;
+mod timefmt;
 
 use client::Cri;
 
@@ -66,6 +76,36 @@ enum Command {
     Rmi(images::RmiArgs),
     /// Return image filesystem info.
     Imagefsinfo(images::ImageFsInfoArgs),
+    /// Run a new pod sandbox.
+    Runp(pods::RunpArgs),
+    /// Stop one or more running pod sandboxes.
+    Stopp(pods::StoppArgs),
+    /// Remove one or more pod sandboxes.
+    Rmp(pods::RmpArgs),
+    /// List pod sandboxes.
+    Pods(pods::PodsArgs),
+    /// Display the status of one or more pod sandboxes.
+    Inspectp(pods::InspectpArgs),
+    /// Create a new container in a pod sandbox.
+    Create(containers::CreateArgs),
+    /// Run a new container inside a new pod sandbox.
+    Run(containers::RunArgs),
+    /// Start one or more created containers.
+    Start(containers::StartArgs),
+    /// Stop one or more running containers.
+    Stop(containers::StopArgs),
+    /// Remove one or more containers.
+    Rm(containers::RmArgs),
+    /// Update one or more running containers' resources.
+    Update(containers::UpdateArgs),
+    /// List containers.
+    Ps(ps::PsArgs),
+    /// Display the status of one or more containers.
+    Inspect(ps::InspectArgs),
+    /// Fetch the logs of a container.
+    Logs(logs::LogsArgs),
+    /// Run a command in a running container.
+    Exec(exec::ExecArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -78,20 +118,42 @@ async fn main() -> ExitCode {
         cli.debug,
     );
     let result = match cli.command {
-        Command::Version => info::version(&cri).await,
-        Command::Info(args) => info::info(&cri, args).await,
-        Command::Pull(args) => images::pull(&cri, args).await,
-        Command::Images(args) => images::images(&cri, args).await,
-        Command::Inspecti(args) => images::inspecti(&cri, args).await,
-        Command::Rmi(args) => images::rmi(&cri, args).await,
-        Command::Imagefsinfo(args) => images::imagefsinfo(&cri, args).await,
+        Command::Exec(args) => exec::exec(&cri, args).await,
+        command => run(&cri, command).await.map(|()| ExitCode::SUCCESS),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(err) => {
             eprintln!("corralctl: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+async fn run(cri: &Cri, command: Command) -> anyhow::Result<()> {
+    match command {
+        Command::Version => info::version(cri).await,
+        Command::Info(args) => info::info(cri, args).await,
+        Command::Pull(args) => images::pull(cri, args).await,
+        Command::Images(args) => images::images(cri, args).await,
+        Command::Inspecti(args) => images::inspecti(cri, args).await,
+        Command::Rmi(args) => images::rmi(cri, args).await,
+        Command::Imagefsinfo(args) => images::imagefsinfo(cri, args).await,
+        Command::Runp(args) => pods::runp(cri, args).await,
+        Command::Stopp(args) => pods::stopp(cri, args).await,
+        Command::Rmp(args) => pods::rmp(cri, args).await,
+        Command::Pods(args) => pods::pods(cri, args).await,
+        Command::Inspectp(args) => pods::inspectp(cri, args).await,
+        Command::Create(args) => containers::create(cri, args).await,
+        Command::Run(args) => containers::run(cri, args).await,
+        Command::Start(args) => containers::start(cri, args).await,
+        Command::Stop(args) => containers::stop(cri, args).await,
+        Command::Rm(args) => containers::rm(cri, args).await,
+        Command::Update(args) => containers::update(cri, args).await,
+        Command::Ps(args) => ps::ps(cri, args).await,
+        Command::Inspect(args) => ps::inspect(cri, args).await,
+        Command::Logs(args) => logs::logs(cri, args).await,
+        Command::Exec(args) => exec::exec(cri, args).await.map(|_| ()),
     }
 }
 
@@ -141,6 +203,44 @@ mod tests {
         assert!(parse(&["busybox", "--username", "a", "--creds", "a:b"]).is_err());
         assert!(parse(&["busybox", "--password", "b"]).is_err());
         assert!(parse(&["busybox", "-u", "a", "--password", "b"]).is_ok());
+    }
+
+    #[test]
+    fn runtime_commands_parse_like_crictl() {
+        let parse = |args: &[&str]| {
+            Cli::try_parse_from(std::iter::once("corralctl").chain(args.iter().copied()))
+        };
+        // Everything after the container ID belongs to the command, dashes included.
+        let cli = parse(&["exec", "-s", "c1", "ls", "-la", "--color"]).expect("exec");
+        let Command::Exec(exec) = cli.command else {
+            panic!("not exec");
+        };
+        let text = format!("{exec:?}");
+        assert!(text.contains(r#"cmd: ["ls", "-la", "--color"]"#), "{text}");
+        assert!(parse(&["exec", "c1"]).is_err());
+        assert!(parse(&["logs", "--tail", "-1", "c1"]).is_ok());
+        assert!(parse(&["rm"]).is_err());
+        assert!(parse(&["rm", "-a"]).is_ok());
+        assert!(parse(&["rmp", "-f", "-a"]).is_ok());
+        assert!(parse(&["stop", "-t", "10", "c1"]).is_ok());
+        assert!(parse(&["ps", "--state", "Running", "-n", "2"]).is_ok());
+        assert!(parse(&["ps", "--state", "sleeping"]).is_err());
+        assert!(parse(&["pods", "--state", "NotReady", "-n", "1"]).is_ok());
+        assert!(
+            parse(&[
+                "create",
+                "--no-pull",
+                "--with-pull",
+                "p",
+                "c.json",
+                "p.json"
+            ])
+            .is_err()
+        );
+        assert!(parse(&["create", "p", "c.json"]).is_err());
+        assert!(parse(&["update", "--memory", "1g", "c1"]).is_ok());
+        assert!(parse(&["update", "--memory", "1q", "c1"]).is_err());
+        assert!(parse(&["runp", "--runtime", "runc", "p.json"]).is_ok());
     }
 
     #[test]

@@ -1,0 +1,392 @@
+//! `logs`: read a container's log file the way crictl does, straight from disk.
+//!
+//! The path comes from `ContainerStatus.log_path`; records are in the CRI log format
+//! `<RFC3339Nano> <stdout|stderr> <P|F>[:tags] <text>`. `P` records are partial and join the
+//! next records of the same stream until an `F` record ends the line. `--tail` counts joined
+//! lines; `--since` compares a line's first record time; `--follow` polls the file, reopens it
+//! when it is rotated (new inode, or shorter than what was read) and stops once the container
+//! no longer runs.
+
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use corral_cri_api::v1;
+
+use crate::client::{Cri, parse_duration};
+use crate::containers::container_status;
+use crate::timefmt;
+
+/// How often a followed file is polled for growth.
+const POLL: Duration = Duration::from_millis(100);
+/// How often a followed container's state is checked.
+const STATUS_EVERY: u32 = 10;
+
+/// `logs`: fetch the logs of a container.
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    #[arg(value_name = "CONTAINER_ID")]
+    id: String,
+    /// Follow the log output until the container stops.
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the log (negative: all).
+    #[arg(long, default_value_t = -1, allow_negative_numbers = true, value_name = "N")]
+    tail: i64,
+    /// Only lines since a relative duration (42m, 1h30m) or an RFC 3339 time.
+    #[arg(long, value_name = "DURATION|TIME")]
+    since: Option<String>,
+    /// Prefix each line with its RFC 3339 timestamp.
+    #[arg(short, long)]
+    timestamps: bool,
+}
+
+/// Which stream a record belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// One record of a CRI log file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Record<'a> {
+    pub time_text: &'a str,
+    pub time: i64,
+    pub stream: Stream,
+    pub partial: bool,
+    pub text: &'a [u8],
+}
+
+/// Parses one record (a line without its `\n`).
+pub fn parse_record(line: &[u8]) -> anyhow::Result<Record<'_>> {
+    parse_fields(line)
+        .with_context(|| format!("unexpected log format: {:?}", String::from_utf8_lossy(line)))
+}
+
+fn parse_fields(line: &[u8]) -> anyhow::Result<Record<'_>> {
+    let mut fields = line.splitn(4, |&b| b == b' ');
+    let (Some(time), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next())
+    else {
+        bail!("expected <time> <stream> <tag> <text>");
+    };
+    let text = fields.next().unwrap_or_default();
+    let time_text = std::str::from_utf8(time).context("log timestamp is not UTF-8")?;
+    let time = timefmt::parse_rfc3339(time_text)?;
+    let stream = match stream {
+        b"stdout" => Stream::Stdout,
+        b"stderr" => Stream::Stderr,
+        other => bail!(
+            "unexpected stream type {:?}",
+            String::from_utf8_lossy(other)
+        ),
+    };
+    let partial = match tag.split(|&b| b == b':').next() {
+        Some(b"P") => true,
+        Some(b"F") => false,
+        _ => bail!("unexpected log tag {:?}", String::from_utf8_lossy(tag)),
+    };
+    Ok(Record {
+        time_text,
+        time,
+        stream,
+        partial,
+        text,
+    })
+}
+
+/// A complete line: the joined text of its records and the first record's time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub stream: Stream,
+    pub time: i64,
+    pub time_text: String,
+    pub text: Vec<u8>,
+    /// True for the unfinished remainder of a stream flushed at the end.
+    pub unterminated: bool,
+}
+
+/// Joins partial records into lines, per stream.
+#[derive(Debug, Default)]
+pub struct Joiner {
+    pending: [Option<Line>; 2],
+}
+
+impl Joiner {
+    fn slot(stream: Stream) -> usize {
+        match stream {
+            Stream::Stdout => 0,
+            Stream::Stderr => 1,
+        }
+    }
+
+    /// Feeds one record; returns the line it completes, if any.
+    pub fn push(&mut self, record: &Record<'_>) -> Option<Line> {
+        let slot = &mut self.pending[Self::slot(record.stream)];
+        let line = slot.get_or_insert_with(|| Line {
+            stream: record.stream,
+            time: record.time,
+            time_text: record.time_text.to_owned(),
+            text: Vec::new(),
+            unterminated: false,
+        });
+        line.text.extend_from_slice(record.text);
+        if record.partial { None } else { slot.take() }
+    }
+
+    /// The unfinished lines, oldest first.
+    pub fn finish(&mut self) -> Vec<Line> {
+        let mut rest: Vec<Line> = self.pending.iter_mut().filter_map(Option::take).collect();
+        rest.sort_by_key(|l| l.time);
+        for line in &mut rest {
+            line.unterminated = true;
+        }
+        rest
+    }
+}
+
+/// Parses every complete record in `data` (whole lines) into finished lines.
+pub fn parse_lines(data: &[u8], joiner: &mut Joiner) -> anyhow::Result<Vec<Line>> {
+    let mut lines = Vec::new();
+    for raw in data.split(|&b| b == b'\n') {
+        if raw.is_empty() {
+            continue;
+        }
+        let record = parse_record(raw)?;
+        lines.extend(joiner.push(&record));
+    }
+    Ok(lines)
+}
+
+/// Where lines go and how they are shown.
+pub struct Printer<O: Write, E: Write> {
+    pub stdout: O,
+    pub stderr: E,
+    pub timestamps: bool,
+    pub since: Option<i64>,
+}
+
+impl<O: Write, E: Write> Printer<O, E> {
+    pub fn print(&mut self, lines: &[Line]) -> io::Result<()> {
+        for line in lines {
+            if self.since.is_some_and(|since| line.time < since) {
+                continue;
+            }
+            let out: &mut dyn Write = match line.stream {
+                Stream::Stdout => &mut self.stdout,
+                Stream::Stderr => &mut self.stderr,
+            };
+            if self.timestamps {
+                write!(out, "{} ", go_rfc3339_nano(&line.time_text))?;
+            }
+            out.write_all(&line.text)?;
+            if !line.unterminated {
+                out.write_all(b"\n")?;
+            }
+        }
+        self.stdout.flush()?;
+        self.stderr.flush()
+    }
+}
+
+/// A valid RFC 3339 time as Go's `Format(time.RFC3339Nano)` writes it back, as crictl prints
+/// it: fraction without trailing zeros, a zero offset as `Z`.
+pub fn go_rfc3339_nano(text: &str) -> String {
+    let (base, zone) = match text.rfind(['Z', 'z', '+', '-']) {
+        Some(at) if at >= 19 => text.split_at(at),
+        _ => return text.to_owned(),
+    };
+    let zone = match zone {
+        "z" | "+00:00" | "-00:00" => "Z",
+        other => other,
+    };
+    let base = match base.split_once('.') {
+        Some((whole, fraction)) => {
+            let fraction = fraction.trim_end_matches('0');
+            if fraction.is_empty() {
+                whole.to_owned()
+            } else {
+                format!("{whole}.{fraction}")
+            }
+        }
+        None => base.to_owned(),
+    };
+    format!("{base}{zone}")
+}
+
+/// Keeps the last `tail` lines after the `since` filter (negative: all).
+pub fn apply_tail(mut lines: Vec<Line>, tail: i64, since: Option<i64>) -> Vec<Line> {
+    if let Some(since) = since {
+        lines.retain(|l| l.time >= since);
+    }
+    if let Ok(keep) = usize::try_from(tail) {
+        let skip = lines.len().saturating_sub(keep);
+        lines.drain(..skip);
+    }
+    lines
+}
+
+/// An open log file read in whole lines, reopened when rotated.
+struct LogFile {
+    path: PathBuf,
+    file: File,
+    inode: u64,
+    read: u64,
+    partial: Vec<u8>,
+}
+
+impl LogFile {
+    fn open(path: &Path) -> io::Result<Self> {
+        let file = File::open(path)?;
+        let inode = file.metadata()?.ino();
+        Ok(Self {
+            path: path.to_owned(),
+            file,
+            inode,
+            read: 0,
+            partial: Vec::new(),
+        })
+    }
+
+    /// Reads what was appended and returns the complete lines; an unfinished last line waits.
+    fn read_lines(&mut self) -> io::Result<Vec<u8>> {
+        let mut data = std::mem::take(&mut self.partial);
+        self.file.seek(SeekFrom::Start(self.read))?;
+        let n = self.file.read_to_end(&mut data)?;
+        self.read += n as u64;
+        match data.iter().rposition(|&b| b == b'\n') {
+            Some(end) => {
+                self.partial = data.split_off(end + 1);
+                Ok(data)
+            }
+            None => {
+                self.partial = data;
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Whether the path now names another file, or the file was truncated.
+    fn rotated(&self) -> bool {
+        match std::fs::metadata(&self.path) {
+            Ok(meta) => meta.ino() != self.inode || meta.len() < self.read,
+            Err(_) => false,
+        }
+    }
+
+    fn reopen(&mut self) -> io::Result<()> {
+        *self = Self::open(&self.path)?;
+        Ok(())
+    }
+
+    /// The unfinished last line, when reading stops for good.
+    fn take_rest(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.partial)
+    }
+}
+
+fn since_nanos(since: &str) -> anyhow::Result<i64> {
+    if let Ok(ago) = parse_duration(since) {
+        let ago = i64::try_from(ago.as_nanos()).unwrap_or(i64::MAX);
+        return Ok(timefmt::now_nanos().saturating_sub(ago));
+    }
+    timefmt::parse_rfc3339(since)
+        .with_context(|| format!("invalid --since {since:?}: expected a duration or RFC 3339 time"))
+}
+
+/// Reads what the file holds now and prints it with `--tail` and `--since` applied.
+fn print_existing<O: Write, E: Write>(
+    log: &mut LogFile,
+    joiner: &mut Joiner,
+    printer: &mut Printer<O, E>,
+    tail: i64,
+    finish: bool,
+) -> anyhow::Result<()> {
+    let data = log.read_lines()?;
+    let mut lines = parse_lines(&data, joiner)?;
+    if finish {
+        lines.extend(finish_lines(log, joiner)?);
+    }
+    printer.print(&apply_tail(lines, tail, printer.since))?;
+    Ok(())
+}
+
+fn finish_lines(log: &mut LogFile, joiner: &mut Joiner) -> anyhow::Result<Vec<Line>> {
+    let rest = log.take_rest();
+    let mut lines = parse_lines(&rest, joiner)?;
+    lines.extend(joiner.finish());
+    Ok(lines)
+}
+
+fn is_running(status: &v1::ContainerStatusResponse) -> bool {
+    status
+        .status
+        .as_ref()
+        .is_some_and(|s| s.state == v1::ContainerState::ContainerRunning as i32)
+}
+
+pub async fn logs(cri: &Cri, args: LogsArgs) -> anyhow::Result<()> {
+    let since = args.since.as_deref().map(since_nanos).transpose()?;
+    let mut client = cri.runtime().await?;
+    let status = container_status(cri, &mut client, &args.id, false).await?;
+    let path = status
+        .status
+        .as_ref()
+        .map(|s| s.log_path.clone())
+        .unwrap_or_default();
+    if path.is_empty() {
+        bail!("container {:?} has no log path", args.id);
+    }
+    let path = PathBuf::from(path);
+    let mut log =
+        LogFile::open(&path).with_context(|| format!("opening log file {}", path.display()))?;
+    let mut joiner = Joiner::default();
+    let mut printer = Printer {
+        stdout: io::stdout(),
+        stderr: io::stderr(),
+        timestamps: args.timestamps,
+        since,
+    };
+    let follow = args.follow && is_running(&status);
+    print_existing(&mut log, &mut joiner, &mut printer, args.tail, !follow)?;
+    if !follow {
+        return Ok(());
+    }
+    let mut ticks = 0_u32;
+    loop {
+        tokio::time::sleep(POLL).await;
+        ticks += 1;
+        let data = log.read_lines()?;
+        printer.print(&parse_lines(&data, &mut joiner)?)?;
+        if log.rotated() {
+            cri.debug(|| format!("log file {} was rotated; reopening", path.display()));
+            // Whatever the old file still held was read above; a leftover half line is lost.
+            log.reopen()
+                .with_context(|| format!("reopening log file {}", path.display()))?;
+            continue;
+        }
+        if ticks.is_multiple_of(STATUS_EVERY) {
+            let status = container_status(cri, &mut client, &args.id, false).await?;
+            if !is_running(&status) {
+                let data = log.read_lines()?;
+                let mut lines = parse_lines(&data, &mut joiner)?;
+                if log.rotated() {
+                    // Rotated since the last look: the new file holds the last words.
+                    log.reopen()?;
+                    lines.extend(parse_lines(&log.read_lines()?, &mut joiner)?);
+                }
+                lines.extend(finish_lines(&mut log, &mut joiner)?);
+                printer.print(&lines)?;
+                return Ok(());
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "logs_tests.rs"]
+mod tests;
