@@ -121,3 +121,179 @@ async fn container_lifecycle_logs_and_exit_codes() -> Result<()> {
     e.assert_clean();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_of_a_pod_share_localhost_hostname_and_ipc() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("share").await?;
+    // An init container runs to completion first, in the same sandbox.
+    let init = e
+        .start(
+            &pod,
+            "share",
+            "init",
+            &["sh", "-c", "echo ready > /dev/shm/init-done"],
+        )
+        .await?;
+    assert_eq!(
+        e.wait_exited(&init, Duration::from_secs(10))
+            .await?
+            .exit_code,
+        0
+    );
+    // A server on the pod's loopback, reached from a second container.
+    let server = e
+        .start(
+            &pod,
+            "share",
+            "server",
+            &["sh", "-c", "echo pong | nc -l -p 8080 127.0.0.1"],
+        )
+        .await?;
+    let client = e
+        .start(
+            &pod,
+            "share",
+            "client",
+            &[
+                "sh",
+                "-c",
+                "cat /dev/shm/init-done; hostname; for i in $(seq 50); do nc 127.0.0.1 8080 </dev/null && exit 0; sleep 0.1; done; exit 9",
+            ],
+        )
+        .await?;
+    let s = e.wait_exited(&client, Duration::from_secs(15)).await?;
+    let log = std::fs::read_to_string(e.log_file("client"))?;
+    assert_eq!(s.exit_code, 0, "client log: {log}");
+    let lines: Vec<String> = parse_log(&log).into_iter().map(|(_, _, t)| t).collect();
+    assert_eq!(
+        lines,
+        ["ready", "share", "pong"],
+        "shared /dev/shm, hostname, localhost"
+    );
+    e.wait_exited(&server, Duration::from_secs(10)).await?;
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oom_kill_is_reported() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("oom").await?;
+    let mut config = e.ctr_config(
+        "hog",
+        &[
+            "sh",
+            "-c",
+            "x=$(head -c 200m /dev/zero | tr '\\0' x 2>/dev/null); echo survived",
+        ],
+    );
+    config.linux = Some(corral_cri_api::v1::LinuxContainerConfig {
+        resources: Some(corral_cri_api::v1::LinuxContainerResources {
+            memory_limit_in_bytes: 32 << 20,
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let id = e.create(&pod, "oom", config).await?;
+    e.rt.start_container(corral_cri_api::v1::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await?;
+    let s = e.wait_exited(&id, Duration::from_secs(30)).await?;
+    assert_eq!((s.exit_code, s.reason.as_str()), (137, "OOMKilled"));
+    let limit = s
+        .resources
+        .and_then(|r| r.linux)
+        .map(|l| l.memory_limit_in_bytes);
+    assert_eq!(limit, Some(32 << 20));
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_timeout_update_and_log_reopen() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("ops").await?;
+    let id = e
+        .start(
+            &pod,
+            "ops",
+            "talker",
+            &["sh", "-c", "while :; do echo tick; sleep 0.2; done"],
+        )
+        .await?;
+    // ExecSync past its timeout: killed, DEADLINE_EXCEEDED.
+    let begun = std::time::Instant::now();
+    let r =
+        e.rt.exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["sleep".into(), "30".into()],
+            timeout: 1,
+        })
+        .await;
+    common::assert_status(r, tonic::Code::DeadlineExceeded, &["timed out"]);
+    assert!(begun.elapsed() < Duration::from_secs(10));
+    let ps =
+        e.rt.exec_sync(ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["ps".into(), "-o".into(), "args".into()],
+            timeout: 5,
+        })
+        .await?
+        .into_inner();
+    let ps = String::from_utf8_lossy(&ps.stdout).to_string();
+    assert!(
+        !ps.contains("sleep 30"),
+        "the timed-out exec was killed: {ps}"
+    );
+
+    // UpdateContainerResources reaches the cgroup.
+    e.rt.update_container_resources(corral_cri_api::v1::UpdateContainerResourcesRequest {
+        container_id: id.clone(),
+        linux: Some(corral_cri_api::v1::LinuxContainerResources {
+            memory_limit_in_bytes: 64 << 20,
+            cpu_shares: 512,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await?;
+    let cg = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(e.d.cgroup_root().trim_start_matches('/'))
+        .join(&pod)
+        .join(&id)
+        .join("memory.limit_in_bytes");
+    assert_eq!(
+        std::fs::read_to_string(&cg)?.trim(),
+        (64u64 << 20).to_string()
+    );
+    let s = e.status(&id).await?;
+    assert_eq!(
+        s.resources.and_then(|r| r.linux).map(|l| l.cpu_shares),
+        Some(512)
+    );
+
+    // Log rotation: rename, reopen, and the new file fills.
+    let log = e.log_file("talker");
+    let rotated = log.with_extension("log.1");
+    std::fs::rename(&log, &rotated)?;
+    e.rt.reopen_container_log(corral_cri_api::v1::ReopenContainerLogRequest {
+        container_id: id.clone(),
+    })
+    .await?;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let fresh = parse_log(&std::fs::read_to_string(&log)?);
+    assert!(
+        fresh
+            .iter()
+            .any(|(s, t, x)| s == "stdout" && t == "F" && x == "tick"),
+        "{fresh:?}"
+    );
+    assert!(!std::fs::read_to_string(&rotated)?.is_empty());
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}

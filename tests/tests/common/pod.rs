@@ -229,3 +229,20 @@ pub fn parse_log(text: &str) -> Vec<(String, String, String)> {
         })
         .collect()
 }
+
+/// Pids of the shims serving pods under `state` (found by their command line).
+pub fn shim_pids(state: &Path) -> Vec<i32> {
+    let needle = state.join("pods").display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains("corral-shim") && text.contains(&needle) {
+            out.push(pid);
+        }
+    }
+    out
+}
