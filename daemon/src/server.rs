@@ -120,9 +120,12 @@ impl Daemon {
         ))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
-        let image = ImageServiceServer::new(ImageApi::new(Arc::clone(&self.images)))
-            .max_decoding_message_size(MAX_MESSAGE)
-            .max_encoding_message_size(MAX_MESSAGE);
+        let image = ImageServiceServer::new(ImageApi::new(
+            Arc::clone(&self.images),
+            Arc::clone(&self.pods),
+        ))
+        .max_decoding_message_size(MAX_MESSAGE)
+        .max_encoding_message_size(MAX_MESSAGE);
         tracing::info!(socket = %self.config.grpc.socket.display(), root = %self.config.root.display(), "serving CRI");
         let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
         let shutdown = async move {

@@ -48,8 +48,14 @@ async fn version_status_and_runtime_config() -> Result<()> {
     );
 
     // Calls not built yet answer UNIMPLEMENTED, never a fake success.
-    let r = rt.list_pod_sandbox(ListPodSandboxRequest::default()).await;
+    let r = rt
+        .port_forward(corral_cri_api::v1::PortForwardRequest::default())
+        .await;
     assert_eq!(r.expect_err("not built").code(), Code::Unimplemented);
+    let pods = rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?;
+    assert!(pods.into_inner().items.is_empty());
     Ok(())
 }
 

@@ -87,10 +87,9 @@ async fn bad_requests_get_clear_errors_and_leave_nothing() -> Result<()> {
         &["../../etc/evil.log"],
     );
     let mut absent = e.ctr_config("i", &["true"]);
-    absent
-        .image
-        .as_mut()
-        .map(|i| i.image = "127.0.0.1:1/not/here:v9".into());
+    if let Some(i) = absent.image.as_mut() {
+        i.image = "127.0.0.1:1/not/here:v9".into();
+    }
     assert_status(
         e.create(&pod, "bad", absent).await,
         Code::NotFound,
@@ -182,5 +181,21 @@ async fn fifty_cycles_leave_nothing_behind() -> Result<()> {
             .await?
             .into_inner();
     assert!(all.items.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_in_use_is_not_removed() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("busy").await?;
+    let id = e.create(&pod, "busy", e.ctr_config("c", &["true"])).await?;
+    let mut images = e.d.images().await?;
+    let r = common::remove(&mut images, &e.image).await;
+    assert_status(r, Code::FailedPrecondition, &["in use", &id]);
+    e.rt.remove_container(RemoveContainerRequest { container_id: id })
+        .await?;
+    common::remove(&mut images, &e.image).await?;
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
     Ok(())
 }

@@ -15,6 +15,7 @@ use corral_images::{Credentials, ImageManager, ImageRecord};
 use tonic::{Request, Response, Status};
 
 use crate::deadline;
+use crate::pods::Pods;
 use crate::status::image_status;
 
 /// Images per message of `StreamImages`.
@@ -22,11 +23,12 @@ const STREAM_BATCH: usize = 256;
 
 pub struct ImageApi {
     images: Arc<ImageManager>,
+    pods: Arc<Pods>,
 }
 
 impl ImageApi {
-    pub fn new(images: Arc<ImageManager>) -> ImageApi {
-        ImageApi { images }
+    pub fn new(images: Arc<ImageManager>, pods: Arc<Pods>) -> ImageApi {
+        ImageApi { images, pods }
     }
 
     fn list(&self, filter: Option<&ImageSpec>) -> Vec<Image> {
@@ -189,6 +191,22 @@ impl ImageService for ImageApi {
                 "image {spec} ({}) is pinned in the daemon configuration",
                 rec.id
             )));
+        }
+        // Containers run on the image's snapshots: removing it would pull their rootfs away
+        // (CRI-O refuses the same way; kubelet's image GC only removes unused images).
+        if let Some(rec) = self.images.resolve(spec) {
+            let id = rec.id.to_string();
+            if let Some(ctr) = self
+                .pods
+                .containers()
+                .iter()
+                .find(|c| c.meta.image_id == id)
+            {
+                return Err(Status::failed_precondition(format!(
+                    "image {spec} ({id}) is in use by container {}",
+                    ctr.meta.id
+                )));
+            }
         }
         let removed = self.images.remove(spec).await.map_err(image_status)?;
         tracing::info!(image = %spec, removed, "remove image");

@@ -195,6 +195,17 @@ fn leftovers(t: &Test) -> R {
 /// Runs the scenarios one by one (as root), each with its own tempdir and cgroup path, then
 /// checks for leftovers; exits 1 if any failed.
 pub fn run_all(scenarios: &[(&str, Scenario)]) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // cargo-nextest lists tests with `--list --format terse` and runs each with `--exact NAME`.
+    if args.iter().any(|a| a == "--list") {
+        if !args.iter().any(|a| a == "--ignored") {
+            for (name, _) in scenarios {
+                println!("{name}: test");
+            }
+        }
+        return;
+    }
+    let exact = args.iter().any(|a| a == "--exact");
     if !nix::unistd::geteuid().is_root() {
         eprintln!("root integration tests skipped: not root");
         return;
@@ -202,7 +213,10 @@ pub fn run_all(scenarios: &[(&str, Scenario)]) {
     let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
     let mut failed = 0;
     for (n, (name, f)) in scenarios.iter().enumerate() {
-        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+        if filter
+            .as_deref()
+            .is_some_and(|f| if exact { name != &f } else { !name.contains(f) })
+        {
             continue;
         }
         let t = match Test::new(n) {
