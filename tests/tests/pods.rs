@@ -297,3 +297,106 @@ async fn exec_timeout_update_and_log_reopen() -> Result<()> {
     e.assert_clean();
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn namespace_modes_and_sysctls() -> Result<()> {
+    use corral_cri_api::v1::{
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+        RunPodSandboxRequest,
+    };
+    let mut e = env().await?;
+    // A pod-wide PID namespace, and a namespaced sysctl.
+    let mut config = e.pod_config("pidpod");
+    config.linux = Some(LinuxPodSandboxConfig {
+        sysctls: [("net.ipv4.ip_forward".to_owned(), "1".to_owned())].into(),
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                pid: NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let pod =
+        e.rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let sleeper = e
+        .start(&pod, "pidpod", "sleeper", &["sleep", "1000"])
+        .await?;
+    let looker = e
+        .start(
+            &pod,
+            "pidpod",
+            "looker",
+            &[
+                "sh",
+                "-c",
+                "ps -o comm | grep -c sleep; cat /proc/sys/net/ipv4/ip_forward; echo $$",
+            ],
+        )
+        .await?;
+    e.wait_exited(&looker, Duration::from_secs(10)).await?;
+    let lines: Vec<String> = parse_log(&std::fs::read_to_string(e.log_file("looker"))?)
+        .into_iter()
+        .map(|(_, _, t)| t)
+        .collect();
+    assert_eq!(
+        lines[..2],
+        ["1", "1"],
+        "sees the other container's sleep; sysctl set"
+    );
+    assert_ne!(
+        lines[2], "1",
+        "the pod's holder is PID 1, not the container"
+    );
+    assert_eq!(
+        e.status(&sleeper).await?.state,
+        ContainerState::ContainerRunning as i32
+    );
+
+    // Host network: the host's interfaces are visible.
+    let mut host = e.pod_config("hostnet");
+    host.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let hostpod =
+        e.rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(host),
+            runtime_handler: String::new(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id;
+    let netns = e
+        .start(&hostpod, "hostnet", "net", &["ls", "/sys/class/net"])
+        .await?;
+    e.wait_exited(&netns, Duration::from_secs(10)).await?;
+    let mut ours: Vec<String> = parse_log(&std::fs::read_to_string(e.log_file("net"))?)
+        .into_iter()
+        .flat_map(|(_, _, t)| t.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
+        .collect();
+    let mut hosts: Vec<String> = std::fs::read_dir("/sys/class/net")?
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    ours.sort();
+    hosts.sort();
+    assert_eq!(ours, hosts);
+    e.remove_pod(&pod).await?;
+    e.remove_pod(&hostpod).await?;
+    e.assert_clean();
+    Ok(())
+}
