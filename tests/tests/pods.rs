@@ -302,7 +302,6 @@ async fn exec_timeout_update_and_log_reopen() -> Result<()> {
 async fn namespace_modes_and_sysctls() -> Result<()> {
     use corral_cri_api::v1::{
         LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-        RunPodSandboxRequest,
     };
     let mut e = env().await?;
     // A pod-wide PID namespace, and a namespaced sysctl.
@@ -318,14 +317,7 @@ async fn namespace_modes_and_sysctls() -> Result<()> {
         }),
         ..Default::default()
     });
-    let pod =
-        e.rt.run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(config),
-            runtime_handler: String::new(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
+    let pod = e.run_pod_with(config).await?;
     let sleeper = e
         .start(&pod, "pidpod", "sleeper", &["sleep", "1000"])
         .await?;
@@ -372,14 +364,7 @@ async fn namespace_modes_and_sysctls() -> Result<()> {
         }),
         ..Default::default()
     });
-    let hostpod =
-        e.rt.run_pod_sandbox(RunPodSandboxRequest {
-            config: Some(host),
-            runtime_handler: String::new(),
-        })
-        .await?
-        .into_inner()
-        .pod_sandbox_id;
+    let hostpod = e.run_pod_with(host).await?;
     let netns = e
         .start(&hostpod, "hostnet", "net", &["ls", "/sys/class/net"])
         .await?;

@@ -87,6 +87,10 @@ impl PodEnv {
 
     pub async fn run_pod(&mut self, name: &str) -> Result<String> {
         let config = self.pod_config(name);
+        self.run_pod_with(config).await
+    }
+
+    pub async fn run_pod_with(&mut self, config: PodSandboxConfig) -> Result<String> {
         Ok(self
             .rt
             .run_pod_sandbox(RunPodSandboxRequest {
