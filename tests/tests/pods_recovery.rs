@@ -27,15 +27,19 @@ async fn kill_9_of_the_daemon_keeps_containers_and_recovers_them() -> Result<()>
             ],
         )
         .await?;
-    let short = e
-        .start(&pod, "rec", "short", &["sh", "-c", "sleep 1; exit 5"])
-        .await?;
     let doomed_pod = e.run_pod("doomed").await?;
     let doomed = e
         .start(&doomed_pod, "doomed", "d", &["sleep", "1000"])
         .await?;
     let shims_before = shim_pids(&e.d.state());
     assert_eq!(shims_before.len(), 2);
+    let short = e
+        .start(&pod, "rec", "short", &["sh", "-c", "sleep 2; exit 5"])
+        .await?;
+    assert_eq!(
+        e.status(&short).await?.state,
+        ContainerState::ContainerRunning as i32
+    );
 
     e.d.kill()?;
     let killed_at = corral_shim::timefmt::unix_nanos(std::time::SystemTime::now());
@@ -56,7 +60,7 @@ async fn kill_9_of_the_daemon_keeps_containers_and_recovers_them() -> Result<()>
         nix::unistd::Pid::from_raw(doomed_shim),
         nix::sys::signal::Signal::SIGKILL,
     )?;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let ticks_while_down = std::fs::read_to_string(e.log_file("ticker"))?
         .lines()
         .count();
@@ -118,5 +122,39 @@ async fn kill_9_of_the_daemon_keeps_containers_and_recovers_them() -> Result<()>
     e.remove_pod(&doomed_pod).await?;
     e.assert_clean();
     assert!(shim_pids(&e.d.state()).is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shim_dying_under_a_running_daemon_makes_its_pod_not_ready() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("fragile").await?;
+    let ctr = e.start(&pod, "fragile", "c", &["sleep", "1000"]).await?;
+    let shims = shim_pids(&e.d.state());
+    assert_eq!(shims.len(), 1);
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(shims[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = e.status(&ctr).await?;
+        if s.state == ContainerState::ContainerUnknown as i32 {
+            assert!(s.message.contains("not recorded"), "{s:?}");
+            break;
+        }
+        assert!(std::time::Instant::now() < until, "still {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let st =
+        e.rt.pod_sandbox_status(PodSandboxStatusRequest {
+            pod_sandbox_id: pod.clone(),
+            verbose: false,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(st.status.map(|s| s.state), Some(1), "NOTREADY");
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
     Ok(())
 }

@@ -312,9 +312,9 @@ impl Pods {
                 }
                 Ok(other) => tracing::warn!(container = %id, ?other, "unexpected answer to Wait"),
                 Err(e) => {
-                    // The shim went away: the exit record, if it wrote one, tells the rest.
-                    let sandbox_dir = pods.pod_state_dir(&ctr.meta.sandbox_id);
-                    pods.settle_without_shim(&ctr, &sandbox_dir, &e.to_string());
+                    // The shim went away: the pod is lost; exit records, where the shim wrote
+                    // them, tell the rest.
+                    pods.shim_lost(&ctr.meta.sandbox_id, &e.to_string()).await;
                 }
             }
         });

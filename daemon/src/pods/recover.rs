@@ -180,6 +180,31 @@ impl Pods {
         }
     }
 
+    /// A follower lost its shim: if the shim really is gone (it does not answer Info), the pod
+    /// is marked not ready and each of its containers settled.
+    pub(super) async fn shim_lost(&self, sandbox_id: &str, why: &str) {
+        let Ok(sb) = self.sandbox(sandbox_id) else {
+            return;
+        };
+        let _op = sb.op.lock().await;
+        if sb.state() != SandboxState::Ready {
+            return;
+        }
+        if sb
+            .shim
+            .call_within(&Request::Info, INFO_TIMEOUT)
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tracing::warn!(pod = %sb.meta.id, %why, "the pod's shim died; pod not ready");
+        self.sandbox_lost(&sb, why);
+        for ctr in self.containers_of(&sb.meta.id) {
+            self.settle_without_shim(&ctr, &sb.dir, why);
+        }
+    }
+
     /// Marks a pod whose shim died as not ready and releases its namespaces.
     pub(super) fn sandbox_lost(&self, sb: &Sandbox, why: &str) {
         let status = SandboxStatus {
