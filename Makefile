@@ -33,10 +33,11 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Benchmarks against containerd (installs it if missing); prints medians and ratios.
+## BENCH_ARGS: --iterations N --exec-calls N --shim-pods N --daemon-pods N --runs N --sections pulls,pods,exec,memory
 bench:
 	scripts/install-deps.sh bench
 	$(CARGO) build --release --bins
-	CORRALD_BIN=$(CURDIR)/target/release/corrald $(CARGO) run --release -p corral-tests --bin corral-bench -- $(BENCH_ARGS)
+	CORRALD_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/corrald $(CARGO) run --release -p corral-tests --bin corral-bench -- $(BENCH_ARGS)
 
 clean:
 	$(CARGO) clean

@@ -1,0 +1,465 @@
+//! Benchmarks Corral against containerd, side by side in one run, through the same CRI client.
+//!
+//! - Cold pulls: both daemons pull the same images from one loopback registry (containerd
+//!   through the same `hosts.toml` directory Corral reads), cold each time.
+//! - Pod lifecycle: RunPodSandbox, CreateContainer (`sleep 3600`), StartContainer,
+//!   StopPodSandbox, RemovePodSandbox, busybox already pulled; host-network pods (neither daemon
+//!   runs CNI), then pods with their own network namespace (containerd runs CNI bridge +
+//!   host-local; Corral only brings up loopback: it has no CNI yet).
+//! - ExecSync `true` on a running container.
+//! - Memory of the per-pod processes (corral-shim; containerd-shim-runc-v2 + pause) and of the
+//!   daemons, with 0, 10 and 50 pods.
+//!
+//! Every comparison alternates which daemon goes first. Prints medians, p90s and the ratio
+//! corral/containerd. Removes every pod through CRI at the end and checks nothing is left.
+//!
+//! Usage: corral-bench [--runs N] [--big-mib N] [--layers N] [--iterations N] [--warmups N]
+//!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--sections pulls,pods,exec,memory]
+//!   (as root; `make bench`)
+
+mod containerd;
+mod pods;
+mod procs;
+mod pulls;
+mod stats;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result, bail};
+use corral_cri_api::v1::image_service_client::ImageServiceClient;
+use corral_tests::daemon::{DaemonOptions, TestDaemon};
+use corral_tests::fixtures::{
+    Compression, Image, ManifestFormat, PATH_ENV, big_image, busybox_image, busybox_layer,
+};
+use corral_tests::registry::Registry;
+
+use containerd::Containerd;
+use pods::{Kind, Target};
+use stats::verdict;
+
+struct Args {
+    runs: usize,
+    big_mib: u64,
+    layers: usize,
+    iterations: usize,
+    warmups: usize,
+    exec_calls: usize,
+    shim_pods: usize,
+    daemon_pods: usize,
+    sections: Vec<String>,
+}
+
+const SECTIONS: [&str; 4] = ["pulls", "pods", "exec", "memory"];
+
+fn args() -> Result<Args> {
+    let mut a = Args {
+        runs: 5,
+        big_mib: 240,
+        layers: 5,
+        iterations: 20,
+        warmups: 2,
+        exec_calls: 50,
+        shim_pods: 10,
+        daemon_pods: 50,
+        sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--runs" => a.runs = value.parse()?,
+            "--big-mib" => a.big_mib = value.parse()?,
+            "--layers" => a.layers = value.parse()?,
+            "--iterations" => a.iterations = value.parse()?,
+            "--warmups" => a.warmups = value.parse()?,
+            "--exec-calls" => a.exec_calls = value.parse()?,
+            "--shim-pods" => a.shim_pods = value.parse()?,
+            "--daemon-pods" => a.daemon_pods = value.parse()?,
+            "--sections" => {
+                a.sections = value.split(',').map(str::to_owned).collect();
+                if let Some(bad) = a.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
+                    bail!("unknown section {bad}; sections are {}", SECTIONS.join(","));
+                }
+            }
+            other => bail!(
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --sections"
+            ),
+        }
+    }
+    if a.iterations == 0 || a.exec_calls == 0 || a.shim_pods == 0 {
+        bail!("--iterations, --exec-calls and --shim-pods must be at least 1");
+    }
+    a.daemon_pods = a.daemon_pods.max(a.shim_pods);
+    Ok(a)
+}
+
+/// containerd's pause image: one busybox `sleep` as PID 1 (the real pause is one small static
+/// process too; containerd stops sandboxes with SIGKILL, so no signal handler is needed).
+fn bench_pause_image() -> Result<Image> {
+    Ok(Image::new()
+        .layer(busybox_layer(Compression::Gzip)?)
+        .env(PATH_ENV)
+        .entrypoint(&["sleep", "1000000000"])
+        .label("io.kubernetes.cri.pause", "true"))
+}
+
+fn kib(k: f64) -> String {
+    format!("{k:.0} KiB")
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let a = args()?;
+    let want = |s: &str| a.sections.iter().any(|x| x == s);
+    let netns_before = netns();
+    let reg = Registry::start().await?;
+    let small = reg
+        .client()
+        .push_image(
+            "bench/busybox",
+            "v1",
+            &busybox_image()?,
+            ManifestFormat::Oci,
+        )
+        .await?;
+    let pause = reg
+        .client()
+        .push_image(
+            "bench/pause",
+            "v1",
+            &bench_pause_image()?,
+            ManifestFormat::Oci,
+        )
+        .await?;
+
+    let mut corral = TestDaemon::start_with(DaemonOptions {
+        log_level: Some("warn".into()),
+        ..Default::default()
+    })
+    .await?;
+    let hosts = corral.hosts_dir();
+    let host_toml = format!(
+        "server = \"http://{0}\"\n[host.\"http://{0}\"]\n  capabilities = [\"pull\", \"resolve\"]\n",
+        reg.addr()
+    );
+    corral.write_hosts(&reg.addr(), &host_toml)?;
+    let containerd = Containerd::start(&hosts, &pause.reference).await?;
+    let mut ours = ImageServiceClient::new(corral.channel().await?);
+    let mut theirs = ImageServiceClient::new(corral_cri_api::connect(containerd.socket()).await?);
+    println!(
+        "# corrald: {}",
+        corral_tests::daemon::corrald_bin().display()
+    );
+    println!(
+        "# containerd: {}",
+        String::from_utf8_lossy(
+            &std::process::Command::new("containerd")
+                .arg("--version")
+                .output()?
+                .stdout
+        )
+        .trim()
+    );
+
+    if want("pulls") {
+        eprintln!(
+            "building images (busybox, and ~{} MiB uncompressed over {} layers)...",
+            a.big_mib, a.layers
+        );
+        let big_img = big_image(a.big_mib << 20, a.layers)?;
+        let gz: u64 = big_img
+            .build(ManifestFormat::Oci)?
+            .layers
+            .iter()
+            .map(|l| l.size)
+            .sum();
+        let big = reg
+            .client()
+            .push_image("bench/big", "v1", &big_img, ManifestFormat::Oci)
+            .await?;
+        println!(
+            "\n# Cold pull + unpack from a loopback registry, {} runs each, alternating order",
+            a.runs
+        );
+        for (label, image) in [
+            ("busybox (1 layer)".to_owned(), small.reference.clone()),
+            (
+                format!(
+                    "big ({} layers, {:.1} MB gzip)",
+                    big.image.layers.len(),
+                    gz as f64 / 1e6
+                ),
+                big.reference.clone(),
+            ),
+        ] {
+            pulls::compare(&mut ours, &mut theirs, &label, &image, a.runs).await?;
+        }
+        let (c, d) = (
+            procs::mem(corral.pid().unwrap_or(0)),
+            procs::mem(containerd.child.id()),
+        );
+        println!(
+            "Daemon memory after the pulls: corral RSS {} KiB (peak {} KiB), containerd RSS {} KiB (peak {} KiB), peak ratio {:.2}",
+            c.rss,
+            c.hwm,
+            d.rss,
+            d.hwm,
+            c.hwm as f64 / d.hwm.max(1) as f64
+        );
+    }
+
+    // Pods: busybox pulled on both, the pause image on containerd (not timed).
+    pulls::pull(&mut ours, &small.reference).await?;
+    pulls::pull(&mut theirs, &small.reference).await?;
+    pulls::pull(&mut theirs, &pause.reference).await?;
+    let shim_bin = corral_tests::daemon::corrald_bin().with_file_name("corral-shim");
+    let mut c = Target::new(
+        "corral",
+        corral.channel().await?,
+        &small.reference,
+        String::new(),
+        corral.pid().unwrap_or(0),
+        Kind::Corral {
+            shim_bin: shim_bin.clone(),
+            state: corral.state(),
+        },
+    )?;
+    let mut d = Target::new(
+        "containerd",
+        corral_cri_api::connect(containerd.socket()).await?,
+        &small.reference,
+        Containerd::cgroup_parent(),
+        containerd.child.id(),
+        Kind::Containerd {
+            socket: containerd.socket(),
+        },
+    )?;
+
+    let mut failures = Vec::new();
+    let mut start_ratio = None;
+    let mut exec_ratio = None;
+    let mut shim_kib = None;
+    if want("pods") {
+        for host_net in [true, false] {
+            if host_net {
+                println!(
+                    "\n# Pod + container from scratch, HOST network (namespace_options.network = NODE: neither daemon runs CNI)"
+                );
+            } else {
+                println!(
+                    "\n# Pod + container from scratch, POD network: containerd runs CNI (bridge + host-local), Corral only sets up loopback (no CNI yet): not like for like"
+                );
+            }
+            println!(
+                "# busybox pulled; container `sleep 3600`; {} iterations after {} warm-ups, alternating order; ms",
+                a.iterations, a.warmups
+            );
+            match pods::lifecycle(&mut c, &mut d, host_net, a.warmups, a.iterations).await {
+                Ok(r) => {
+                    if host_net {
+                        start_ratio = Some(r.start);
+                    }
+                }
+                Err(e) => failures.push(report("pod lifecycle", e)),
+            }
+            reset(&mut c, &mut d).await;
+        }
+    }
+    if want("exec") {
+        println!(
+            "\n# ExecSync `true` (timeout 5 s) on a running container (host-network pod), {} calls after 2 warm-ups, alternating; ms",
+            a.exec_calls
+        );
+        match pods::exec(&mut c, &mut d, a.exec_calls).await {
+            Ok(r) => exec_ratio = Some(r),
+            Err(e) => failures.push(report("ExecSync", e)),
+        }
+        reset(&mut c, &mut d).await;
+    }
+    if want("memory") {
+        println!(
+            "\n# Memory: per-pod processes and daemons (host-network pods, one `sleep` container each)"
+        );
+        println!(
+            "# corral per pod: corral-shim processes; containerd per pod: containerd-shim-runc-v2 + pause (busybox `sleep`, one process)"
+        );
+        let mut results = Vec::new();
+        for t in [&mut c, &mut d] {
+            match pods::density(t, a.shim_pods, a.daemon_pods).await {
+                Ok(r) => results.push(Some(r)),
+                Err(e) => {
+                    failures.push(report("memory", e));
+                    results.push(None);
+                }
+            }
+        }
+        reset(&mut c, &mut d).await;
+        if let [Some((ci, c10, c50)), Some((di, d10, d50))] = results.as_slice() {
+            for (cm, dm) in [(c10, d10), (c50, d50)] {
+                let (c_rss, c_pss) = cm.per_pod(cm.shim);
+                let (ds_rss, ds_pss) = dm.per_pod(dm.shim);
+                let (dp_rss, dp_pss) = dm.per_pod(dm.pause);
+                println!(
+                    "  {} pods: corral {} shim processes; containerd {} shims + {} pause processes",
+                    cm.pods, cm.shims, dm.shims, dm.pauses
+                );
+                println!(
+                    "    per pod RSS: corral {:>9}   containerd {:>9} (shim {} + pause {})   ratio {:.3}",
+                    kib(c_rss),
+                    kib(ds_rss + dp_rss),
+                    kib(ds_rss),
+                    kib(dp_rss),
+                    c_rss / (ds_rss + dp_rss).max(1.0)
+                );
+                println!(
+                    "    per pod PSS: corral {:>9}   containerd {:>9} (shim {} + pause {})   ratio {:.3}",
+                    kib(c_pss),
+                    kib(ds_pss + dp_pss),
+                    kib(ds_pss),
+                    kib(dp_pss),
+                    c_pss / (ds_pss + dp_pss).max(1.0)
+                );
+                if cm.pods == a.shim_pods {
+                    shim_kib = Some(c_rss);
+                }
+            }
+            println!("  daemon RSS (PSS):");
+            for (n, cm, dm) in [(0, ci, di), (c50.pods, &c50.daemon, &d50.daemon)] {
+                println!(
+                    "    {n:>3} pods: corrald {:>6} KiB ({:>6})   containerd {:>6} KiB ({:>6})   RSS ratio {:.3}",
+                    cm.rss,
+                    cm.pss,
+                    dm.rss,
+                    dm.pss,
+                    cm.rss as f64 / dm.rss.max(1) as f64
+                );
+            }
+        }
+    }
+
+    // Clean-up: every pod through CRI, then check what the runtimes left, then stop both.
+    let mut leftovers = Vec::new();
+    for t in [&mut c, &mut d] {
+        match t.remove_all().await {
+            Ok(0) => {}
+            Ok(n) => leftovers.push(format!("{}: {n} pods were still listed", t.name)),
+            Err(e) => leftovers.push(format!("{:#}", e)),
+        }
+    }
+    let shims = procs::corral_shims(&shim_bin, &corral.state());
+    if !shims.is_empty() {
+        leftovers.push(format!(
+            "corral-shim processes after removing every pod: {shims:?}"
+        ));
+    }
+    let shims = procs::containerd_shims(&containerd.socket());
+    if !shims.is_empty() {
+        leftovers.push(format!(
+            "containerd-shim-runc-v2 processes after removing every pod: {shims:?}"
+        ));
+    }
+    let corral_cgroups = cgroup_children(corral.cgroup_root());
+    if !corral_cgroups.is_empty() {
+        leftovers.push(format!("corral cgroups left: {corral_cgroups:?}"));
+    }
+    let (corral_dir, containerd_dir) = (corral.dir().to_path_buf(), containerd.dir().to_path_buf());
+    for dir in [&corral_dir, &containerd_dir] {
+        let m = corral_tests::cleanup::mounts_under(dir);
+        if !m.is_empty() {
+            leftovers.push(format!("mounts left under {}: {m:?}", dir.display()));
+        }
+    }
+    drop(containerd);
+    corral.stop()?;
+    drop(corral);
+    let containerd_cg = cgroup_children(&Containerd::cgroup_parent());
+    if !containerd_cg.is_empty() {
+        leftovers.push(format!("containerd cgroups left: {containerd_cg:?}"));
+    }
+    let new_netns: Vec<_> = netns()
+        .into_iter()
+        .filter(|n| !netns_before.contains(n))
+        .collect();
+    if !new_netns.is_empty() {
+        leftovers.push(format!("network namespaces left: {new_netns:?}"));
+    }
+    for dir in [&corral_dir, &containerd_dir] {
+        if dir.exists() {
+            leftovers.push(format!("{} still exists", dir.display()));
+        }
+    }
+
+    println!("\n# Targets");
+    let line = |name: &str, r: Option<f64>| match r {
+        Some(r) => println!(
+            "  {name} at most 1/5 of containerd's time: ratio {r:.3}: {}",
+            verdict(r <= 0.2)
+        ),
+        None => println!("  {name} at most 1/5 of containerd's time: not measured"),
+    };
+    line("StartContainer (host network)", start_ratio);
+    line("ExecSync", exec_ratio);
+    match shim_kib {
+        Some(k) => println!(
+            "  corral-shim at most 1 MiB RSS per pod: {k:.0} KiB: {}",
+            verdict(k <= 1024.0)
+        ),
+        None => println!("  corral-shim at most 1 MiB RSS per pod: not measured"),
+    }
+    println!("\n# Clean-up");
+    if leftovers.is_empty() {
+        println!(
+            "  all pods removed through CRI; no shims, mounts, cgroups or network namespaces left"
+        );
+    } else {
+        for l in &leftovers {
+            println!("  LEFT: {l}");
+        }
+    }
+    for f in &failures {
+        println!("FAILED: {f}");
+    }
+    if !failures.is_empty() || !leftovers.is_empty() {
+        bail!("{} failures, {} leftovers", failures.len(), leftovers.len());
+    }
+    Ok(())
+}
+
+/// Prints a failure where it happened and returns it for the summary.
+fn report(section: &str, e: anyhow::Error) -> String {
+    let msg = format!("{section}: {e:#}");
+    println!("  FAILED {msg}");
+    msg
+}
+
+/// Removes whatever pods a failed section left, so the next one starts from none.
+async fn reset(c: &mut Target, d: &mut Target) {
+    for t in [c, d] {
+        if let Err(e) = t.remove_all().await {
+            println!("  FAILED removing {}'s pods: {e:#}", t.name);
+        }
+    }
+}
+
+/// Sub-cgroups of `root` (cgroupfs path) in any hierarchy, and `root` itself if it exists.
+fn cgroup_children(root: &str) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for ctrl in procs::cgroup_controllers() {
+        let dir = ctrl.join(root.trim_start_matches('/'));
+        if let Ok(rd) = std::fs::read_dir(&dir) {
+            out.extend(rd.flatten().filter(|e| e.path().is_dir()).map(|e| e.path()));
+        }
+    }
+    out
+}
+
+/// Named network namespaces (`ip netns`, where containerd pins its pods').
+fn netns() -> Vec<String> {
+    std::fs::read_dir(Path::new("/var/run/netns"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
