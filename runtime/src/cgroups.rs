@@ -137,13 +137,23 @@ pub(crate) fn create(
 
 /// Moves `pid` into the existing cgroup (every hierarchy libcgroups manages).
 pub(crate) fn join(cgroups_path: &Path, pid: Pid) -> Result<(), Error> {
-    // libcgroups would create a missing cgroup; joining one that is gone is an error.
-    if !exists(cgroups_path)? {
+    // Written directly rather than through a libcgroups manager, whose set-up (it re-reads the
+    // mount table and prepares every controller) dominated an ExecSync. libcgroups would also
+    // create a missing cgroup; joining one that is gone is an error here.
+    let mut joined = false;
+    for h in hierarchies()? {
+        let dir = h.dir(cgroups_path);
+        if !dir.is_dir() {
+            continue;
+        }
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.as_raw().to_string()).map_err(Error::io(&procs))?;
+        joined = true;
+    }
+    if !joined {
         return Err(cg_err(cgroups_path, "no such cgroup"));
     }
-    let m = manager(cgroups_path)?;
-    m.add_task(pid)
-        .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))
+    Ok(())
 }
 
 /// Applies `resources` to the existing cgroup at `cgroups_path` (as in `linux.cgroupsPath`).
