@@ -35,6 +35,12 @@ async fn container_lifecycle_logs_and_exit_codes() -> Result<()> {
     let s = e.wait_exited(&ok, Duration::from_secs(10)).await?;
     assert_eq!((s.exit_code, s.reason.as_str()), (0, "Completed"));
     assert!(s.started_at > 0 && s.finished_at >= s.started_at);
+    let user = s
+        .user
+        .as_ref()
+        .and_then(|u| u.linux.as_ref())
+        .map(|l| (l.uid, l.gid));
+    assert_eq!(user, Some((0, 0)), "the image runs as root");
     let log = parse_log(&std::fs::read_to_string(e.log_file("ok"))?);
     assert!(
         log.contains(&("stdout".into(), "F".into(), "hello".into())),

@@ -135,6 +135,7 @@ impl Pods {
             config,
             status: Mutex::new(made?),
             op: tokio::sync::Mutex::new(()),
+            user: std::sync::OnceLock::new(),
             bundle,
         });
         self.containers

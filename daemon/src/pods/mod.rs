@@ -105,6 +105,8 @@ pub struct Container {
     pub op: tokio::sync::Mutex<()>,
     /// `<state>/containers/<id>`: `config.json` and the `rootfs` mount point.
     pub bundle: PathBuf,
+    /// The process user from the bundle's spec, read once (ContainerStatus reports it).
+    pub user: std::sync::OnceLock<Option<corral_cri_api::v1::ContainerUser>>,
 }
 
 impl Sandbox {

@@ -109,6 +109,7 @@ impl Pods {
             config,
             status: Mutex::new(status),
             op: tokio::sync::Mutex::new(()),
+            user: std::sync::OnceLock::new(),
             bundle: self.ctr_bundle(&meta.id),
             meta,
         };

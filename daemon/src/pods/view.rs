@@ -127,7 +127,7 @@ pub fn container_status(ctr: &Container) -> CriContainerStatus {
             ..ContainerResources::default()
         }),
         image_id: ctr.meta.image_id.clone(),
-        user: user(ctr),
+        user: ctr.user.get_or_init(|| user(ctr)).clone(),
         stop_signal: 0,
     }
 }
