@@ -3,6 +3,39 @@
 use std::collections::HashMap;
 
 use anyhow::bail;
+use clap::Args;
+
+use crate::output::Format;
+
+/// How `pods` and `ps` show what they list (flattened into both commands).
+#[derive(Debug, Args)]
+pub struct ListView {
+    /// Only show IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Show verbose information.
+    #[arg(short, long)]
+    pub verbose: bool,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub output: Format,
+    /// Show only the most recently created one.
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Show only the N most recently created ones.
+    #[arg(short = 'n', long, value_name = "N", default_value_t = 0)]
+    pub last: usize,
+    /// Show full IDs.
+    #[arg(long)]
+    pub no_trunc: bool,
+}
+
+impl ListView {
+    /// Sorts newest first and applies `--latest` / `--last`.
+    pub fn newest<T>(&self, items: &mut Vec<T>, created: impl Fn(&T) -> i64) {
+        newest(items, created, self.latest, self.last);
+    }
+}
 
 /// Parses repeated `--label KEY=VALUE` flags into a label selector.
 pub fn parse_labels(pairs: &[String]) -> anyhow::Result<HashMap<String, String>> {

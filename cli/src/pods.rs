@@ -9,7 +9,7 @@ use corral_cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
 
 use crate::client::{Cri, Deadline};
-use crate::filters::{self, Pattern};
+use crate::filters::{self, ListView, Pattern};
 use crate::output::{self, Format};
 use crate::{config_file, runtime_json, timefmt};
 
@@ -72,24 +72,8 @@ pub struct PodsArgs {
     /// Only pods with this label KEY=VALUE (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
-    /// Only show pod IDs.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Show verbose information.
-    #[arg(short, long)]
-    verbose: bool,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: Format,
-    /// Show only the most recently created pod.
-    #[arg(short = 'l', long)]
-    latest: bool,
-    /// Show only the N most recently created pods.
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 0)]
-    last: usize,
-    /// Show full IDs.
-    #[arg(long)]
-    no_trunc: bool,
+    #[command(flatten)]
+    view: ListView,
 }
 
 /// `inspectp`: show the status of one or more pod sandboxes.
@@ -267,14 +251,14 @@ pub async fn pods(cri: &Cri, args: PodsArgs) -> anyhow::Result<()> {
         filters::matches(name.as_ref(), &meta.name)
             && filters::matches(namespace.as_ref(), &meta.namespace)
     });
-    filters::newest(&mut pods, |p| p.created_at, args.latest, args.last);
-    let text = match args.output {
+    args.view.newest(&mut pods, |p| p.created_at);
+    let text = match args.view.output {
         Format::Json | Format::Yaml => {
-            output::render(&runtime_json::pods_json(&pods), args.output)? + "\n"
+            output::render(&runtime_json::pods_json(&pods), args.view.output)? + "\n"
         }
-        Format::Table if args.quiet => pods.iter().map(|p| format!("{}\n", p.id)).collect(),
-        Format::Table if args.verbose => pods_verbose(&pods),
-        Format::Table => pods_table(&pods, args.no_trunc, timefmt::now_nanos()),
+        Format::Table if args.view.quiet => pods.iter().map(|p| format!("{}\n", p.id)).collect(),
+        Format::Table if args.view.verbose => pods_verbose(&pods),
+        Format::Table => pods_table(&pods, args.view.no_trunc, timefmt::now_nanos()),
     };
     print!("{text}");
     Ok(())

@@ -8,7 +8,7 @@ use corral_cri_api::v1;
 
 use crate::client::{Cri, Deadline};
 use crate::containers::container_status;
-use crate::filters::{self, Pattern};
+use crate::filters::{self, ListView, Pattern};
 use crate::output::{self, Format};
 use crate::{pods, runtime_json, timefmt};
 
@@ -48,24 +48,8 @@ pub struct PsArgs {
     /// Only containers using this image (name, reference or ID prefix).
     #[arg(long)]
     image: Option<String>,
-    /// Only show container IDs.
-    #[arg(short, long)]
-    quiet: bool,
-    /// Show verbose information.
-    #[arg(short, long)]
-    verbose: bool,
-    /// Output format.
-    #[arg(short, long, value_enum, default_value = "table")]
-    output: Format,
-    /// Show only the most recently created container (all states).
-    #[arg(short = 'l', long)]
-    latest: bool,
-    /// Show only the N most recently created containers (all states).
-    #[arg(short = 'n', long, value_name = "N", default_value_t = 0)]
-    last: usize,
-    /// Show full IDs.
-    #[arg(long)]
-    no_trunc: bool,
+    #[command(flatten)]
+    view: ListView,
 }
 
 /// `inspect`: show the status of one or more containers.
@@ -90,7 +74,7 @@ fn container_filter(args: &PsArgs) -> anyhow::Result<Option<v1::ContainerFilter>
             ContainerStateArg::Exited => v1::ContainerState::ContainerExited,
             ContainerStateArg::Unknown => v1::ContainerState::ContainerUnknown,
         }),
-        None if args.all || args.latest || args.last > 0 => None,
+        None if args.all || args.view.latest || args.view.last > 0 => None,
         None => Some(v1::ContainerState::ContainerRunning),
     };
     let filter = v1::ContainerFilter {
@@ -168,13 +152,18 @@ pub async fn ps(cri: &Cri, args: PsArgs) -> anyhow::Result<()> {
         filters::matches(name.as_ref(), meta_name)
             && args.image.as_deref().is_none_or(|i| image_matches(c, i))
     });
-    filters::newest(&mut containers, |c| c.created_at, args.latest, args.last);
-    let text = match args.output {
+    args.view.newest(&mut containers, |c| c.created_at);
+    let text = match args.view.output {
         Format::Json | Format::Yaml => {
-            output::render(&runtime_json::containers_json(&containers), args.output)? + "\n"
+            output::render(
+                &runtime_json::containers_json(&containers),
+                args.view.output,
+            )? + "\n"
         }
-        Format::Table if args.quiet => containers.iter().map(|c| format!("{}\n", c.id)).collect(),
-        Format::Table if args.verbose => containers_verbose(&containers),
+        Format::Table if args.view.quiet => {
+            containers.iter().map(|c| format!("{}\n", c.id)).collect()
+        }
+        Format::Table if args.view.verbose => containers_verbose(&containers),
         Format::Table => {
             let mut pod_names = HashMap::new();
             if containers
@@ -188,7 +177,12 @@ pub async fn ps(cri: &Cri, args: PsArgs) -> anyhow::Result<()> {
                     }
                 }
             }
-            containers_table(&containers, &pod_names, args.no_trunc, timefmt::now_nanos())
+            containers_table(
+                &containers,
+                &pod_names,
+                args.view.no_trunc,
+                timefmt::now_nanos(),
+            )
         }
     };
     print!("{text}");
