@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_cri_api::v1::ContainerConfig;
+use corral_cri_api::v1::{ContainerConfig, ContainerState};
 use corral_shim::proto::{CreateRequest, ExitRecord, Request, Response};
 use corral_shim::timefmt::unix_nanos;
 use oci_spec::image::ImageConfiguration;
@@ -260,7 +260,7 @@ impl Pods {
         let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
         let _op = ctr.op.lock().await;
         let status = ctr.status();
-        if status.started_at != 0 || status.finished_at != 0 || status.unknown {
+        if status.state() != ContainerState::ContainerCreated {
             return Err(PodError::FailedPrecondition(format!(
                 "container {} is not in the created state",
                 ctr.meta.id
@@ -372,7 +372,7 @@ impl Pods {
         timeout: i64,
     ) -> Result<()> {
         let status = ctr.status();
-        if status.finished_at != 0 || status.unknown {
+        if status.is_over() {
             return Ok(());
         }
         let id = ctr.meta.id.clone();

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use corral_cri_api::v1::LinuxContainerResources;
+use corral_cri_api::v1::{ContainerState, LinuxContainerResources};
 use corral_shim::proto::{ExecRequest, Request, Response};
 use oci_spec::runtime::{LinuxResources, Spec};
 
@@ -21,8 +21,7 @@ pub struct ExecOutput {
 impl Pods {
     fn running(&self, id: &str) -> Result<std::sync::Arc<Container>> {
         let ctr = self.container(id)?;
-        let s = ctr.status();
-        if s.started_at == 0 || s.finished_at != 0 || s.unknown {
+        if ctr.status().state() != ContainerState::ContainerRunning {
             return Err(PodError::FailedPrecondition(format!(
                 "container {} is not running",
                 ctr.meta.id
@@ -100,7 +99,7 @@ impl Pods {
         let ctr = self.container(id)?;
         let _op = ctr.op.lock().await;
         let s = ctr.status();
-        if s.finished_at != 0 || s.unknown {
+        if s.is_over() {
             return Err(PodError::FailedPrecondition(format!(
                 "container {} is not running or created",
                 ctr.meta.id

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use corral_cri_api::v1::ContainerState;
 use prost::Message;
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +44,15 @@ pub enum SandboxState {
 pub struct SandboxStatus {
     pub version: u32,
     pub state: SandboxState,
+}
+
+impl SandboxStatus {
+    pub fn new(state: SandboxState) -> SandboxStatus {
+        SandboxStatus {
+            version: VERSION,
+            state,
+        }
+    }
 }
 
 /// A container as created (never changes).
@@ -88,6 +98,40 @@ impl ContainerStatus {
             version: VERSION,
             ..ContainerStatus::default()
         }
+    }
+
+    /// The CRI state, derived from the timestamps (the one place that derives it).
+    pub fn state(&self) -> ContainerState {
+        if self.unknown {
+            ContainerState::ContainerUnknown
+        } else if self.finished_at != 0 {
+            ContainerState::ContainerExited
+        } else if self.started_at != 0 {
+            ContainerState::ContainerRunning
+        } else {
+            ContainerState::ContainerCreated
+        }
+    }
+
+    /// Whether the container is done: exited, or lost with its shim.
+    pub fn is_over(&self) -> bool {
+        matches!(
+            self.state(),
+            ContainerState::ContainerExited | ContainerState::ContainerUnknown
+        )
+    }
+
+    /// `Completed`, `Error`, `OOMKilled`, or a reason set when it happened (`StartError`).
+    pub fn reason(&self) -> String {
+        if self.state() != ContainerState::ContainerExited || !self.reason.is_empty() {
+            return self.reason.clone();
+        }
+        if self.exit_code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        }
+        .to_owned()
     }
 }
 

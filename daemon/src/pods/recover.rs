@@ -10,10 +10,10 @@ use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
 use corral_shim::proto::{ContainerInfo, Request, Response};
 
 use super::model::{
-    self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus, VERSION,
+    self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus,
 };
 use super::shim_client::ShimClient;
-use super::{Container, PodError, Pods, Result, Sandbox, lock};
+use super::{Container, PodError, Pods, Result, Sandbox};
 
 /// How long one shim may take to answer during recovery.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -62,11 +62,8 @@ impl Pods {
 
     fn load_sandbox(&self, dir: &Path) -> Result<()> {
         let meta: SandboxMeta = model::load(&dir.join("meta.json"))?;
-        let status: SandboxStatus =
-            model::load(&dir.join("status.json")).unwrap_or(SandboxStatus {
-                version: VERSION,
-                state: SandboxState::NotReady,
-            });
+        let status: SandboxStatus = model::load(&dir.join("status.json"))
+            .unwrap_or(SandboxStatus::new(SandboxState::NotReady));
         let config: PodSandboxConfig = model::decode_pb(&meta.config, dir)?;
         let state_dir = self.pod_state_dir(&meta.id);
         self.pod_names.insert(&meta.name, &meta.id);
@@ -208,26 +205,19 @@ impl Pods {
 
     /// Marks a pod whose shim died as not ready and releases its namespaces.
     pub(super) fn sandbox_lost(&self, sb: &Sandbox, why: &str) {
-        let status = SandboxStatus {
-            version: VERSION,
-            state: SandboxState::NotReady,
-        };
-        if let Err(e) = model::save(
-            &self.pod_record_dir(&sb.meta.id).join("status.json"),
-            &status,
-        ) {
+        if let Err(e) = self.set_sandbox_state(sb, SandboxState::NotReady) {
             tracing::warn!(pod = %sb.meta.id, error = %e, %why, "persisting a lost pod");
         }
-        *lock(&sb.status) = status;
-        let _ = corral_runtime::sandbox::unpin_namespaces(&sb.dir.join("ns"));
-        let _ = super::rootfs::unmount(&sb.dir.join("shm"));
+        if let Err(e) = super::sandbox::release_pod_namespaces(&sb.dir) {
+            tracing::warn!(pod = %sb.meta.id, error = %e, "releasing a lost pod's namespaces");
+        }
     }
 
     /// Settles a container its shim cannot report on: the shim's exit record if there is one;
     /// otherwise whatever still runs in its cgroup is killed and the state is UNKNOWN.
     pub(super) fn settle_without_shim(&self, ctr: &Container, pod_dir: &Path, why: &str) {
         let status = ctr.status();
-        if status.finished_at != 0 || status.unknown {
+        if status.is_over() {
             return;
         }
         if let Some(record) = corral_shim::records::read(pod_dir, &ctr.meta.id) {

@@ -17,6 +17,12 @@ use crate::spec;
 /// How long a shim may take to shut down.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Unpins the pod's namespaces and unmounts its `/dev/shm` (whatever of them exists).
+pub fn release_pod_namespaces(dir: &Path) -> Result<()> {
+    corral_runtime::sandbox::unpin_namespaces(&dir.join("ns"))?;
+    rootfs::unmount(&dir.join("shm"))
+}
+
 /// The namespace choices of a pod.
 pub struct PodNamespaces {
     pub host_network: bool,
@@ -176,10 +182,7 @@ impl Pods {
         let sandbox = Arc::new(Sandbox {
             meta,
             config,
-            status: Mutex::new(SandboxStatus {
-                version: VERSION,
-                state: SandboxState::Ready,
-            }),
+            status: Mutex::new(SandboxStatus::new(SandboxState::Ready)),
             op: tokio::sync::Mutex::new(()),
             shim: ShimClient::new(&dir),
             dir,
@@ -214,11 +217,10 @@ impl Pods {
         tracing::debug!(pod = %meta.id, shim = pid, "shim ready");
         let records = self.pod_record_dir(&meta.id);
         model::save(&records.join("meta.json"), meta)?;
-        let status = SandboxStatus {
-            version: VERSION,
-            state: SandboxState::Ready,
-        };
-        model::save(&records.join("status.json"), &status)
+        model::save(
+            &records.join("status.json"),
+            &SandboxStatus::new(SandboxState::Ready),
+        )
     }
 
     /// Stops the pod's shim (if it still runs) and releases its namespaces and `/dev/shm`.
@@ -229,14 +231,21 @@ impl Pods {
         {
             tracing::debug!(dir = %dir.display(), error = %e, "shim shutdown");
         }
-        let ns = dir.join("ns");
-        let shm = dir.join("shm");
-        tokio::task::spawn_blocking(move || -> Result<()> {
-            corral_runtime::sandbox::unpin_namespaces(&ns)?;
-            rootfs::unmount(&shm)
-        })
-        .await
-        .map_err(|e| PodError::Internal(e.to_string()))?
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || release_pod_namespaces(&dir))
+            .await
+            .map_err(|e| PodError::Internal(e.to_string()))?
+    }
+
+    /// Persists the pod's new state, then shows it.
+    pub(super) fn set_sandbox_state(&self, sandbox: &Sandbox, state: SandboxState) -> Result<()> {
+        let status = SandboxStatus::new(state);
+        model::save(
+            &self.pod_record_dir(&sandbox.meta.id).join("status.json"),
+            &status,
+        )?;
+        *lock(&sandbox.status) = status;
+        Ok(())
     }
 
     pub async fn stop_sandbox(&self, id: &str) -> Result<()> {
@@ -256,15 +265,7 @@ impl Pods {
             return Ok(());
         }
         self.teardown_pod_state(&sandbox.dir).await?;
-        let status = SandboxStatus {
-            version: VERSION,
-            state: SandboxState::NotReady,
-        };
-        model::save(
-            &self.pod_record_dir(&sandbox.meta.id).join("status.json"),
-            &status,
-        )?;
-        *lock(&sandbox.status) = status;
+        self.set_sandbox_state(sandbox, SandboxState::NotReady)?;
         tracing::info!(pod = %sandbox.meta.id, "pod sandbox stopped");
         Ok(())
     }

@@ -7,26 +7,17 @@ use std::path::Path;
 use corral_cri_api::v1::{
     Container as CriContainer, ContainerFilter, ContainerResources, ContainerState,
     ContainerStatus as CriContainerStatus, ContainerUser, ImageSpec, LinuxContainerResources,
-    LinuxContainerUser, LinuxPodSandboxStatus, Namespace, NamespaceOption, PodSandbox,
-    PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
+    LinuxContainerUser, LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption,
+    PodSandbox, PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 use oci_spec::runtime::Spec;
 
 use super::model::{self, SandboxState};
 use super::{Container, Pods, Sandbox};
 
-/// The CRI state of a container, from its timestamps.
+/// The CRI state of a container.
 pub fn container_state(ctr: &Container) -> ContainerState {
-    let s = ctr.status();
-    if s.unknown {
-        ContainerState::ContainerUnknown
-    } else if s.finished_at != 0 {
-        ContainerState::ContainerExited
-    } else if s.started_at != 0 {
-        ContainerState::ContainerRunning
-    } else {
-        ContainerState::ContainerCreated
-    }
+    ctr.status().state()
 }
 
 fn sandbox_state(sb: &Sandbox) -> PodSandboxState {
@@ -80,20 +71,6 @@ fn image_spec(ctr: &Container) -> ImageSpec {
     }
 }
 
-/// `Completed`, `Error`, `OOMKilled`, or a reason set when it happened (`StartError`).
-fn reason(ctr: &Container) -> String {
-    let s = ctr.status();
-    if s.finished_at == 0 || !s.reason.is_empty() {
-        return s.reason;
-    }
-    if s.exit_code == 0 {
-        "Completed"
-    } else {
-        "Error"
-    }
-    .to_owned()
-}
-
 pub fn container_status(ctr: &Container) -> CriContainerStatus {
     let s = ctr.status();
     let resources = s
@@ -104,14 +81,14 @@ pub fn container_status(ctr: &Container) -> CriContainerStatus {
     CriContainerStatus {
         id: ctr.meta.id.clone(),
         metadata: ctr.config.metadata.clone(),
-        state: container_state(ctr) as i32,
+        state: s.state() as i32,
         created_at: ctr.meta.created_at,
         started_at: s.started_at,
         finished_at: s.finished_at,
         exit_code: s.exit_code,
         image: Some(image_spec(ctr)),
         image_ref: ctr.meta.image_ref.clone(),
-        reason: reason(ctr),
+        reason: s.reason(),
         message: s.message.clone(),
         labels: ctr.config.labels.clone(),
         annotations: ctr.config.annotations.clone(),
@@ -169,11 +146,21 @@ pub fn container_info(ctr: &Container) -> HashMap<String, String> {
 
 pub fn sandbox_status(sb: &Sandbox) -> PodSandboxStatus {
     let ns = super::sandbox::pod_namespaces(&sb.config).ok();
-    let mode = |host: bool| if host { 2 } else { 0 };
+    let mode = |host: bool| {
+        if host {
+            NamespaceMode::Node
+        } else {
+            NamespaceMode::Pod
+        }
+    };
     let options = ns.map(|n| NamespaceOption {
-        network: mode(n.host_network),
-        ipc: mode(n.host_ipc),
-        pid: if n.pod_pid { 0 } else { 1 },
+        network: mode(n.host_network) as i32,
+        ipc: mode(n.host_ipc) as i32,
+        pid: if n.pod_pid {
+            NamespaceMode::Pod
+        } else {
+            NamespaceMode::Container
+        } as i32,
         ..NamespaceOption::default()
     });
     PodSandboxStatus {
