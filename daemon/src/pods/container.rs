@@ -2,7 +2,7 @@
 //! until it exits.
 
 use std::path::{Component, Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_cri_api::v1::{ContainerConfig, ContainerState};
@@ -130,18 +130,7 @@ impl Pods {
             }
             return Err(e);
         }
-        let ctr = Arc::new(Container {
-            meta,
-            config,
-            status: Mutex::new(made?),
-            op: tokio::sync::Mutex::new(()),
-            user: std::sync::OnceLock::new(),
-            bundle,
-        });
-        self.containers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), ctr);
+        self.add_container(meta, config, made?);
         reservation.commit();
         Ok(id)
     }
@@ -424,11 +413,7 @@ impl Pods {
         let records = self.ctr_record_dir(&ctr.meta.id);
         self.discard_container(&sandbox.shim, &ctr.meta, &ctr.bundle, &records)
             .await?;
-        self.containers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ctr.meta.id);
-        self.ctr_names.release(&ctr.meta.name);
+        self.forget_container(ctr);
         tracing::info!(container = %ctr.meta.id, "container removed");
         Ok(())
     }

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
 use corral_images::ImageManager;
 
-use self::model::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxStatus};
+use self::model::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus};
 use self::names::Names;
 use self::shim_client::ShimClient;
 use crate::spec::SpecError;
@@ -191,12 +191,57 @@ impl Pods {
             .collect()
     }
 
+    /// Makes a pod known (just created, or loaded at start-up).
+    fn add_sandbox(&self, meta: SandboxMeta, config: PodSandboxConfig, state: SandboxState) {
+        let dir = self.pod_state_dir(&meta.id);
+        let sandbox = Sandbox {
+            config,
+            status: Mutex::new(SandboxStatus::new(state)),
+            op: tokio::sync::Mutex::new(()),
+            shim: ShimClient::new(&dir),
+            dir,
+            meta,
+        };
+        write(&self.sandboxes).insert(sandbox.meta.id.clone(), Arc::new(sandbox));
+    }
+
+    /// Makes a container known (just created, or loaded at start-up).
+    fn add_container(&self, meta: ContainerMeta, config: ContainerConfig, status: ContainerStatus) {
+        let ctr = Container {
+            config,
+            status: Mutex::new(status),
+            op: tokio::sync::Mutex::new(()),
+            user: std::sync::OnceLock::new(),
+            bundle: self.ctr_bundle(&meta.id),
+            meta,
+        };
+        write(&self.containers).insert(ctr.meta.id.clone(), Arc::new(ctr));
+    }
+
+    /// Forgets a removed pod and frees its name.
+    fn forget_sandbox(&self, sandbox: &Sandbox) {
+        write(&self.sandboxes).remove(&sandbox.meta.id);
+        self.pod_names.release(&sandbox.meta.name);
+    }
+
+    /// Forgets a removed container and frees its name.
+    fn forget_container(&self, ctr: &Container) {
+        write(&self.containers).remove(&ctr.meta.id);
+        self.ctr_names.release(&ctr.meta.name);
+    }
+
     fn containers_of(&self, sandbox_id: &str) -> Vec<Arc<Container>> {
         self.containers()
             .into_iter()
             .filter(|c| c.meta.sandbox_id == sandbox_id)
             .collect()
     }
+}
+
+fn write<T>(
+    map: &RwLock<HashMap<String, Arc<T>>>,
+) -> std::sync::RwLockWriteGuard<'_, HashMap<String, Arc<T>>> {
+    map.write().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Looks an id up, accepting a unique prefix (as crictl users type them).

@@ -3,7 +3,7 @@
 //! cannot be read is logged and skipped.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
@@ -12,7 +12,6 @@ use corral_shim::proto::{ContainerInfo, Request, Response};
 use super::model::{
     self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus,
 };
-use super::shim_client::ShimClient;
 use super::{Container, PodError, Pods, Result, Sandbox};
 
 /// How long one shim may take to answer during recovery.
@@ -65,20 +64,8 @@ impl Pods {
         let status: SandboxStatus = model::load(&dir.join("status.json"))
             .unwrap_or(SandboxStatus::new(SandboxState::NotReady));
         let config: PodSandboxConfig = model::decode_pb(&meta.config, dir)?;
-        let state_dir = self.pod_state_dir(&meta.id);
         self.pod_names.insert(&meta.name, &meta.id);
-        let sandbox = Sandbox {
-            config,
-            status: Mutex::new(status),
-            op: tokio::sync::Mutex::new(()),
-            shim: ShimClient::new(&state_dir),
-            dir: state_dir,
-            meta,
-        };
-        self.sandboxes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(sandbox.meta.id.clone(), Arc::new(sandbox));
+        self.add_sandbox(meta, config, status.state);
         Ok(())
     }
 
@@ -102,18 +89,7 @@ impl Pods {
         }
         let config: ContainerConfig = model::decode_pb(&meta.config, dir)?;
         self.ctr_names.insert(&meta.name, &meta.id);
-        let ctr = Container {
-            config,
-            status: Mutex::new(status),
-            op: tokio::sync::Mutex::new(()),
-            user: std::sync::OnceLock::new(),
-            bundle: self.ctr_bundle(&meta.id),
-            meta,
-        };
-        self.containers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ctr.meta.id.clone(), Arc::new(ctr));
+        self.add_container(meta, config, status);
         Ok(())
     }
 

@@ -1,7 +1,6 @@
 //! RunPodSandbox, StopPodSandbox, RemovePodSandbox.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_cri_api::v1::{NamespaceMode, PodSandboxConfig};
@@ -179,18 +178,7 @@ impl Pods {
             let _ = rootfs::remove_tree(&self.pod_record_dir(&id));
             return Err(e);
         }
-        let sandbox = Arc::new(Sandbox {
-            meta,
-            config,
-            status: Mutex::new(SandboxStatus::new(SandboxState::Ready)),
-            op: tokio::sync::Mutex::new(()),
-            shim: ShimClient::new(&dir),
-            dir,
-        });
-        self.sandboxes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id.clone(), sandbox);
+        self.add_sandbox(meta, config, SandboxState::Ready);
         reservation.commit();
         tracing::info!(pod = %id, "pod sandbox ready");
         Ok(id)
@@ -288,11 +276,7 @@ impl Pods {
         }
         rootfs::remove_tree(&sandbox.dir)?;
         rootfs::remove_tree(&self.pod_record_dir(&sandbox.meta.id))?;
-        self.sandboxes
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&sandbox.meta.id);
-        self.pod_names.release(&sandbox.meta.name);
+        self.forget_sandbox(&sandbox);
         tracing::info!(pod = %sandbox.meta.id, "pod sandbox removed");
         Ok(())
     }
