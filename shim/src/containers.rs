@@ -87,10 +87,11 @@ fn make_pipes(req: &CreateRequest) -> Result<Pipes, Error> {
             outputs: vec![(Stream::Stdout, pty.master)],
         });
     }
-    let (out_r, out_w) = pipe()?;
-    let (err_r, err_w) = pipe()?;
-    output::set_cloexec_nonblock(&out_r)?;
-    output::set_cloexec_nonblock(&err_r)?;
+    let output::OutputPipes {
+        stdout: out_w,
+        stderr: err_w,
+        readers: outputs,
+    } = output::output_pipes()?;
     let (stdin_child, stdin_keep) = if req.stdin {
         let (r, w) = pipe()?;
         (Some(r), Some(w))
@@ -104,7 +105,7 @@ fn make_pipes(req: &CreateRequest) -> Result<Pipes, Error> {
             stderr: err_w,
         },
         stdin: stdin_keep,
-        outputs: vec![(Stream::Stdout, out_r), (Stream::Stderr, err_r)],
+        outputs,
     })
 }
 

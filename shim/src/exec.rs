@@ -6,10 +6,9 @@ use std::time::{Duration, Instant};
 use corral_runtime::container::Stdio;
 use corral_shim::crilog::Stream;
 use corral_shim::proto::{ErrorKind, ExecRequest, MAX_EXEC_OUTPUT, Response};
-use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
-use nix::unistd::{Pid, pipe2};
+use nix::unistd::Pid;
 use oci_spec::runtime::Process;
 
 use crate::log;
@@ -73,11 +72,11 @@ impl Shim {
         process: &Process,
         timeout_ms: u64,
     ) -> Result<(), Error> {
-        let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e));
-        let (out_r, out_w) = pipe()?;
-        let (err_r, err_w) = pipe()?;
-        output::set_cloexec_nonblock(&out_r)?;
-        output::set_cloexec_nonblock(&err_r)?;
+        let output::OutputPipes {
+            stdout: out_w,
+            stderr: err_w,
+            readers,
+        } = output::output_pipes()?;
         let stdio = Stdio {
             stdin: None,
             stdout: out_w,
@@ -89,7 +88,7 @@ impl Shim {
             .reg
             .add(spawned.pidfd.as_fd(), Source::ExecExit { exec })?;
         let mut outputs = Vec::new();
-        for (stream, fd) in [(Stream::Stdout, out_r), (Stream::Stderr, err_r)] {
+        for (stream, fd) in readers {
             let token = self
                 .reg
                 .add(fd.as_fd(), Source::ExecOutput { exec, stream })?;

@@ -2,7 +2,7 @@
 
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
-use corral_shim::crilog::READ_SIZE;
+use corral_shim::crilog::{READ_SIZE, Stream};
 use nix::errno::Errno;
 use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
 
@@ -25,6 +25,28 @@ pub fn set_cloexec_nonblock(fd: &OwnedFd) -> Result<(), Error> {
     fcntl(raw, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC))
         .map_err(|e| Error::sys("fcntl F_SETFD", e))?;
     Ok(())
+}
+
+/// Separate stdout and stderr pipes.
+pub struct OutputPipes {
+    /// The write ends, for the process.
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+    /// The non-blocking read ends, tagged with their stream, for the shim.
+    pub readers: Vec<(Stream, OwnedFd)>,
+}
+
+pub fn output_pipes() -> Result<OutputPipes, Error> {
+    let pipe = || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e));
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    set_cloexec_nonblock(&out_r)?;
+    set_cloexec_nonblock(&err_r)?;
+    Ok(OutputPipes {
+        stdout: out_w,
+        stderr: err_w,
+        readers: vec![(Stream::Stdout, out_r), (Stream::Stderr, err_r)],
+    })
 }
 
 /// One read of at most [`READ_SIZE`] bytes.
