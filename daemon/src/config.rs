@@ -20,7 +20,41 @@ pub struct Config {
     pub grpc: GrpcConfig,
     pub images: ImagesConfig,
     pub runtime: RuntimeConfig,
+    pub network: NetworkConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// CNI network configs (`*.conflist`, `*.conf`, `*.json`); the first valid one by name is
+    /// used, re-read on every pod.
+    pub conf_dir: PathBuf,
+    /// Where CNI plugin binaries are looked for, in order.
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Time limit of one plugin call, in seconds.
+    pub plugin_timeout_secs: u64,
+    /// With no config in `conf_dir`, use the built-in network (bridge, host-local, portmap,
+    /// bandwidth). When false, pods cannot start until a config exists.
+    pub builtin_default: bool,
+    /// The built-in network's bridge.
+    pub bridge: String,
+    /// The built-in network's pod subnets, one per address family. A pod CIDR set through
+    /// UpdateRuntimeConfig replaces them.
+    pub pod_cidrs: Vec<String>,
+}
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig {
+            conf_dir: "/etc/cni/net.d".into(),
+            plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            plugin_timeout_secs: 60,
+            builtin_default: true,
+            bridge: "corral0".into(),
+            pod_cidrs: vec!["10.86.0.0/16".into()],
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +122,7 @@ impl Default for Config {
             grpc: GrpcConfig::default(),
             images: ImagesConfig::default(),
             runtime: RuntimeConfig::default(),
+            network: NetworkConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -187,6 +222,31 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "images.max_concurrent_layers must be at least 1".into(),
             ));
+        }
+        let net = &self.network;
+        if net.plugin_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "network.plugin_timeout_secs must be at least 1".into(),
+            ));
+        }
+        let bridge_ok = !net.bridge.is_empty()
+            && net.bridge.len() < 16
+            && net
+                .bridge
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_' || b == b'.');
+        if !bridge_ok {
+            return Err(ConfigError::Invalid(format!(
+                "network.bridge {:?} is not an interface name (1 to 15 letters, digits, '-', '_', '.')",
+                net.bridge
+            )));
+        }
+        if net.pod_cidrs.is_empty() {
+            return Err(ConfigError::Invalid("network.pod_cidrs is empty".into()));
+        }
+        for cidr in &net.pod_cidrs {
+            corral_cni::config::check_subnet(cidr)
+                .map_err(|e| ConfigError::Invalid(format!("network.pod_cidrs: {e}")))?;
         }
         Ok(())
     }

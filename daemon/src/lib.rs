@@ -5,6 +5,7 @@ pub mod config;
 pub mod cri;
 pub mod deadline;
 pub mod lock;
+pub mod network;
 pub mod pods;
 pub mod server;
 pub mod spec;

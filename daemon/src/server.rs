@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
 use crate::lock::{self, DirLock, LockError};
+use crate::network::Network;
 use crate::pods::{Pods, PodsConfig};
 
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
@@ -47,6 +48,7 @@ pub enum DaemonError {
 pub struct Daemon {
     config: Arc<Config>,
     images: Arc<ImageManager>,
+    network: Arc<Network>,
     pods: Arc<Pods>,
     _locks: (DirLock, DirLock),
 }
@@ -84,6 +86,7 @@ impl Daemon {
                 shim.display()
             )));
         }
+        let network = Arc::new(Network::new(config.network.clone(), &config.root));
         let pods = Arc::new(Pods::new(
             PodsConfig {
                 root: config.root.clone(),
@@ -92,10 +95,12 @@ impl Daemon {
                 cgroup_root: config.runtime.cgroup_root.clone(),
             },
             Arc::clone(&images),
+            Arc::clone(&network),
         ));
         Ok(Daemon {
             config: Arc::new(config),
             images,
+            network,
             pods,
             _locks: (root_lock, state_lock),
         })
@@ -117,6 +122,7 @@ impl Daemon {
         let runtime = RuntimeServiceServer::new(RuntimeApi::new(
             Arc::clone(&self.config),
             Arc::clone(&self.pods),
+            Arc::clone(&self.network),
         ))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);

@@ -58,10 +58,25 @@ pub fn pod_status(e: crate::pods::PodError) -> Status {
         E::FailedPrecondition(_) => Status::failed_precondition(message),
         E::DeadlineExceeded(_) => Status::deadline_exceeded(message),
         E::Image(inner) => image_status(inner),
+        E::Network(inner) => network_status(inner, message),
         E::Runtime(corral_runtime::Error::InvalidSpec(_)) => Status::invalid_argument(message),
         E::Shim(_) => Status::unavailable(message),
         E::Corrupt(_) | E::Io { .. } | E::Spec(_) | E::Runtime(_) | E::Internal(_) => {
             Status::internal(message)
         }
+    }
+}
+
+/// Chooses the gRPC code for a pod network error.
+fn network_status(e: crate::network::NetworkError, message: String) -> Status {
+    use crate::network::NetworkError as N;
+    use corral_cni::Error as C;
+    match e {
+        N::InvalidArgument(_) => Status::invalid_argument(message),
+        N::NotReady(_) | N::Cni(C::PluginNotFound { .. } | C::Config { .. }) => {
+            Status::failed_precondition(message)
+        }
+        N::Cni(C::Timeout { .. }) => Status::deadline_exceeded(message),
+        N::Cni(C::Plugin { .. } | C::BadResult { .. }) | N::Io { .. } => Status::internal(message),
     }
 }

@@ -47,3 +47,47 @@ pub fn pods(dir: &Path, state: &Path, cgroup_root: &str) {
     }
     let _ = corral_runtime::cgroups::kill_and_remove(Path::new(cgroup_root));
 }
+
+/// Runs CNI DEL for every pod of the daemon rooted at `root` still recorded as attached, so a
+/// test that fails half-way leaves no address, veth or iptables rule behind. Runs on a thread
+/// of its own (callers may be inside a tokio runtime).
+pub fn networks(root: &Path) {
+    let mut records = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(root.join("pods")) {
+        for e in entries.flatten() {
+            let Ok(body) = std::fs::read(e.path().join("network.json")) else {
+                continue;
+            };
+            let Ok(rec) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                continue;
+            };
+            if rec["attached"] == true {
+                records.push(rec);
+            }
+        }
+    }
+    if records.is_empty() {
+        return;
+    }
+    let run = move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        let plugins = corral_cni::Plugins {
+            dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            timeout: Duration::from_secs(30),
+        };
+        for rec in records {
+            let list =
+                corral_cni::NetworkList::from_json(&rec["network"], Path::new("network.json"));
+            let att = serde_json::from_value::<corral_cni::Attachment>(rec["attachment"].clone());
+            if let (Ok(list), Ok(att)) = (list, att) {
+                let _ = rt.block_on(corral_cni::del(&list, &plugins, &att, Some(&rec["result"])));
+            }
+        }
+    };
+    let _ = std::thread::spawn(run).join();
+}

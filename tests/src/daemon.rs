@@ -30,6 +30,9 @@ pub struct DaemonOptions {
     pub env: Vec<(String, String)>,
     /// Log filter; `debug` when unset.
     pub log_level: Option<String>,
+    /// Extra lines of TOML for the `[network]` table (which already sets `conf_dir`, `bridge`
+    /// and `pod_cidrs` to this daemon's own).
+    pub network_config: String,
 }
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
@@ -38,6 +41,7 @@ pub struct TestDaemon {
     child: Option<std::process::Child>,
     opts: DaemonOptions,
     cgroup_root: String,
+    net: crate::netlease::NetLease,
 }
 
 /// A cgroup parent unique to this test daemon, so tests never meet each other's cgroups.
@@ -60,9 +64,31 @@ impl TestDaemon {
             child: None,
             opts,
             cgroup_root: unique_cgroup_root(),
+            net: crate::netlease::NetLease::acquire()?,
         };
         d.spawn().await?;
         Ok(d)
+    }
+
+    /// This daemon's bridge and pod subnet (for the built-in network).
+    pub fn net(&self) -> &crate::netlease::NetLease {
+        &self.net
+    }
+
+    /// The CNI config directory (empty at first: the built-in network is used).
+    pub fn cni_conf_dir(&self) -> PathBuf {
+        self.dir().join("net.d")
+    }
+
+    /// host-local's reservations under `<root>/cni/networks/<network>/` (one file per leased
+    /// IP), for the built-in network and test configs that keep theirs there too.
+    pub fn ip_reservations(&self) -> Vec<String> {
+        let base = self.root().join("cni/networks");
+        list_names(&base)
+            .into_iter()
+            .flat_map(|net| list_names(&base.join(&net)))
+            .filter(|n| n.parse::<std::net::IpAddr>().is_ok())
+            .collect()
     }
 
     /// The parent cgroup of this daemon's pods (cgroupfs path).
@@ -114,13 +140,17 @@ impl TestDaemon {
 
     fn write_config(&self) -> Result<()> {
         let config = format!(
-            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[runtime]\ncgroup_root = {:?}\n[log]\nlevel = {:?}\n",
+            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[runtime]\ncgroup_root = {:?}\n[network]\nconf_dir = {:?}\nbridge = {:?}\npod_cidrs = [{:?}]\n{}\n[log]\nlevel = {:?}\n",
             self.root(),
             self.state(),
             self.socket(),
             self.hosts_dir(),
             self.opts.extra_config,
             self.cgroup_root,
+            self.cni_conf_dir(),
+            self.net.bridge,
+            self.net.subnet,
+            self.opts.network_config,
             self.opts.log_level.as_deref().unwrap_or("debug"),
         );
         std::fs::write(self.config_file(), config)?;
@@ -303,5 +333,6 @@ impl Drop for TestDaemon {
             let _ = self.kill();
         }
         crate::cleanup::pods(self.dir(), &self.state(), &self.cgroup_root);
+        crate::cleanup::networks(&self.root());
     }
 }

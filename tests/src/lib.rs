@@ -3,4 +3,5 @@
 pub mod cleanup;
 pub mod daemon;
 pub mod fixtures;
+pub mod netlease;
 pub mod registry;

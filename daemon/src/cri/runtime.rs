@@ -1,4 +1,4 @@
-//! `runtime.v1.RuntimeService`: Version, Status and RuntimeConfig here; pod sandbox and
+//! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod sandbox and
 //! container calls delegate to `cri::sandbox` and `cri::container`. Calls of later issues
 //! (streaming, stats, events, checkpoint) answer UNIMPLEMENTED through the generated defaults.
 
@@ -20,10 +20,12 @@ use corral_cri_api::v1::{
     ReopenContainerLogResponse, RunPodSandboxRequest, RunPodSandboxResponse, StartContainerRequest,
     StartContainerResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
     StopPodSandboxResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
+    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
 };
 use tonic::{Request, Response, Status};
 
 use crate::config::Config;
+use crate::network::Network;
 use crate::pods::Pods;
 
 /// The CRI API version this runtime speaks.
@@ -34,11 +36,16 @@ const KUBE_API_VERSION: &str = "0.1.0";
 pub struct RuntimeApi {
     config: Arc<Config>,
     pub(super) pods: Arc<Pods>,
+    network: Arc<Network>,
 }
 
 impl RuntimeApi {
-    pub fn new(config: Arc<Config>, pods: Arc<Pods>) -> RuntimeApi {
-        RuntimeApi { config, pods }
+    pub fn new(config: Arc<Config>, pods: Arc<Pods>, network: Arc<Network>) -> RuntimeApi {
+        RuntimeApi {
+            config,
+            pods,
+            network,
+        }
     }
 }
 
@@ -70,26 +77,50 @@ impl RuntimeService for RuntimeApi {
         req: Request<StatusRequest>,
     ) -> Result<Response<StatusResponse>, Status> {
         let verbose = req.into_inner().verbose;
-        let conditions = vec![
-            condition("RuntimeReady", true, "", ""),
-            condition(
+        let network = self.network.ready();
+        let network_condition = match &network {
+            Ok(_) => condition("NetworkReady", true, "", ""),
+            Err(why) => condition(
                 "NetworkReady",
                 false,
                 "NetworkPluginNotReady",
-                "Network plugin returns error: pod networking (CNI) is not part of this corral build yet",
+                &format!("Network plugin returns error: {why}"),
             ),
-        ];
+        };
+        let conditions = vec![condition("RuntimeReady", true, "", ""), network_condition];
         let mut info = HashMap::new();
         if verbose {
             let config = serde_json::to_string(&*self.config)
                 .map_err(|e| Status::internal(format!("encode config: {e}")))?;
             info.insert("config".to_owned(), config);
+            if let Ok(list) = &network {
+                let mut cni = list.to_json();
+                cni["source"] = serde_json::json!(list.source);
+                info.insert("cniconfig".to_owned(), cni.to_string());
+            }
         }
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
             info,
             ..Default::default()
         }))
+    }
+
+    /// Only the pod CIDR is configurable this way; it applies to the built-in network.
+    async fn update_runtime_config(
+        &self,
+        req: Request<UpdateRuntimeConfigRequest>,
+    ) -> Result<Response<UpdateRuntimeConfigResponse>, Status> {
+        let cidr = req
+            .into_inner()
+            .runtime_config
+            .and_then(|c| c.network_config)
+            .map(|n| n.pod_cidr)
+            .unwrap_or_default();
+        self.network
+            .set_pod_cidr(&cidr)
+            .map_err(|e| crate::status::pod_status(e.into()))?;
+        Ok(Response::new(UpdateRuntimeConfigResponse {}))
     }
 
     async fn runtime_config(

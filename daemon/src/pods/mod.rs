@@ -24,6 +24,7 @@ use corral_images::ImageManager;
 use self::model::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus};
 use self::names::Names;
 use self::shim_client::ShimClient;
+use crate::network::{Network, NetworkRecord};
 use crate::spec::SpecError;
 
 /// Why a pod or container operation failed; `crate::status` picks the gRPC code.
@@ -55,6 +56,8 @@ pub enum PodError {
     Runtime(#[from] corral_runtime::Error),
     #[error(transparent)]
     Image(#[from] corral_images::ImageError),
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
     #[error("{0}")]
     Internal(String),
 }
@@ -94,6 +97,8 @@ pub struct Sandbox {
     pub shim: ShimClient,
     /// The shim's directory `<state>/pods/<id>`.
     pub dir: PathBuf,
+    /// The pod's CNI attachment (none with host networking).
+    pub network: Mutex<Option<NetworkRecord>>,
 }
 
 /// A container in memory.
@@ -130,6 +135,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Pods {
     cfg: PodsConfig,
     images: Arc<ImageManager>,
+    network: Arc<Network>,
     sandboxes: RwLock<HashMap<String, Arc<Sandbox>>>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pod_names: Names,
@@ -137,10 +143,11 @@ pub struct Pods {
 }
 
 impl Pods {
-    pub fn new(cfg: PodsConfig, images: Arc<ImageManager>) -> Pods {
+    pub fn new(cfg: PodsConfig, images: Arc<ImageManager>, network: Arc<Network>) -> Pods {
         Pods {
             cfg,
             images,
+            network,
             sandboxes: RwLock::default(),
             containers: RwLock::default(),
             pod_names: Names::default(),
@@ -192,9 +199,16 @@ impl Pods {
     }
 
     /// Makes a pod known (just created, or loaded at start-up).
-    fn add_sandbox(&self, meta: SandboxMeta, config: PodSandboxConfig, state: SandboxState) {
+    fn add_sandbox(
+        &self,
+        meta: SandboxMeta,
+        config: PodSandboxConfig,
+        state: SandboxState,
+        network: Option<NetworkRecord>,
+    ) {
         let dir = self.pod_state_dir(&meta.id);
         let sandbox = Sandbox {
+            network: Mutex::new(network),
             config,
             status: Mutex::new(SandboxStatus::new(state)),
             op: tokio::sync::Mutex::new(()),

@@ -178,4 +178,10 @@ pub trait Versioned {
 macro_rules! versioned {
     ($($t:ty),*) => { $(impl Versioned for $t { fn version(&self) -> u32 { self.version } })* };
 }
-versioned!(SandboxMeta, SandboxStatus, ContainerMeta, ContainerStatus);
+versioned!(
+    SandboxMeta,
+    SandboxStatus,
+    ContainerMeta,
+    ContainerStatus,
+    crate::network::NetworkRecord
+);

@@ -64,8 +64,20 @@ impl Pods {
         let status: SandboxStatus = model::load(&dir.join("status.json"))
             .unwrap_or(SandboxStatus::new(SandboxState::NotReady));
         let config: PodSandboxConfig = model::decode_pb(&meta.config, dir)?;
+        let network_file = dir.join(super::sandbox::NETWORK_FILE);
+        let network = if network_file.exists() {
+            match model::load(&network_file) {
+                Ok(rec) => Some(rec),
+                Err(e) => {
+                    tracing::error!(pod = %meta.id, error = %e, "network record unreadable: CNI DEL cannot run for this pod");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         self.pod_names.insert(&meta.name, &meta.id);
-        self.add_sandbox(meta, config, status.state);
+        self.add_sandbox(meta, config, status.state, network);
         Ok(())
     }
 

@@ -11,7 +11,12 @@ use super::model::{self, SandboxMeta, SandboxState, SandboxStatus, VERSION};
 use super::names::new_id;
 use super::shim_client::ShimClient;
 use super::{PodError, Pods, Result, Sandbox, lock, rootfs};
+use crate::network::{NetworkError, NetworkRecord};
 use crate::spec;
+use corral_cni::NetworkList;
+
+/// The pod's CNI attachment record, in its record directory.
+pub(super) const NETWORK_FILE: &str = "network.json";
 
 /// How long a shim may take to shut down.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -141,6 +146,12 @@ impl Pods {
         })?;
         let ns = pod_namespaces(&config)?;
         let sysctls = pod_sysctls(&config, &ns)?;
+        let network = if ns.host_network {
+            None
+        } else {
+            self.network.check(&config)?;
+            Some(self.network.ready().map_err(NetworkError::NotReady)?)
+        };
         let (cgroup_parent, owns_cgroup) = cgroup_parent(&config, &self.cfg.cgroup_root, &id)?;
         let hostname = if ns.host_network {
             None
@@ -167,23 +178,29 @@ impl Pods {
             sysctls,
         };
         let prepared = self
-            .prepare_pod(&config, &dir, &ns, &shim_config, &meta)
+            .prepare_pod(&config, &dir, &ns, &shim_config, &meta, network.as_ref())
             .await;
-        if let Err(e) = prepared {
-            tracing::warn!(pod = %id, error = %e, "RunPodSandbox failed; cleaning up");
-            if let Err(ce) = self.teardown_pod_state(&dir).await {
-                tracing::warn!(pod = %id, error = %ce, "cleanup after a failed RunPodSandbox");
+        let attachment = match prepared {
+            Ok(attachment) => attachment,
+            Err(e) => {
+                tracing::warn!(pod = %id, error = %e, "RunPodSandbox failed; cleaning up");
+                if let Err(ce) = self.teardown_pod_state(&dir).await {
+                    tracing::warn!(pod = %id, error = %ce, "cleanup after a failed RunPodSandbox");
+                }
+                let _ = rootfs::remove_tree(&dir);
+                let _ = rootfs::remove_tree(&self.pod_record_dir(&id));
+                return Err(e);
             }
-            let _ = rootfs::remove_tree(&dir);
-            let _ = rootfs::remove_tree(&self.pod_record_dir(&id));
-            return Err(e);
-        }
-        self.add_sandbox(meta, config, SandboxState::Ready);
+        };
+        self.add_sandbox(meta, config, SandboxState::Ready, attachment);
         reservation.commit();
         tracing::info!(pod = %id, "pod sandbox ready");
         Ok(id)
     }
 
+    /// Creates the pod: state directory, `/dev/shm`, shim (which makes and pins the
+    /// namespaces), the CNI attachment on `network`, the pod's files and its records. A failure
+    /// after the attachment detaches it; the caller removes the rest.
     async fn prepare_pod(
         &self,
         config: &PodSandboxConfig,
@@ -191,9 +208,9 @@ impl Pods {
         ns: &PodNamespaces,
         shim_config: &ShimConfig,
         meta: &SandboxMeta,
-    ) -> Result<()> {
+        network: Option<&NetworkList>,
+    ) -> Result<Option<NetworkRecord>> {
         std::fs::create_dir_all(dir).map_err(|e| PodError::io(dir, e))?;
-        spec::write_pod_files(config, dir)?;
         if !ns.host_ipc {
             rootfs::mount_shm(&dir.join("shm"))?;
         }
@@ -203,12 +220,52 @@ impl Pods {
         std::fs::write(&cfg_path, body).map_err(|e| PodError::io(&cfg_path, e))?;
         let pid = ShimClient::spawn(&self.cfg.shim, dir).await?;
         tracing::debug!(pod = %meta.id, shim = pid, "shim ready");
+        let attachment = match network {
+            Some(list) => {
+                let netns = dir.join("ns").join("net");
+                Some(self.network.attach(list, &meta.id, &netns, config).await?)
+            }
+            None => None,
+        };
         let records = self.pod_record_dir(&meta.id);
-        model::save(&records.join("meta.json"), meta)?;
+        let saved = (|| {
+            if let Some(rec) = &attachment {
+                model::save(&records.join(NETWORK_FILE), rec)?;
+            }
+            let pod_ip = attachment.as_ref().and_then(|r| r.ips.first().copied());
+            spec::write_pod_files(config, dir, pod_ip)?;
+            model::save(&records.join("meta.json"), meta)?;
+            model::save(
+                &records.join("status.json"),
+                &SandboxStatus::new(SandboxState::Ready),
+            )
+        })();
+        if let Err(e) = saved {
+            if let Some(rec) = &attachment
+                && let Err(de) = self.network.detach(rec).await
+            {
+                tracing::warn!(pod = %meta.id, error = %de, "CNI DEL after a failed RunPodSandbox");
+            }
+            return Err(e);
+        }
+        Ok(attachment)
+    }
+
+    /// Runs CNI DEL for the pod if it is attached, and records that it no longer is. After a
+    /// failure the attachment stays recorded, so a retried stop runs DEL again.
+    async fn detach_network(&self, sandbox: &Sandbox) -> Result<()> {
+        let current = lock(&sandbox.network).clone();
+        let Some(mut rec) = current.filter(|r| r.attached) else {
+            return Ok(());
+        };
+        self.network.detach(&rec).await?;
+        rec.attached = false;
         model::save(
-            &records.join("status.json"),
-            &SandboxStatus::new(SandboxState::Ready),
-        )
+            &self.pod_record_dir(&sandbox.meta.id).join(NETWORK_FILE),
+            &rec,
+        )?;
+        *lock(&sandbox.network) = Some(rec);
+        Ok(())
     }
 
     /// Stops the pod's shim (if it still runs) and releases its namespaces and `/dev/shm`.
@@ -249,6 +306,7 @@ impl Pods {
             let _cop = ctr.op.lock().await;
             self.stop_container_locked(&sandbox.shim, &ctr, 0).await?;
         }
+        self.detach_network(sandbox).await?;
         if sandbox.state() == SandboxState::NotReady {
             return Ok(());
         }

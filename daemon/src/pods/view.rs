@@ -7,13 +7,13 @@ use std::path::Path;
 use corral_cri_api::v1::{
     Container as CriContainer, ContainerFilter, ContainerResources, ContainerState,
     ContainerStatus as CriContainerStatus, ContainerUser, ImageSpec, LinuxContainerResources,
-    LinuxContainerUser, LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption,
+    LinuxContainerUser, LinuxPodSandboxStatus, Namespace, NamespaceMode, NamespaceOption, PodIp,
     PodSandbox, PodSandboxFilter, PodSandboxNetworkStatus, PodSandboxState, PodSandboxStatus,
 };
 use oci_spec::runtime::Spec;
 
 use super::model::{self, SandboxState};
-use super::{Container, Pods, Sandbox};
+use super::{Container, Pods, Sandbox, lock};
 
 /// The CRI state of a container.
 pub fn container_state(ctr: &Container) -> ContainerState {
@@ -168,13 +168,26 @@ pub fn sandbox_status(sb: &Sandbox) -> PodSandboxStatus {
         metadata: sb.config.metadata.clone(),
         state: sandbox_state(sb) as i32,
         created_at: sb.meta.created_at,
-        network: Some(PodSandboxNetworkStatus::default()),
+        network: Some(network_status(sb)),
         linux: Some(LinuxPodSandboxStatus {
             namespaces: Some(Namespace { options }),
         }),
         labels: sb.config.labels.clone(),
         annotations: sb.config.annotations.clone(),
         runtime_handler: sb.meta.runtime_handler.clone(),
+    }
+}
+
+/// The pod's IPs from its CNI attachment (kept after the pod stops, as containerd does).
+fn network_status(sb: &Sandbox) -> PodSandboxNetworkStatus {
+    let ips = lock(&sb.network)
+        .as_ref()
+        .map(|r| r.ips.clone())
+        .unwrap_or_default();
+    let mut ips = ips.iter().map(ToString::to_string);
+    PodSandboxNetworkStatus {
+        ip: ips.next().unwrap_or_default(),
+        additional_ips: ips.map(|ip| PodIp { ip }).collect(),
     }
 }
 
@@ -189,6 +202,8 @@ pub fn sandbox_info(sb: &Sandbox) -> HashMap<String, String> {
         "cgroupParent": sb.meta.cgroup_parent,
         "namespaces": pins,
         "shimLog": sb.dir.join("shim.log"),
+        "cniResult": lock(&sb.network).as_ref().map(|r| r.result.clone()),
+        "cniAttached": lock(&sb.network).as_ref().is_some_and(|r| r.attached),
     });
     HashMap::from([("info".to_owned(), info.to_string())])
 }

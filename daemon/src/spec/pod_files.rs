@@ -21,9 +21,9 @@ pub struct PodFiles {
     pub hostname: PathBuf,
 }
 
-/// The hosts file of a pod with its own network namespace (containerd's). No line for the pod's
-/// hostname: it should resolve to the pod's IP, which only the kubelet knows (it mounts its own
-/// managed `/etc/hosts` over this one).
+/// The start of the hosts file of a pod with its own network namespace (containerd's); a line
+/// with the pod's IP and hostname follows when the pod has an IP. (The kubelet mounts its own
+/// managed `/etc/hosts` over this one.)
 pub const DEFAULT_HOSTS: &str = "127.0.0.1\tlocalhost\n\
 ::1\tlocalhost ip6-localhost ip6-loopback\n\
 fe00::0\tip6-localnet\n\
@@ -72,19 +72,25 @@ pub fn pod_hostname(pod: &PodSandboxConfig) -> Result<String, SpecError> {
 /// - `hostname`: [`pod_hostname`] and a newline.
 /// - `resolv.conf`: from `dns_config` (`search`, `nameserver` and `options` lines, like
 ///   containerd); a copy of the host's `/etc/resolv.conf` when `dns_config` is absent or empty.
-/// - `hosts`: with host networking a copy of the host's `/etc/hosts`; otherwise [`DEFAULT_HOSTS`].
-pub fn write_pod_files(pod: &PodSandboxConfig, dir: &Path) -> Result<PodFiles, SpecError> {
+/// - `hosts`: with host networking a copy of the host's `/etc/hosts`; otherwise [`DEFAULT_HOSTS`]
+///   and, when the pod has an IP, `<pod_ip>\t<hostname>`.
+pub fn write_pod_files(
+    pod: &PodSandboxConfig,
+    dir: &Path,
+    pod_ip: Option<IpAddr>,
+) -> Result<PodFiles, SpecError> {
     let host = HostFiles {
         hosts: Path::new("/etc/hosts"),
         resolv_conf: Path::new("/etc/resolv.conf"),
     };
-    write_pod_files_from(pod, dir, &host)
+    write_pod_files_from(pod, dir, &host, pod_ip)
 }
 
 pub(super) fn write_pod_files_from(
     pod: &PodSandboxConfig,
     dir: &Path,
     host: &HostFiles<'_>,
+    pod_ip: Option<IpAddr>,
 ) -> Result<PodFiles, SpecError> {
     let hostname = pod_hostname(pod)?;
     let resolv = match &pod.dns_config {
@@ -104,7 +110,11 @@ pub(super) fn write_pod_files_from(
     let hosts = if host_network {
         read_host(host.hosts)?
     } else {
-        DEFAULT_HOSTS.as_bytes().to_vec()
+        let mut hosts = DEFAULT_HOSTS.to_owned();
+        if let Some(ip) = pod_ip {
+            hosts.push_str(&format!("{ip}\t{hostname}\n"));
+        }
+        hosts.into_bytes()
     };
 
     let files = PodFiles {

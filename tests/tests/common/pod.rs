@@ -11,7 +11,7 @@ use corral_cri_api::v1::{
     CreateContainerRequest, ImageSpec, KeyValue, PodSandboxConfig, PodSandboxMetadata,
     RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
 };
-use corral_tests::daemon::TestDaemon;
+use corral_tests::daemon::{DaemonOptions, TestDaemon};
 use corral_tests::fixtures::{BuiltImage, ManifestFormat, busybox_image};
 use corral_tests::registry::FakeRegistry;
 use tonic::transport::Channel;
@@ -36,9 +36,13 @@ pub fn busybox() -> Result<BuiltImage> {
 }
 
 pub async fn env() -> Result<PodEnv> {
+    env_with(DaemonOptions::default()).await
+}
+
+pub async fn env_with(opts: DaemonOptions) -> Result<PodEnv> {
     let fake = FakeRegistry::start().await?;
     serve_image(&fake, "library/busybox", "1", &busybox()?);
-    let d = TestDaemon::start().await?;
+    let d = TestDaemon::start_with(opts).await?;
     let image = format!("{}/library/busybox:1", fake.addr());
     pull(&mut d.images().await?, &image).await?;
     Ok(PodEnv {
@@ -214,6 +218,26 @@ impl PodEnv {
                 );
             }
         }
+        self.assert_network_clean();
+    }
+
+    /// Asserts no pod of this daemon holds a port on its bridge, an IP reservation or an
+    /// iptables rule (other than the harness's own FORWARD rule).
+    pub fn assert_network_clean(&self) {
+        let net = self.d.net();
+        assert_eq!(
+            net.bridge_ports(),
+            Vec::<String>::new(),
+            "veths left on {}",
+            net.bridge
+        );
+        assert_eq!(
+            self.d.ip_reservations(),
+            Vec::<String>::new(),
+            "IP reservations left"
+        );
+        let rules = iptables_rules_for(&net.subnet);
+        assert!(rules.is_empty(), "iptables rules left: {rules:#?}");
     }
 }
 
@@ -249,4 +273,22 @@ pub fn shim_pids(state: &Path) -> Vec<i32> {
         }
     }
     out
+}
+
+/// `iptables-save` lines (all tables) naming an address in `subnet` (a /24), apart from the
+/// harness's FORWARD rule.
+pub fn iptables_rules_for(subnet: &str) -> Vec<String> {
+    let prefix = subnet
+        .rsplit_once('.')
+        .map_or(subnet, |(p, _)| p)
+        .to_owned()
+        + ".";
+    let out = std::process::Command::new("iptables-save")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    out.lines()
+        .filter(|l| l.contains(&prefix) && !l.contains("corral-test"))
+        .map(str::to_owned)
+        .collect()
 }

@@ -32,7 +32,7 @@ fn pod_files_from_dns_config() {
         options: strings(&["ndots:5", "edns0"]),
     });
     let dir = f.dir.path().join("pod");
-    let files = write_pod_files_from(&f.pod, &dir, &host).unwrap();
+    let files = write_pod_files_from(&f.pod, &dir, &host, None).unwrap();
     assert_eq!(files.hostname, dir.join("hostname"));
     assert_eq!(read(&files.hostname), "web-0\n");
     assert_eq!(
@@ -49,7 +49,7 @@ fn pod_files_from_dns_config() {
     }
     // Rewriting replaces; no temporary files stay behind.
     f.pod.hostname = "web-1".into();
-    write_pod_files_from(&f.pod, &dir, &host).unwrap();
+    write_pod_files_from(&f.pod, &dir, &host, None).unwrap();
     assert_eq!(read(&files.hostname), "web-1\n");
     assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 3);
 }
@@ -64,13 +64,20 @@ fn host_files_are_copied_without_dns_config_or_with_host_network() {
     };
     let dir = f.dir.path().join("pod");
     f.pod.dns_config = Some(DnsConfig::default());
-    let files = write_pod_files_from(&f.pod, &dir, &host).unwrap();
+    let files = write_pod_files_from(&f.pod, &dir, &host, None).unwrap();
     assert_eq!(read(&files.resolv_conf), "nameserver 10.0.0.53\n");
     assert_eq!(read(&files.hosts), DEFAULT_HOSTS);
+    let ip = "10.86.0.7".parse().ok();
+    let files = write_pod_files_from(&f.pod, &dir, &host, ip).unwrap();
+    let hostname = read(&files.hostname);
+    assert_eq!(
+        read(&files.hosts),
+        format!("{DEFAULT_HOSTS}10.86.0.7\t{}\n", hostname.trim_end())
+    );
 
     f.host_network();
     f.pod.hostname.clear();
-    let files = write_pod_files_from(&f.pod, &dir, &host).unwrap();
+    let files = write_pod_files_from(&f.pod, &dir, &host, None).unwrap();
     assert_eq!(read(&files.hosts), "10.0.0.1 node1\n");
     let expected = nix::unistd::gethostname().unwrap();
     assert_eq!(
@@ -84,7 +91,7 @@ fn host_files_are_copied_without_dns_config_or_with_host_network() {
         hosts: &missing,
         resolv_conf: &missing,
     };
-    let files = write_pod_files_from(&f.pod, &dir, &host).unwrap();
+    let files = write_pod_files_from(&f.pod, &dir, &host, None).unwrap();
     assert_eq!(read(&files.hosts), "");
 }
 
@@ -155,7 +162,7 @@ fn bad_hostnames_are_invalid() {
             "{name:?}"
         );
         let dir = f.dir.path().join("pod");
-        assert!(super::super::write_pod_files(&f.pod, &dir).is_err());
+        assert!(super::super::write_pod_files(&f.pod, &dir, None).is_err());
         // container_spec validates it too.
         assert!(f.spec().is_err());
     }

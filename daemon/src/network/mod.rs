@@ -1,0 +1,250 @@
+//! Pod networking through CNI: which network pods join (a config file, or the built-in
+//! default), whether it is ready, and attaching and detaching a pod's network namespace.
+//!
+//! The config directory is read on every use, so a config added or changed later is picked up
+//! without a restart. What an attachment needs for its DEL is returned as a [`NetworkRecord`],
+//! which the pod subsystem persists next to the pod.
+
+mod capabilities;
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use corral_cni::config::{Found, check_subnet, load_dir};
+use corral_cni::{Attachment, DefaultNetwork, NetworkList, Plugins};
+use corral_cri_api::v1::PodSandboxConfig;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::NetworkConfig;
+
+pub use capabilities::parse_quantity;
+
+/// The interface name pods get.
+const POD_IFNAME: &str = "eth0";
+/// The built-in network's name.
+const DEFAULT_NAME: &str = "corral";
+/// Format version of [`NetworkRecord`] (the pod records' version).
+const RECORD_VERSION: u32 = crate::pods::model::VERSION;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("pod network is not ready: {0}")]
+    NotReady(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error(transparent)]
+    Cni(#[from] corral_cni::Error),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A pod's attachment to its network, as persisted (`<root>/pods/<id>/network.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub version: u32,
+    /// The network configuration list ADD ran with (DEL must run with the same).
+    pub network: Value,
+    pub attachment: Attachment,
+    /// The chain's result.
+    pub result: Value,
+    /// The pod's IPs, primary first.
+    pub ips: Vec<IpAddr>,
+    /// False once DEL has succeeded.
+    pub attached: bool,
+}
+
+/// The pod network subsystem.
+pub struct Network {
+    cfg: NetworkConfig,
+    plugins: Plugins,
+    /// host-local's reservations for the built-in network.
+    ipam_dir: PathBuf,
+    /// Where the pod CIDR from UpdateRuntimeConfig is kept.
+    cidr_file: PathBuf,
+    /// The built-in network's subnets (the config's, or UpdateRuntimeConfig's).
+    subnets: Mutex<Vec<String>>,
+}
+
+impl Network {
+    /// `root` is the daemon's durable root: `<root>/cni/` holds the built-in network's IP
+    /// reservations and the pod CIDR last set through UpdateRuntimeConfig.
+    pub fn new(cfg: NetworkConfig, root: &Path) -> Network {
+        let dir = root.join("cni");
+        let cidr_file = dir.join("pod-cidrs");
+        let saved = std::fs::read_to_string(&cidr_file).ok().and_then(|text| {
+            let cidrs: Result<Vec<String>, String> =
+                text.split_whitespace().map(check_subnet).collect();
+            cidrs.ok().filter(|c| !c.is_empty())
+        });
+        Network {
+            plugins: Plugins {
+                dirs: cfg.plugin_dirs.clone(),
+                timeout: Duration::from_secs(cfg.plugin_timeout_secs),
+            },
+            subnets: Mutex::new(saved.unwrap_or_else(|| cfg.pod_cidrs.clone())),
+            ipam_dir: dir.join("networks"),
+            cidr_file,
+            cfg,
+        }
+    }
+
+    /// The network pods join now: the first valid config in `conf_dir`, else the built-in one
+    /// (when enabled). The error says why there is none.
+    pub fn current(&self) -> Result<NetworkList, String> {
+        let dir = &self.cfg.conf_dir;
+        match load_dir(dir) {
+            Found::List(list) => Ok(list),
+            Found::Invalid(e) => Err(format!("no valid network config in {}: {e}", dir.display())),
+            Found::Nothing if self.cfg.builtin_default => Ok(DefaultNetwork {
+                name: DEFAULT_NAME.into(),
+                bridge: self.cfg.bridge.clone(),
+                subnets: crate::pods::lock(&self.subnets).clone(),
+                data_dir: self.ipam_dir.clone(),
+            }
+            .list()),
+            Found::Nothing => Err(format!(
+                "no network config found in {} (and the built-in default is disabled)",
+                dir.display()
+            )),
+        }
+    }
+
+    /// The current network, once each of its plugins is found.
+    pub fn ready(&self) -> Result<NetworkList, String> {
+        let list = self.current()?;
+        for kind in list.plugin_types() {
+            self.plugins.find(kind).map_err(|e| e.to_string())?;
+        }
+        Ok(list)
+    }
+
+    /// UpdateRuntimeConfig's pod CIDR (comma-separated for dual stack) becomes the built-in
+    /// network's subnets, now and after restarts. An empty CIDR changes nothing.
+    pub fn set_pod_cidr(&self, cidr: &str) -> Result<(), NetworkError> {
+        if cidr.trim().is_empty() {
+            return Ok(());
+        }
+        let subnets = cidr
+            .split(',')
+            .map(check_subnet)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| {
+                NetworkError::InvalidArgument(format!(
+                    "runtime_config.network_config.pod_cidr: {e}"
+                ))
+            })?;
+        let dir = self.cidr_file.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir).map_err(|source| NetworkError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        corral_shim::records::write_atomic(&self.cidr_file, subnets.join("\n").as_bytes())
+            .map_err(|source| NetworkError::Io {
+                path: self.cidr_file.clone(),
+                source,
+            })?;
+        tracing::info!(?subnets, "pod CIDR set");
+        *crate::pods::lock(&self.subnets) = subnets;
+        Ok(())
+    }
+
+    /// Checks what the pod asks of its network before anything is created.
+    pub fn check(&self, pod: &PodSandboxConfig) -> Result<(), NetworkError> {
+        capabilities::cni_args(pod, "x")?;
+        capabilities::runtime_config(pod)?;
+        Ok(())
+    }
+
+    /// Runs ADD of `list` (from [`Network::ready`]) for pod `id` whose network namespace is
+    /// pinned at `netns`. On failure nothing is left attached.
+    pub async fn attach(
+        &self,
+        list: &NetworkList,
+        id: &str,
+        netns: &Path,
+        pod: &PodSandboxConfig,
+    ) -> Result<NetworkRecord, NetworkError> {
+        let attachment = Attachment {
+            container_id: id.to_owned(),
+            netns: netns.to_path_buf(),
+            ifname: POD_IFNAME.into(),
+            args: capabilities::cni_args(pod, id)?,
+            runtime_config: capabilities::runtime_config(pod)?,
+        };
+        let started = std::time::Instant::now();
+        let result = corral_cni::add(list, &self.plugins, &attachment).await?;
+        let ips = corral_cni::result::pod_ips(&result, POD_IFNAME);
+        tracing::debug!(pod = id, network = %list.name, ?ips, elapsed = ?started.elapsed(), "CNI ADD");
+        Ok(NetworkRecord {
+            version: RECORD_VERSION,
+            network: list.to_json(),
+            attachment,
+            result,
+            ips,
+            attached: true,
+        })
+    }
+
+    /// Runs DEL for an attachment (with the network config ADD used). Idempotent.
+    pub async fn detach(&self, rec: &NetworkRecord) -> Result<(), NetworkError> {
+        let list = NetworkList::from_json(&rec.network, Path::new("network.json"))?;
+        let started = std::time::Instant::now();
+        corral_cni::del(&list, &self.plugins, &rec.attachment, Some(&rec.result)).await?;
+        tracing::debug!(pod = %rec.attachment.container_id, elapsed = ?started.elapsed(), "CNI DEL");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn network(conf_dir: &Path, root: &Path, builtin: bool) -> Network {
+        let cfg = NetworkConfig {
+            conf_dir: conf_dir.to_path_buf(),
+            builtin_default: builtin,
+            plugin_dirs: vec![conf_dir.join("bin")],
+            ..NetworkConfig::default()
+        };
+        Network::new(cfg, root)
+    }
+
+    #[test]
+    fn config_dir_wins_over_the_builtin_default_and_is_reread() {
+        let d = tempfile::tempdir().unwrap();
+        let n = network(d.path(), d.path(), true);
+        assert_eq!(n.current().unwrap().name, DEFAULT_NAME);
+        let e = n.ready().unwrap_err();
+        assert!(e.contains("\"bridge\" not found"), "{e}");
+        std::fs::write(
+            d.path().join("10-mine.conflist"),
+            r#"{"cniVersion":"1.0.0","name":"mine","plugins":[{"type":"ptp"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(n.current().unwrap().name, "mine");
+        let off = network(&d.path().join("empty"), d.path(), false);
+        assert!(off.current().unwrap_err().contains("disabled"));
+    }
+
+    #[test]
+    fn pod_cidr_is_checked_and_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let n = network(d.path(), d.path(), true);
+        let e = n.set_pod_cidr("10.0.0.0/33").unwrap_err().to_string();
+        assert!(e.contains("pod_cidr"), "{e}");
+        n.set_pod_cidr("10.9.0.0/16,fd09::/64").unwrap();
+        let again = network(d.path(), d.path(), true);
+        let list = again.current().unwrap();
+        assert_eq!(
+            list.plugins[0]["ipam"]["ranges"][1][0]["subnet"],
+            "fd09::/64"
+        );
+    }
+}

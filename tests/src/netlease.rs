@@ -1,0 +1,105 @@
+//! A pod network of its own for each test daemon: a bridge name and a /24 subnet that no other
+//! test daemon on this machine holds (a lock file per index, held while the lease lives), with
+//! forwarding out of the subnet dropped so test traffic never leaves the machine. On drop the
+//! bridge and the rule are removed.
+
+use std::fs::File;
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Result, bail};
+
+/// Where the per-index lock files live.
+const LOCK_DIR: &str = "/tmp/corral-test-nets";
+/// Leases are `10.217.<index>.0/24` on bridge `crlt<index>`.
+const SUBNET_PREFIX: &str = "10.217";
+
+/// A leased bridge and subnet.
+pub struct NetLease {
+    pub bridge: String,
+    pub subnet: String,
+    _lock: nix::fcntl::Flock<File>,
+}
+
+impl NetLease {
+    pub fn acquire() -> Result<NetLease> {
+        std::fs::create_dir_all(LOCK_DIR)?;
+        for index in 0..=255u16 {
+            let file = File::create(Path::new(LOCK_DIR).join(format!("{index}.lock")))?;
+            let Ok(lock) =
+                nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            else {
+                continue;
+            };
+            let lease = NetLease {
+                bridge: format!("crlt{index}"),
+                subnet: format!("{SUBNET_PREFIX}.{index}.0/24"),
+                _lock: lock,
+            };
+            // A bridge left by a test process that was killed.
+            lease.remove_bridge();
+            iptables(&lease.forward_rule("-D"));
+            if !iptables(&lease.forward_rule("-I")) {
+                bail!("iptables: cannot add the FORWARD rule for {}", lease.subnet);
+            }
+            return Ok(lease);
+        }
+        bail!("all 256 test networks are in use")
+    }
+
+    fn forward_rule(&self, op: &str) -> Vec<String> {
+        [
+            "-w",
+            op,
+            "FORWARD",
+            "-s",
+            &self.subnet,
+            "!",
+            "-d",
+            &self.subnet,
+            "-m",
+            "comment",
+            "--comment",
+            "corral-test",
+            "-j",
+            "DROP",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
+    fn remove_bridge(&self) {
+        if Path::new("/sys/class/net").join(&self.bridge).exists() {
+            let _ = Command::new("ip")
+                .args(["link", "del", &self.bridge])
+                .status();
+        }
+    }
+
+    /// The interfaces attached to the bridge (the host ends of pod veths).
+    pub fn bridge_ports(&self) -> Vec<String> {
+        std::fs::read_dir(Path::new("/sys/class/net").join(&self.bridge).join("brif"))
+            .map(|rd| {
+                rd.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+fn iptables(args: &[String]) -> bool {
+    Command::new("iptables")
+        .args(args)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+impl Drop for NetLease {
+    fn drop(&mut self) {
+        while iptables(&self.forward_rule("-D")) {}
+        self.remove_bridge();
+    }
+}
