@@ -5,11 +5,12 @@
 #   scripts/install-deps.sh bench   plus containerd and runc, the benchmark peer
 set -euo pipefail
 
-want=()
+# Pod networking: the standard CNI plugins, and the tools they call (iptables, tc via netlink).
+want=(containernetworking-plugins iptables iproute2)
 case "${1:-test}" in
   run) ;;
   test) want+=(docker-registry busybox-static) ;;
-  bench) want+=(docker-registry busybox-static containerd runc containernetworking-plugins) ;;
+  bench) want+=(docker-registry busybox-static containerd runc) ;;
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac
 

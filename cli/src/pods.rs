@@ -379,6 +379,9 @@ pub async fn inspectp(cri: &Cri, args: InspectpArgs) -> anyhow::Result<()> {
             );
             if let Some(network) = &status.network {
                 println!("IP Addresses: {}", network.ip);
+                for extra in &network.additional_ips {
+                    println!("Additional IP: {}", extra.ip);
+                }
             }
             continue;
         }

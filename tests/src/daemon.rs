@@ -332,7 +332,8 @@ impl Drop for TestDaemon {
         if self.stop().is_err() {
             let _ = self.kill();
         }
-        crate::cleanup::pods(self.dir(), &self.state(), &self.cgroup_root);
+        // DEL first: it needs the pods' network namespaces, which `pods` unpins.
         crate::cleanup::networks(&self.root());
+        crate::cleanup::pods(self.dir(), &self.state(), &self.cgroup_root);
     }
 }

@@ -36,8 +36,9 @@ impl NetLease {
                 subnet: format!("{SUBNET_PREFIX}.{index}.0/24"),
                 _lock: lock,
             };
-            // A bridge left by a test process that was killed.
+            // A bridge or rules left by a test process that was killed.
             lease.remove_bridge();
+            lease.sweep_rules();
             iptables(&lease.forward_rule("-D"));
             if !iptables(&lease.forward_rule("-I")) {
                 bail!("iptables: cannot add the FORWARD rule for {}", lease.subnet);
@@ -67,6 +68,53 @@ impl NetLease {
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
+    }
+
+    /// Removes iptables rules (nat and filter) naming an address of the subnet, and the `CNI-`
+    /// chains holding such rules with every jump to them.
+    fn sweep_rules(&self) {
+        let prefix = self.subnet.trim_end_matches("0/24").to_owned();
+        for table in ["nat", "filter"] {
+            let Ok(out) = Command::new("iptables-save").args(["-t", table]).output() else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let rules: Vec<&str> = text.lines().filter(|l| l.starts_with("-A ")).collect();
+            let chain_of = |l: &str| l.split_whitespace().nth(1).unwrap_or("").to_owned();
+            let mut stale: Vec<String> = rules
+                .iter()
+                .filter(|l| l.contains(&prefix) && chain_of(l).starts_with("CNI-"))
+                .map(|l| chain_of(l))
+                .collect();
+            stale.sort();
+            stale.dedup();
+            let mut script = format!("*{table}\n");
+            for l in &rules {
+                let target = l.rsplit(" -j ").next().unwrap_or("");
+                let jumps_to_stale = stale.iter().any(|c| c == target.trim());
+                let own = chain_of(l).starts_with("CNI-") && stale.contains(&chain_of(l));
+                if !own && (jumps_to_stale || (l.contains(&prefix) && !l.contains("corral-test"))) {
+                    script.push_str(&format!("-D{}\n", &l[2..]));
+                }
+            }
+            for c in &stale {
+                script.push_str(&format!("-F {c}\n-X {c}\n"));
+            }
+            script.push_str("COMMIT\n");
+            if script.lines().count() > 2 {
+                let child = Command::new("iptables-restore")
+                    .args(["-w", "--noflush"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn();
+                if let Ok(mut child) = child {
+                    if let Some(mut stdin) = child.stdin.take() {
+                        use std::io::Write as _;
+                        let _ = stdin.write_all(script.as_bytes());
+                    }
+                    let _ = child.wait();
+                }
+            }
+        }
     }
 
     fn remove_bridge(&self) {

@@ -121,11 +121,8 @@ const HTTPD: &str = "mkdir -p /tmp/www && echo hello-from-web > /tmp/www/index.h
 async fn pods_reach_each_other_over_localhost_pod_ips_and_host_ports() -> Result<()> {
     let mut e = env().await?;
     let subnet = e.d.net().subnet.clone();
-    assert_eq!(
-        network_ready(&mut e.rt).await?.0,
-        true,
-        "built-in network ready"
-    );
+    let (ready, _, message) = network_ready(&mut e.rt).await?;
+    assert!(ready, "built-in network not ready: {message}");
 
     let host_port = free_port()?;
     let mut web = e.pod_config("web");
@@ -331,7 +328,8 @@ async fn readiness_configs_picked_up_failures_and_restarts() -> Result<()> {
         conf_dir.join("10-dual.conflist"),
         conflist(&e, "dual", serde_json::json!([]), true),
     )?;
-    assert_eq!(network_ready(&mut e.rt).await?.0, true);
+    let (ready, _, message) = network_ready(&mut e.rt).await?;
+    assert!(ready, "config not picked up: {message}");
     let dual = e.run_pod("dual").await?;
     let net = pod_status(&mut e.rt, &dual)
         .await?

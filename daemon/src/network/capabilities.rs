@@ -270,7 +270,8 @@ mod tests {
                 .to_string()
                 .contains("metadata.name")
         );
-        let cases: [(fn(&mut PodSandboxConfig), &str); 5] = [
+        type Mutation = fn(&mut PodSandboxConfig);
+        let cases: [(Mutation, &str); 5] = [
             (
                 |p| {
                     p.port_mappings = vec![PortMapping {

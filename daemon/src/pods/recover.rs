@@ -12,7 +12,7 @@ use corral_shim::proto::{ContainerInfo, Request, Response};
 use super::model::{
     self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus,
 };
-use super::{Container, PodError, Pods, Result, Sandbox};
+use super::{Container, PodError, Pods, Result, Sandbox, lock};
 
 /// How long one shim may take to answer during recovery.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,10 +191,16 @@ impl Pods {
         }
     }
 
-    /// Marks a pod whose shim died as not ready and releases its namespaces.
+    /// Marks a pod whose shim died as not ready and releases its namespaces, unless its
+    /// network is still attached: CNI DEL needs the namespace (the bridge plugin finds the
+    /// pod's addresses there to remove their masquerade rules), so StopPodSandbox releases it
+    /// after DEL.
     pub(super) fn sandbox_lost(&self, sb: &Sandbox, why: &str) {
         if let Err(e) = self.set_sandbox_state(sb, SandboxState::NotReady) {
             tracing::warn!(pod = %sb.meta.id, error = %e, %why, "persisting a lost pod");
+        }
+        if lock(&sb.network).as_ref().is_some_and(|r| r.attached) {
+            return;
         }
         if let Err(e) = super::sandbox::release_pod_namespaces(&sb.dir) {
             tracing::warn!(pod = %sb.meta.id, error = %e, "releasing a lost pod's namespaces");

@@ -308,7 +308,11 @@ impl Pods {
         }
         self.detach_network(sandbox).await?;
         if sandbox.state() == SandboxState::NotReady {
-            return Ok(());
+            // A pod whose shim died keeps its namespaces until DEL has run (idempotent).
+            let dir = sandbox.dir.clone();
+            return tokio::task::spawn_blocking(move || release_pod_namespaces(&dir))
+                .await
+                .map_err(|e| PodError::Internal(e.to_string()))?;
         }
         self.teardown_pod_state(&sandbox.dir).await?;
         self.set_sandbox_state(sandbox, SandboxState::NotReady)?;

@@ -11,6 +11,31 @@ use corral_cri_api::v1::image_service_client::ImageServiceClient;
 /// Name of the bridge its CNI configuration makes (deleted on drop).
 pub const BRIDGE: &str = "crlbench0";
 
+/// The network both daemons' pods join in the POD-network benchmark: bridge (gateway,
+/// masquerade, hairpin) with host-local IPAM, then portmap. Each daemon gets its own bridge,
+/// subnet and reservation directory.
+pub fn conflist(bridge: &str, subnet: &str, ipam_dir: &Path) -> serde_json::Value {
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "corral-bench",
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": subnet }]],
+                    "dataDir": ipam_dir,
+                },
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } },
+        ],
+    })
+}
+
 /// containerd with its own root, state and sockets; stopped (this pid only) on drop.
 pub struct Containerd {
     dir: tempfile::TempDir,
@@ -26,22 +51,7 @@ impl Containerd {
             .tempdir()?;
         let d = dir.path();
         std::fs::create_dir_all(d.join("cni"))?;
-        let conflist = serde_json::json!({
-            "cniVersion": "0.4.0",
-            "name": "corral-bench",
-            "plugins": [{
-                "type": "bridge",
-                "bridge": BRIDGE,
-                "isGateway": false,
-                "ipMasq": false,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{ "subnet": "10.234.0.0/16" }]],
-                    "dataDir": d.join("cni-ipam"),
-                },
-            }],
-        });
+        let conflist = conflist(BRIDGE, "10.234.0.0/16", &d.join("cni-ipam"));
         std::fs::write(
             d.join("cni/10-corral-bench.conflist"),
             serde_json::to_vec_pretty(&conflist)?,
