@@ -27,11 +27,17 @@ pub struct Ctr {
     exit_token: Option<u64>,
     pub cgroups_path: PathBuf,
     log: Option<LogFile>,
-    /// The write end of the container's stdin pipe, kept for attach.
-    _stdin: Option<OwnedFd>,
+    /// The write end of the container's stdin (or the pty), kept for attach.
+    pub stdin: Option<OwnedFd>,
+    /// Whether the container has a terminal (its output is one stream, the pty).
+    pub tty: bool,
+    /// Copies of the output going to attached clients.
+    pub sinks: Vec<crate::streams::Sink>,
+    /// Connections attached to this container (answered `Exited` at its exit).
+    pub attached: Vec<u64>,
     outputs: Vec<(u64, Stream, OwnedFd)>,
     started_at: Option<i64>,
-    exit: Option<ExitRecord>,
+    pub exit: Option<ExitRecord>,
     waiters: Vec<u64>,
 }
 
@@ -144,7 +150,10 @@ impl Shim {
             exit_token: None,
             cgroups_path,
             log,
-            _stdin: pipes.stdin,
+            stdin: pipes.stdin,
+            tty: req.tty,
+            sinks: Vec::new(),
+            attached: Vec::new(),
             outputs: Vec::new(),
             started_at: None,
             exit: None,
@@ -261,7 +270,7 @@ impl Shim {
         };
         let chunk = output::read_chunk(ctr.outputs[pos].2.as_fd());
         match chunk {
-            Chunk::Data(data) => write_log(ctr, stream, &data),
+            Chunk::Data(data) => write_output(ctr, stream, &data),
             Chunk::Again => {}
             Chunk::Eof => {
                 let (token, _, fd) = ctr.outputs.remove(pos);
@@ -301,7 +310,7 @@ impl Shim {
             .flat_map(|(_, stream, fd)| output::drain(fd.as_fd()).into_iter().map(|d| (*stream, d)))
             .collect();
         for (stream, data) in rest {
-            write_log(ctr, stream, &data);
+            write_output(ctr, stream, &data);
         }
         let oom_killed = corral_runtime::cgroups::oom_kills(&ctr.cgroups_path)
             .map(|n| n > 0)
@@ -321,10 +330,19 @@ impl Shim {
             log!("container {id}: writing the exit record: {e}");
         }
         let waiters = std::mem::take(&mut ctr.waiters);
-        for conn in waiters {
+        // Attached clients see their output end, then the exit.
+        ctr.sinks.clear();
+        let attached = std::mem::take(&mut ctr.attached);
+        for conn in waiters.into_iter().chain(attached) {
             self.respond(conn, Response::Exited(record));
         }
     }
+}
+
+/// Output of the container: to its log and to every attached client.
+fn write_output(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
+    crate::streams::feed_sinks(&mut ctr.sinks, stream, data);
+    write_log(ctr, stream, data);
 }
 
 fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) {

@@ -12,6 +12,7 @@ mod exec;
 mod output;
 mod server;
 mod setup;
+mod streams;
 
 use std::io::{Read, Write};
 use std::os::fd::OwnedFd;

@@ -55,6 +55,17 @@ pub enum Request {
     Wait { id: String },
     /// Runs a process in a running container and returns its output.
     Exec(ExecRequest),
+    /// Runs a process in a running container for a streaming session: answers
+    /// [`Response::Streams`] with the process's stdio descriptors attached, keeps the connection
+    /// open and answers [`Response::Exited`] when the process ends. Closing the connection
+    /// first kills the process.
+    ExecStream(ExecStreamRequest),
+    /// Attaches to a container's main process: answers [`Response::Streams`] with descriptors
+    /// for its stdin (the shim's) and a copy of its output, then [`Response::Exited`] when the
+    /// container exits. Closing the connection detaches.
+    Attach(AttachRequest),
+    /// Closes the shim's end of the container's stdin (after a `stdin_once` attach ends).
+    CloseStdin { id: String },
     /// Closes and reopens the container's log file (after a log rotation).
     ReopenLog { id: String },
     /// Forgets an exited (or never started) container, killing a created one.
@@ -83,6 +94,41 @@ pub struct ExecRequest {
     pub process: serde_json::Value,
     /// Kill the process and answer `DeadlineExceeded` after this many milliseconds (0: never).
     pub timeout_ms: u64,
+}
+
+/// A streaming exec.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecStreamRequest {
+    pub id: String,
+    /// The OCI process to run (`terminal` set for a TTY).
+    pub process: serde_json::Value,
+    pub tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// Attaching to a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AttachRequest {
+    pub id: String,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+}
+
+/// What a descriptor passed with [`Response::Streams`] is, in the order they are attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StreamFd {
+    /// Write end: the process's stdin.
+    Stdin,
+    /// Read end: the process's stdout.
+    Stdout,
+    /// Read end: the process's stderr.
+    Stderr,
+    /// The terminal's controller side: read output, write input, set the window size.
+    Pty,
 }
 
 /// How a container (or exec) ended.
@@ -138,6 +184,11 @@ pub enum Response {
         started_at: i64,
     },
     Exited(ExitRecord),
+    /// Descriptors for a streaming session, attached to the message (`SCM_RIGHTS`) in order.
+    Streams {
+        pid: i32,
+        fds: Vec<StreamFd>,
+    },
     ExecDone {
         exit_code: i32,
         #[serde(with = "b64")]
@@ -223,6 +274,85 @@ pub fn write_frame<T: Serialize>(w: &mut impl Write, msg: &T) -> Result<(), Fram
     Ok(())
 }
 
+/// Most descriptors one message carries.
+pub const MAX_FDS: usize = 4;
+
+/// Writes one frame on a Unix socket with `fds` attached to its first bytes (blocking).
+pub fn send_with_fds<T: Serialize>(
+    sock: &std::os::unix::net::UnixStream,
+    msg: &T,
+    fds: &[std::os::fd::BorrowedFd<'_>],
+) -> Result<(), FrameError> {
+    use nix::sys::socket::{ControlMessage, MsgFlags, sendmsg};
+    use std::os::fd::AsRawFd;
+    let frame = encode(msg)?;
+    let raw: Vec<i32> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let cmsgs = [ControlMessage::ScmRights(&raw)];
+    let iov = [std::io::IoSlice::new(&frame)];
+    let sent = loop {
+        match sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsgs, MsgFlags::MSG_NOSIGNAL, None) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            other => break other.map_err(std::io::Error::from)?,
+        }
+    };
+    // The descriptors went with the first bytes; the rest (if any) is plain data.
+    let mut writer = sock;
+    writer.write_all(&frame[sent..])?;
+    Ok(())
+}
+
+/// Splits what `recvmsg` delivered: the data bytes and the descriptors of any `SCM_RIGHTS`
+/// control messages, owned (closed on drop).
+#[allow(unsafe_code)]
+pub fn take_fds(
+    cmsgs: impl Iterator<Item = nix::sys::socket::ControlMessageOwned>,
+) -> Vec<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    let mut out = Vec::new();
+    for c in cmsgs {
+        if let nix::sys::socket::ControlMessageOwned::ScmRights(fds) = c {
+            for fd in fds {
+                // SAFETY: the kernel just installed `fd` in this process for this message;
+                // nothing else owns it.
+                out.push(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    out
+}
+
+/// Reads one frame from a Unix socket, with the descriptors attached to it (blocking). Reads
+/// nothing past the frame: the descriptors come with the 4-byte header, the body is read
+/// exactly.
+pub fn recv_with_fds<T: for<'de> Deserialize<'de>>(
+    sock: &std::os::unix::net::UnixStream,
+) -> Result<(T, Vec<std::os::fd::OwnedFd>), FrameError> {
+    use nix::sys::socket::{MsgFlags, recvmsg};
+    use std::os::fd::AsRawFd;
+    let mut header = [0u8; 4];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; MAX_FDS]);
+    let (n, fds) = loop {
+        let mut iov = [std::io::IoSliceMut::new(&mut header)];
+        let flags = MsgFlags::MSG_CMSG_CLOEXEC;
+        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), flags) {
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(std::io::Error::from(e).into()),
+            Ok(msg) => {
+                let fds = take_fds(msg.cmsgs().map_err(std::io::Error::from)?);
+                break (msg.bytes, fds);
+            }
+        }
+    };
+    if n == 0 {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
+    let mut reader = sock;
+    reader.read_exact(&mut header[n..])?;
+    let mut body = vec![0u8; frame_len(header)?];
+    reader.read_exact(&mut body)?;
+    Ok((serde_json::from_slice(&body)?, fds))
+}
+
 mod b64 {
     use base64::Engine;
     use base64::engine::general_purpose::STANDARD;
@@ -277,6 +407,32 @@ mod tests {
         bytes.extend_from_slice(b"{}");
         let err = read_frame::<Request>(&mut &bytes[..]).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge(_)));
+    }
+
+    #[test]
+    fn descriptors_travel_with_a_frame() {
+        use std::io::{Read as _, Write as _};
+        let (a, b) = std::os::unix::net::UnixStream::pair().unwrap();
+        let (r, w) = std::os::unix::net::UnixStream::pair().unwrap();
+        let msg = Response::Streams {
+            pid: 7,
+            fds: vec![StreamFd::Stdin],
+        };
+        send_with_fds(&a, &msg, &[std::os::fd::AsFd::as_fd(&w)]).unwrap();
+        drop(w);
+        let (back, fds): (Response, _) = recv_with_fds(&b).unwrap();
+        assert!(matches!(back, Response::Streams { pid: 7, .. }));
+        assert_eq!(fds.len(), 1);
+        let mut passed = std::os::unix::net::UnixStream::from(fds.into_iter().next().unwrap());
+        passed.write_all(b"hi").unwrap();
+        drop(passed);
+        let mut got = String::new();
+        (&r).read_to_string(&mut got).unwrap();
+        assert_eq!(got, "hi");
+        // A second, plain frame on the same connection.
+        write_frame(&mut &a, &Response::Ok).unwrap();
+        let (ok, none): (Response, _) = recv_with_fds(&b).unwrap();
+        assert!(matches!(ok, Response::Ok) && none.is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use crate::containers::Ctr;
 use crate::exec::ExecSession;
 use crate::log;
 use crate::setup::handled_signals;
+use crate::streams::StreamExec;
 
 /// The shim's errors.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +68,7 @@ pub enum Source {
     Exit { ctr: String },
     ExecOutput { exec: u64, stream: Stream },
     ExecExit { exec: u64 },
+    StreamExit { exec: u64 },
     Holder,
 }
 
@@ -114,6 +116,7 @@ pub struct Shim {
     conns: HashMap<u64, Conn>,
     pub ctrs: HashMap<String, Ctr>,
     pub execs: HashMap<u64, ExecSession>,
+    pub stream_execs: HashMap<u64, StreamExec>,
     exiting: bool,
 }
 
@@ -189,6 +192,7 @@ impl Shim {
             conns: HashMap::new(),
             ctrs: HashMap::new(),
             execs: HashMap::new(),
+            stream_execs: HashMap::new(),
             exiting: false,
         })
     }
@@ -232,6 +236,7 @@ impl Shim {
             Source::Exit { ctr } => self.on_exit(&ctr),
             Source::ExecOutput { exec, stream } => self.on_exec_output(exec, token, stream),
             Source::ExecExit { exec } => self.on_exec_exit(exec),
+            Source::StreamExit { exec } => self.on_stream_exit(exec),
             Source::Holder => self.holder_gone(),
         }
     }
@@ -266,9 +271,11 @@ impl Shim {
         }
     }
 
+    /// Forgets a connection the client closed (ending any session it held).
     fn drop_conn(&mut self, token: u64) {
         if let Some(conn) = self.conns.remove(&token) {
             self.reg.remove(token, conn.stream.as_fd());
+            self.session_closed(token);
         }
     }
 
@@ -329,6 +336,9 @@ impl Shim {
             Request::Signal { id, signal } => self.signal(&id, signal),
             Request::Wait { id } => return self.wait(conn, &id),
             Request::Exec(req) => return self.exec(conn, req),
+            Request::ExecStream(req) => return self.exec_stream(conn, req),
+            Request::Attach(req) => return self.attach(conn, req),
+            Request::CloseStdin { id } => self.close_stdin(&id),
             Request::ReopenLog { id } => self.reopen_log(&id),
             Request::Remove { id } => self.remove(&id),
             Request::Shutdown => {
@@ -352,6 +362,25 @@ impl Shim {
             .and_then(|()| proto::write_frame(&mut stream, &response));
         if let Err(e) = sent {
             log!("answering a request: {e}");
+        }
+    }
+
+    /// Sends a first answer with descriptors on a parked connection and keeps it parked (its
+    /// final answer comes later). A connection that cannot take it is dropped.
+    pub fn respond_keep(&mut self, token: u64, response: &Response, fds: &[BorrowedFd<'_>]) {
+        let Some(conn) = self.conns.get(&token) else {
+            return;
+        };
+        let stream = &conn.stream;
+        let sent = stream
+            .set_nonblocking(false)
+            .and_then(|()| stream.set_write_timeout(Some(Duration::from_secs(5))))
+            .map_err(proto::FrameError::from)
+            .and_then(|()| proto::send_with_fds(stream, response, fds))
+            .and_then(|()| Ok(stream.set_nonblocking(true)?));
+        if let Err(e) = sent {
+            log!("answering a streaming request: {e}");
+            self.drop_conn(token);
         }
     }
 
@@ -403,6 +432,8 @@ impl Shim {
                 .map(|(k, _)| *k)
             {
                 self.on_exec_exit(exec);
+            } else if let Some(exec) = self.stream_exec_of(pid) {
+                self.on_stream_exit(exec);
             } else if self.holder.as_ref().is_some_and(|(h, _)| h.pid == pid) {
                 self.holder_gone();
             } else {

@@ -19,7 +19,7 @@ pub struct ExecOutput {
 }
 
 impl Pods {
-    fn running(&self, id: &str) -> Result<std::sync::Arc<Container>> {
+    pub(super) fn running(&self, id: &str) -> Result<std::sync::Arc<Container>> {
         let ctr = self.container(id)?;
         if ctr.status().state() != ContainerState::ContainerRunning {
             return Err(PodError::FailedPrecondition(format!(
@@ -30,7 +30,7 @@ impl Pods {
         Ok(ctr)
     }
 
-    fn load_spec(ctr: &Container) -> Result<Spec> {
+    pub(super) fn load_spec(ctr: &Container) -> Result<Spec> {
         let path = ctr.bundle.join("config.json");
         Spec::load(&path).map_err(|e| PodError::Corrupt(format!("{}: {e}", path.display())))
     }

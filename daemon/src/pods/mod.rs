@@ -12,6 +12,7 @@ mod recover;
 mod rootfs;
 mod sandbox;
 pub mod shim_client;
+pub mod streams;
 pub mod view;
 
 use std::collections::HashMap;

@@ -55,6 +55,53 @@ impl ShimClient {
 
     /// Sends `request` and waits for the answer (without a time limit: `Wait` may take long).
     pub async fn call(&self, request: &Request) -> Result<Response, PodError> {
+        let mut stream = self.send(request).await?;
+        read_answer(&mut stream, [0u8; 4], 0).await
+    }
+
+    /// Sends a streaming request (`ExecStream`, `Attach`) and returns its first answer with the
+    /// descriptors attached to it, and the connection, on which the final answer follows.
+    /// Dropping the connection ends the session on the shim's side.
+    pub async fn call_stream(
+        &self,
+        request: &Request,
+    ) -> Result<(Response, Vec<std::os::fd::OwnedFd>, UnixStream), PodError> {
+        use nix::sys::socket::{MsgFlags, recvmsg};
+        use std::os::fd::AsRawFd;
+        let mut stream = self.send(request).await?;
+        let mut header = [0u8; 4];
+        let (n, fds) = loop {
+            stream
+                .readable()
+                .await
+                .map_err(|e| PodError::Shim(format!("the shim did not answer: {e}")))?;
+            let got = stream.try_io(tokio::io::Interest::READABLE, || {
+                let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; proto::MAX_FDS]);
+                let mut iov = [std::io::IoSliceMut::new(&mut header)];
+                let msg = recvmsg::<()>(
+                    stream.as_raw_fd(),
+                    &mut iov,
+                    Some(&mut cmsg),
+                    MsgFlags::MSG_CMSG_CLOEXEC | MsgFlags::MSG_DONTWAIT,
+                )
+                .map_err(std::io::Error::from)?;
+                let fds = proto::take_fds(msg.cmsgs().map_err(std::io::Error::from)?);
+                Ok((msg.bytes, fds))
+            });
+            match got {
+                Ok(v) => break v,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) => return Err(PodError::Shim(format!("the shim did not answer: {e}"))),
+            }
+        };
+        if n == 0 {
+            return Err(PodError::Shim("the shim closed the connection".into()));
+        }
+        let response = read_answer(&mut stream, header, n).await?;
+        Ok((response, fds, stream))
+    }
+
+    async fn send(&self, request: &Request) -> Result<UnixStream, PodError> {
         let sock = self.dir.join(SOCKET_FILE);
         let connect_err = |e: std::io::Error| {
             PodError::Shim(format!("connecting to the shim at {}: {e}", sock.display()))
@@ -66,23 +113,7 @@ impl ShimClient {
             .write_all(&frame)
             .await
             .map_err(|e| PodError::Shim(format!("sending to the shim: {e}")))?;
-        let mut header = [0u8; 4];
-        stream
-            .read_exact(&mut header)
-            .await
-            .map_err(|e| PodError::Shim(format!("the shim did not answer: {e}")))?;
-        let len = proto::frame_len(header).map_err(|e| PodError::Shim(e.to_string()))?;
-        let mut body = vec![0u8; len];
-        stream
-            .read_exact(&mut body)
-            .await
-            .map_err(|e| PodError::Shim(format!("reading the shim's answer: {e}")))?;
-        let response: Response = serde_json::from_slice(&body)
-            .map_err(|e| PodError::Shim(format!("malformed answer from the shim: {e}")))?;
-        match response {
-            Response::Error { kind, message } => Err(shim_error(kind, message)),
-            other => Ok(other),
-        }
+        Ok(stream)
     }
 
     /// [`call`](Self::call) bounded by `limit`.
@@ -94,6 +125,30 @@ impl ShimClient {
         tokio::time::timeout(limit, self.call(request))
             .await
             .map_err(|_| PodError::Shim(format!("the shim did not answer within {limit:?}")))?
+    }
+}
+
+/// Reads an answer whose header's first `have` bytes are already in `header`.
+pub async fn read_answer(
+    stream: &mut UnixStream,
+    mut header: [u8; 4],
+    have: usize,
+) -> Result<Response, PodError> {
+    stream
+        .read_exact(&mut header[have..])
+        .await
+        .map_err(|e| PodError::Shim(format!("the shim did not answer: {e}")))?;
+    let len = proto::frame_len(header).map_err(|e| PodError::Shim(e.to_string()))?;
+    let mut body = vec![0u8; len];
+    stream
+        .read_exact(&mut body)
+        .await
+        .map_err(|e| PodError::Shim(format!("reading the shim's answer: {e}")))?;
+    let response: Response = serde_json::from_slice(&body)
+        .map_err(|e| PodError::Shim(format!("malformed answer from the shim: {e}")))?;
+    match response {
+        Response::Error { kind, message } => Err(shim_error(kind, message)),
+        other => Ok(other),
     }
 }
 
