@@ -1,0 +1,40 @@
+//! Corral's CRI streaming server: the HTTP server behind the URLs that the CRI `Exec`, `Attach`
+//! and `PortForward` RPCs return.
+//!
+//! The daemon starts a [`StreamingServer`] with a [`Backend`] (which starts, attaches to and
+//! connects into containers) and asks it for a URL per RPC ([`StreamingServer::exec_url`] and the
+//! like): the CRI request is stored under a random single-use token that expires after a minute,
+//! and the URL is `http(s)://<addr>/<exec|attach|portforward>/<token>`. The client (the kubelet
+//! proxying kubectl, crictl, corralctl) connects there and upgrades the connection.
+//!
+//! Layers, each usable on its own:
+//! - [`remotecommand`] and [`portforward`]: the protocols' facts (stream roles and channels,
+//!   versions, the status JSON, resize messages, port lists, SPDY stream pairing).
+//! - [`session`]: running a session over already-open streams: [`session::run_remote_command`]
+//!   copies between the client's streams (by role) and a [`ProcessIo`] and writes the status;
+//!   [`session::forward_port`] forwards one connection.
+//! - [`transport`]: the seam a transport plugs into ([`transport::SpdyTransport`]).
+//! - [`websocket`]: the WebSocket transport (channel framing, subprotocols).
+//! - the server: routing, tokens ([`token`]), upgrades, TLS, counters, shutdown.
+//!
+//! The SPDY/3.1 transport (module `spdy`) implements [`transport::SpdyTransport`]; until it is
+//! given to [`StreamingServer::start_with_spdy`], SPDY requests get a 400 that names WebSocket.
+
+pub mod backend;
+pub mod error;
+pub mod portforward;
+pub mod remotecommand;
+mod routes;
+mod server;
+pub mod session;
+mod tls;
+pub mod token;
+pub mod transport;
+pub mod websocket;
+
+pub use backend::{
+    AsyncReadWrite, AttachSpec, Backend, BackendError, BoxReader, BoxStream, BoxWriter, ExecSpec,
+    PortForwardSpec, ProcessIo,
+};
+pub use error::{Error, RequestError};
+pub use server::{ServerConfig, ServerStats, StreamingServer, TlsConfig};

@@ -1,0 +1,26 @@
+//! The WebSocket transport: the handshake and subprotocols ([`handshake`]) and the channel
+//! framing that multiplexes numbered byte streams over one WebSocket ([`mux`], after
+//! `wsstream/conn.go`).
+//!
+//! Framing: a binary message is `[channel, payload...]`; with a `base64.` subprotocol it is a text
+//! message `'0'+channel` followed by the payload in standard base64. Under v5 a binary message
+//! `[255, channel]` from the client half-closes that channel. Empty messages are ignored, and so
+//! are messages for channels the server does not read.
+
+pub mod handshake;
+pub mod mux;
+
+pub use handshake::{
+    Handshake, HandshakeError, check_handshake, connection_has_upgrade, is_websocket_request,
+    negotiate, port_forward_subprotocol, remote_command_subprotocol,
+};
+pub use mux::{ChannelReader, ChannelWriter, Channels, MAX_MESSAGE_SIZE, OutFrame, config, encode};
+
+/// How channel messages are encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Codec {
+    /// Binary messages, the channel as the first byte.
+    Binary,
+    /// Text messages, the channel as an ASCII digit, the payload in base64.
+    Base64,
+}
