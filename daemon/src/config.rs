@@ -21,7 +21,39 @@ pub struct Config {
     pub images: ImagesConfig,
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
+    pub streaming: StreamingConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct StreamingConfig {
+    /// Address of the exec/attach/port-forward server; the URLs handed out carry it, so bind a
+    /// specific address (loopback by default) rather than `0.0.0.0`.
+    pub address: String,
+    /// Its port; 0 picks a free one at start.
+    pub port: u16,
+    /// Serve HTTPS with this PEM certificate chain ...
+    pub tls_cert: Option<PathBuf>,
+    /// ... and this PEM key.
+    pub tls_key: Option<PathBuf>,
+    /// How long a URL from Exec, Attach or PortForward stays valid, in seconds.
+    pub token_ttl_secs: u64,
+    /// Most URLs outstanding at once.
+    pub max_tokens: usize,
+}
+
+impl Default for StreamingConfig {
+    fn default() -> Self {
+        StreamingConfig {
+            address: "127.0.0.1".into(),
+            port: 0,
+            tls_cert: None,
+            tls_key: None,
+            token_ttl_secs: 60,
+            max_tokens: 1000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -123,6 +155,7 @@ impl Default for Config {
             images: ImagesConfig::default(),
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
+            streaming: StreamingConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -240,6 +273,23 @@ impl Config {
                 "network.bridge {:?} is not an interface name (1 to 15 letters, digits, '-', '_', '.')",
                 net.bridge
             )));
+        }
+        let st = &self.streaming;
+        if st.address.parse::<std::net::IpAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "streaming.address {:?} is not an IP address",
+                st.address
+            )));
+        }
+        if st.tls_cert.is_some() != st.tls_key.is_some() {
+            return Err(ConfigError::Invalid(
+                "streaming.tls_cert and streaming.tls_key go together".into(),
+            ));
+        }
+        if st.token_ttl_secs == 0 || st.max_tokens == 0 {
+            return Err(ConfigError::Invalid(
+                "streaming.token_ttl_secs and streaming.max_tokens must be at least 1".into(),
+            ));
         }
         if net.pod_cidrs.is_empty() {
             return Err(ConfigError::Invalid("network.pod_cidrs is empty".into()));

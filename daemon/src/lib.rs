@@ -10,6 +10,7 @@ pub mod pods;
 pub mod server;
 pub mod spec;
 pub mod status;
+pub mod streaming;
 
 pub use config::Config;
 pub use server::{Daemon, DaemonError};

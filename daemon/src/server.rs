@@ -19,6 +19,8 @@ use crate::cri::runtime::RuntimeApi;
 use crate::lock::{self, DirLock, LockError};
 use crate::network::Network;
 use crate::pods::{Pods, PodsConfig};
+use crate::streaming::PodsBackend;
+use corral_streaming::{ServerConfig, StreamingServer, TlsConfig};
 
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
 const MAX_MESSAGE: usize = 16 << 20;
@@ -40,6 +42,8 @@ pub enum DaemonError {
     },
     #[error("shim program: {0}")]
     Shim(String),
+    #[error("streaming server: {0}")]
+    Streaming(String),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -106,6 +110,36 @@ impl Daemon {
         })
     }
 
+    /// Starts the exec/attach/port-forward server (needs a tokio runtime).
+    async fn start_streaming(&self) -> Result<StreamingServer, DaemonError> {
+        let st = &self.config.streaming;
+        let ip: std::net::IpAddr = st
+            .address
+            .parse()
+            .map_err(|_| DaemonError::Streaming(format!("bad address {:?}", st.address)))?;
+        let config = ServerConfig {
+            addr: std::net::SocketAddr::new(ip, st.port),
+            tls: match (&st.tls_cert, &st.tls_key) {
+                (Some(cert_path), Some(key_path)) => Some(TlsConfig {
+                    cert_path: cert_path.clone(),
+                    key_path: key_path.clone(),
+                }),
+                _ => None,
+            },
+            token_ttl: std::time::Duration::from_secs(st.token_ttl_secs),
+            max_tokens: st.max_tokens,
+            ..ServerConfig::default()
+        };
+        let backend = Arc::new(PodsBackend {
+            pods: Arc::clone(&self.pods),
+        });
+        let server = StreamingServer::start(config, backend)
+            .await
+            .map_err(|e| DaemonError::Streaming(crate::status::error_chain(&e)))?;
+        tracing::info!(url = server.base_url(), "streaming server listening");
+        Ok(server)
+    }
+
     /// Binds the configured socket (needs a tokio runtime).
     pub fn bind(&self) -> Result<tokio::net::UnixListener, DaemonError> {
         let g = &self.config.grpc;
@@ -119,10 +153,12 @@ impl Daemon {
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), DaemonError> {
         self.pods.recover().await;
+        let streaming = Arc::new(self.start_streaming().await?);
         let runtime = RuntimeServiceServer::new(RuntimeApi::new(
             Arc::clone(&self.config),
             Arc::clone(&self.pods),
             Arc::clone(&self.network),
+            Arc::clone(&streaming),
         ))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -157,6 +193,11 @@ impl Daemon {
             }
         };
         let _ = std::fs::remove_file(&self.config.grpc.socket);
+        // Sessions end with the daemon (their shims kill exec'd processes; attaches detach).
+        match Arc::try_unwrap(streaming) {
+            Ok(server) => server.shutdown().await,
+            Err(shared) => drop(shared),
+        }
         tracing::info!("stopped");
         Ok(result?)
     }

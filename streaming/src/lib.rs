@@ -21,6 +21,7 @@
 //! given to [`StreamingServer::start_with_spdy`], SPDY requests get a 400 that names WebSocket.
 
 pub mod backend;
+pub mod client;
 pub mod error;
 pub mod portforward;
 pub mod remotecommand;

@@ -4,3 +4,4 @@ mod container;
 pub mod image;
 pub mod runtime;
 mod sandbox;
+mod streaming;

@@ -1,11 +1,16 @@
-//! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod sandbox and
-//! container calls delegate to `cri::sandbox` and `cri::container`. Calls of later issues
-//! (streaming, stats, events, checkpoint) answer UNIMPLEMENTED through the generated defaults.
+//! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod
+//! sandbox, container and streaming calls delegate to `cri::sandbox`, `cri::container` and
+//! `cri::streaming`. Calls of later issues (stats, events, checkpoint) answer UNIMPLEMENTED
+//! through the generated defaults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use corral_cri_api::v1::runtime_service_server::RuntimeService;
+use corral_cri_api::v1::{
+    AttachRequest, AttachResponse, ExecRequest, ExecResponse, PortForwardRequest,
+    PortForwardResponse,
+};
 use corral_cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
     RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse, VersionRequest,
@@ -24,6 +29,8 @@ use corral_cri_api::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use corral_streaming::StreamingServer;
+
 use crate::config::Config;
 use crate::network::Network;
 use crate::pods::Pods;
@@ -37,14 +44,21 @@ pub struct RuntimeApi {
     config: Arc<Config>,
     pub(super) pods: Arc<Pods>,
     network: Arc<Network>,
+    pub(super) streaming: Arc<StreamingServer>,
 }
 
 impl RuntimeApi {
-    pub fn new(config: Arc<Config>, pods: Arc<Pods>, network: Arc<Network>) -> RuntimeApi {
+    pub fn new(
+        config: Arc<Config>,
+        pods: Arc<Pods>,
+        network: Arc<Network>,
+        streaming: Arc<StreamingServer>,
+    ) -> RuntimeApi {
         RuntimeApi {
             config,
             pods,
             network,
+            streaming,
         }
     }
 }
@@ -104,6 +118,26 @@ impl RuntimeService for RuntimeApi {
             info,
             ..Default::default()
         }))
+    }
+
+    async fn exec(&self, req: Request<ExecRequest>) -> Result<Response<ExecResponse>, Status> {
+        self.do_exec(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn attach(
+        &self,
+        req: Request<AttachRequest>,
+    ) -> Result<Response<AttachResponse>, Status> {
+        self.do_attach(req.into_inner()).await.map(Response::new)
+    }
+
+    async fn port_forward(
+        &self,
+        req: Request<PortForwardRequest>,
+    ) -> Result<Response<PortForwardResponse>, Status> {
+        self.do_port_forward(req.into_inner())
+            .await
+            .map(Response::new)
     }
 
     /// Only the pod CIDR is configurable this way; it applies to the built-in network.

@@ -1,0 +1,363 @@
+//! Exec, Attach and PortForward through the socket and the streaming server, with the
+//! `corral-streaming` client: stdin round trips, separate stdout and stderr, exit codes, a TTY
+//! whose resize `stty size` sees, attach to a container's stdio, port-forward to an HTTP server
+//! in a pod, and a client that goes away killing its process.
+
+mod common;
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use common::pod::{PodEnv, env, parse_log};
+use corral_cri_api::v1::{
+    AttachRequest, ExecRequest, ExecSyncRequest, PortForwardRequest, StartContainerRequest,
+};
+use corral_streaming::client::{self, CommandIo, Outcome, Transport};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+/// Output collected from a session.
+type Sink = tokio::io::DuplexStream;
+
+fn sink() -> (Box<Sink>, Sink) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    (Box::new(a), b)
+}
+
+async fn read_all(mut s: Sink) -> String {
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn exec_url(
+    e: &mut PodEnv,
+    ctr: &str,
+    cmd: &[&str],
+    tty: bool,
+    stdin: bool,
+) -> Result<String> {
+    Ok(e.rt
+        .exec(ExecRequest {
+            container_id: ctr.to_owned(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        })
+        .await?
+        .into_inner()
+        .url)
+}
+
+/// A running pod with one `sleep` container.
+async fn sleeper(e: &mut PodEnv, name: &str) -> Result<(String, String)> {
+    let pod = e.run_pod(name).await?;
+    let ctr = e.start(&pod, name, "sleep", &["sleep", "3600"]).await?;
+    Ok((pod, ctr))
+}
+
+#[tokio::test]
+async fn exec_over_websocket_stdin_streams_exit_codes_and_tty_resize() -> Result<()> {
+    let mut e = env().await?;
+    let (pod, ctr) = sleeper(&mut e, "exec").await?;
+
+    let url = exec_url(
+        &mut e,
+        &ctr,
+        &[
+            "sh",
+            "-c",
+            "read line; echo \"out:$line\"; echo err:$line >&2; exit 3",
+        ],
+        false,
+        true,
+    )
+    .await?;
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
+    let (out, out_r) = sink();
+    let (err, err_r) = sink();
+    let io = CommandIo {
+        stdin: Some(Box::new(&b"hello\n"[..])),
+        stdout: Some(out),
+        stderr: Some(err),
+        resize: None,
+    };
+    let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
+    assert_eq!(outcome, Outcome::Exited(3));
+    assert_eq!(read_all(out_r).await, "out:hello\n");
+    assert_eq!(read_all(err_r).await, "err:hello\n");
+
+    // A URL is single-use.
+    let again = client::remote_command(
+        &url,
+        Transport::WebSocket,
+        CommandIo {
+            stdin: None,
+            stdout: None,
+            stderr: None,
+            resize: None,
+        },
+    )
+    .await;
+    assert!(again.is_err(), "a used URL was accepted again");
+
+    // A terminal: the resize reaches it, stdout and stderr are one stream.
+    let script = "while [ \"$(stty size)\" != \"33 77\" ]; do sleep 0.05; done; echo resized; stty size; tty";
+    let url = exec_url(&mut e, &ctr, &["sh", "-c", script], true, false).await?;
+    let (out, out_r) = sink();
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    resize_tx.send((77, 33)).await?;
+    let io = CommandIo {
+        stdin: None,
+        stdout: Some(out),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
+    assert_eq!(outcome, Outcome::Exited(0));
+    let text = read_all(out_r).await;
+    assert!(text.contains("resized\r\n33 77\r\n/dev/pts/"), "{text:?}");
+
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_kills_its_process() -> Result<()> {
+    let mut e = env().await?;
+    let (pod, ctr) = sleeper(&mut e, "gone").await?;
+    let url = exec_url(
+        &mut e,
+        &ctr,
+        &["sh", "-c", "echo started; exec sleep 1234"],
+        false,
+        false,
+    )
+    .await?;
+    let (out, mut out_r) = sink();
+    let io = CommandIo {
+        stdin: None,
+        stdout: Some(out),
+        stderr: None,
+        resize: None,
+    };
+    let session =
+        tokio::spawn(async move { client::remote_command(&url, Transport::WebSocket, io).await });
+    let mut first = [0u8; 8];
+    tokio::time::timeout(Duration::from_secs(20), out_r.read_exact(&mut first)).await??;
+    assert_eq!(&first, b"started\n");
+    session.abort();
+    let _ = session.await;
+    let mut seen = String::new();
+    for _ in 0..100 {
+        let ps =
+            e.rt.exec_sync(ExecSyncRequest {
+                container_id: ctr.clone(),
+                cmd: vec!["ps".into()],
+                timeout: 10,
+            })
+            .await?
+            .into_inner();
+        seen = String::from_utf8_lossy(&ps.stdout).into_owned();
+        if !seen.contains("sleep 1234") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !seen.contains("sleep 1234"),
+        "the exec'd process outlived its client:\n{seen}"
+    );
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn attach_joins_the_main_process_and_detaching_keeps_it() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("att").await?;
+    let mut config = e.ctr_config(
+        "echoer",
+        &[
+            "sh",
+            "-c",
+            "while read l; do echo \"echo:$l\"; done; echo bye",
+        ],
+    );
+    config.stdin = true;
+    let ctr = e.create(&pod, "att", config).await?;
+    e.rt.start_container(StartContainerRequest {
+        container_id: ctr.clone(),
+    })
+    .await?;
+
+    for word in ["one", "two"] {
+        let url =
+            e.rt.attach(AttachRequest {
+                container_id: ctr.clone(),
+                stdin: true,
+                tty: false,
+                stdout: true,
+                stderr: true,
+            })
+            .await?
+            .into_inner()
+            .url;
+        let (mut to_ctr, from_client) = tokio::io::duplex(1024);
+        let (out, mut out_r) = sink();
+        let (err, _err_r) = sink();
+        let io = CommandIo {
+            stdin: Some(Box::new(from_client)),
+            stdout: Some(out),
+            stderr: Some(err),
+            resize: None,
+        };
+        let session =
+            tokio::spawn(
+                async move { client::remote_command(&url, Transport::WebSocket, io).await },
+            );
+        let want = format!("echo:{word}\n");
+        let mut got = vec![0u8; want.len()];
+        // The attach may not be in place when the first line is written: repeat it.
+        let read = async {
+            out_r.read_exact(&mut got).await?;
+            anyhow::Ok(())
+        };
+        tokio::pin!(read);
+        loop {
+            to_ctr.write_all(format!("{word}\n").as_bytes()).await?;
+            tokio::select! {
+                r = &mut read => { r?; break; }
+                () = tokio::time::sleep(Duration::from_millis(200)) => {}
+            }
+        }
+        assert_eq!(String::from_utf8_lossy(&got), want);
+        session.abort();
+        let _ = session.await;
+    }
+    // Detached twice, still running.
+    let status = e.status(&ctr).await?;
+    assert_eq!(
+        status.state,
+        corral_cri_api::v1::ContainerState::ContainerRunning as i32
+    );
+    let log: Vec<String> = parse_log(&std::fs::read_to_string(e.log_file("echoer"))?)
+        .into_iter()
+        .map(|(_, _, t)| t)
+        .collect();
+    assert!(log.contains(&"echo:one".to_owned()), "{log:?}");
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn port_forward_over_websocket_reaches_a_server_in_the_pod() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("pf").await?;
+    let httpd = "mkdir -p /tmp/www && echo hello-pf > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+    e.start(&pod, "pf", "httpd", &["sh", "-c", httpd]).await?;
+    let mut answer = String::new();
+    for _ in 0..100 {
+        let url =
+            e.rt.port_forward(PortForwardRequest {
+                pod_sandbox_id: pod.clone(),
+                port: vec![8080],
+            })
+            .await?
+            .into_inner()
+            .url;
+        let (mut conn, task) = client::websocket::port_forward(&url, 8080).await?;
+        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+        answer.clear();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer)).await;
+        let result = task.await.context("port-forward task")?;
+        if answer.contains("hello-pf") {
+            break;
+        }
+        // httpd not listening yet: the error channel says so.
+        assert!(result.is_err() || answer.is_empty(), "{answer:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answer.contains("hello-pf"), "{answer:?}");
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_streaming_requests_are_refused_with_clear_errors() -> Result<()> {
+    let mut e = env().await?;
+    let (pod, ctr) = sleeper(&mut e, "bad").await?;
+    let missing =
+        e.rt.exec(ExecRequest {
+            container_id: "nope".into(),
+            cmd: vec!["true".into()],
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound, "{missing:?}");
+    let both =
+        e.rt.exec(ExecRequest {
+            container_id: ctr.clone(),
+            cmd: vec!["true".into()],
+            tty: true,
+            stdout: true,
+            stderr: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(both.code(), tonic::Code::InvalidArgument, "{both:?}");
+    assert!(both.message().contains("tty and stderr"), "{both:?}");
+    let empty =
+        e.rt.exec(ExecRequest {
+            container_id: ctr.clone(),
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(empty.message().contains("cmd is empty"), "{empty:?}");
+    let tty =
+        e.rt.attach(AttachRequest {
+            container_id: ctr.clone(),
+            tty: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(tty.code(), tonic::Code::InvalidArgument, "{tty:?}");
+    assert!(tty.message().contains("created with tty false"), "{tty:?}");
+    let stdin =
+        e.rt.attach(AttachRequest {
+            container_id: ctr.clone(),
+            stdin: true,
+            stdout: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        stdin.message().contains("not created with stdin"),
+        "{stdin:?}"
+    );
+    let port =
+        e.rt.port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![70000],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(port.code(), tonic::Code::InvalidArgument, "{port:?}");
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
