@@ -15,6 +15,9 @@
 //!   [`session::forward_port`] forwards one connection.
 //! - [`transport`]: the seam a transport plugs into ([`transport::SpdyTransport`]).
 //! - [`websocket`]: the WebSocket transport (channel framing, subprotocols).
+//! - [`spdy`]: SPDY/3.1 framing and a multiplexed session over any async byte stream, wire
+//!   compatible with `github.com/moby/spdystream` (what kubectl, the kubelet and crictl use).
+//! - [`client`]: the client side of sessions, for corralctl, the tests and the benchmark.
 //! - the server: routing, tokens ([`token`]), upgrades, TLS, counters, shutdown.
 //!
 //! The SPDY/3.1 transport (module `spdy`) implements [`transport::SpdyTransport`]; until it is
@@ -28,6 +31,7 @@ pub mod remotecommand;
 mod routes;
 mod server;
 pub mod session;
+pub mod spdy;
 mod tls;
 pub mod token;
 pub mod transport;
