@@ -1,5 +1,5 @@
-//! `exec`: run a command in a container. Only the synchronous `ExecSync` path exists for now;
-//! interactive sessions need the streaming server.
+//! `exec`: run a command in a container, through a streaming session (the Exec RPC hands out a
+//! URL) or, with `-s`, synchronously through `ExecSync`.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -9,22 +9,26 @@ use clap::Args;
 use corral_cri_api::v1;
 
 use crate::client::{Cri, Deadline};
+use crate::session::{self, Streams, TransportArg};
 
 /// `exec`: run a command in a running container.
 #[derive(Debug, Args)]
 pub struct ExecArgs {
-    /// Run the command synchronously (the only mode supported for now).
-    #[arg(short, long)]
+    /// Run the command synchronously through ExecSync (no stdin, no TTY).
+    #[arg(short, long, conflicts_with_all = ["interactive", "tty"])]
     sync: bool,
-    /// Kill the command after this many seconds (0: no limit).
+    /// Kill the command after this many seconds (0: no limit); implies --sync.
     #[arg(long, default_value_t = 0, value_name = "SECONDS")]
     timeout: i64,
-    /// Keep stdin open (needs the streaming server).
+    /// Pass stdin to the command.
     #[arg(short, long)]
     interactive: bool,
-    /// Allocate a TTY (needs the streaming server).
+    /// Allocate a TTY (raw mode and window size when stdin is a terminal).
     #[arg(short, long)]
     tty: bool,
+    /// Protocol of the streaming session.
+    #[arg(long, value_enum, default_value_t = TransportArg::Spdy)]
+    transport: TransportArg,
     #[arg(value_name = "CONTAINER_ID")]
     id: String,
     /// The command and its arguments.
@@ -43,12 +47,38 @@ pub fn exit_status(code: i32) -> u8 {
 }
 
 pub async fn exec(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
-    if args.interactive || args.tty {
-        bail!("interactive exec needs the streaming server (not yet supported); drop -i/-t");
-    }
     if args.timeout < 0 {
         bail!("--timeout must not be negative");
     }
+    if args.sync || args.timeout > 0 {
+        if args.interactive || args.tty {
+            bail!("--timeout runs the command synchronously, without -i/-t");
+        }
+        return exec_sync(cri, args).await;
+    }
+    let mut client = cri.runtime().await?;
+    let request = v1::ExecRequest {
+        container_id: args.id.clone(),
+        cmd: args.cmd.clone(),
+        tty: args.tty,
+        stdin: args.interactive,
+        stdout: true,
+        stderr: !args.tty,
+    };
+    let response = cri
+        .call("Exec", Deadline::Call, request, |r| client.exec(r))
+        .await
+        .with_context(|| format!("exec {:?} in container {:?}", args.cmd, args.id))?;
+    let streams = Streams {
+        interactive: args.interactive,
+        tty: args.tty,
+    };
+    session::run(&response.url, args.transport, streams)
+        .await
+        .with_context(|| format!("running {:?} in container {:?}", args.cmd, args.id))
+}
+
+async fn exec_sync(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut client = cri.runtime().await?;
     let request = v1::ExecSyncRequest {
         container_id: args.id.clone(),

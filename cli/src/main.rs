@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
+mod attach;
 mod client;
 mod config_container;
 mod config_file;
@@ -19,8 +20,11 @@ mod info;
 mod logs;
 mod output;
 mod pods;
+mod portforward;
 mod ps;
 mod runtime_json;
+mod session;
+mod terminal;
 mod timefmt;
 
 use client::Cri;
@@ -106,6 +110,10 @@ enum Command {
     Logs(logs::LogsArgs),
     /// Run a command in a running container.
     Exec(exec::ExecArgs),
+    /// Attach to a running container.
+    Attach(attach::AttachArgs),
+    /// Forward local ports to a pod.
+    PortForward(portforward::PortForwardArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -119,6 +127,7 @@ async fn main() -> ExitCode {
     );
     let result = match cli.command {
         Command::Exec(args) => exec::exec(&cri, args).await,
+        Command::Attach(args) => attach::attach(&cri, args).await,
         command => run(&cri, command).await.map(|()| ExitCode::SUCCESS),
     };
     match result {
@@ -154,6 +163,8 @@ async fn run(cri: &Cri, command: Command) -> anyhow::Result<()> {
         Command::Inspect(args) => ps::inspect(cri, args).await,
         Command::Logs(args) => logs::logs(cri, args).await,
         Command::Exec(args) => exec::exec(cri, args).await.map(|_| ()),
+        Command::Attach(args) => attach::attach(cri, args).await.map(|_| ()),
+        Command::PortForward(args) => portforward::port_forward(cri, args).await,
     }
 }
 

@@ -258,7 +258,7 @@ async fn update_sends_parsed_resources() {
 #[tokio::test(flavor = "multi_thread")]
 async fn exec_propagates_output_and_exit_code() {
     let server = serve(Fake::default()).await;
-    let out = run(&server.socket, &["exec", "c1", "exit", "3"]).await;
+    let out = run(&server.socket, &["exec", "-s", "c1", "exit", "3"]).await;
     assert_eq!(out.status.code(), Some(3));
     assert_eq!(stdout(&out), "out: exit 3\n");
     assert_eq!(stderr(&out), "err: done\n");
@@ -277,12 +277,17 @@ async fn exec_propagates_output_and_exit_code() {
         assert_eq!(rt.execs[1].container_id, "c1");
     }
 
-    let out = run(&server.socket, &["exec", "-it", "c1", "sh"]).await;
+    // Without -s, exec asks for a streaming URL (the fake has no Exec).
+    let out = run(&server.socket, &["exec", "-i", "c1", "sh"]).await;
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("interactive exec needs the streaming server (not yet supported)"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("Unimplemented"), "{}", stderr(&out));
+    let out = run(&server.socket, &["exec", "-s", "-t", "c1", "sh"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let out = run(
+        &server.socket,
+        &["exec", "--timeout", "5", "-i", "c1", "sh"],
+    )
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert_eq!(server.fake.rt().execs.len(), 2);
 }
