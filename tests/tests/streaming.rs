@@ -103,7 +103,8 @@ async fn exec_over_websocket_stdin_streams_exit_codes_and_tty_resize() -> Result
     assert!(again.is_err(), "a used URL was accepted again");
 
     // A terminal: the resize reaches it, stdout and stderr are one stream.
-    let script = "while [ \"$(stty size)\" != \"33 77\" ]; do sleep 0.05; done; echo resized; stty size; tty";
+    let script =
+        "while [ \"$(stty size)\" != \"33 77\" ]; do sleep 0.05; done; echo resized; stty size";
     let url = exec_url(&mut e, &ctr, &["sh", "-c", script], true, false).await?;
     let (out, out_r) = sink();
     let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
@@ -117,7 +118,7 @@ async fn exec_over_websocket_stdin_streams_exit_codes_and_tty_resize() -> Result
     let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
     assert_eq!(outcome, Outcome::Exited(0));
     let text = read_all(out_r).await;
-    assert!(text.contains("resized\r\n33 77\r\n/dev/pts/"), "{text:?}");
+    assert!(text.contains("resized\r\n33 77\r\n"), "{text:?}");
 
     e.remove_pod(&pod).await?;
     e.assert_clean();

@@ -168,7 +168,8 @@ pub async fn port_forward(
     let task = tokio::spawn(async move {
         let (mut sink, mut stream) = ws.split();
         let (mut read_half, mut write_half) = tokio::io::split(remote);
-        let upload = async move {
+        // The upload ends at the local end of file; the session ends when the server closes.
+        let upload = tokio::spawn(async move {
             let mut buf = vec![0u8; CHUNK];
             loop {
                 match read_half.read(&mut buf).await {
@@ -181,39 +182,36 @@ pub async fn port_forward(
                 }
             }
             let _ = sink.close().await;
-        };
-        let download = async move {
-            let mut seen = [false; 2];
-            let mut error = Vec::new();
-            while let Some(msg) = stream.next().await {
-                let data = match msg {
-                    Ok(Message::Binary(data)) => data,
-                    Ok(Message::Close(_)) | Err(_) => break,
-                    Ok(_) => continue,
-                };
-                let Some((&channel, mut payload)) = data.split_first() else {
-                    continue;
-                };
-                let Some(first) = seen.get_mut(usize::from(channel)) else {
-                    continue;
-                };
-                // The server's first message on each channel is the port number.
-                if !*first {
-                    *first = true;
-                    payload = payload.get(2..).unwrap_or_default();
-                }
-                if channel == 0 {
-                    if write_half.write_all(payload).await.is_err() {
-                        break;
-                    }
-                } else {
-                    error.extend_from_slice(payload);
-                }
+        });
+        let mut seen = [false; 2];
+        let mut error = Vec::new();
+        while let Some(msg) = stream.next().await {
+            let data = match msg {
+                Ok(Message::Binary(data)) => data,
+                Ok(Message::Close(_)) | Err(_) => break,
+                Ok(_) => continue,
+            };
+            let Some((&channel, mut payload)) = data.split_first() else {
+                continue;
+            };
+            let Some(first) = seen.get_mut(usize::from(channel)) else {
+                continue;
+            };
+            // The server's first message on each channel is the port number.
+            if !*first {
+                *first = true;
+                payload = payload.get(2..).unwrap_or_default();
             }
-            let _ = write_half.shutdown().await;
-            error
-        };
-        let (_, error) = tokio::join!(upload, download);
+            if channel == 0 {
+                if write_half.write_all(payload).await.is_err() {
+                    break;
+                }
+            } else {
+                error.extend_from_slice(payload);
+            }
+        }
+        let _ = write_half.shutdown().await;
+        upload.abort();
         if error.is_empty() {
             Ok(())
         } else {
