@@ -362,3 +362,61 @@ async fn bad_streaming_requests_are_refused_with_clear_errors() -> Result<()> {
     e.assert_clean();
     Ok(())
 }
+
+/// Open descriptors and resident memory (KiB) of a process.
+fn fds_and_rss(pid: i32) -> (usize, u64) {
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (fds, rss)
+}
+
+#[tokio::test]
+async fn five_hundred_sessions_leak_no_descriptor_task_or_memory() -> Result<()> {
+    let mut e = env().await?;
+    let (pod, ctr) = sleeper(&mut e, "leak").await?;
+    let daemon = e.d.pid().context("daemon pid")? as i32;
+    let shims = common::pod::shim_pids(&e.d.state());
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    let shim = shims[0];
+    let mut run = async |n: usize, e: &mut PodEnv| -> Result<()> {
+        for i in 0..n {
+            let url = exec_url(e, &ctr, &["cat"], false, true).await?;
+            let (out, out_r) = sink();
+            let input = format!("session {i}\n");
+            let io = CommandIo {
+                stdin: Some(Box::new(std::io::Cursor::new(input.clone().into_bytes()))),
+                stdout: Some(out),
+                stderr: None,
+                resize: None,
+            };
+            let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
+            assert_eq!(outcome, Outcome::Exited(0));
+            assert_eq!(read_all(out_r).await, input);
+        }
+        Ok(())
+    };
+    // Warm up (allocator arenas, lazily created tasks), then measure.
+    run(50, &mut e).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (d_fds, d_rss) = fds_and_rss(daemon);
+    let (s_fds, s_rss) = fds_and_rss(shim);
+    run(500, &mut e).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (d_fds2, d_rss2) = fds_and_rss(daemon);
+    let (s_fds2, s_rss2) = fds_and_rss(shim);
+    assert!(
+        d_fds2 <= d_fds + 2,
+        "daemon descriptors {d_fds} -> {d_fds2}"
+    );
+    assert_eq!(s_fds2, s_fds, "shim descriptors");
+    assert!(d_rss2 < d_rss + 4096, "daemon RSS {d_rss} -> {d_rss2} KiB");
+    assert!(s_rss2 < s_rss + 512, "shim RSS {s_rss} -> {s_rss2} KiB");
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
