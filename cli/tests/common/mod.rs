@@ -14,6 +14,7 @@ use corral_cri_api::v1::runtime_service_server::RuntimeServiceServer;
 use tonic::{Request, Response, Status};
 
 mod runtime;
+pub mod streaming;
 
 pub use runtime::RuntimeState;
 
@@ -25,6 +26,8 @@ pub const NGINX: &str = "sha256:605c77e624ddb75e6110f997c58876baa13f8754486b4611
 pub struct Fake {
     images: Arc<Mutex<Vec<v1::Image>>>,
     runtime: Arc<Mutex<RuntimeState>>,
+    /// Serves the URLs of Exec and PortForward, when set.
+    pub streaming: Arc<Mutex<Option<Arc<corral_streaming::StreamingServer>>>>,
 }
 
 impl Fake {

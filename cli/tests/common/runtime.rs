@@ -359,4 +359,42 @@ impl RuntimeService for Fake {
             exit_code,
         }))
     }
+
+    async fn exec(
+        &self,
+        request: Request<v1::ExecRequest>,
+    ) -> Result<Response<v1::ExecResponse>, Status> {
+        self.record("Exec");
+        let r = request.into_inner();
+        let server = self.streaming.lock().expect("lock").clone();
+        let server = server.ok_or_else(|| Status::unimplemented("Exec"))?;
+        let url = server
+            .exec_url(corral_streaming::ExecSpec {
+                container_id: r.container_id,
+                cmd: r.cmd,
+                tty: r.tty,
+                stdin: r.stdin,
+                stdout: r.stdout,
+                stderr: r.stderr,
+            })
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(v1::ExecResponse { url }))
+    }
+
+    async fn port_forward(
+        &self,
+        request: Request<v1::PortForwardRequest>,
+    ) -> Result<Response<v1::PortForwardResponse>, Status> {
+        self.record("PortForward");
+        let r = request.into_inner();
+        let server = self.streaming.lock().expect("lock").clone();
+        let server = server.ok_or_else(|| Status::unimplemented("PortForward"))?;
+        let url = server
+            .port_forward_url(corral_streaming::PortForwardSpec {
+                pod_sandbox_id: r.pod_sandbox_id,
+                ports: r.port.iter().map(|&p| p as u16).collect(),
+            })
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        Ok(Response::new(v1::PortForwardResponse { url }))
+    }
 }

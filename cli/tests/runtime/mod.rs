@@ -3,6 +3,7 @@
 mod lifecycle;
 mod listing;
 mod logs;
+mod streaming;
 
 use crate::common::Server;
 
