@@ -41,23 +41,32 @@ impl ExecSession {
 }
 
 impl Shim {
-    pub fn exec(&mut self, conn: u64, req: ExecRequest) -> Option<Response> {
-        let Some(ctr) = self.ctrs.get(&req.id) else {
-            let msg = format!("container {} not found in the shim", req.id);
-            return Some(Response::error(ErrorKind::NotFound, msg));
+    /// The init pid and cgroup of running container `id`, and `process` decoded; the answer
+    /// to give otherwise.
+    pub fn exec_target(
+        &self,
+        id: &str,
+        process: serde_json::Value,
+    ) -> Result<(i32, std::path::PathBuf, Process), Response> {
+        let Some(ctr) = self.ctrs.get(id) else {
+            let msg = format!("container {id} not found in the shim");
+            return Err(Response::error(ErrorKind::NotFound, msg));
         };
         if !ctr.running() {
-            let msg = format!("container {} is not running", req.id);
-            return Some(Response::error(ErrorKind::FailedPrecondition, msg));
+            let msg = format!("container {id} is not running");
+            return Err(Response::error(ErrorKind::FailedPrecondition, msg));
         }
-        let process: Process = match serde_json::from_value(req.process) {
-            Ok(p) => p,
-            Err(e) => {
-                let msg = format!("exec process: {e}");
-                return Some(Response::error(ErrorKind::InvalidArgument, msg));
-            }
+        let process: Process = serde_json::from_value(process).map_err(|e| {
+            Response::error(ErrorKind::InvalidArgument, format!("exec process: {e}"))
+        })?;
+        Ok((ctr.pid, ctr.cgroups_path.clone(), process))
+    }
+
+    pub fn exec(&mut self, conn: u64, req: ExecRequest) -> Option<Response> {
+        let (init, cgroups_path, process) = match self.exec_target(&req.id, req.process) {
+            Ok(t) => t,
+            Err(answer) => return Some(answer),
         };
-        let (init, cgroups_path) = (ctr.pid, ctr.cgroups_path.clone());
         match self.spawn_exec(conn, init, &cgroups_path, &process, req.timeout_ms) {
             Ok(()) => None,
             Err(e) => Some(Response::error(ErrorKind::Internal, format!("exec: {e}"))),

@@ -20,7 +20,6 @@ use nix::fcntl::{FcntlArg, OFlag, fcntl};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::{Pid, pipe2};
-use oci_spec::runtime::Process;
 
 use crate::log;
 use crate::output;
@@ -132,22 +131,10 @@ fn exit_of(status: nix::Result<WaitStatus>) -> ExitRecord {
 
 impl Shim {
     pub fn exec_stream(&mut self, conn: u64, req: ExecStreamRequest) -> Option<Response> {
-        let Some(ctr) = self.ctrs.get(&req.id) else {
-            let msg = format!("container {} not found in the shim", req.id);
-            return Some(Response::error(ErrorKind::NotFound, msg));
+        let (init, cgroups_path, process) = match self.exec_target(&req.id, req.process.clone()) {
+            Ok(t) => t,
+            Err(answer) => return Some(answer),
         };
-        if !ctr.running() {
-            let msg = format!("container {} is not running", req.id);
-            return Some(Response::error(ErrorKind::FailedPrecondition, msg));
-        }
-        let process: Process = match serde_json::from_value(req.process.clone()) {
-            Ok(p) => p,
-            Err(e) => {
-                let msg = format!("exec process: {e}");
-                return Some(Response::error(ErrorKind::InvalidArgument, msg));
-            }
-        };
-        let (init, cgroups_path) = (ctr.pid, ctr.cgroups_path.clone());
         let spawned = exec_stdio(&req).and_then(|(stdio, passed)| {
             let spawned = corral_runtime::exec::spawn(init, &cgroups_path, &process, stdio)?;
             Ok((spawned, passed))

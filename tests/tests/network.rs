@@ -10,11 +10,10 @@ use std::net::{IpAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
-use common::pod::{PodEnv, Runtime, env, env_with, iptables_rules_for, parse_log};
+use common::pod::{PodEnv, Runtime, env, env_with, host_network, iptables_rules_for, parse_log};
 use corral_cri_api::v1::{
-    DnsConfig, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    NetworkConfig, PodSandboxConfig, PodSandboxStatus, PodSandboxStatusRequest, PortMapping,
-    Protocol, RuntimeConfig, StatusRequest, StopPodSandboxRequest, UpdateRuntimeConfigRequest,
+    DnsConfig, NetworkConfig, PodSandboxStatus, PodSandboxStatusRequest, PortMapping, Protocol,
+    RuntimeConfig, StatusRequest, StopPodSandboxRequest, UpdateRuntimeConfigRequest,
 };
 use corral_tests::daemon::DaemonOptions;
 
@@ -262,20 +261,6 @@ fn conflist(e: &PodEnv, name: &str, extra: serde_json::Value, v6: bool) -> Strin
     })];
     plugins.extend(extra.as_array().cloned().unwrap_or_default());
     serde_json::json!({ "cniVersion": "1.0.0", "name": name, "plugins": plugins }).to_string()
-}
-
-fn host_network(mut config: PodSandboxConfig) -> PodSandboxConfig {
-    config.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    config
 }
 
 #[tokio::test]

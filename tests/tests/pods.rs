@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use anyhow::Result;
-use common::pod::{env, parse_log};
+use common::pod::{env, host_network, parse_log};
 use corral_cri_api::v1::{
     ContainerState, ExecSyncRequest, ListContainersRequest, PodSandboxStatusRequest,
     StopContainerRequest,
@@ -359,18 +359,9 @@ async fn namespace_modes_and_sysctls() -> Result<()> {
     );
 
     // Host network: the container is in the host's network namespace.
-    let mut host = e.pod_config("hostnet");
-    host.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    let hostpod = e.run_pod_with(host).await?;
+    let hostpod = e
+        .run_pod_with(host_network(e.pod_config("hostnet")))
+        .await?;
     let netns = e
         .start(
             &hostpod,

@@ -383,7 +383,7 @@ async fn five_hundred_sessions_leak_no_descriptor_task_or_memory() -> Result<()>
     let shims = common::pod::shim_pids(&e.d.state());
     assert_eq!(shims.len(), 1, "{shims:?}");
     let shim = shims[0];
-    let mut run = async |n: usize, e: &mut PodEnv| -> Result<()> {
+    let run = async |n: usize, e: &mut PodEnv| -> Result<()> {
         for i in 0..n {
             let url = exec_url(e, &ctr, &["cat"], false, true).await?;
             let (out, out_r) = sink();

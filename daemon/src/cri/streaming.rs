@@ -21,22 +21,11 @@ fn url_status(e: RequestError) -> Status {
 
 impl RuntimeApi {
     pub(super) async fn do_exec(&self, req: ExecRequest) -> Result<ExecResponse, Status> {
-        let wanted = StreamsWanted {
-            tty: req.tty,
-            stdin: req.stdin,
-            stdout: req.stdout,
-            stderr: req.stderr,
-        };
-        self.pods
-            .check_exec(&req.container_id, &req.cmd, wanted)
-            .map_err(pod_status)?;
+        let wanted = StreamsWanted::new(req.tty, req.stdin, req.stdout, req.stderr);
         let container_id = self
             .pods
-            .container(&req.container_id)
-            .map_err(pod_status)?
-            .meta
-            .id
-            .clone();
+            .check_exec(&req.container_id, &req.cmd, wanted)
+            .map_err(pod_status)?;
         let url = self
             .streaming
             .exec_url(ExecSpec {
@@ -52,22 +41,11 @@ impl RuntimeApi {
     }
 
     pub(super) async fn do_attach(&self, req: AttachRequest) -> Result<AttachResponse, Status> {
-        let wanted = StreamsWanted {
-            tty: req.tty,
-            stdin: req.stdin,
-            stdout: req.stdout,
-            stderr: req.stderr,
-        };
-        self.pods
-            .check_attach(&req.container_id, wanted)
-            .map_err(pod_status)?;
+        let wanted = StreamsWanted::new(req.tty, req.stdin, req.stdout, req.stderr);
         let container_id = self
             .pods
-            .container(&req.container_id)
-            .map_err(pod_status)?
-            .meta
-            .id
-            .clone();
+            .check_attach(&req.container_id, wanted)
+            .map_err(pod_status)?;
         let url = self
             .streaming
             .attach_url(AttachSpec {
@@ -85,16 +63,10 @@ impl RuntimeApi {
         &self,
         req: PortForwardRequest,
     ) -> Result<PortForwardResponse, Status> {
-        self.pods
-            .check_port_forward(&req.pod_sandbox_id, &req.port)
-            .map_err(pod_status)?;
         let pod_sandbox_id = self
             .pods
-            .sandbox(&req.pod_sandbox_id)
-            .map_err(pod_status)?
-            .meta
-            .id
-            .clone();
+            .check_port_forward(&req.pod_sandbox_id, &req.port)
+            .map_err(pod_status)?;
         let ports = req
             .port
             .iter()

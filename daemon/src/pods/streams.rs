@@ -128,18 +128,29 @@ fn check_streams(what: &str, w: StreamsWanted) -> Result<()> {
     Ok(())
 }
 
+impl StreamsWanted {
+    pub fn new(tty: bool, stdin: bool, stdout: bool, stderr: bool) -> StreamsWanted {
+        StreamsWanted {
+            tty,
+            stdin,
+            stdout,
+            stderr,
+        }
+    }
+}
+
 impl Pods {
-    /// Checks an Exec request before a URL is handed out.
-    pub fn check_exec(&self, id: &str, cmd: &[String], w: StreamsWanted) -> Result<()> {
+    /// Checks an Exec request before a URL is handed out; returns the container's full id.
+    pub fn check_exec(&self, id: &str, cmd: &[String], w: StreamsWanted) -> Result<String> {
         if cmd.is_empty() {
             return Err(PodError::InvalidArgument("Exec: cmd is empty".into()));
         }
         check_streams("Exec", w)?;
-        self.running(id).map(|_| ())
+        Ok(self.running(id)?.meta.id.clone())
     }
 
-    /// Checks an Attach request before a URL is handed out.
-    pub fn check_attach(&self, id: &str, w: StreamsWanted) -> Result<()> {
+    /// Checks an Attach request before a URL is handed out; returns the container's full id.
+    pub fn check_attach(&self, id: &str, w: StreamsWanted) -> Result<String> {
         check_streams("Attach", w)?;
         let ctr = self.running(id)?;
         if w.tty != ctr.config.tty {
@@ -154,16 +165,20 @@ impl Pods {
                 ctr.meta.id
             )));
         }
-        Ok(())
+        Ok(ctr.meta.id.clone())
     }
 
-    /// Checks a PortForward request before a URL is handed out.
-    pub fn check_port_forward(&self, pod_id: &str, ports: &[i32]) -> Result<()> {
+    /// Checks a PortForward request before a URL is handed out; returns the pod's full id.
+    pub fn check_port_forward(&self, pod_id: &str, ports: &[i32]) -> Result<String> {
         if let Some(p) = ports.iter().find(|p| !(1..=65535).contains(*p)) {
             return Err(PodError::InvalidArgument(format!(
                 "PortForward: port {p} is not a port (1 to 65535)"
             )));
         }
+        Ok(self.ready_sandbox(pod_id)?.meta.id.clone())
+    }
+
+    fn ready_sandbox(&self, pod_id: &str) -> Result<std::sync::Arc<super::Sandbox>> {
         let sb = self.sandbox(pod_id)?;
         if sb.state() != SandboxState::Ready {
             return Err(PodError::FailedPrecondition(format!(
@@ -171,7 +186,7 @@ impl Pods {
                 sb.meta.id
             )));
         }
-        Ok(())
+        Ok(sb)
     }
 
     /// Starts `cmd` in container `id` with the streams asked for.
@@ -230,13 +245,7 @@ impl Pods {
     /// A TCP connection to `port` on the pod's loopback (IPv4, else IPv6), made from inside the
     /// pod's network namespace (the host's for host-network pods).
     pub async fn port_forward(&self, pod_id: &str, port: u16) -> Result<tokio::net::TcpStream> {
-        let sb = self.sandbox(pod_id)?;
-        if sb.state() != SandboxState::Ready {
-            return Err(PodError::FailedPrecondition(format!(
-                "pod sandbox {} is not ready",
-                sb.meta.id
-            )));
-        }
+        let sb = self.ready_sandbox(pod_id)?;
         let pin = sb.dir.join("ns").join("net");
         let netns = if pin.exists() {
             Some(std::fs::File::open(&pin).map_err(|e| PodError::io(&pin, e))?)

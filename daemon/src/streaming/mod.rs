@@ -164,12 +164,7 @@ impl Backend for PodsBackend {
     fn exec(&self, spec: ExecSpec) -> BoxFuture<'static, Result<ProcessIo, BackendError>> {
         let pods = Arc::clone(&self.pods);
         async move {
-            let wanted = StreamsWanted {
-                tty: spec.tty,
-                stdin: spec.stdin,
-                stdout: spec.stdout,
-                stderr: spec.stderr,
-            };
+            let wanted = StreamsWanted::new(spec.tty, spec.stdin, spec.stdout, spec.stderr);
             let session = pods
                 .exec_stream(&spec.container_id, &spec.cmd, wanted)
                 .await
@@ -182,12 +177,7 @@ impl Backend for PodsBackend {
     fn attach(&self, spec: AttachSpec) -> BoxFuture<'static, Result<ProcessIo, BackendError>> {
         let pods = Arc::clone(&self.pods);
         async move {
-            let wanted = StreamsWanted {
-                tty: spec.tty,
-                stdin: spec.stdin,
-                stdout: spec.stdout,
-                stderr: spec.stderr,
-            };
+            let wanted = StreamsWanted::new(spec.tty, spec.stdin, spec.stdout, spec.stderr);
             let session = pods
                 .attach(&spec.container_id, wanted)
                 .await

@@ -292,3 +292,21 @@ pub fn iptables_rules_for(subnet: &str) -> Vec<String> {
         .map(str::to_owned)
         .collect()
 }
+
+/// `config` with the host's network namespace (NamespaceMode NODE).
+pub fn host_network(mut config: PodSandboxConfig) -> PodSandboxConfig {
+    use corral_cri_api::v1::{
+        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
+    };
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                network: NamespaceMode::Node as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
+}
