@@ -20,8 +20,10 @@
 //! - [`client`]: the client side of sessions, for corralctl, the tests and the benchmark.
 //! - the server: routing, tokens ([`token`]), upgrades, TLS, counters, shutdown.
 //!
-//! The SPDY/3.1 transport (module `spdy`) implements [`transport::SpdyTransport`]; until it is
-//! given to [`StreamingServer::start_with_spdy`], SPDY requests get a 400 that names WebSocket.
+//! The SPDY/3.1 transport ([`spdy_transport()`], module [`mod@spdy_transport`]) implements
+//! [`transport::SpdyTransport`] on the `spdy` session; a server started without it
+//! ([`StreamingServer::start`] rather than [`StreamingServer::start_with_spdy`]) answers SPDY
+//! requests with a 400 that names WebSocket.
 
 pub mod backend;
 pub mod client;
@@ -32,6 +34,7 @@ mod routes;
 mod server;
 pub mod session;
 pub mod spdy;
+pub mod spdy_transport;
 mod tls;
 pub mod token;
 pub mod transport;
@@ -43,3 +46,4 @@ pub use backend::{
 };
 pub use error::{Error, RequestError};
 pub use server::{ServerConfig, ServerStats, StreamingServer, TlsConfig};
+pub use spdy_transport::spdy_transport;

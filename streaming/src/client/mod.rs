@@ -2,6 +2,7 @@
 //! remote command (exec or attach) or forward a port through the URL a CRI runtime returned.
 //! Both Corral's server and other runtimes' (containerd, CRI-O) are reachable.
 
+pub mod spdy;
 pub mod websocket;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -72,6 +73,6 @@ pub async fn remote_command(
 ) -> Result<Outcome, ClientError> {
     match transport {
         Transport::WebSocket => websocket::remote_command(url, io).await,
-        Transport::Spdy => Err(ClientError::Unsupported("SPDY")),
+        Transport::Spdy => spdy::remote_command(url, io).await,
     }
 }

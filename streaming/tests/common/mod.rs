@@ -158,6 +158,19 @@ pub async fn start_with(config: ServerConfig) -> (StreamingServer, FakeBackend) 
     (server, backend)
 }
 
+/// A server with the SPDY/3.1 transport.
+pub async fn start_spdy() -> (StreamingServer, FakeBackend) {
+    let backend = FakeBackend::default();
+    let server = StreamingServer::start_with_spdy(
+        ServerConfig::default(),
+        Arc::new(backend.clone()),
+        corral_streaming::spdy_transport(),
+    )
+    .await
+    .unwrap();
+    (server, backend)
+}
+
 pub fn exec_spec(cmd: &[&str], stdin: bool, stdout: bool, stderr: bool) -> ExecSpec {
     ExecSpec {
         container_id: "c1".to_owned(),
