@@ -236,3 +236,47 @@ async fn port_forward_reports_a_failed_connection() {
         .unwrap_err();
     assert!(err.to_string().contains(&port.to_string()), "{err}");
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_open_its_streams_is_dropped_after_the_timeout() {
+    let backend = FakeBackend::default();
+    let server = corral_streaming::StreamingServer::start_with_spdy(
+        corral_streaming::ServerConfig::default(),
+        std::sync::Arc::new(backend.clone()),
+        corral_streaming::spdy_transport::spdy_transport_with_timeout(
+            std::time::Duration::from_millis(200),
+        ),
+    )
+    .await
+    .unwrap();
+    let url = server
+        .exec_url(exec_spec(&["cat"], true, true, false))
+        .unwrap();
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr())
+        .await
+        .unwrap();
+    let request = format!(
+        "POST {} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\n\
+         X-Stream-Protocol-Version: v4.channel.k8s.io\r\n\r\n",
+        path_of(&url)
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        tcp.read_exact(&mut byte).await.unwrap();
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let (session, _incoming) = corral_streaming::spdy::Session::client(tcp);
+    let headers = corral_streaming::spdy::Headers::new().with("streamType", "error");
+    let mut error = session.open_stream(headers, false).await.unwrap();
+    // Only the error stream of four: the server gives up and closes the connection.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(WAIT, error.read_to_end(&mut got))
+        .await
+        .unwrap();
+    assert!(read.is_err() || got.is_empty());
+    tokio::time::timeout(WAIT, session.closed()).await.unwrap();
+    eventually("session to end", || server.stats().sessions == 0).await;
+}
