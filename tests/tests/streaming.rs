@@ -420,3 +420,63 @@ async fn five_hundred_sessions_leak_no_descriptor_task_or_memory() -> Result<()>
     e.assert_clean();
     Ok(())
 }
+
+#[tokio::test]
+async fn spdy_exec_and_port_forward_through_the_daemon() -> Result<()> {
+    let mut e = env().await?;
+    let (pod, ctr) = sleeper(&mut e, "spdy").await?;
+    let url = exec_url(
+        &mut e,
+        &ctr,
+        &[
+            "sh",
+            "-c",
+            "read line; echo \"out:$line\"; echo err:$line >&2; exit 5",
+        ],
+        false,
+        true,
+    )
+    .await?;
+    let (out, out_r) = sink();
+    let (err, err_r) = sink();
+    let io = CommandIo {
+        stdin: Some(Box::new(&b"spdy\n"[..])),
+        stdout: Some(out),
+        stderr: Some(err),
+        resize: None,
+    };
+    let outcome = client::remote_command(&url, Transport::Spdy, io).await?;
+    assert_eq!(outcome, Outcome::Exited(5));
+    assert_eq!(read_all(out_r).await, "out:spdy\n");
+    assert_eq!(read_all(err_r).await, "err:spdy\n");
+
+    let httpd = "mkdir -p /tmp/www && echo hello-spdy > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
+    e.start(&pod, "spdy", "httpd", &["sh", "-c", httpd]).await?;
+    let url =
+        e.rt.port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![8080],
+        })
+        .await?
+        .into_inner()
+        .url;
+    // One SPDY session carries every connection.
+    let forwarder = client::spdy::PortForwarder::connect(&url).await?;
+    let mut answer = String::new();
+    for _ in 0..100 {
+        let (mut conn, _errors) = forwarder.open(8080).await?;
+        conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+        answer.clear();
+        let _ =
+            tokio::time::timeout(Duration::from_secs(10), conn.read_to_string(&mut answer)).await;
+        if answer.contains("hello-spdy") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answer.contains("hello-spdy"), "{answer:?}");
+    forwarder.close();
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
