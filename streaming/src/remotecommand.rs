@@ -318,6 +318,13 @@ pub struct TerminalSize {
     pub height: u16,
 }
 
+impl TerminalSize {
+    /// The JSON a client sends (client-go's field names).
+    pub fn to_json(self) -> String {
+        format!("{{\"Width\":{},\"Height\":{}}}", self.width, self.height)
+    }
+}
+
 /// The resize stream is a stream of JSON objects in any framing; more than this many bytes
 /// without a complete object is an error.
 pub const MAX_RESIZE_PENDING: usize = 4096;

@@ -58,6 +58,26 @@ struct Spdy {
     stream_creation_timeout: Duration,
 }
 
+/// Runs `handle` over an SPDY server session on `io` until it ends or `shutdown` fires, then
+/// finishes the connection.
+fn serve<F>(
+    io: UpgradedIo,
+    shutdown: CancellationToken,
+    handle: impl FnOnce(Incoming) -> F + Send + 'static,
+) -> BoxFuture<'static, ()>
+where
+    F: std::future::Future<Output = ()> + Send,
+{
+    Box::pin(async move {
+        let (conn, incoming) = Session::server(io);
+        tokio::select! {
+            () = handle(incoming) => {}
+            () = shutdown.cancelled() => {}
+        }
+        finish(conn).await;
+    })
+}
+
 impl SpdyTransport for Spdy {
     fn serve_remote_command(
         &self,
@@ -66,13 +86,8 @@ impl SpdyTransport for Spdy {
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let timeout = self.stream_creation_timeout;
-        Box::pin(async move {
-            let (conn, incoming) = Session::server(io);
-            tokio::select! {
-                () = remote_command(incoming, session, timeout) => {}
-                () = shutdown.cancelled() => {}
-            }
-            finish(conn).await;
+        serve(io, shutdown, move |incoming| {
+            remote_command(incoming, session, timeout)
         })
     }
 
@@ -83,13 +98,8 @@ impl SpdyTransport for Spdy {
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {
         let timeout = self.stream_creation_timeout;
-        Box::pin(async move {
-            let (conn, incoming) = Session::server(io);
-            tokio::select! {
-                () = port_forward(incoming, session, timeout) => {}
-                () = shutdown.cancelled() => {}
-            }
-            finish(conn).await;
+        serve(io, shutdown, move |incoming| {
+            port_forward(incoming, session, timeout)
         })
     }
 }

@@ -50,6 +50,24 @@ async fn exec_url(
         .url)
 }
 
+/// Runs the session at `url` with `input` on stdin; returns how it ended, stdout and stderr.
+async fn run_with_stdin(
+    url: &str,
+    transport: Transport,
+    input: &'static [u8],
+) -> Result<(Outcome, String, String)> {
+    let (out, out_r) = sink();
+    let (err, err_r) = sink();
+    let io = CommandIo {
+        stdin: Some(Box::new(input)),
+        stdout: Some(out),
+        stderr: Some(err),
+        resize: None,
+    };
+    let outcome = client::remote_command(url, transport, io).await?;
+    Ok((outcome, read_all(out_r).await, read_all(err_r).await))
+}
+
 /// A running pod with one `sleep` container.
 async fn sleeper(e: &mut PodEnv, name: &str) -> Result<(String, String)> {
     let pod = e.run_pod(name).await?;
@@ -75,18 +93,10 @@ async fn exec_over_websocket_stdin_streams_exit_codes_and_tty_resize() -> Result
     )
     .await?;
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
-    let (out, out_r) = sink();
-    let (err, err_r) = sink();
-    let io = CommandIo {
-        stdin: Some(Box::new(&b"hello\n"[..])),
-        stdout: Some(out),
-        stderr: Some(err),
-        resize: None,
-    };
-    let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
+    let (outcome, out, err) = run_with_stdin(&url, Transport::WebSocket, b"hello\n").await?;
     assert_eq!(outcome, Outcome::Exited(3));
-    assert_eq!(read_all(out_r).await, "out:hello\n");
-    assert_eq!(read_all(err_r).await, "err:hello\n");
+    assert_eq!(out, "out:hello\n");
+    assert_eq!(err, "err:hello\n");
 
     // A URL is single-use.
     let again = client::remote_command(
@@ -437,18 +447,10 @@ async fn spdy_exec_and_port_forward_through_the_daemon() -> Result<()> {
         true,
     )
     .await?;
-    let (out, out_r) = sink();
-    let (err, err_r) = sink();
-    let io = CommandIo {
-        stdin: Some(Box::new(&b"spdy\n"[..])),
-        stdout: Some(out),
-        stderr: Some(err),
-        resize: None,
-    };
-    let outcome = client::remote_command(&url, Transport::Spdy, io).await?;
+    let (outcome, out, err) = run_with_stdin(&url, Transport::Spdy, b"spdy\n").await?;
     assert_eq!(outcome, Outcome::Exited(5));
-    assert_eq!(read_all(out_r).await, "out:spdy\n");
-    assert_eq!(read_all(err_r).await, "err:spdy\n");
+    assert_eq!(out, "out:spdy\n");
+    assert_eq!(err, "err:spdy\n");
 
     let httpd = "mkdir -p /tmp/www && echo hello-spdy > /tmp/www/index.html && exec httpd -f -p 8080 -h /tmp/www";
     e.start(&pod, "spdy", "httpd", &["sh", "-c", httpd]).await?;

@@ -240,7 +240,8 @@ pub async fn remote_command(url: &str, io: CommandIo) -> Result<Outcome, ClientE
     if let Some((mut sizes, mut remote)) = resize {
         pumps.push(tokio::spawn(async move {
             while let Some((width, height)) = sizes.recv().await {
-                let json = format!("{{\"Width\":{width},\"Height\":{height}}}\n");
+                let size = crate::remotecommand::TerminalSize { width, height };
+                let json = format!("{}\n", size.to_json());
                 if remote.write_all(json.as_bytes()).await.is_err() {
                     return;
                 }

@@ -8,17 +8,15 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
 
 use super::{ClientError, CommandIo, Outcome, outcome};
+use crate::remotecommand::{CLOSE_SIGNAL_CHANNEL, Protocol, StreamType, TerminalSize};
 
-const V5: &str = "v5.channel.k8s.io";
-const V4: &str = "v4.channel.k8s.io";
-/// Channel numbers of the remote-command protocol.
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-/// v5: `[255, channel]` closes that channel.
-const CLOSE: u8 = 255;
+const V5: &str = Protocol::V5.name();
+const V4: &str = Protocol::V4.name();
+const STDIN: u8 = StreamType::Stdin.channel();
+const STDOUT: u8 = StreamType::Stdout.channel();
+const STDERR: u8 = StreamType::Stderr.channel();
+const ERROR: u8 = StreamType::Error.channel();
+const RESIZE: u8 = StreamType::Resize.channel();
 /// Bytes read from a local stream per message.
 const CHUNK: usize = 32 << 10;
 
@@ -95,7 +93,9 @@ pub async fn remote_command(url: &str, io: CommandIo) -> Result<Outcome, ClientE
                 }
             }
             if v5 {
-                let _ = tx.send(Message::binary(vec![CLOSE, STDIN])).await;
+                let _ = tx
+                    .send(Message::binary(vec![CLOSE_SIGNAL_CHANNEL, STDIN]))
+                    .await;
             }
         }));
     }
@@ -103,7 +103,7 @@ pub async fn remote_command(url: &str, io: CommandIo) -> Result<Outcome, ClientE
         let tx = tx.clone();
         pumps.push(tokio::spawn(async move {
             while let Some((width, height)) = sizes.recv().await {
-                let json = format!("{{\"Width\":{width},\"Height\":{height}}}");
+                let json = TerminalSize { width, height }.to_json();
                 if tx.send(framed(RESIZE, json.as_bytes())).await.is_err() {
                     return;
                 }
