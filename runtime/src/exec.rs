@@ -10,7 +10,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxSeccomp, Process};
 
-use crate::container::Stdio;
+use crate::container::{ChildStdio, Stdio};
 use crate::process::ProcessPlan;
 use crate::report::{ChildResult, Msg, Step, recv, send, unexpected};
 use crate::sys::{self, Forked};
@@ -22,6 +22,8 @@ pub struct Spawned {
     pub pid: i32,
     /// A pidfd for it (reap with `waitid(P_PIDFD)`).
     pub pidfd: OwnedFd,
+    /// The controller side of its terminal, for [`Stdio::Terminal`].
+    pub terminal: Option<OwnedFd>,
 }
 
 /// The namespaces of `pid` that differ from the caller's, in `setns` order.
@@ -75,13 +77,13 @@ pub fn spawn_with_seccomp(
     let init_pidfd =
         sys::pidfd_open(Pid::from_raw(init_pid)).map_err(Error::sys("pidfd_open init"))?;
     let flags = differing_namespaces(init_pid)?;
-    let (stdio_raw, _null) = stdio.raw()?;
+    let stdio = stdio.prepare()?;
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
 
     let a = match sys::fork().map_err(Error::sys("fork"))? {
         Forked::Child => sys::run_child(|| {
-            let r = intermediate(&plan, &init_pidfd, flags, &sync_r, &status_w, stdio_raw);
+            let r = intermediate(&plan, &init_pidfd, flags, &sync_r, &status_w, &stdio.child);
             match r {
                 Ok(()) => 0,
                 Err(e) => {
@@ -92,7 +94,8 @@ pub fn spawn_with_seccomp(
         }),
         Forked::Parent(pid) => pid,
     };
-    drop((status_w, sync_r, stdio));
+    drop((status_w, sync_r));
+    let console = stdio.after_fork();
     let abort_a = |e: Error| {
         let _ = kill(a, Signal::SIGKILL);
         reap(a);
@@ -129,16 +132,19 @@ pub fn spawn_with_seccomp(
     {
         tracing::warn!(error = %e, "setting oom_score_adj of an exec'd process");
     }
-    match result {
-        Ok(None) => Ok(Spawned {
+    let terminal = match (result, &console) {
+        (Ok(None), Some(socket)) => crate::terminal::receive(socket).map(Some),
+        (Ok(None), None) => Ok(None),
+        (Ok(m), _) => Err(unexpected(m, "execve")),
+        (Err(e), _) => Err(e),
+    };
+    match terminal {
+        Ok(terminal) => Ok(Spawned {
             pid: b.as_raw(),
             pidfd,
+            terminal,
         }),
-        other => {
-            let err = match other {
-                Ok(m) => unexpected(m, "execve"),
-                Err(e) => e,
-            };
+        Err(err) => {
             let _ = kill(b, Signal::SIGKILL);
             reap(b);
             Err(err)
@@ -152,7 +158,7 @@ fn intermediate(
     flags: CloneFlags,
     sync: &OwnedFd,
     status: &OwnedFd,
-    stdio: [i32; 3],
+    stdio: &ChildStdio,
 ) -> ChildResult {
     let mut b = [0u8; 1];
     match nix::unistd::read(sync.as_raw_fd(), &mut b) {
@@ -166,7 +172,25 @@ fn intermediate(
     match sys::clone_parent().step("clone")? {
         Forked::Child => sys::run_child(|| {
             let r = (|| {
-                plan.setup_stdio(stdio)?;
+                match stdio {
+                    ChildStdio::Fds(fds) => plan.setup_stdio(*fds)?,
+                    ChildStdio::Terminal(socket) => {
+                        // The container's /dev/ptmx: setns put us in its mount namespace.
+                        let ptmx = nix::fcntl::open(
+                            "/dev/ptmx",
+                            crate::terminal::PTMX_FLAGS,
+                            nix::sys::stat::Mode::empty(),
+                        )
+                        .step("open /dev/ptmx")?;
+                        // SAFETY: `ptmx` was just returned by open(2); nobody else owns it.
+                        #[allow(unsafe_code)]
+                        let ptmx =
+                            unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(ptmx) };
+                        let replica = crate::terminal::make(ptmx, *socket)?;
+                        let fd = replica.as_raw_fd();
+                        plan.setup_stdio([fd, fd, fd])?
+                    }
+                }
                 plan.apply_rlimits()?;
                 plan.apply_credentials()?;
                 plan.chdir()

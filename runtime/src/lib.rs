@@ -57,5 +57,6 @@ mod report;
 pub mod sandbox;
 mod seccomp;
 mod sys;
+mod terminal;
 
 pub use error::Error;

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 
 use common::*;
@@ -306,30 +306,34 @@ fn pid_holder(t: &Test) -> R {
     check_eq(&code, &0)
 }
 
+/// Reads a pty's controller side until every replica descriptor is closed (then EIO).
+fn read_terminal(controller: &OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n @ 1..) = nix::unistd::read(controller.as_raw_fd(), &mut buf) {
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+/// Prints `own-devpts` when the terminal on stdin is a node of the devpts mounted on /dev/pts.
+const OWN_DEVPTS: &str =
+    "[ \"$(stat -c %d /dev/pts)\" = \"$(stat -c %d \"$(tty)\")\" ] && echo own-devpts";
+
 fn terminal(t: &Test) -> R {
-    let pty = nix::pty::openpty(None, None).map_err(s)?;
-    let cmd = "test -t 0 && echo tty; stat -c %t /dev/console; cut -d' ' -f7 /proc/self/stat";
+    let cmd = format!(
+        "test -t 0 && echo tty; stat -c %t /dev/console; cut -d' ' -f7 /proc/self/stat; {OWN_DEVPTS}"
+    );
     let spec = t.spec(
         json!(["sh", "-c", cmd]),
         json!({"process": {"terminal": true}}),
     );
-    let stdio = container::Stdio {
-        stdin: Some(pty.slave.try_clone().map_err(s)?),
-        stdout: pty.slave.try_clone().map_err(s)?,
-        stderr: pty.slave,
-    };
-    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let mut c = container::create(&spec, t.dir.path(), container::Stdio::Terminal)
+        .map_err(|e| e.to_string())?;
+    let controller = c.take_terminal().ok_or("no terminal from create")?;
     c.start().map_err(|e| e.to_string())?;
     let code = wait(c.pidfd())?;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    // All replica descriptors are closed: the buffered output, then EIO.
-    while let Ok(n @ 1..) =
-        nix::unistd::read(std::os::fd::AsRawFd::as_raw_fd(&pty.master), &mut buf)
-    {
-        out.extend_from_slice(&buf[..n]);
-    }
-    let out = String::from_utf8_lossy(&out).replace('\r', "");
+    let out = read_terminal(&controller);
     let mut lines = out.lines();
     check_eq(&lines.next(), &Some("tty"))?;
     check_eq(&lines.next(), &Some("88"))?;
@@ -337,7 +341,31 @@ fn terminal(t: &Test) -> R {
         lines.next().is_some_and(|n| n != "0"),
         "no controlling terminal",
     )?;
+    check_eq(&lines.next(), &Some("own-devpts"))?;
     check_eq(&code, &0)
+}
+
+fn exec_with_terminal(t: &Test) -> R {
+    let spec = t.spec(json!(["sleep", "100"]), json!({}));
+    let (stdio, _r) = t.stdio()?;
+    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let result = (|| {
+        c.start().map_err(|e| e.to_string())?;
+        let cmd = format!("test -t 1 && echo tty; {OWN_DEVPTS}");
+        let process = serde_json::from_value(json!({
+            "args": ["sh", "-c", cmd], "terminal": true,
+            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
+        .map_err(s)?;
+        let mut spawned = exec::spawn(c.pid(), &t.cgroup, &process, container::Stdio::Terminal)
+            .map_err(|e| e.to_string())?;
+        let controller = spawned.terminal.take().ok_or("no terminal from spawn")?;
+        let out = read_terminal(&controller);
+        check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
+        check_eq(&out.as_str(), &"tty\nown-devpts\n")
+    })();
+    cgroups::kill_and_remove(&t.cgroup).map_err(|e| e.to_string())?;
+    wait(c.pidfd())?;
+    result
 }
 
 fn seccomp(t: &Test) -> R {
@@ -488,6 +516,7 @@ fn main() {
         ("unsupported_is_rejected", unsupported_is_rejected),
         ("pid_holder", pid_holder),
         ("terminal", terminal),
+        ("exec_with_terminal", exec_with_terminal),
         ("seccomp", seccomp),
     ]);
 }

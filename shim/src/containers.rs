@@ -69,29 +69,21 @@ fn not_found(id: &str) -> Response {
 }
 
 /// The descriptors a new container gets, and the ends the shim keeps.
-struct Pipes {
-    stdio: Stdio,
+struct Ends {
     stdin: Option<OwnedFd>,
     outputs: Vec<(Stream, OwnedFd)>,
 }
 
-fn make_pipes(req: &CreateRequest) -> Result<Pipes, Error> {
+/// The container's stdio. A terminal is made by the container's init in its own devpts; the
+/// shim keeps its controller side once the container exists ([`Ends::terminal`]).
+fn make_pipes(req: &CreateRequest) -> Result<(Stdio, Ends), Error> {
     let pipe = || pipe2(OFlag::O_CLOEXEC).map_err(|e| Error::sys("pipe2", e));
     if req.tty {
-        let pty = nix::pty::openpty(None, None).map_err(|e| Error::sys("openpty", e))?;
-        output::set_cloexec_nonblock(&pty.master)?;
-        let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| Error::io("dup", e));
-        let stdio = Stdio {
-            stdin: Some(dup(&pty.slave)?),
-            stdout: dup(&pty.slave)?,
-            stderr: pty.slave,
+        let ends = Ends {
+            stdin: None,
+            outputs: Vec::new(),
         };
-        let master_in = pty.master.try_clone().map_err(|e| Error::io("dup", e))?;
-        return Ok(Pipes {
-            stdio,
-            stdin: req.stdin.then_some(master_in),
-            outputs: vec![(Stream::Stdout, pty.master)],
-        });
+        return Ok((Stdio::Terminal, ends));
     }
     let output::OutputPipes {
         stdout: out_w,
@@ -104,15 +96,29 @@ fn make_pipes(req: &CreateRequest) -> Result<Pipes, Error> {
     } else {
         (None, None)
     };
-    Ok(Pipes {
-        stdio: Stdio {
-            stdin: stdin_child,
-            stdout: out_w,
-            stderr: err_w,
-        },
+    let stdio = Stdio::Fds {
+        stdin: stdin_child,
+        stdout: out_w,
+        stderr: err_w,
+    };
+    let ends = Ends {
         stdin: stdin_keep,
         outputs,
-    })
+    };
+    Ok((stdio, ends))
+}
+
+impl Ends {
+    /// For a terminal: the shim reads the container's output from the controller side, and
+    /// writes its stdin there when it has one.
+    fn terminal(&mut self, req: &CreateRequest, pty: OwnedFd) -> Result<(), Error> {
+        output::set_cloexec_nonblock(&pty)?;
+        if req.stdin {
+            self.stdin = Some(pty.try_clone().map_err(|e| Error::io("dup", e))?);
+        }
+        self.outputs = vec![(Stream::Stdout, pty)];
+        Ok(())
+    }
 }
 
 impl Shim {
@@ -140,8 +146,11 @@ impl Shim {
             Some(path) => Some(LogFile::open(path).map_err(|e| Error::io(path, e))?),
             None => None,
         };
-        let pipes = make_pipes(&req)?;
-        let process = container::create(&spec, &req.bundle, pipes.stdio)?;
+        let (stdio, mut pipes) = make_pipes(&req)?;
+        let mut process = container::create(&spec, &req.bundle, stdio)?;
+        if let Some(pty) = process.take_terminal() {
+            pipes.terminal(&req, pty)?;
+        }
         let pid = process.pid();
         let mut ctr = Ctr {
             id: req.id.clone(),

@@ -86,7 +86,7 @@ impl Shim {
             stderr: err_w,
             readers,
         } = output::output_pipes()?;
-        let stdio = Stdio {
+        let stdio = Stdio::Fds {
             stdin: None,
             stdout: out_w,
             stderr: err_w,

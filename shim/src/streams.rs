@@ -76,16 +76,11 @@ fn dup(fd: &OwnedFd) -> Result<OwnedFd, Error> {
     fd.try_clone().map_err(|e| Error::io("dup", e))
 }
 
-/// The process's stdio and the ends passed to the daemon, by role.
+/// The process's stdio and the ends passed to the daemon, by role. A terminal is made by the
+/// process inside the container; its controller side is passed once it is spawned.
 fn exec_stdio(req: &ExecStreamRequest) -> Result<(Stdio, Vec<(StreamFd, OwnedFd)>), Error> {
     if req.tty {
-        let pty = nix::pty::openpty(None, None).map_err(|e| Error::sys("openpty", e))?;
-        let stdio = Stdio {
-            stdin: Some(dup(&pty.slave)?),
-            stdout: dup(&pty.slave)?,
-            stderr: pty.slave,
-        };
-        return Ok((stdio, vec![(StreamFd::Pty, pty.master)]));
+        return Ok((Stdio::Terminal, Vec::new()));
     }
     let mut passed = Vec::new();
     let stdin = if req.stdin {
@@ -106,7 +101,7 @@ fn exec_stdio(req: &ExecStreamRequest) -> Result<(Stdio, Vec<(StreamFd, OwnedFd)
     let stdout = output(req.stdout, StreamFd::Stdout)?;
     let stderr = output(req.stderr, StreamFd::Stderr)?;
     Ok((
-        Stdio {
+        Stdio::Fds {
             stdin,
             stdout,
             stderr,
@@ -135,8 +130,11 @@ impl Shim {
             Ok(t) => t,
             Err(answer) => return Some(answer),
         };
-        let spawned = exec_stdio(&req).and_then(|(stdio, passed)| {
-            let spawned = corral_runtime::exec::spawn(init, &cgroups_path, &process, stdio)?;
+        let spawned = exec_stdio(&req).and_then(|(stdio, mut passed)| {
+            let mut spawned = corral_runtime::exec::spawn(init, &cgroups_path, &process, stdio)?;
+            if let Some(pty) = spawned.terminal.take() {
+                passed.push((StreamFd::Pty, pty));
+            }
             Ok((spawned, passed))
         });
         let (spawned, passed) = match spawned {

@@ -2,10 +2,11 @@
 //! creates the init as a sibling) and the init (sets everything up, waits for "start",
 //! `execve`s).
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
 
+use super::ChildStdio;
 use super::mounts;
 use super::plan::Plan;
 use crate::report::{ChildError, ChildResult, Msg, Step, send};
@@ -16,7 +17,7 @@ pub(super) struct ChildFds<'a> {
     pub status: &'a OwnedFd,
     pub sync: &'a OwnedFd,
     pub start: &'a OwnedFd,
-    pub stdio: [RawFd; 3],
+    pub stdio: &'a ChildStdio,
 }
 
 /// The intermediate process: waits until the caller put it in the cgroup, joins and creates
@@ -73,8 +74,11 @@ fn init(plan: &Plan, fds: &ChildFds<'_>) -> ! {
 }
 
 fn init_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
-    plan.process.setup_stdio(fds.stdio)?;
-    mounts::setup_rootfs(plan)?;
+    // A terminal is made by `setup_rootfs`, once the container's devpts is mounted.
+    if let ChildStdio::Fds(stdio) = fds.stdio {
+        plan.process.setup_stdio(*stdio)?;
+    }
+    mounts::setup_rootfs(plan, fds.stdio)?;
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).step("sethostname")?;
     }

@@ -10,7 +10,7 @@ mod devices;
 mod mounts;
 mod plan;
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::OFlag;
@@ -20,37 +20,80 @@ use oci_spec::runtime::Spec;
 
 use crate::report::{Msg, recv, unexpected};
 use crate::sys::{self, Forked};
-use crate::{Error, cgroups, process};
+use crate::{Error, cgroups, process, terminal};
 
-/// The stdio the container's process gets. For a TTY all three are the pty's replica side, and
-/// the process makes it its controlling terminal (`process.terminal` in the spec).
-pub struct Stdio {
-    /// `None` means `/dev/null`.
-    pub stdin: Option<OwnedFd>,
-    /// Standard output.
-    pub stdout: OwnedFd,
-    /// Standard error.
-    pub stderr: OwnedFd,
+/// The stdio the container's process gets.
+pub enum Stdio {
+    /// These descriptors. With `process.terminal` they are a pty's replica side, and the process
+    /// makes it its controlling terminal.
+    Fds {
+        /// `None` means `/dev/null`.
+        stdin: Option<OwnedFd>,
+        /// Standard output.
+        stdout: OwnedFd,
+        /// Standard error.
+        stderr: OwnedFd,
+    },
+    /// A new terminal that the process makes in the container's own devpts (`/dev/ptmx` as the
+    /// container sees it), its stdio and controlling terminal; the caller gets the controller
+    /// side ([`Container::take_terminal`], [`crate::exec::Spawned::terminal`]).
+    Terminal,
+}
+
+/// What the children of `create` and `spawn` get for stdio.
+pub(crate) enum ChildStdio {
+    Fds([RawFd; 3]),
+    /// Make a terminal and send its controller side over this socket.
+    Terminal(RawFd),
+}
+
+/// [`Stdio`] made ready for a fork: what the child uses, and what keeps it open in the caller
+/// until the fork (then [`Prepared::after_fork`]).
+pub(crate) struct Prepared {
+    pub child: ChildStdio,
+    keep: Vec<OwnedFd>,
+    console: Option<terminal::ConsoleSocket>,
+}
+
+impl Prepared {
+    /// Parent, after the fork: closes the child's descriptors; returns the console socket's
+    /// parent end for a terminal.
+    pub(crate) fn after_fork(self) -> Option<OwnedFd> {
+        drop(self.keep);
+        self.console.map(|c| c.parent)
+    }
 }
 
 impl Stdio {
-    /// The three descriptors, with `/dev/null` opened for a missing stdin (the returned
-    /// `OwnedFd` keeps it open).
-    pub(crate) fn raw(&self) -> Result<([i32; 3], Option<OwnedFd>), Error> {
-        let null = match &self.stdin {
-            Some(_) => None,
-            None => Some(open_dev_null()?),
-        };
-        let stdin = self
-            .stdin
-            .as_ref()
-            .or(null.as_ref())
-            .map(|f| f.as_raw_fd())
-            .unwrap_or(0);
-        Ok((
-            [stdin, self.stdout.as_raw_fd(), self.stderr.as_raw_fd()],
-            null,
-        ))
+    /// The descriptors, with `/dev/null` opened for a missing stdin, or a console socket pair
+    /// for a terminal.
+    pub(crate) fn prepare(self) -> Result<Prepared, Error> {
+        match self {
+            Stdio::Fds {
+                stdin,
+                stdout,
+                stderr,
+            } => {
+                let stdin = match stdin {
+                    Some(fd) => fd,
+                    None => open_dev_null()?,
+                };
+                let raw = [stdin.as_raw_fd(), stdout.as_raw_fd(), stderr.as_raw_fd()];
+                Ok(Prepared {
+                    child: ChildStdio::Fds(raw),
+                    keep: vec![stdin, stdout, stderr],
+                    console: None,
+                })
+            }
+            Stdio::Terminal => {
+                let console = terminal::ConsoleSocket::new()?;
+                Ok(Prepared {
+                    child: ChildStdio::Terminal(console.child.as_raw_fd()),
+                    keep: Vec::new(),
+                    console: Some(console),
+                })
+            }
+        }
     }
 }
 
@@ -85,9 +128,14 @@ pub struct Container {
     start: Option<OwnedFd>,
     status: OwnedFd,
     cgroups_path: PathBuf,
+    terminal: Option<OwnedFd>,
 }
 
 impl Container {
+    /// The controller side of the terminal the init made ([`Stdio::Terminal`]), once.
+    pub fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.terminal.take()
+    }
     /// Host PID of the container's init process.
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
@@ -147,7 +195,7 @@ fn reap(pid: Pid) {
 /// caller. On error nothing is left behind (no process, no cgroup).
 pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Error> {
     let plan = plan::build(spec, bundle)?;
-    let (stdio_raw, _null) = stdio.raw()?;
+    let stdio = stdio.prepare()?;
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     let (start_r, start_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
@@ -158,13 +206,14 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
                 status: &status_w,
                 sync: &sync_r,
                 start: &start_r,
-                stdio: stdio_raw,
+                stdio: &stdio.child,
             };
             child::intermediate(&plan, &fds)
         }
         Forked::Parent(pid) => pid,
     };
-    drop((status_w, sync_r, start_r, stdio));
+    drop((status_w, sync_r, start_r));
+    let console = stdio.after_fork();
 
     if let Err(e) = cgroups::create(&plan.cgroups_path, &plan.resources, a) {
         let _ = kill(a, Signal::SIGKILL);
@@ -217,6 +266,10 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
         Ok(other) => return Err(fail(Some(b), unexpected(other, "setup"))),
         Err(e) => return Err(fail(Some(b), e)),
     }
+    let terminal = match console.as_ref().map(terminal::receive).transpose() {
+        Ok(t) => t,
+        Err(e) => return Err(fail(Some(b), e)),
+    };
     if let Some(adj) = plan.process.oom_score_adj
         && let Err(e) = process::set_oom_score_adj(b, adj)
     {
@@ -228,5 +281,6 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
         start: Some(start_w),
         status: status_r,
         cgroups_path: plan.cgroups_path,
+        terminal,
     })
 }

@@ -14,6 +14,7 @@ use nix::fcntl::OFlag;
 use nix::mount::{MntFlags, MsFlags, mount, umount2};
 use nix::sys::statvfs::{FsFlags, statvfs};
 
+use super::ChildStdio;
 use super::devices;
 use super::plan::{MountKind, MountPlan, Plan};
 use crate::report::{ChildError, ChildResult, Step};
@@ -118,8 +119,9 @@ pub(super) fn fd_path(fd: &OwnedFd) -> PathBuf {
 }
 
 /// Sets the rootfs propagation, binds the rootfs onto itself, makes the mounts and the
-/// devices, the console, and `pivot_root`s into it.
-pub(super) fn setup_rootfs(plan: &Plan) -> ChildResult {
+/// devices, the terminal ([`ChildStdio::Terminal`]: in the container's devpts, as stdio) and
+/// the console, and `pivot_root`s into it.
+pub(super) fn setup_rootfs(plan: &Plan, stdio: &ChildStdio) -> ChildResult {
     mount(NONE, "/", NONE, plan.root_propagation, NONE).step("rootfs propagation")?;
     mount(
         Some(&plan.rootfs),
@@ -143,6 +145,18 @@ pub(super) fn setup_rootfs(plan: &Plan) -> ChildResult {
         mount_one(&root, m)?;
     }
     devices::create(&root, plan)?;
+    if let ChildStdio::Terminal(socket) = stdio {
+        let ptmx = sys::openat2(
+            root.fd.as_fd(),
+            c"dev/ptmx",
+            crate::terminal::PTMX_FLAGS.bits(),
+            libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+        )
+        .step("open /dev/ptmx")?;
+        let replica = crate::terminal::make(ptmx, *socket)?;
+        let fd = replica.as_raw_fd();
+        plan.process.setup_stdio([fd, fd, fd])?;
+    }
     if plan.process.terminal {
         // The replica's path in this (copied) mount namespace: a descriptor's own mount
         // belongs to the caller's namespace and cannot be a bind source here.

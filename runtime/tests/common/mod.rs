@@ -124,7 +124,7 @@ impl Test {
         let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(s)?;
         let stderr = w.try_clone().map_err(s)?;
         Ok((
-            container::Stdio {
+            container::Stdio::Fds {
                 stdin: None,
                 stdout: w,
                 stderr,
