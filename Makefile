@@ -33,7 +33,7 @@ fmt:
 	$(CARGO) fmt --all
 
 ## Benchmarks against containerd (installs it if missing); prints medians and ratios.
-## BENCH_ARGS: --iterations N --exec-calls N --shim-pods N --daemon-pods N --runs N --sections pulls,pods,exec,memory
+## BENCH_ARGS: --iterations N --exec-calls N --shim-pods N --daemon-pods N --runs N --forward-mib N --forward-rounds N --sections pulls,pods,exec,streaming,memory
 bench:
 	scripts/install-deps.sh bench
 	$(CARGO) build --release --bins

@@ -1,17 +1,21 @@
 //! `port-forward`: listen on 127.0.0.1 and carry each accepted connection to a port in the pod's
-//! network namespace. Every connection asks for its own URL (PortForward RPC) and runs over its
-//! own WebSocket session; the SPDY client cannot forward ports yet, so `--transport spdy` is
-//! refused.
+//! network namespace. Over SPDY (the default, as kubectl) one URL serves every port and every
+//! connection is a new pair of streams in one session; over WebSocket every connection asks
+//! for its own URL (PortForward RPC) and runs in its own session.
 
 use std::fmt;
 use std::str::FromStr;
 
-use anyhow::{Context as _, bail};
+use std::sync::Arc;
+
+use anyhow::{Context as _, anyhow};
 use clap::Args;
 use corral_cri_api::v1;
-use corral_streaming::client::websocket;
+use corral_cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use corral_streaming::client::{spdy, websocket};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tonic::transport::Channel;
 
 use crate::client::{Cri, Deadline};
 use crate::session::TransportArg;
@@ -19,8 +23,8 @@ use crate::session::TransportArg;
 /// `port-forward`: forward local ports to a pod.
 #[derive(Debug, Args)]
 pub struct PortForwardArgs {
-    /// Protocol of the sessions (only websocket for now: SPDY port-forward is not implemented).
-    #[arg(long, value_enum, default_value_t = TransportArg::Websocket)]
+    /// Protocol of the sessions.
+    #[arg(long, value_enum, default_value_t = TransportArg::Spdy)]
     transport: TransportArg,
     #[arg(value_name = "POD_ID")]
     pod: String,
@@ -77,11 +81,41 @@ impl FromStr for PortSpec {
     }
 }
 
+/// Asks for a URL forwarding `ports` of `pod`.
+async fn url(
+    cri: &Cri,
+    client: &mut RuntimeServiceClient<Channel>,
+    pod: &str,
+    ports: impl IntoIterator<Item = u16>,
+) -> anyhow::Result<String> {
+    let request = v1::PortForwardRequest {
+        pod_sandbox_id: pod.to_owned(),
+        port: ports.into_iter().map(i32::from).collect(),
+    };
+    let response = cri
+        .call("PortForward", Deadline::Call, request, |r| {
+            client.port_forward(r)
+        })
+        .await
+        .map_err(|err| anyhow!("port-forward to pod {pod:?}: {err}"))?;
+    Ok(response.url)
+}
+
 pub async fn port_forward(cri: &Cri, args: PortForwardArgs) -> anyhow::Result<()> {
-    if args.transport == TransportArg::Spdy {
-        bail!("port-forward over SPDY is not supported yet; use --transport websocket");
-    }
     let mut client = cri.runtime().await?;
+    let spdy = match args.transport {
+        TransportArg::Spdy => {
+            let url = url(
+                cri,
+                &mut client,
+                &args.pod,
+                args.ports.iter().map(|p| p.remote),
+            )
+            .await?;
+            Some(spdy::PortForwarder::connect(&url).await?)
+        }
+        TransportArg::Websocket => None,
+    };
     let (accepted, mut connections) = mpsc::channel::<(TcpStream, PortSpec)>(16);
     for spec in &args.ports {
         let listener = TcpListener::bind(("127.0.0.1", spec.local))
@@ -117,38 +151,53 @@ pub async fn port_forward(cri: &Cri, args: PortForwardArgs) -> anyhow::Result<()
             },
         };
         println!("Handling connection for {}", spec.local);
-        let request = v1::PortForwardRequest {
-            pod_sandbox_id: args.pod.clone(),
-            port: vec![i32::from(spec.remote)],
-        };
-        let url = match cri
-            .call("PortForward", Deadline::Call, request, |r| {
-                client.port_forward(r)
-            })
-            .await
-        {
-            Ok(response) => response.url,
-            Err(err) => {
-                eprintln!("corralctl: port-forward to pod {:?}: {err}", args.pod);
-                continue;
-            }
+        let forwarded = match &spdy {
+            Some(forwarder) => Forward::Spdy(Arc::clone(forwarder)),
+            None => match url(cri, &mut client, &args.pod, [spec.remote]).await {
+                Ok(url) => Forward::WebSocket(url),
+                Err(err) => {
+                    eprintln!("corralctl: {err}");
+                    continue;
+                }
+            },
         };
         tokio::spawn(async move {
-            if let Err(err) = forward(stream, &url, spec.remote).await {
+            if let Err(err) = forwarded.run(stream, spec.remote).await {
                 eprintln!("corralctl: forwarding port {}: {err:#}", spec.remote);
             }
         });
     }
 }
 
-/// Pumps one local connection through its own session until either side closes.
-async fn forward(mut stream: TcpStream, url: &str, remote: u16) -> anyhow::Result<()> {
-    let (mut session, task) = websocket::port_forward(url, remote).await?;
-    let copied = tokio::io::copy_bidirectional(&mut stream, &mut session).await;
-    drop(session);
-    task.await.context("session task")??;
-    copied.context("copying")?;
-    Ok(())
+/// How one local connection reaches the pod.
+enum Forward {
+    /// A new pair of streams in the one SPDY session.
+    Spdy(Arc<spdy::PortForwarder>),
+    /// A WebSocket session of its own, at this URL.
+    WebSocket(String),
+}
+
+impl Forward {
+    /// Pumps the connection until either side closes; the error the server reported, if any.
+    async fn run(self, mut stream: TcpStream, remote: u16) -> anyhow::Result<()> {
+        match self {
+            Forward::Spdy(forwarder) => {
+                let (mut session, done) = forwarder.open(remote).await?;
+                let copied = tokio::io::copy_bidirectional(&mut stream, &mut session).await;
+                drop(session);
+                done.await.context("session ended")??;
+                copied.context("copying")?;
+            }
+            Forward::WebSocket(url) => {
+                let (mut session, task) = websocket::port_forward(&url, remote).await?;
+                let copied = tokio::io::copy_bidirectional(&mut stream, &mut session).await;
+                drop(session);
+                task.await.context("session task")??;
+                copied.context("copying")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -40,10 +40,15 @@ pub struct Streams {
 pub async fn run(url: &str, transport: TransportArg, streams: Streams) -> anyhow::Result<ExitCode> {
     // Raw mode and window sizes only make sense with a TTY and a terminal to drive it.
     let terminal = streams.tty && terminal::stdin_is_terminal();
-    let resize = if terminal {
-        Some(terminal::window_sizes()?)
+    // A TTY session has a resize stream (a SPDY server waits for it); without a terminal
+    // here it carries no sizes, and `_no_sizes` keeps it open until the session ends.
+    let (resize, _no_sizes) = if terminal {
+        (Some(terminal::window_sizes()?), None)
+    } else if streams.tty {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        (Some(rx), Some(tx))
     } else {
-        None
+        (None, None)
     };
     let io = CommandIo {
         stdin: streams

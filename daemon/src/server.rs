@@ -133,10 +133,9 @@ impl Daemon {
         let backend = Arc::new(PodsBackend {
             pods: Arc::clone(&self.pods),
         });
-        let server =
-            StreamingServer::start_with_spdy(config, backend, corral_streaming::spdy_transport())
-                .await
-                .map_err(|e| DaemonError::Streaming(crate::status::error_chain(&e)))?;
+        let server = StreamingServer::start(config, backend)
+            .await
+            .map_err(|e| DaemonError::Streaming(crate::status::error_chain(&e)))?;
         tracing::info!(url = server.base_url(), "streaming server listening");
         Ok(server)
     }

@@ -21,9 +21,8 @@
 //! - the server: routing, tokens ([`token`]), upgrades, TLS, counters, shutdown.
 //!
 //! The SPDY/3.1 transport ([`spdy_transport()`], module [`mod@spdy_transport`]) implements
-//! [`transport::SpdyTransport`] on the `spdy` session; a server started without it
-//! ([`StreamingServer::start`] rather than [`StreamingServer::start_with_spdy`]) answers SPDY
-//! requests with a 400 that names WebSocket.
+//! [`transport::SpdyTransport`] on the `spdy` session; every server serves it
+//! ([`StreamingServer::start_with_spdy`] takes one with other timeouts, for tests).
 
 pub mod backend;
 pub mod client;

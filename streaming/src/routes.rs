@@ -329,13 +329,7 @@ fn spdy_upgrade(
     mut req: Request<Incoming>,
     streaming: Streaming,
 ) -> Response<Body> {
-    let Some(spdy) = shared.spdy.clone() else {
-        return text(
-            StatusCode::BAD_REQUEST,
-            "SPDY/3.1 streaming is not available on this server yet; \
-             use WebSocket (v5.channel.k8s.io or v4.channel.k8s.io)",
-        );
-    };
+    let spdy = Arc::clone(&shared.spdy);
     let server: Vec<&'static str> = match &streaming {
         Streaming::Command(_) => Protocol::SPDY.iter().map(|p| p.name()).collect(),
         Streaming::PortForward(_) => vec![portforward::PROTOCOL_V1],

@@ -89,7 +89,7 @@ pub struct ServerStats {
 pub(crate) struct Shared {
     pub tokens: TokenCache<Stored>,
     pub backend: Arc<dyn Backend>,
-    pub spdy: Option<Arc<dyn SpdyTransport>>,
+    pub spdy: Arc<dyn SpdyTransport>,
     pub shutdown: CancellationToken,
     pub tasks: TaskTracker,
     connections: Arc<AtomicUsize>,
@@ -129,24 +129,16 @@ pub struct StreamingServer {
 }
 
 impl StreamingServer {
-    /// Binds and starts serving WebSocket streaming. SPDY requests are refused with 400.
+    /// Binds and starts serving streaming sessions over WebSocket and SPDY/3.1.
     pub async fn start(config: ServerConfig, backend: Arc<dyn Backend>) -> Result<Self, Error> {
-        Self::start_inner(config, backend, None).await
+        Self::start_with_spdy(config, backend, crate::spdy_transport()).await
     }
 
-    /// Like [`start`](Self::start), with an SPDY/3.1 transport for SPDY requests.
+    /// Like [`start`](Self::start), with this SPDY/3.1 transport (tests shorten its timeouts).
     pub async fn start_with_spdy(
         config: ServerConfig,
         backend: Arc<dyn Backend>,
         spdy: Arc<dyn SpdyTransport>,
-    ) -> Result<Self, Error> {
-        Self::start_inner(config, backend, Some(spdy)).await
-    }
-
-    async fn start_inner(
-        config: ServerConfig,
-        backend: Arc<dyn Backend>,
-        spdy: Option<Arc<dyn SpdyTransport>>,
     ) -> Result<Self, Error> {
         let acceptor = match &config.tls {
             Some(tls) => Some(tls::acceptor(&tls.cert_path, &tls.key_path)?),

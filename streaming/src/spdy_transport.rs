@@ -40,7 +40,7 @@ use crate::transport::{
 /// How long a finished connection may take to flush its last frames before it is dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
-/// The SPDY/3.1 transport, for [`StreamingServer::start_with_spdy`](crate::StreamingServer::start_with_spdy).
+/// The SPDY/3.1 transport, for [`StreamingServer::start`](crate::StreamingServer::start).
 pub fn spdy_transport() -> Arc<dyn SpdyTransport> {
     Arc::new(Spdy {
         stream_creation_timeout: STREAM_CREATION_TIMEOUT,

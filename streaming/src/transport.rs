@@ -188,7 +188,7 @@ impl PortForwardSession {
 }
 
 /// The SPDY/3.1 transport, provided by the `spdy` module and given to
-/// [`StreamingServer::start_with_spdy`](crate::StreamingServer::start_with_spdy).
+/// [`StreamingServer::start`](crate::StreamingServer::start).
 ///
 /// The server has already checked `Upgrade: SPDY/3.1`, negotiated `X-Stream-Protocol-Version`
 /// and sent the `101` answer carrying it; the transport speaks SPDY on `io`.

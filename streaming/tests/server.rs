@@ -184,10 +184,11 @@ async fn requests_without_a_supported_upgrade_are_refused() {
     assert!(text.contains("WebSocket or SPDY/3.1"), "{text}");
 
     let url = server.exec_url(spec.clone()).unwrap();
-    let spdy = "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\n";
+    // SPDY with no remote-command protocol in common: 403, as the kubelet answers.
+    let spdy = "Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v9.channel.k8s.io\r\n";
     let (code, text) = raw_request(addr, &get(path_of(&url), spdy)).await;
-    assert_eq!(code, 400);
-    assert!(text.contains("use WebSocket"), "{text}");
+    assert_eq!(code, 403);
+    assert!(text.contains("v9.channel.k8s.io"), "{text}");
 
     let url = server.exec_url(spec.clone()).unwrap();
     let put = format!(

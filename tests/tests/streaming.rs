@@ -205,7 +205,11 @@ async fn attach_joins_the_main_process_and_detaching_keeps_it() -> Result<()> {
     })
     .await?;
 
-    for word in ["one", "two"] {
+    for (word, transport) in [
+        ("one", Transport::WebSocket),
+        ("two", Transport::Spdy),
+        ("three", Transport::Spdy),
+    ] {
         let url =
             e.rt.attach(AttachRequest {
                 container_id: ctr.clone(),
@@ -227,9 +231,7 @@ async fn attach_joins_the_main_process_and_detaching_keeps_it() -> Result<()> {
             resize: None,
         };
         let session =
-            tokio::spawn(
-                async move { client::remote_command(&url, Transport::WebSocket, io).await },
-            );
+            tokio::spawn(async move { client::remote_command(&url, transport, io).await });
         let want = format!("echo:{word}\n");
         let mut got = vec![0u8; want.len()];
         // The attach may not be in place when the first line is written: repeat it.
@@ -249,7 +251,7 @@ async fn attach_joins_the_main_process_and_detaching_keeps_it() -> Result<()> {
         session.abort();
         let _ = session.await;
     }
-    // Detached twice, still running.
+    // Detached three times, still running.
     let status = e.status(&ctr).await?;
     assert_eq!(
         status.state,
@@ -478,6 +480,108 @@ async fn spdy_exec_and_port_forward_through_the_daemon() -> Result<()> {
     }
     assert!(answer.contains("hello-spdy"), "{answer:?}");
     forwarder.close();
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+/// Prints `own-devpts` when the terminal on stdin is a node of the devpts on /dev/pts: the
+/// container's own, not one of the host's.
+const OWN_DEVPTS: &str =
+    "[ \"$(stat -c %d /dev/pts)\" = \"$(stat -c %d \"$(tty)\")\" ] && echo own-devpts";
+
+#[tokio::test]
+async fn spdy_tty_exec_and_attach_use_the_containers_own_terminal() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("spdytty").await?;
+    // The main process on a terminal of its own; attach reaches it.
+    let mut config = e.ctr_config("term", &["sh", "-c", &format!("{OWN_DEVPTS}; exec cat")]);
+    config.tty = true;
+    config.stdin = true;
+    let ctr = e.create(&pod, "spdytty", config).await?;
+    e.rt.start_container(StartContainerRequest {
+        container_id: ctr.clone(),
+    })
+    .await?;
+
+    // Exec with a terminal: resized, and its terminal belongs to the container's devpts.
+    let script = format!(
+        "while [ \"$(stty size)\" != \"33 77\" ]; do sleep 0.05; done; echo resized; stty size; {OWN_DEVPTS}"
+    );
+    let url = exec_url(&mut e, &ctr, &["sh", "-c", &script], true, false).await?;
+    let (out, out_r) = sink();
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    resize_tx.send((77, 33)).await?;
+    let io = CommandIo {
+        stdin: None,
+        stdout: Some(out),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    let outcome = client::remote_command(&url, Transport::Spdy, io).await?;
+    let text = read_all(out_r).await;
+    assert_eq!(outcome, Outcome::Exited(0), "{text:?}");
+    assert!(
+        text.contains("resized\r\n33 77\r\nown-devpts\r\n"),
+        "{text:?}"
+    );
+
+    let url =
+        e.rt.attach(AttachRequest {
+            container_id: ctr.clone(),
+            stdin: true,
+            tty: true,
+            stdout: true,
+            stderr: false,
+        })
+        .await?
+        .into_inner()
+        .url;
+    let (mut to_ctr, from_client) = tokio::io::duplex(1024);
+    let (out, mut out_r) = sink();
+    // With a terminal, a SPDY client opens the resize stream too (the server waits for it).
+    let (_resize_tx, resize_rx) = tokio::sync::mpsc::channel(1);
+    let io = CommandIo {
+        stdin: Some(Box::new(from_client)),
+        stdout: Some(out),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    let session =
+        tokio::spawn(async move { client::remote_command(&url, Transport::Spdy, io).await });
+    // The terminal echoes the line and `cat` repeats it.
+    let mut seen = Vec::new();
+    let read = async {
+        let mut buf = [0u8; 256];
+        while !String::from_utf8_lossy(&seen).contains("ping\r\nping\r\n") {
+            let n = out_r.read(&mut buf).await?;
+            anyhow::ensure!(n > 0, "attach output ended");
+            seen.extend_from_slice(&buf[..n]);
+        }
+        anyhow::Ok(())
+    };
+    tokio::pin!(read);
+    to_ctr.write_all(b"ping\n").await?;
+    let in_time = tokio::time::timeout(Duration::from_secs(20), &mut read).await;
+    drop(read);
+    if session.is_finished() {
+        eprintln!("attach session ended: {:?}", session.await);
+        anyhow::bail!(
+            "attach session ended early; output {:?}",
+            String::from_utf8_lossy(&seen)
+        );
+    }
+    in_time.with_context(|| {
+        format!(
+            "attach output in time; output {:?}",
+            String::from_utf8_lossy(&seen)
+        )
+    })??;
+    session.abort();
+    let _ = session.await;
+
+    let log = std::fs::read_to_string(e.log_file("term"))?;
+    assert!(log.contains("own-devpts"), "{log}");
     e.remove_pod(&pod).await?;
     e.assert_clean();
     Ok(())

@@ -1,4 +1,4 @@
-//! Streaming exec and port-forward through a real streaming server (WebSocket).
+//! Streaming exec and port-forward through a real streaming server (WebSocket and SPDY).
 
 use std::process::Stdio;
 use std::time::Duration;
@@ -62,7 +62,17 @@ async fn exec_streams_stdin_stdout_and_exit_code() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn port_forward_carries_connections() {
+async fn port_forward_carries_connections_over_spdy() {
+    port_forward_carries_connections("spdy").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn port_forward_carries_connections_over_websocket() {
+    port_forward_carries_connections("websocket").await;
+}
+
+/// Two connections, one after the other, reach an echo server and come back.
+async fn port_forward_carries_connections(transport: &str) {
     let server = streaming_server().await;
     // The "pod": an echo server.
     let pod = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -82,7 +92,8 @@ async fn port_forward_carries_connections() {
         probe.local_addr().expect("addr").port()
     };
     let spec = format!("{local}:{remote}");
-    let mut child = corralctl(&server, &["port-forward", "p1", &spec])
+    let args = ["port-forward", "--transport", transport, "p1", &spec];
+    let mut child = corralctl(&server, &args)
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
@@ -96,7 +107,7 @@ async fn port_forward_carries_connections() {
         String::from_utf8_lossy(&line[..n]),
         format!("Forwarding from 127.0.0.1:{local} -> {remote}\n")
     );
-    for round in 0..2 {
+    for round in 0..3 {
         let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", local))
             .await
             .expect("connect");
@@ -110,4 +121,22 @@ async fn port_forward_carries_connections() {
         assert_eq!(back, message.as_bytes());
     }
     child.kill().await.expect("kill");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exec_with_a_tty_over_spdy_without_a_local_terminal_runs() {
+    // stdin is not a terminal here: no raw mode and no sizes, but the session still opens the
+    // resize stream a SPDY server waits for with a TTY.
+    let server = streaming_server().await;
+    let out = tokio::time::timeout(
+        Duration::from_secs(10),
+        corralctl(&server, &["exec", "-t", "c1", "echo", "hi"])
+            .stdin(Stdio::null())
+            .output(),
+    )
+    .await
+    .expect("in time")
+    .expect("output");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "hi\n");
 }

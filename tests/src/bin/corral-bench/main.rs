@@ -7,6 +7,9 @@
 //!   runs CNI), then pods with their own network namespace (containerd runs CNI bridge +
 //!   host-local; Corral only brings up loopback: it has no CNI yet).
 //! - ExecSync `true` on a running container.
+//! - Streaming (SPDY/3.1, the same client for both): exec session set-up (`true` from the Exec
+//!   RPC to its exit status) and port-forward throughput (HTTP downloads from busybox httpd in
+//!   a pod).
 //! - Memory of the per-pod processes (corral-shim; containerd-shim-runc-v2 + pause) and of the
 //!   daemons, with 0, 10 and 50 pods.
 //!
@@ -14,7 +17,8 @@
 //! corral/containerd. Removes every pod through CRI at the end and checks nothing is left.
 //!
 //! Usage: corral-bench [--runs N] [--big-mib N] [--layers N] [--iterations N] [--warmups N]
-//!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--sections pulls,pods,exec,memory]
+//!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--forward-mib N] [--forward-rounds N]
+//!   [--sections pulls,pods,exec,streaming,memory]
 //!   (as root; `make bench`)
 
 mod containerd;
@@ -22,6 +26,7 @@ mod pods;
 mod procs;
 mod pulls;
 mod stats;
+mod streams;
 
 use std::path::{Path, PathBuf};
 
@@ -46,10 +51,12 @@ struct Args {
     exec_calls: usize,
     shim_pods: usize,
     daemon_pods: usize,
+    forward_mib: u64,
+    forward_rounds: usize,
     sections: Vec<String>,
 }
 
-const SECTIONS: [&str; 4] = ["pulls", "pods", "exec", "memory"];
+const SECTIONS: [&str; 5] = ["pulls", "pods", "exec", "streaming", "memory"];
 
 fn args() -> Result<Args> {
     let mut a = Args {
@@ -61,6 +68,8 @@ fn args() -> Result<Args> {
         exec_calls: 50,
         shim_pods: 10,
         daemon_pods: 50,
+        forward_mib: 256,
+        forward_rounds: 5,
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
     };
     let mut it = std::env::args().skip(1);
@@ -75,6 +84,8 @@ fn args() -> Result<Args> {
             "--exec-calls" => a.exec_calls = value.parse()?,
             "--shim-pods" => a.shim_pods = value.parse()?,
             "--daemon-pods" => a.daemon_pods = value.parse()?,
+            "--forward-mib" => a.forward_mib = value.parse()?,
+            "--forward-rounds" => a.forward_rounds = value.parse()?,
             "--sections" => {
                 a.sections = value.split(',').map(str::to_owned).collect();
                 if let Some(bad) = a.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
@@ -82,12 +93,19 @@ fn args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --sections"
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --sections"
             ),
         }
     }
-    if a.iterations == 0 || a.exec_calls == 0 || a.shim_pods == 0 {
-        bail!("--iterations, --exec-calls and --shim-pods must be at least 1");
+    if a.iterations == 0
+        || a.exec_calls == 0
+        || a.shim_pods == 0
+        || a.forward_mib == 0
+        || a.forward_rounds == 0
+    {
+        bail!(
+            "--iterations, --exec-calls, --shim-pods, --forward-mib and --forward-rounds must be at least 1"
+        );
     }
     a.daemon_pods = a.daemon_pods.max(a.shim_pods);
     Ok(a)
@@ -286,6 +304,28 @@ async fn main() -> Result<()> {
         }
         reset(&mut c, &mut d).await;
     }
+    let mut exec_session_ratio = None;
+    let mut forward_ratio = None;
+    if want("streaming") {
+        println!(
+            "\n# Exec session (SPDY/3.1, same client): Exec RPC + upgrade + streams + `true` + exit status, host-network pod, {} sessions after 2 warm-ups, alternating; ms",
+            a.exec_calls
+        );
+        match streams::exec(&mut c, &mut d, a.exec_calls).await {
+            Ok(r) => exec_session_ratio = Some(r),
+            Err(e) => failures.push(report("exec sessions", e)),
+        }
+        reset(&mut c, &mut d).await;
+        println!(
+            "\n# Port-forward (SPDY/3.1, same client): HTTP GET of {} MiB from busybox httpd in a pod (own netns), a new connection of one session each, {} rounds after 1 warm-up, alternating; ms",
+            a.forward_mib, a.forward_rounds
+        );
+        match streams::port_forward(&mut c, &mut d, a.forward_rounds, a.forward_mib).await {
+            Ok(r) => forward_ratio = Some(r),
+            Err(e) => failures.push(report("port-forward", e)),
+        }
+        reset(&mut c, &mut d).await;
+    }
     if want("memory") {
         println!(
             "\n# Memory: per-pod processes and daemons (host-network pods, one `sleep` container each)"
@@ -409,6 +449,15 @@ async fn main() -> Result<()> {
     };
     line("StartContainer (host network)", start_ratio);
     line("ExecSync", exec_ratio);
+    for (name, r) in [
+        ("exec session set-up", exec_session_ratio),
+        ("port-forward download time", forward_ratio),
+    ] {
+        match r {
+            Some(r) => println!("  {name}: ratio corral/containerd {r:.3}"),
+            None => println!("  {name}: not measured"),
+        }
+    }
     match shim_kib {
         Some(k) => println!(
             "  corral-shim at most 1 MiB RSS per pod: {k:.0} KiB: {}",

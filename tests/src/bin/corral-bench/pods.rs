@@ -113,7 +113,7 @@ impl Target {
         }
     }
 
-    fn ctr_config(&self, pod: &str, host_net: bool) -> ContainerConfig {
+    fn ctr_config(&self, pod: &str, host_net: bool, command: &[&str]) -> ContainerConfig {
         ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: "sleep".into(),
@@ -123,7 +123,7 @@ impl Target {
                 image: self.image.clone(),
                 ..Default::default()
             }),
-            command: vec!["sleep".into(), "3600".into()],
+            command: command.iter().map(|s| s.to_string()).collect(),
             log_path: format!("{pod}-sleep.log"),
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
@@ -138,7 +138,16 @@ impl Target {
 
     /// RunPodSandbox, CreateContainer (`sleep 3600`), StartContainer; returns the pod id, the
     /// container id and the three durations.
-    async fn start_pod(&mut self, host_net: bool) -> Result<(String, String, [Duration; 3])> {
+    pub async fn start_pod(&mut self, host_net: bool) -> Result<(String, String, [Duration; 3])> {
+        self.start_pod_with(host_net, &["sleep", "3600"]).await
+    }
+
+    /// [`Target::start_pod`] with the container running `command`.
+    pub async fn start_pod_with(
+        &mut self,
+        host_net: bool,
+        command: &[&str],
+    ) -> Result<(String, String, [Duration; 3])> {
         let name = self.next_name("bench");
         let config = self.pod_config(&name, host_net);
         let t = Instant::now();
@@ -158,7 +167,7 @@ impl Target {
             .rt
             .create_container(CreateContainerRequest {
                 pod_sandbox_id: pod.clone(),
-                config: Some(self.ctr_config(&name, host_net)),
+                config: Some(self.ctr_config(&name, host_net, command)),
                 sandbox_config: Some(config),
             })
             .await
@@ -196,6 +205,13 @@ impl Target {
             .await
             .with_context(|| format!("{}: RemovePodSandbox {pod}", self.name))?;
         Ok(t.elapsed())
+    }
+
+    /// StopPodSandbox and RemovePodSandbox, untimed.
+    pub async fn remove_pod_now(&mut self, pod: &str) -> Result<()> {
+        self.stop_pod(pod).await?;
+        self.remove_pod(pod).await?;
+        Ok(())
     }
 
     /// One pod from scratch to gone: the five operations' durations.
@@ -354,10 +370,8 @@ pub async fn exec(c: &mut Target, d: &mut Target, calls: usize) -> Result<f64> {
     }
     stats::header();
     let r = stats::row("ExecSync true", &vc, &vd);
-    c.stop_pod(&cpod).await?;
-    c.remove_pod(&cpod).await?;
-    d.stop_pod(&dpod).await?;
-    d.remove_pod(&dpod).await?;
+    c.remove_pod_now(&cpod).await?;
+    d.remove_pod_now(&dpod).await?;
     Ok(r)
 }
 
