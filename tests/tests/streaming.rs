@@ -586,3 +586,46 @@ async fn spdy_tty_exec_and_attach_use_the_containers_own_terminal() -> Result<()
     e.assert_clean();
     Ok(())
 }
+
+#[tokio::test]
+async fn tty_exec_output_arrives_whole_and_without_waiting_for_the_drain_limit() -> Result<()> {
+    let mut e = env().await?;
+    let (pod, ctr) = sleeper(&mut e, "ttyout").await?;
+    let script = "i=0; while [ $i -lt 200 ]; do i=$((i+1)); echo line$i; done";
+    for round in 0..40 {
+        let transport = if round % 2 == 0 {
+            Transport::Spdy
+        } else {
+            Transport::WebSocket
+        };
+        let url = exec_url(&mut e, &ctr, &["sh", "-c", script], true, false).await?;
+        let (out, out_r) = sink();
+        let (_resize_tx, resize_rx) = tokio::sync::mpsc::channel(1);
+        let io = CommandIo {
+            stdin: None,
+            stdout: Some(out),
+            stderr: None,
+            resize: Some(resize_rx),
+        };
+        let started = std::time::Instant::now();
+        let outcome = client::remote_command(&url, transport, io).await?;
+        let took = started.elapsed();
+        let text = read_all(out_r).await;
+        assert_eq!(outcome, Outcome::Exited(0), "round {round}: {text:?}");
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 200, "round {round} ({transport:?}): {text:?}");
+        assert_eq!(
+            lines.last(),
+            Some(&"line200"),
+            "round {round} ({transport:?})"
+        );
+        // The output drain limit after an exit is 5 s: a session that hit it lost its EOF.
+        assert!(
+            took < corral_streaming::session::OUTPUT_DRAIN_TIMEOUT,
+            "round {round} ({transport:?}) took {took:?}"
+        );
+    }
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
