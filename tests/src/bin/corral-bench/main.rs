@@ -317,7 +317,7 @@ async fn main() -> Result<()> {
         }
         reset(&mut c, &mut d).await;
         println!(
-            "\n# Port-forward (SPDY/3.1, same client): HTTP GET of {} MiB from busybox httpd in a pod (own netns), a new connection of one session each, {} rounds after 1 warm-up, alternating; ms",
+            "\n# Port-forward (SPDY/3.1, same client): HTTP GET of {} MiB from busybox httpd in a pod (own netns), a session of its own each (set-up not timed), {} rounds after 1 warm-up, alternating; ms",
             a.forward_mib, a.forward_rounds
         );
         match streams::port_forward(&mut c, &mut d, a.forward_rounds, a.forward_mib).await {

@@ -2,6 +2,7 @@
 //! (what kubectl speaks, and the only transport containerd serves): exec session set-up and
 //! port-forward throughput.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
@@ -74,32 +75,36 @@ pub async fn exec(c: &mut Target, d: &mut Target, n: usize) -> Result<f64> {
     Ok(r)
 }
 
-/// A pod (own network namespace) whose container serves a `mib` MiB file over HTTP on
-/// [`HTTP_PORT`], and a port-forward session to it once it answers.
-async fn http_pod(
-    t: &mut Target,
-    mib: u64,
-) -> Result<(String, std::sync::Arc<spdy::PortForwarder>)> {
-    let script = format!(
-        "mkdir -p /www && dd if=/dev/zero of=/www/blob bs=1M count={mib} 2>/dev/null && exec httpd -f -p {HTTP_PORT} -h /www"
-    );
-    let (pod, _ctr, _) = t.start_pod_with(false, &["sh", "-c", &script]).await?;
+/// A new SPDY port-forward session to [`HTTP_PORT`] of `pod` (PortForward RPC + upgrade).
+async fn forwarder(t: &mut Target, pod: &str) -> Result<Arc<spdy::PortForwarder>> {
     let url =
         t.rt.port_forward(PortForwardRequest {
-            pod_sandbox_id: pod.clone(),
+            pod_sandbox_id: pod.to_owned(),
             port: vec![i32::from(HTTP_PORT)],
         })
         .await
         .with_context(|| format!("{}: PortForward", t.name))?
         .into_inner()
         .url;
-    let forwarder = spdy::PortForwarder::connect(&url)
+    spdy::PortForwarder::connect(&url)
         .await
-        .with_context(|| format!("{}: SPDY port-forward session at {url}", t.name))?;
+        .with_context(|| format!("{}: SPDY port-forward session at {url}", t.name))
+}
+
+/// A pod (own network namespace) whose container serves a `mib` MiB file over HTTP on
+/// [`HTTP_PORT`], once it answers.
+async fn http_pod(t: &mut Target, mib: u64) -> Result<String> {
+    let script = format!(
+        "mkdir -p /www && dd if=/dev/zero of=/www/blob bs=1M count={mib} 2>/dev/null && exec httpd -f -p {HTTP_PORT} -h /www"
+    );
+    let (pod, _ctr, _) = t.start_pod_with(false, &["sh", "-c", &script]).await?;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match download(&forwarder, 0).await {
-            Ok(_) => return Ok((pod, forwarder)),
+        let fwd = forwarder(t, &pod).await?;
+        let answered = download(&fwd, 0, Duration::from_secs(5)).await;
+        fwd.close();
+        match answered {
+            Ok(_) => return Ok(pod),
             Err(e) if Instant::now() > deadline => {
                 return Err(e.context(format!("{}: httpd in the pod never answered", t.name)));
             }
@@ -108,62 +113,91 @@ async fn http_pod(
     }
 }
 
-/// GETs `/blob` (or `/` when `expect` is 0) through a new forwarded connection; returns the
-/// bytes of the body.
-async fn download(forwarder: &std::sync::Arc<spdy::PortForwarder>, expect: u64) -> Result<u64> {
-    let (mut conn, done) = forwarder.open(HTTP_PORT).await?;
+/// One timed download of `mib` MiB over a session of its own (as one `kubectl port-forward`
+/// and one client connection); the session's set-up is not timed.
+async fn timed_download(t: &mut Target, pod: &str, mib: u64) -> Result<Duration> {
+    let fwd = forwarder(t, pod).await?;
+    let started = Instant::now();
+    let got = download(&fwd, mib << 20, DOWNLOAD_LIMIT).await;
+    let took = started.elapsed();
+    fwd.close();
+    got.with_context(|| format!("{}: downloading {mib} MiB", t.name))?;
+    Ok(took)
+}
+
+/// How long one download may take before the benchmark gives up on it.
+const DOWNLOAD_LIMIT: Duration = Duration::from_secs(60);
+
+/// GETs `/blob` (or `/` when `expect` is 0) through a new forwarded connection and reads
+/// the answer's head and `expect` bytes of body; returns the body bytes read. The time is the
+/// transfer's: runtimes differ in how long they keep a stream after the pod closed its side
+/// (containerd waits a second for the other direction), which is not throughput.
+async fn download(
+    forwarder: &Arc<spdy::PortForwarder>,
+    expect: u64,
+    limit: Duration,
+) -> Result<u64> {
+    tokio::time::timeout(limit, download_once(forwarder, expect))
+        .await
+        .with_context(|| format!("a download took more than {limit:?}"))?
+}
+
+async fn download_once(forwarder: &Arc<spdy::PortForwarder>, expect: u64) -> Result<u64> {
+    let (mut conn, _done) = forwarder.open(HTTP_PORT).await?;
     let path = if expect == 0 { "/" } else { "/blob" };
     conn.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes())
         .await?;
     let mut buf = vec![0u8; 256 << 10];
-    let mut total = 0u64;
     let mut head = Vec::new();
+    let mut body: Option<u64> = None;
     loop {
         let n = conn.read(&mut buf).await?;
         if n == 0 {
             break;
         }
-        if head.len() < 4096 {
-            head.extend_from_slice(&buf[..n.min(4096)]);
+        match &mut body {
+            Some(b) => *b += n as u64,
+            None => {
+                head.extend_from_slice(&buf[..n]);
+                if let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                    body = Some((head.len() - end - 4) as u64);
+                    head.truncate(end);
+                }
+            }
         }
-        total += n as u64;
+        if body.is_some_and(|b| b >= expect) {
+            break;
+        }
     }
-    drop(conn);
-    done.await.context("forwarded connection")??;
     if !head.starts_with(b"HTTP/1.") {
         bail!(
             "not an HTTP answer: {:?}",
             String::from_utf8_lossy(&head[..head.len().min(80)])
         );
     }
-    if expect > 0 && total < expect {
-        bail!("short download: {total} of {expect} bytes");
+    let body = body.context("the answer ended inside its head")?;
+    if body < expect {
+        bail!("short download: {body} of {expect} bytes");
     }
-    Ok(total)
+    Ok(body)
 }
 
 /// Port-forward throughput: `rounds` downloads of `mib` MiB from busybox httpd in a pod, each
-/// through a new connection of one SPDY session, alternating. Prints times and MiB/s; returns
-/// the ratio of median times (below 1: Corral is faster).
+/// over a session of its own, alternating, after one warm-up each. Prints times and MiB/s;
+/// returns the ratio of median times (below 1: Corral is faster).
 pub async fn port_forward(c: &mut Target, d: &mut Target, rounds: usize, mib: u64) -> Result<f64> {
-    let (cpod, cfwd) = http_pod(c, mib).await?;
-    let (dpod, dfwd) = http_pod(d, mib).await?;
-    let bytes = mib << 20;
-    let timed = |fwd: std::sync::Arc<spdy::PortForwarder>| async move {
-        let t = Instant::now();
-        download(&fwd, bytes).await?;
-        anyhow::Ok(t.elapsed())
-    };
-    timed(cfwd.clone()).await?;
-    timed(dfwd.clone()).await?;
+    let cpod = http_pod(c, mib).await?;
+    let dpod = http_pod(d, mib).await?;
+    timed_download(c, &cpod, mib).await?;
+    timed_download(d, &dpod, mib).await?;
     let (mut vc, mut vd) = (Vec::new(), Vec::new());
     for i in 0..rounds {
         if i % 2 == 0 {
-            vc.push(timed(cfwd.clone()).await.context("corral")?);
-            vd.push(timed(dfwd.clone()).await.context("containerd")?);
+            vc.push(timed_download(c, &cpod, mib).await?);
+            vd.push(timed_download(d, &dpod, mib).await?);
         } else {
-            vd.push(timed(dfwd.clone()).await.context("containerd")?);
-            vc.push(timed(cfwd.clone()).await.context("corral")?);
+            vd.push(timed_download(d, &dpod, mib).await?);
+            vc.push(timed_download(c, &cpod, mib).await?);
         }
     }
     stats::header();
@@ -174,8 +208,6 @@ pub async fn port_forward(c: &mut Target, d: &mut Target, rounds: usize, mib: u6
         rate(&vc),
         rate(&vd)
     );
-    cfwd.close();
-    dfwd.close();
     c.remove_pod_now(&cpod).await?;
     d.remove_pod_now(&dpod).await?;
     Ok(r)
