@@ -9,6 +9,7 @@ pub mod network;
 pub mod pods;
 pub mod server;
 pub mod spec;
+pub mod stats;
 pub mod status;
 pub mod streaming;
 

@@ -298,3 +298,95 @@ fn rmdir_tree(dir: &Path) -> Result<(), Error> {
         }
     }
 }
+
+/// What a cgroup has used, read from whichever hierarchy has each controller (v1 first, as on
+/// hybrid hosts, else the unified one). A counter the host does not provide is `None`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// CPU time of every task, in nanoseconds (v1 `cpuacct.usage`, v2 `cpu.stat` `usage_usec`).
+    pub cpu_ns: Option<u64>,
+    /// Memory charged, page cache included (v1 `memory.usage_in_bytes`, v2 `memory.current`).
+    pub memory_bytes: Option<u64>,
+    /// Memory minus inactive file pages: what the kubelet evicts on.
+    pub working_set_bytes: Option<u64>,
+    /// Anonymous and swap cache memory (v1 `total_rss`, v2 `anon`).
+    pub rss_bytes: Option<u64>,
+    /// The memory limit, when one is set.
+    pub memory_limit: Option<u64>,
+    /// Minor page faults (`pgfault`).
+    pub page_faults: Option<u64>,
+    /// Major page faults (`pgmajfault`).
+    pub major_page_faults: Option<u64>,
+    /// Tasks in the cgroup (`pids.current`).
+    pub pids: Option<u64>,
+}
+
+/// Reads a file of a cgroup; absent (no such controller or cgroup) is `None`.
+fn read_cgroup_file(dir: &Path, name: &str) -> Option<String> {
+    std::fs::read_to_string(dir.join(name)).ok()
+}
+
+fn flat_keyed(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let (k, v) = l.split_once(' ')?;
+        (k == key).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// Reads the usage of `cgroups_path`.
+pub fn usage(cgroups_path: &Path) -> Result<Usage, Error> {
+    let all = hierarchies()?;
+    let v1 = |controller: &str| {
+        all.iter()
+            .find(|h| !h.v2 && h.has_controller(controller))
+            .map(|h| h.dir(cgroups_path))
+    };
+    let v2 = all.iter().find(|h| h.v2).map(|h| h.dir(cgroups_path));
+    let in_v2 = |file: &str| v2.as_deref().and_then(|d| read_cgroup_file(d, file));
+    let number = |text: Option<String>| text.and_then(|t| t.trim().parse::<u64>().ok());
+
+    let cpu_ns = match v1("cpuacct") {
+        Some(dir) => number(read_cgroup_file(&dir, "cpuacct.usage")),
+        None => in_v2("cpu.stat")
+            .and_then(|t| flat_keyed(&t, "usage_usec"))
+            .map(|us| us.saturating_mul(1000)),
+    };
+    // (usage, memory.stat, limit, the stat keys' prefix, inactive file key, rss key)
+    let (memory, stat, limit, prefix, inactive_key, rss_key) = match v1("memory") {
+        Some(dir) => (
+            read_cgroup_file(&dir, "memory.usage_in_bytes"),
+            read_cgroup_file(&dir, "memory.stat"),
+            read_cgroup_file(&dir, "memory.limit_in_bytes"),
+            "total_",
+            "total_inactive_file",
+            "total_rss",
+        ),
+        None => (
+            in_v2("memory.current"),
+            in_v2("memory.stat"),
+            in_v2("memory.max"),
+            "",
+            "inactive_file",
+            "anon",
+        ),
+    };
+    let memory_bytes = number(memory);
+    let stat_value = |key: &str| stat.as_deref().and_then(|t| flat_keyed(t, key));
+    let pids = match v1("pids") {
+        Some(dir) => read_cgroup_file(&dir, "pids.current"),
+        None => in_v2("pids.current"),
+    };
+    Ok(Usage {
+        cpu_ns,
+        memory_bytes,
+        working_set_bytes: stat.as_ref().and_then(|_| {
+            memory_bytes.map(|m| m.saturating_sub(stat_value(inactive_key).unwrap_or(0)))
+        }),
+        rss_bytes: stat_value(rss_key),
+        // v1 reports "no limit" as a huge page-aligned number, v2 as "max".
+        memory_limit: number(limit).filter(|&l| l < (1 << 62)),
+        page_faults: stat_value(&format!("{prefix}pgfault")),
+        major_page_faults: stat_value(&format!("{prefix}pgmajfault")),
+        pids: number(pids),
+    })
+}

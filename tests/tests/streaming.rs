@@ -550,6 +550,7 @@ async fn spdy_tty_exec_and_attach_use_the_containers_own_terminal() -> Result<()
     let session =
         tokio::spawn(async move { client::remote_command(&url, Transport::Spdy, io).await });
     // The terminal echoes the line and `cat` repeats it.
+    to_ctr.write_all(b"ping\n").await?;
     let mut seen = Vec::new();
     let read = async {
         let mut buf = [0u8; 256];
@@ -560,14 +561,11 @@ async fn spdy_tty_exec_and_attach_use_the_containers_own_terminal() -> Result<()
         }
         anyhow::Ok(())
     };
-    tokio::pin!(read);
-    to_ctr.write_all(b"ping\n").await?;
-    let in_time = tokio::time::timeout(Duration::from_secs(20), &mut read).await;
-    drop(read);
+    let in_time = tokio::time::timeout(Duration::from_secs(20), read).await;
     if session.is_finished() {
-        eprintln!("attach session ended: {:?}", session.await);
         anyhow::bail!(
-            "attach session ended early; output {:?}",
+            "attach session ended early ({:?}); output {:?}",
+            session.await,
             String::from_utf8_lossy(&seen)
         );
     }

@@ -4,4 +4,5 @@ mod container;
 pub mod image;
 pub mod runtime;
 mod sandbox;
+mod stats;
 mod streaming;

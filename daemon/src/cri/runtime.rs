@@ -1,7 +1,7 @@
 //! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod
 //! sandbox, container and streaming calls delegate to `cri::sandbox`, `cri::container` and
-//! `cri::streaming`. Calls of later issues (stats, events, checkpoint) answer UNIMPLEMENTED
-//! through the generated defaults.
+//! `cri::streaming`; stats to `cri::stats`. Calls of later issues (events, checkpoint, metrics)
+//! answer UNIMPLEMENTED through the generated defaults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +15,12 @@ use corral_cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
     RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse, VersionRequest,
     VersionResponse,
+};
+use corral_cri_api::v1::{
+    ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest,
+    ListContainerStatsResponse, ListPodSandboxStatsRequest, ListPodSandboxStatsResponse,
+    PodSandboxStatsRequest, PodSandboxStatsResponse, StreamContainerStatsRequest,
+    StreamPodSandboxStatsRequest,
 };
 use corral_cri_api::v1::{
     ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
@@ -45,6 +51,7 @@ pub struct RuntimeApi {
     pub(super) pods: Arc<Pods>,
     network: Arc<Network>,
     pub(super) streaming: Arc<StreamingServer>,
+    pub(super) stats: crate::stats::Stats,
 }
 
 impl RuntimeApi {
@@ -56,6 +63,7 @@ impl RuntimeApi {
     ) -> RuntimeApi {
         RuntimeApi {
             config,
+            stats: crate::stats::Stats::new(Arc::clone(&pods)),
             pods,
             network,
             streaming,
@@ -251,6 +259,60 @@ impl RuntimeService for RuntimeApi {
         req: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
         Ok(Response::new(self.do_list_containers(req.into_inner())))
+    }
+
+    async fn container_stats(
+        &self,
+        req: Request<ContainerStatsRequest>,
+    ) -> Result<Response<ContainerStatsResponse>, Status> {
+        self.do_container_stats(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_container_stats(
+        &self,
+        req: Request<ListContainerStatsRequest>,
+    ) -> Result<Response<ListContainerStatsResponse>, Status> {
+        Ok(Response::new(
+            self.do_list_container_stats(req.into_inner()).await,
+        ))
+    }
+
+    async fn stream_container_stats(
+        &self,
+        req: Request<StreamContainerStatsRequest>,
+    ) -> Result<Response<super::stats::ContainerStatsStream>, Status> {
+        Ok(Response::new(
+            self.do_stream_container_stats(req.into_inner()).await,
+        ))
+    }
+
+    async fn pod_sandbox_stats(
+        &self,
+        req: Request<PodSandboxStatsRequest>,
+    ) -> Result<Response<PodSandboxStatsResponse>, Status> {
+        self.do_pod_sandbox_stats(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn list_pod_sandbox_stats(
+        &self,
+        req: Request<ListPodSandboxStatsRequest>,
+    ) -> Result<Response<ListPodSandboxStatsResponse>, Status> {
+        Ok(Response::new(
+            self.do_list_pod_sandbox_stats(req.into_inner()).await,
+        ))
+    }
+
+    async fn stream_pod_sandbox_stats(
+        &self,
+        req: Request<StreamPodSandboxStatsRequest>,
+    ) -> Result<Response<super::stats::PodSandboxStatsStream>, Status> {
+        Ok(Response::new(
+            self.do_stream_pod_sandbox_stats(req.into_inner()).await,
+        ))
     }
 
     async fn container_status(

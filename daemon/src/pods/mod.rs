@@ -190,6 +190,11 @@ impl Pods {
             .collect()
     }
 
+    /// The writable layer (overlay upper directory) of container `id`.
+    pub fn container_upper(&self, id: &str) -> PathBuf {
+        self.ctr_record_dir(id).join("upper")
+    }
+
     pub fn containers(&self) -> Vec<Arc<Container>> {
         self.containers
             .read()
