@@ -22,7 +22,24 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
+    pub events: EventsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events a GetContainerEvents subscriber may fall behind before it is dropped (with
+    /// RESOURCE_EXHAUSTED); the daemon never waits for a subscriber.
+    pub subscriber_buffer: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            subscriber_buffer: 1000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -156,6 +173,7 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
+            events: EventsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -289,6 +307,11 @@ impl Config {
         if st.token_ttl_secs == 0 || st.max_tokens == 0 {
             return Err(ConfigError::Invalid(
                 "streaming.token_ttl_secs and streaming.max_tokens must be at least 1".into(),
+            ));
+        }
+        if self.events.subscriber_buffer == 0 {
+            return Err(ConfigError::Invalid(
+                "events.subscriber_buffer must be at least 1".into(),
             ));
         }
         if net.pod_cidrs.is_empty() {

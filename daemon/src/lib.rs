@@ -4,6 +4,7 @@ pub mod alloc;
 pub mod config;
 pub mod cri;
 pub mod deadline;
+pub mod events;
 pub mod lock;
 pub mod network;
 pub mod pods;

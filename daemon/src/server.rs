@@ -16,6 +16,7 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::config::Config;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
+use crate::events::EventBus;
 use crate::lock::{self, DirLock, LockError};
 use crate::network::Network;
 use crate::pods::{Pods, PodsConfig};
@@ -23,7 +24,7 @@ use crate::streaming::PodsBackend;
 use corral_streaming::{ServerConfig, StreamingServer, TlsConfig};
 
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
-const MAX_MESSAGE: usize = 16 << 20;
+pub(crate) const MAX_MESSAGE: usize = 16 << 20;
 
 /// How long calls in flight may take to finish after shutdown begins. Idle client connections
 /// do not hold the daemon up beyond this.
@@ -54,6 +55,7 @@ pub struct Daemon {
     images: Arc<ImageManager>,
     network: Arc<Network>,
     pods: Arc<Pods>,
+    events: Arc<EventBus>,
     _locks: (DirLock, DirLock),
 }
 
@@ -91,6 +93,7 @@ impl Daemon {
             )));
         }
         let network = Arc::new(Network::new(config.network.clone(), &config.root));
+        let events = Arc::new(EventBus::new(config.events.subscriber_buffer));
         let pods = Arc::new(Pods::new(
             PodsConfig {
                 root: config.root.clone(),
@@ -100,12 +103,14 @@ impl Daemon {
             },
             Arc::clone(&images),
             Arc::clone(&network),
+            Arc::clone(&events),
         ));
         Ok(Daemon {
             config: Arc::new(config),
             images,
             network,
             pods,
+            events,
             _locks: (root_lock, state_lock),
         })
     }
@@ -159,6 +164,7 @@ impl Daemon {
             Arc::clone(&self.pods),
             Arc::clone(&self.network),
             Arc::clone(&streaming),
+            Arc::clone(&self.events),
         ))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
@@ -170,8 +176,11 @@ impl Daemon {
         .max_encoding_message_size(MAX_MESSAGE);
         tracing::info!(socket = %self.config.grpc.socket.display(), root = %self.config.root.display(), "serving CRI");
         let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        let events = Arc::clone(&self.events);
         let shutdown = async move {
             shutdown.await;
+            // Event streams never end by themselves: end them so they do not hold up the exit.
+            events.close(tonic::Status::unavailable("corrald is shutting down"));
             let _ = begun_tx.send(());
         };
         let server = tonic::transport::Server::builder()

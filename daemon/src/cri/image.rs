@@ -18,9 +18,6 @@ use crate::deadline;
 use crate::pods::Pods;
 use crate::status::image_status;
 
-/// Images per message of `StreamImages`.
-const STREAM_BATCH: usize = 256;
-
 pub struct ImageApi {
     images: Arc<ImageManager>,
     pods: Arc<Pods>,
@@ -99,11 +96,9 @@ impl ImageService for ImageApi {
     ) -> Result<Response<ImageStream>, Status> {
         let req = req.into_inner();
         let images = self.list(req.filter.as_ref().and_then(|f| f.image.as_ref()));
-        let batches: Vec<Result<StreamImagesResponse, Status>> = images
-            .chunks(STREAM_BATCH)
-            .map(|c| Ok(StreamImagesResponse { images: c.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(batches))))
+        Ok(Response::new(super::batch::stream(images, |images| {
+            StreamImagesResponse { images }
+        })))
     }
 
     async fn image_status(

@@ -1,6 +1,8 @@
 //! The CRI services: thin tonic handlers over the daemon's subsystems.
 
+mod batch;
 mod container;
+mod events;
 pub mod image;
 pub mod runtime;
 mod sandbox;

@@ -1,14 +1,14 @@
 //! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod
 //! sandbox, container and streaming calls delegate to `cri::sandbox`, `cri::container` and
-//! `cri::streaming`. Calls of later issues (stats, events, checkpoint) answer UNIMPLEMENTED
-//! through the generated defaults.
+//! `cri::streaming`, events to `cri::events`. Calls of later issues (stats, checkpoint) answer
+//! UNIMPLEMENTED through the generated defaults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use corral_cri_api::v1::runtime_service_server::RuntimeService;
 use corral_cri_api::v1::{
-    AttachRequest, AttachResponse, ExecRequest, ExecResponse, PortForwardRequest,
+    AttachRequest, AttachResponse, ExecRequest, ExecResponse, GetEventsRequest, PortForwardRequest,
     PortForwardResponse,
 };
 use corral_cri_api::v1::{
@@ -24,14 +24,17 @@ use corral_cri_api::v1::{
     RemovePodSandboxRequest, RemovePodSandboxResponse, ReopenContainerLogRequest,
     ReopenContainerLogResponse, RunPodSandboxRequest, RunPodSandboxResponse, StartContainerRequest,
     StartContainerResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
-    StopPodSandboxResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
-    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
+    StopPodSandboxResponse, StreamContainersRequest, StreamContainersResponse,
+    StreamPodSandboxesRequest, StreamPodSandboxesResponse, UpdateContainerResourcesRequest,
+    UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
 };
 use tonic::{Request, Response, Status};
 
 use corral_streaming::StreamingServer;
 
+use super::batch::BatchStream;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::network::Network;
 use crate::pods::Pods;
 
@@ -45,6 +48,7 @@ pub struct RuntimeApi {
     pub(super) pods: Arc<Pods>,
     network: Arc<Network>,
     pub(super) streaming: Arc<StreamingServer>,
+    pub(super) events: Arc<EventBus>,
 }
 
 impl RuntimeApi {
@@ -53,12 +57,14 @@ impl RuntimeApi {
         pods: Arc<Pods>,
         network: Arc<Network>,
         streaming: Arc<StreamingServer>,
+        events: Arc<EventBus>,
     ) -> RuntimeApi {
         RuntimeApi {
             config,
             pods,
             network,
             streaming,
+            events,
         }
     }
 }
@@ -207,7 +213,17 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        Ok(Response::new(self.do_list_pod_sandbox(req.into_inner())))
+        self.do_list_pod_sandbox(req.into_inner())
+            .map(Response::new)
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        req: Request<StreamPodSandboxesRequest>,
+    ) -> Result<Response<BatchStream<StreamPodSandboxesResponse>>, Status> {
+        Ok(Response::new(
+            self.do_stream_pod_sandboxes(req.into_inner()),
+        ))
     }
 
     async fn create_container(
@@ -250,7 +266,14 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        Ok(Response::new(self.do_list_containers(req.into_inner())))
+        self.do_list_containers(req.into_inner()).map(Response::new)
+    }
+
+    async fn stream_containers(
+        &self,
+        req: Request<StreamContainersRequest>,
+    ) -> Result<Response<BatchStream<StreamContainersResponse>>, Status> {
+        Ok(Response::new(self.do_stream_containers(req.into_inner())))
     }
 
     async fn container_status(
@@ -275,6 +298,15 @@ impl RuntimeService for RuntimeApi {
         self.do_reopen_container_log(req.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn get_container_events(
+        &self,
+        req: Request<GetEventsRequest>,
+    ) -> Result<Response<super::events::EventStream>, Status> {
+        Ok(Response::new(
+            self.do_get_container_events(req.into_inner()),
+        ))
     }
 
     async fn update_container_resources(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
+use corral_cri_api::v1::{ContainerConfig, ContainerEventType, PodSandboxConfig};
 use corral_shim::proto::{ContainerInfo, Request, Response};
 
 use super::model::{
@@ -234,5 +234,10 @@ impl Pods {
             s.reason = "Unknown".into();
             s.message = message;
         });
+        self.emit_for(
+            &ctr.meta.id,
+            &ctr.meta.sandbox_id,
+            ContainerEventType::ContainerStoppedEvent,
+        );
     }
 }
