@@ -23,7 +23,16 @@ pub struct Config {
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
     pub events: EventsConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `http://<address>/metrics`, e.g. `127.0.0.1:9090`; a
+    /// loopback address only. Off when unset.
+    pub address: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -174,6 +183,7 @@ impl Default for Config {
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
             events: EventsConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -309,6 +319,21 @@ impl Config {
                 "streaming.token_ttl_secs and streaming.max_tokens must be at least 1".into(),
             ));
         }
+        if let Some(addr) = &self.metrics.address {
+            match addr.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => {}
+                Ok(_) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "metrics.address {addr:?}: only a loopback address (127.0.0.1 or [::1]) may serve metrics"
+                    )));
+                }
+                Err(_) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "metrics.address {addr:?} is not an address:port"
+                    )));
+                }
+            }
+        }
         if self.events.subscriber_buffer == 0 {
             return Err(ConfigError::Invalid(
                 "events.subscriber_buffer must be at least 1".into(),
@@ -351,6 +376,21 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/corral"));
         assert_eq!(c.images.max_concurrent_layers, 2);
         assert_eq!(c.grpc.socket, PathBuf::from("/run/corral/corral.sock"));
+    }
+
+    #[test]
+    fn metrics_serve_on_loopback_only() {
+        let with = |addr: &str| Config {
+            metrics: MetricsConfig {
+                address: Some(addr.into()),
+            },
+            ..Config::default()
+        };
+        assert!(with("127.0.0.1:9090").validate().is_ok());
+        assert!(with("[::1]:0").validate().is_ok());
+        let e = with("0.0.0.0:9090").validate().unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        assert!(with("localhost").validate().is_err());
     }
 
     #[test]

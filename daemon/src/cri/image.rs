@@ -21,11 +21,20 @@ use crate::status::image_status;
 pub struct ImageApi {
     images: Arc<ImageManager>,
     pods: Arc<Pods>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ImageApi {
-    pub fn new(images: Arc<ImageManager>, pods: Arc<Pods>) -> ImageApi {
-        ImageApi { images, pods }
+    pub fn new(
+        images: Arc<ImageManager>,
+        pods: Arc<Pods>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> ImageApi {
+        ImageApi {
+            images,
+            pods,
+            metrics,
+        }
     }
 
     fn list(&self, filter: Option<&ImageSpec>) -> Vec<Image> {
@@ -165,6 +174,9 @@ impl ImageService for ImageApi {
         .await;
         // A pull's buffers are freed by now; give the memory back instead of keeping it.
         drop(tokio::task::spawn_blocking(crate::alloc::trim));
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .pull(rec.as_ref().map(|r| r.size).map_err(|_| ()), seconds);
         let rec = rec
             .inspect_err(|e| tracing::warn!(image = %name, code = ?e.code(), error = %e.message(), "pull failed"))?;
         tracing::info!(image = %name, id = %rec.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");

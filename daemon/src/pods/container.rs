@@ -332,6 +332,9 @@ impl Pods {
                 s.reason = "OOMKilled".into();
             }
         })?;
+        if record.oom_killed {
+            self.metrics.oom_kill();
+        }
         tracing::info!(container = %ctr.meta.id, exit_code = record.exit_code, oom = record.oom_killed, "container exited");
         self.emit_for(
             &ctr.meta.id,

@@ -27,6 +27,7 @@ use self::model::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, San
 use self::names::Names;
 use self::shim_client::ShimClient;
 use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::network::{Network, NetworkRecord};
 use crate::spec::SpecError;
 
@@ -140,6 +141,7 @@ pub struct Pods {
     images: Arc<ImageManager>,
     network: Arc<Network>,
     events: Arc<EventBus>,
+    metrics: Arc<Metrics>,
     sandboxes: RwLock<HashMap<String, Arc<Sandbox>>>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pod_names: Names,
@@ -152,12 +154,14 @@ impl Pods {
         images: Arc<ImageManager>,
         network: Arc<Network>,
         events: Arc<EventBus>,
+        metrics: Arc<Metrics>,
     ) -> Pods {
         Pods {
             cfg,
             images,
             network,
             events,
+            metrics,
             sandboxes: RwLock::default(),
             containers: RwLock::default(),
             pod_names: Names::default(),
