@@ -6,6 +6,7 @@ pub mod cri;
 pub mod deadline;
 pub mod events;
 pub mod lock;
+pub mod logging;
 pub mod metrics;
 pub mod network;
 pub mod pods;
