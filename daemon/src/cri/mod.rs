@@ -4,6 +4,7 @@ mod batch;
 mod container;
 mod events;
 pub mod image;
+mod info;
 pub mod runtime;
 mod sandbox;
 mod streaming;

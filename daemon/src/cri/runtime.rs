@@ -118,6 +118,7 @@ impl RuntimeService for RuntimeApi {
                 cni["source"] = serde_json::json!(list.source);
                 info.insert("cniconfig".to_owned(), cni.to_string());
             }
+            info.extend(super::info::verbose_info(&self.config, &network));
         }
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
