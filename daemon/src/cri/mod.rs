@@ -1,6 +1,7 @@
 //! The CRI services: thin tonic handlers over the daemon's subsystems.
 
 mod batch;
+mod checkpoint;
 mod container;
 mod events;
 pub mod image;

@@ -1,15 +1,15 @@
 //! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod
 //! sandbox, container and streaming calls delegate to `cri::sandbox`, `cri::container` and
-//! `cri::streaming`, events to `cri::events`. Calls of later issues (stats, checkpoint) answer
-//! UNIMPLEMENTED through the generated defaults.
+//! `cri::streaming`, events to `cri::events`, checkpoints to `cri::checkpoint`. Calls of later
+//! issues (stats) answer UNIMPLEMENTED through the generated defaults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use corral_cri_api::v1::runtime_service_server::RuntimeService;
 use corral_cri_api::v1::{
-    AttachRequest, AttachResponse, ExecRequest, ExecResponse, GetEventsRequest, PortForwardRequest,
-    PortForwardResponse,
+    AttachRequest, AttachResponse, CheckpointContainerRequest, CheckpointContainerResponse,
+    ExecRequest, ExecResponse, GetEventsRequest, PortForwardRequest, PortForwardResponse,
 };
 use corral_cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
@@ -297,6 +297,15 @@ impl RuntimeService for RuntimeApi {
         req: Request<ReopenContainerLogRequest>,
     ) -> Result<Response<ReopenContainerLogResponse>, Status> {
         self.do_reopen_container_log(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn checkpoint_container(
+        &self,
+        req: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        self.do_checkpoint_container(req.into_inner())
             .await
             .map(Response::new)
     }
