@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PROFILE_DIR := target/release
 
-.PHONY: run build test deps-test lint fmt bench clean
+.PHONY: run build test deps-test lint fmt bench clean install install-files
 
 ## Install what is missing, build, and run the daemon with built-in defaults.
 run:
@@ -20,6 +20,28 @@ test: deps-test
 		$(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+## Install the binaries, the systemd unit and (only if none exists) a config with the defaults.
+## DESTDIR stages into a directory; BIN_DIR picks the binaries (default: the release build).
+PREFIX ?= /usr/local
+SYSCONFDIR ?= /etc
+UNITDIR ?= $(SYSCONFDIR)/systemd/system
+BIN_DIR ?= $${CARGO_TARGET_DIR:-$(CURDIR)/target}/release
+
+install: build install-files
+	@echo "installed; enable with: systemctl daemon-reload && systemctl enable --now corrald"
+
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/corral
+	install -m 0755 $(BIN_DIR)/corrald $(BIN_DIR)/corral-shim $(BIN_DIR)/corralctl $(DESTDIR)$(PREFIX)/bin/
+	sed 's|/usr/local/bin/corrald|$(PREFIX)/bin/corrald|' contrib/corrald.service > $(DESTDIR)$(UNITDIR)/corrald.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/corrald.service
+	@if [ -e $(DESTDIR)$(SYSCONFDIR)/corral/corrald.toml ]; then \
+		echo "keeping $(DESTDIR)$(SYSCONFDIR)/corral/corrald.toml"; \
+	else \
+		$(BIN_DIR)/corrald --config /dev/null --print-config > $(DESTDIR)$(SYSCONFDIR)/corral/corrald.toml; \
+		chmod 0644 $(DESTDIR)$(SYSCONFDIR)/corral/corrald.toml; \
 	fi
 
 deps-test:

@@ -9,7 +9,7 @@ set -euo pipefail
 want=(containernetworking-plugins iptables iproute2)
 case "${1:-test}" in
   run) ;;
-  test) want+=(docker-registry busybox-static) ;;
+  test) want+=(docker-registry busybox-static criu) ;;
   bench) want+=(docker-registry busybox-static containerd runc) ;;
   *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
 esac

@@ -13,6 +13,7 @@ mod client;
 mod config_container;
 mod config_file;
 mod containers;
+mod events;
 mod exec;
 mod filters;
 mod images;
@@ -114,6 +115,8 @@ enum Command {
     Attach(attach::AttachArgs),
     /// Forward local ports to a pod.
     PortForward(portforward::PortForwardArgs),
+    /// Stream container and pod sandbox events.
+    Events(events::EventsArgs),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -165,6 +168,7 @@ async fn run(cri: &Cri, command: Command) -> anyhow::Result<()> {
         Command::Exec(args) => exec::exec(cri, args).await.map(|_| ()),
         Command::Attach(args) => attach::attach(cri, args).await.map(|_| ()),
         Command::PortForward(args) => portforward::port_forward(cri, args).await,
+        Command::Events(args) => events::events(cri, args).await,
     }
 }
 

@@ -22,7 +22,33 @@ pub struct Config {
     pub runtime: RuntimeConfig,
     pub network: NetworkConfig,
     pub streaming: StreamingConfig,
+    pub events: EventsConfig,
+    pub metrics: MetricsConfig,
     pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Serve Prometheus metrics at `http://<address>/metrics`, e.g. `127.0.0.1:9090`; a
+    /// loopback address only. Off when unset.
+    pub address: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct EventsConfig {
+    /// Events a GetContainerEvents subscriber may fall behind before it is dropped (with
+    /// RESOURCE_EXHAUSTED); the daemon never waits for a subscriber.
+    pub subscriber_buffer: usize,
+}
+
+impl Default for EventsConfig {
+    fn default() -> Self {
+        EventsConfig {
+            subscriber_buffer: 1000,
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -156,6 +182,8 @@ impl Default for Config {
             runtime: RuntimeConfig::default(),
             network: NetworkConfig::default(),
             streaming: StreamingConfig::default(),
+            events: EventsConfig::default(),
+            metrics: MetricsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -291,6 +319,26 @@ impl Config {
                 "streaming.token_ttl_secs and streaming.max_tokens must be at least 1".into(),
             ));
         }
+        if let Some(addr) = &self.metrics.address {
+            match addr.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => {}
+                Ok(_) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "metrics.address {addr:?}: only a loopback address (127.0.0.1 or [::1]) may serve metrics"
+                    )));
+                }
+                Err(_) => {
+                    return Err(ConfigError::Invalid(format!(
+                        "metrics.address {addr:?} is not an address:port"
+                    )));
+                }
+            }
+        }
+        if self.events.subscriber_buffer == 0 {
+            return Err(ConfigError::Invalid(
+                "events.subscriber_buffer must be at least 1".into(),
+            ));
+        }
         if net.pod_cidrs.is_empty() {
             return Err(ConfigError::Invalid("network.pod_cidrs is empty".into()));
         }
@@ -328,6 +376,21 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/corral"));
         assert_eq!(c.images.max_concurrent_layers, 2);
         assert_eq!(c.grpc.socket, PathBuf::from("/run/corral/corral.sock"));
+    }
+
+    #[test]
+    fn metrics_serve_on_loopback_only() {
+        let with = |addr: &str| Config {
+            metrics: MetricsConfig {
+                address: Some(addr.into()),
+            },
+            ..Config::default()
+        };
+        assert!(with("127.0.0.1:9090").validate().is_ok());
+        assert!(with("[::1]:0").validate().is_ok());
+        let e = with("0.0.0.0:9090").validate().unwrap_err();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        assert!(with("localhost").validate().is_err());
     }
 
     #[test]

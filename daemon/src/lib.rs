@@ -1,10 +1,14 @@
 //! corrald: the Corral CRI daemon as a library, so `main` and the tests share one entry point.
 
 pub mod alloc;
+pub mod checkpoint;
 pub mod config;
 pub mod cri;
 pub mod deadline;
+pub mod events;
 pub mod lock;
+pub mod logging;
+pub mod metrics;
 pub mod network;
 pub mod pods;
 pub mod server;

@@ -1,11 +1,11 @@
-//! `corrald`: reads configuration, sets up logging, serves until SIGTERM or SIGINT.
+//! `corrald`: reads configuration, sets up logging, serves until SIGTERM or SIGINT; SIGHUP
+//! re-reads the config file's log level.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Parser;
 use corrald::{Config, Daemon};
-use tracing_subscriber::EnvFilter;
 
 /// The Corral container runtime daemon (Kubernetes CRI v1 over a Unix socket).
 #[derive(Parser, Debug)]
@@ -43,6 +43,7 @@ struct Args {
 fn main() -> anyhow::Result<()> {
     corrald::alloc::limit_arenas();
     let args = Args::parse();
+    let config_file = args.config.clone();
     let mut config = Config::load(args.config.as_deref())?;
     if let Some(v) = args.root {
         config.root = v;
@@ -70,7 +71,7 @@ fn main() -> anyhow::Result<()> {
         print!("{}", toml::to_string_pretty(&config)?);
         return Ok(());
     }
-    init_logging(&config)?;
+    let log_handle = corrald::logging::init(&config.log)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -78,25 +79,12 @@ fn main() -> anyhow::Result<()> {
         .build()
         .context("start tokio runtime")?;
     runtime.block_on(async move {
+        tokio::spawn(corrald::logging::follow_sighup(log_handle, config_file));
         let daemon = Daemon::open(config)?;
         let listener = daemon.bind()?;
         daemon.serve(listener, shutdown_signal()).await?;
         Ok(())
     })
-}
-
-fn init_logging(config: &Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&config.log.level)
-        .with_context(|| format!("log level {:?}", config.log.level))?;
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-    Ok(())
 }
 
 async fn shutdown_signal() {

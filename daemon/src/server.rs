@@ -16,14 +16,16 @@ use tokio_stream::wrappers::UnixListenerStream;
 use crate::config::Config;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
+use crate::events::EventBus;
 use crate::lock::{self, DirLock, LockError};
+use crate::metrics::{Metrics, MetricsLayer};
 use crate::network::Network;
 use crate::pods::{Pods, PodsConfig};
 use crate::streaming::PodsBackend;
 use corral_streaming::{ServerConfig, StreamingServer, TlsConfig};
 
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
-const MAX_MESSAGE: usize = 16 << 20;
+pub(crate) const MAX_MESSAGE: usize = 16 << 20;
 
 /// How long calls in flight may take to finish after shutdown begins. Idle client connections
 /// do not hold the daemon up beyond this.
@@ -44,6 +46,8 @@ pub enum DaemonError {
     Shim(String),
     #[error("streaming server: {0}")]
     Streaming(String),
+    #[error("metrics endpoint: {0}")]
+    Metrics(String),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -54,6 +58,8 @@ pub struct Daemon {
     images: Arc<ImageManager>,
     network: Arc<Network>,
     pods: Arc<Pods>,
+    events: Arc<EventBus>,
+    metrics: Arc<Metrics>,
     _locks: (DirLock, DirLock),
 }
 
@@ -90,7 +96,13 @@ impl Daemon {
                 shim.display()
             )));
         }
-        let network = Arc::new(Network::new(config.network.clone(), &config.root));
+        let metrics = Arc::new(Metrics::new());
+        let network = Arc::new(Network::new(
+            config.network.clone(),
+            &config.root,
+            Arc::clone(&metrics),
+        ));
+        let events = Arc::new(EventBus::new(config.events.subscriber_buffer));
         let pods = Arc::new(Pods::new(
             PodsConfig {
                 root: config.root.clone(),
@@ -100,12 +112,16 @@ impl Daemon {
             },
             Arc::clone(&images),
             Arc::clone(&network),
+            Arc::clone(&events),
+            Arc::clone(&metrics),
         ));
         Ok(Daemon {
             config: Arc::new(config),
             images,
             network,
             pods,
+            events,
+            metrics,
             _locks: (root_lock, state_lock),
         })
     }
@@ -140,6 +156,26 @@ impl Daemon {
         Ok(server)
     }
 
+    /// Starts the metrics endpoint when `[metrics] address` is set.
+    async fn start_metrics(&self) -> Result<Option<tokio::task::JoinHandle<()>>, DaemonError> {
+        let Some(addr) = &self.config.metrics.address else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| DaemonError::Metrics(format!("bind {addr}: {e}")))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| DaemonError::Metrics(e.to_string()))?;
+        tracing::info!(url = %format!("http://{local}/metrics"), "metrics endpoint listening");
+        Ok(Some(tokio::spawn(crate::metrics::serve(
+            listener,
+            Arc::clone(&self.metrics),
+            Arc::clone(&self.pods),
+            Arc::clone(&self.events),
+        ))))
+    }
+
     /// Binds the configured socket (needs a tokio runtime).
     pub fn bind(&self) -> Result<tokio::net::UnixListener, DaemonError> {
         let g = &self.config.grpc;
@@ -159,22 +195,31 @@ impl Daemon {
             Arc::clone(&self.pods),
             Arc::clone(&self.network),
             Arc::clone(&streaming),
+            Arc::clone(&self.events),
         ))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
         let image = ImageServiceServer::new(ImageApi::new(
             Arc::clone(&self.images),
             Arc::clone(&self.pods),
+            Arc::clone(&self.metrics),
         ))
         .max_decoding_message_size(MAX_MESSAGE)
         .max_encoding_message_size(MAX_MESSAGE);
         tracing::info!(socket = %self.config.grpc.socket.display(), root = %self.config.root.display(), "serving CRI");
         let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
+        let events = Arc::clone(&self.events);
         let shutdown = async move {
             shutdown.await;
+            // Event streams never end by themselves: end them so they do not hold up the exit.
+            events.close(tonic::Status::unavailable("corrald is shutting down"));
             let _ = begun_tx.send(());
         };
+        let metrics_task = self.start_metrics().await?;
         let server = tonic::transport::Server::builder()
+            .layer(MetricsLayer {
+                metrics: Arc::clone(&self.metrics),
+            })
             .add_service(runtime)
             .add_service(image)
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
@@ -193,6 +238,9 @@ impl Daemon {
             }
         };
         let _ = std::fs::remove_file(&self.config.grpc.socket);
+        if let Some(task) = metrics_task {
+            task.abort();
+        }
         // Sessions end with the daemon (their shims kill exec'd processes; attaches detach).
         match Arc::try_unwrap(streaming) {
             Ok(server) => server.shutdown().await,

@@ -40,6 +40,40 @@ impl Hierarchy {
     }
 }
 
+/// The host's cgroup setup as reported to clients (`Status` verbose info).
+#[derive(Debug, Clone)]
+pub struct Layout {
+    /// `v1`, `hybrid` (v1 controllers plus a cgroup2 mount) or `v2`.
+    pub mode: &'static str,
+    /// Each mounted hierarchy: mount point, and its controllers (`cgroup2` for v2).
+    pub hierarchies: Vec<(PathBuf, String)>,
+}
+
+/// Reads the host's cgroup layout from `/proc/self/mountinfo`.
+pub fn layout() -> Result<Layout, Error> {
+    let all = hierarchies()?;
+    let (v1, v2) = (all.iter().any(|h| !h.v2), all.iter().any(|h| h.v2));
+    let mode = match (v1, v2) {
+        (true, true) => "hybrid",
+        (false, true) => "v2",
+        _ => "v1",
+    };
+    Ok(Layout {
+        mode,
+        hierarchies: all
+            .into_iter()
+            .map(|h| {
+                let what = if h.v2 {
+                    "cgroup2".to_owned()
+                } else {
+                    h.options
+                };
+                (h.mount_point, what)
+            })
+            .collect(),
+    })
+}
+
 /// Every cgroup (v1) and cgroup2 mount of this mount namespace, without duplicates.
 pub(crate) fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
     let text = std::fs::read_to_string("/proc/self/mountinfo")

@@ -30,6 +30,8 @@ pub struct DaemonOptions {
     pub env: Vec<(String, String)>,
     /// Log filter; `debug` when unset.
     pub log_level: Option<String>,
+    /// Log format; `text` when unset.
+    pub log_format: Option<String>,
     /// Extra lines of TOML for the `[network]` table (which already sets `conf_dir`, `bridge`
     /// and `pod_cidrs` to this daemon's own).
     pub network_config: String,
@@ -140,7 +142,7 @@ impl TestDaemon {
 
     fn write_config(&self) -> Result<()> {
         let config = format!(
-            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[runtime]\ncgroup_root = {:?}\n[network]\nconf_dir = {:?}\nbridge = {:?}\npod_cidrs = [{:?}]\n{}\n[log]\nlevel = {:?}\n",
+            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[runtime]\ncgroup_root = {:?}\n[network]\nconf_dir = {:?}\nbridge = {:?}\npod_cidrs = [{:?}]\n{}\n[log]\nlevel = {:?}\nformat = {:?}\n",
             self.root(),
             self.state(),
             self.socket(),
@@ -152,6 +154,7 @@ impl TestDaemon {
             self.net.subnet,
             self.opts.network_config,
             self.opts.log_level.as_deref().unwrap_or("debug"),
+            self.opts.log_format.as_deref().unwrap_or("text"),
         );
         std::fs::write(self.config_file(), config)?;
         Ok(())

@@ -96,3 +96,34 @@ async fn pull_list_inspect_remove_with_corralctl() -> Result<()> {
     );
     Ok(())
 }
+
+#[tokio::test]
+async fn info_shows_config_versions_cgroups_cni_and_features() -> Result<()> {
+    let d = TestDaemon::start().await?;
+    let out = run(&d, &["info"])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(doc["config"]["root"], d.root().display().to_string());
+    assert_eq!(doc["versions"]["corrald"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(doc["cgroups"]["driver"], "cgroupfs");
+    assert_eq!(doc["cgroups"]["root"], d.cgroup_root());
+    // This machine is hybrid (see CRATES.md); any answer must be one of the three.
+    let mode = doc["cgroups"]["mode"].as_str().unwrap_or_default();
+    assert!(["v1", "hybrid", "v2"].contains(&mode), "{doc}");
+    assert!(
+        !doc["cgroups"]["hierarchies"]
+            .as_array()
+            .is_none_or(Vec::is_empty),
+        "{doc}"
+    );
+    assert_eq!(doc["cni"]["ready"], true, "{doc}");
+    assert_eq!(doc["cni"]["source"], "built-in");
+    assert_eq!(doc["featureFlags"]["containerEvents"], true);
+    assert_eq!(doc["featureFlags"]["checkpoint"], false);
+    assert_eq!(doc["featureFlags"]["metrics"], serde_json::Value::Null);
+    Ok(())
+}

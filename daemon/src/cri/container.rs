@@ -5,11 +5,12 @@ use corral_cri_api::v1::{
     CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, ListContainersRequest,
     ListContainersResponse, RemoveContainerRequest, RemoveContainerResponse,
     ReopenContainerLogRequest, ReopenContainerLogResponse, StartContainerRequest,
-    StartContainerResponse, StopContainerRequest, StopContainerResponse,
-    UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
+    StartContainerResponse, StopContainerRequest, StopContainerResponse, StreamContainersRequest,
+    StreamContainersResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
 };
 use tonic::Status;
 
+use super::batch::{self, BatchStream};
 use super::runtime::RuntimeApi;
 use crate::pods::view;
 use crate::status::pod_status;
@@ -63,10 +64,29 @@ impl RuntimeApi {
         Ok(RemoveContainerResponse {})
     }
 
-    pub(super) fn do_list_containers(&self, req: ListContainersRequest) -> ListContainersResponse {
-        ListContainersResponse {
-            containers: self.pods.list_containers(req.filter.as_ref()),
-        }
+    pub(super) fn do_list_containers(
+        &self,
+        req: ListContainersRequest,
+    ) -> Result<ListContainersResponse, Status> {
+        let containers = self.pods.list_containers(req.filter.as_ref());
+        let count = containers.len();
+        batch::fits(
+            "ListContainers",
+            "containers",
+            count,
+            "StreamContainers",
+            ListContainersResponse { containers },
+        )
+    }
+
+    pub(super) fn do_stream_containers(
+        &self,
+        req: StreamContainersRequest,
+    ) -> BatchStream<StreamContainersResponse> {
+        let containers = self.pods.list_containers(req.filter.as_ref());
+        batch::stream(containers, |containers| StreamContainersResponse {
+            containers,
+        })
     }
 
     pub(super) fn do_container_status(

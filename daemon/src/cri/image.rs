@@ -18,17 +18,23 @@ use crate::deadline;
 use crate::pods::Pods;
 use crate::status::image_status;
 
-/// Images per message of `StreamImages`.
-const STREAM_BATCH: usize = 256;
-
 pub struct ImageApi {
     images: Arc<ImageManager>,
     pods: Arc<Pods>,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl ImageApi {
-    pub fn new(images: Arc<ImageManager>, pods: Arc<Pods>) -> ImageApi {
-        ImageApi { images, pods }
+    pub fn new(
+        images: Arc<ImageManager>,
+        pods: Arc<Pods>,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> ImageApi {
+        ImageApi {
+            images,
+            pods,
+            metrics,
+        }
     }
 
     fn list(&self, filter: Option<&ImageSpec>) -> Vec<Image> {
@@ -99,11 +105,9 @@ impl ImageService for ImageApi {
     ) -> Result<Response<ImageStream>, Status> {
         let req = req.into_inner();
         let images = self.list(req.filter.as_ref().and_then(|f| f.image.as_ref()));
-        let batches: Vec<Result<StreamImagesResponse, Status>> = images
-            .chunks(STREAM_BATCH)
-            .map(|c| Ok(StreamImagesResponse { images: c.to_vec() }))
-            .collect();
-        Ok(Response::new(Box::pin(futures::stream::iter(batches))))
+        Ok(Response::new(super::batch::stream(images, |images| {
+            StreamImagesResponse { images }
+        })))
     }
 
     async fn image_status(
@@ -170,6 +174,9 @@ impl ImageService for ImageApi {
         .await;
         // A pull's buffers are freed by now; give the memory back instead of keeping it.
         drop(tokio::task::spawn_blocking(crate::alloc::trim));
+        let seconds = started.elapsed().as_secs_f64();
+        self.metrics
+            .pull(rec.as_ref().map(|r| r.size).map_err(|_| ()), seconds);
         let rec = rec
             .inspect_err(|e| tracing::warn!(image = %name, code = ?e.code(), error = %e.message(), "pull failed"))?;
         tracing::info!(image = %name, id = %rec.id, elapsed_ms = started.elapsed().as_millis() as u64, "pulled");

@@ -1,7 +1,11 @@
 //! The CRI services: thin tonic handlers over the daemon's subsystems.
 
+mod batch;
+mod checkpoint;
 mod container;
+mod events;
 pub mod image;
+mod info;
 pub mod runtime;
 mod sandbox;
 mod stats;

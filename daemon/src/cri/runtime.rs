@@ -1,15 +1,16 @@
 //! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod
 //! sandbox, container and streaming calls delegate to `cri::sandbox`, `cri::container` and
-//! `cri::streaming`; stats to `cri::stats`. Calls of later issues (events, checkpoint, metrics)
-//! answer UNIMPLEMENTED through the generated defaults.
+//! `cri::streaming`, stats to `cri::stats`, events to `cri::events`, checkpoints to
+//! `cri::checkpoint`. The metrics calls and UpdatePodSandboxResources answer UNIMPLEMENTED
+//! through the generated defaults.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use corral_cri_api::v1::runtime_service_server::RuntimeService;
 use corral_cri_api::v1::{
-    AttachRequest, AttachResponse, ExecRequest, ExecResponse, PortForwardRequest,
-    PortForwardResponse,
+    AttachRequest, AttachResponse, CheckpointContainerRequest, CheckpointContainerResponse,
+    ExecRequest, ExecResponse, GetEventsRequest, PortForwardRequest, PortForwardResponse,
 };
 use corral_cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
@@ -20,7 +21,7 @@ use corral_cri_api::v1::{
     ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest,
     ListContainerStatsResponse, ListPodSandboxStatsRequest, ListPodSandboxStatsResponse,
     PodSandboxStatsRequest, PodSandboxStatsResponse, StreamContainerStatsRequest,
-    StreamPodSandboxStatsRequest,
+    StreamContainerStatsResponse, StreamPodSandboxStatsRequest, StreamPodSandboxStatsResponse,
 };
 use corral_cri_api::v1::{
     ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
@@ -30,14 +31,17 @@ use corral_cri_api::v1::{
     RemovePodSandboxRequest, RemovePodSandboxResponse, ReopenContainerLogRequest,
     ReopenContainerLogResponse, RunPodSandboxRequest, RunPodSandboxResponse, StartContainerRequest,
     StartContainerResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
-    StopPodSandboxResponse, UpdateContainerResourcesRequest, UpdateContainerResourcesResponse,
-    UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
+    StopPodSandboxResponse, StreamContainersRequest, StreamContainersResponse,
+    StreamPodSandboxesRequest, StreamPodSandboxesResponse, UpdateContainerResourcesRequest,
+    UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
 };
 use tonic::{Request, Response, Status};
 
 use corral_streaming::StreamingServer;
 
+use super::batch::BatchStream;
 use crate::config::Config;
+use crate::events::EventBus;
 use crate::network::Network;
 use crate::pods::Pods;
 
@@ -52,6 +56,7 @@ pub struct RuntimeApi {
     network: Arc<Network>,
     pub(super) streaming: Arc<StreamingServer>,
     pub(super) stats: crate::stats::Stats,
+    pub(super) events: Arc<EventBus>,
 }
 
 impl RuntimeApi {
@@ -60,6 +65,7 @@ impl RuntimeApi {
         pods: Arc<Pods>,
         network: Arc<Network>,
         streaming: Arc<StreamingServer>,
+        events: Arc<EventBus>,
     ) -> RuntimeApi {
         RuntimeApi {
             config,
@@ -67,6 +73,7 @@ impl RuntimeApi {
             pods,
             network,
             streaming,
+            events,
         }
     }
 }
@@ -120,6 +127,7 @@ impl RuntimeService for RuntimeApi {
                 cni["source"] = serde_json::json!(list.source);
                 info.insert("cniconfig".to_owned(), cni.to_string());
             }
+            info.extend(super::info::verbose_info(&self.config, &network));
         }
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
@@ -215,7 +223,17 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<ListPodSandboxRequest>,
     ) -> Result<Response<ListPodSandboxResponse>, Status> {
-        Ok(Response::new(self.do_list_pod_sandbox(req.into_inner())))
+        self.do_list_pod_sandbox(req.into_inner())
+            .map(Response::new)
+    }
+
+    async fn stream_pod_sandboxes(
+        &self,
+        req: Request<StreamPodSandboxesRequest>,
+    ) -> Result<Response<BatchStream<StreamPodSandboxesResponse>>, Status> {
+        Ok(Response::new(
+            self.do_stream_pod_sandboxes(req.into_inner()),
+        ))
     }
 
     async fn create_container(
@@ -258,7 +276,14 @@ impl RuntimeService for RuntimeApi {
         &self,
         req: Request<ListContainersRequest>,
     ) -> Result<Response<ListContainersResponse>, Status> {
-        Ok(Response::new(self.do_list_containers(req.into_inner())))
+        self.do_list_containers(req.into_inner()).map(Response::new)
+    }
+
+    async fn stream_containers(
+        &self,
+        req: Request<StreamContainersRequest>,
+    ) -> Result<Response<BatchStream<StreamContainersResponse>>, Status> {
+        Ok(Response::new(self.do_stream_containers(req.into_inner())))
     }
 
     async fn container_stats(
@@ -282,7 +307,7 @@ impl RuntimeService for RuntimeApi {
     async fn stream_container_stats(
         &self,
         req: Request<StreamContainerStatsRequest>,
-    ) -> Result<Response<super::stats::ContainerStatsStream>, Status> {
+    ) -> Result<Response<BatchStream<StreamContainerStatsResponse>>, Status> {
         Ok(Response::new(
             self.do_stream_container_stats(req.into_inner()).await,
         ))
@@ -309,7 +334,7 @@ impl RuntimeService for RuntimeApi {
     async fn stream_pod_sandbox_stats(
         &self,
         req: Request<StreamPodSandboxStatsRequest>,
-    ) -> Result<Response<super::stats::PodSandboxStatsStream>, Status> {
+    ) -> Result<Response<BatchStream<StreamPodSandboxStatsResponse>>, Status> {
         Ok(Response::new(
             self.do_stream_pod_sandbox_stats(req.into_inner()).await,
         ))
@@ -337,6 +362,24 @@ impl RuntimeService for RuntimeApi {
         self.do_reopen_container_log(req.into_inner())
             .await
             .map(Response::new)
+    }
+
+    async fn checkpoint_container(
+        &self,
+        req: Request<CheckpointContainerRequest>,
+    ) -> Result<Response<CheckpointContainerResponse>, Status> {
+        self.do_checkpoint_container(req.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn get_container_events(
+        &self,
+        req: Request<GetEventsRequest>,
+    ) -> Result<Response<super::events::EventStream>, Status> {
+        Ok(Response::new(
+            self.do_get_container_events(req.into_inner()),
+        ))
     }
 
     async fn update_container_resources(

@@ -4,10 +4,12 @@ use corral_cri_api::v1::{
     ListPodSandboxRequest, ListPodSandboxResponse, PodSandboxStatusRequest,
     PodSandboxStatusResponse, RemovePodSandboxRequest, RemovePodSandboxResponse,
     RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
+    StreamPodSandboxesRequest, StreamPodSandboxesResponse,
 };
 use corral_shim::timefmt::unix_nanos;
 use tonic::Status;
 
+use super::batch::{self, BatchStream};
 use super::runtime::RuntimeApi;
 use crate::pods::view;
 use crate::status::pod_status;
@@ -67,9 +69,28 @@ impl RuntimeApi {
         })
     }
 
-    pub(super) fn do_list_pod_sandbox(&self, req: ListPodSandboxRequest) -> ListPodSandboxResponse {
-        ListPodSandboxResponse {
-            items: self.pods.list_sandboxes(req.filter.as_ref()),
-        }
+    pub(super) fn do_list_pod_sandbox(
+        &self,
+        req: ListPodSandboxRequest,
+    ) -> Result<ListPodSandboxResponse, Status> {
+        let items = self.pods.list_sandboxes(req.filter.as_ref());
+        let count = items.len();
+        batch::fits(
+            "ListPodSandbox",
+            "pod sandboxes",
+            count,
+            "StreamPodSandboxes",
+            ListPodSandboxResponse { items },
+        )
+    }
+
+    pub(super) fn do_stream_pod_sandboxes(
+        &self,
+        req: StreamPodSandboxesRequest,
+    ) -> BatchStream<StreamPodSandboxesResponse> {
+        let items = self.pods.list_sandboxes(req.filter.as_ref());
+        batch::stream(items, |pod_sandboxes| StreamPodSandboxesResponse {
+            pod_sandboxes,
+        })
     }
 }

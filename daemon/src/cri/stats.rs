@@ -1,7 +1,5 @@
 //! Stats RPCs: thin handlers over [`crate::stats::Stats`]. The `Stream*` variants send the same
-//! records as the `List*` calls, in batches that stay far below the gRPC message limit.
-
-use std::pin::Pin;
+//! records as the `List*` calls, in batches (`cri::batch`).
 
 use corral_cri_api::v1::{
     ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest,
@@ -11,20 +9,9 @@ use corral_cri_api::v1::{
 };
 use tonic::Status;
 
+use super::batch::{self, BatchStream};
 use super::runtime::RuntimeApi;
 use crate::status::pod_status;
-
-/// Records per message of the `Stream*` stats calls.
-const BATCH: usize = 500;
-
-pub type ContainerStatsStream =
-    Pin<Box<dyn futures::Stream<Item = Result<StreamContainerStatsResponse, Status>> + Send>>;
-pub type PodSandboxStatsStream =
-    Pin<Box<dyn futures::Stream<Item = Result<StreamPodSandboxStatsResponse, Status>> + Send>>;
-
-fn batches<T: Clone, R>(items: Vec<T>, wrap: impl Fn(Vec<T>) -> R) -> Vec<Result<R, Status>> {
-    items.chunks(BATCH).map(|c| Ok(wrap(c.to_vec()))).collect()
-}
 
 impl RuntimeApi {
     pub(super) async fn do_container_stats(
@@ -56,12 +43,11 @@ impl RuntimeApi {
     pub(super) async fn do_stream_container_stats(
         &self,
         req: StreamContainerStatsRequest,
-    ) -> ContainerStatsStream {
+    ) -> BatchStream<StreamContainerStatsResponse> {
         let all = self.stats.containers(req.filter.as_ref()).await;
-        let out = batches(all, |container_stats| StreamContainerStatsResponse {
+        batch::stream(all, |container_stats| StreamContainerStatsResponse {
             container_stats,
-        });
-        Box::pin(futures::stream::iter(out))
+        })
     }
 
     pub(super) async fn do_pod_sandbox_stats(
@@ -93,11 +79,10 @@ impl RuntimeApi {
     pub(super) async fn do_stream_pod_sandbox_stats(
         &self,
         req: StreamPodSandboxStatsRequest,
-    ) -> PodSandboxStatsStream {
+    ) -> BatchStream<StreamPodSandboxStatsResponse> {
         let all = self.stats.sandboxes(req.filter.as_ref()).await;
-        let out = batches(all, |pod_sandbox_stats| StreamPodSandboxStatsResponse {
+        batch::stream(all, |pod_sandbox_stats| StreamPodSandboxStatsResponse {
             pod_sandbox_stats,
-        });
-        Box::pin(futures::stream::iter(out))
+        })
     }
 }

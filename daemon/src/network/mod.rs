@@ -70,12 +70,17 @@ pub struct Network {
     cidr_file: PathBuf,
     /// The built-in network's subnets (the config's, or UpdateRuntimeConfig's).
     subnets: Mutex<Vec<String>>,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 impl Network {
     /// `root` is the daemon's durable root: `<root>/cni/` holds the built-in network's IP
     /// reservations and the pod CIDR last set through UpdateRuntimeConfig.
-    pub fn new(cfg: NetworkConfig, root: &Path) -> Network {
+    pub fn new(
+        cfg: NetworkConfig,
+        root: &Path,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Network {
         let dir = root.join("cni");
         let cidr_file = dir.join("pod-cidrs");
         let saved = std::fs::read_to_string(&cidr_file).ok().and_then(|text| {
@@ -92,6 +97,7 @@ impl Network {
             ipam_dir: dir.join("networks"),
             cidr_file,
             cfg,
+            metrics,
         }
     }
 
@@ -179,7 +185,10 @@ impl Network {
             runtime_config: capabilities::runtime_config(pod)?,
         };
         let started = std::time::Instant::now();
-        let result = corral_cni::add(list, &self.plugins, &attachment).await?;
+        let result = corral_cni::add(list, &self.plugins, &attachment).await;
+        self.metrics
+            .cni("ADD", result.is_ok(), started.elapsed().as_secs_f64());
+        let result = result?;
         let ips = corral_cni::result::pod_ips(&result, POD_IFNAME);
         tracing::debug!(pod = id, network = %list.name, ?ips, elapsed = ?started.elapsed(), "CNI ADD");
         Ok(NetworkRecord {
@@ -196,7 +205,10 @@ impl Network {
     pub async fn detach(&self, rec: &NetworkRecord) -> Result<(), NetworkError> {
         let list = NetworkList::from_json(&rec.network, Path::new("network.json"))?;
         let started = std::time::Instant::now();
-        corral_cni::del(&list, &self.plugins, &rec.attachment, Some(&rec.result)).await?;
+        let done = corral_cni::del(&list, &self.plugins, &rec.attachment, Some(&rec.result)).await;
+        self.metrics
+            .cni("DEL", done.is_ok(), started.elapsed().as_secs_f64());
+        done?;
         tracing::debug!(pod = %rec.attachment.container_id, elapsed = ?started.elapsed(), "CNI DEL");
         Ok(())
     }
@@ -213,7 +225,7 @@ mod tests {
             plugin_dirs: vec![conf_dir.join("bin")],
             ..NetworkConfig::default()
         };
-        Network::new(cfg, root)
+        Network::new(cfg, root, Default::default())
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_cri_api::v1::{ContainerConfig, ContainerState};
+use corral_cri_api::v1::{ContainerConfig, ContainerEventType, ContainerState};
 use corral_shim::proto::{CreateRequest, ExitRecord, Request, Response};
 use corral_shim::timefmt::unix_nanos;
 use oci_spec::image::ImageConfiguration;
@@ -132,6 +132,11 @@ impl Pods {
         }
         self.add_container(meta, config, made?);
         reservation.commit();
+        self.emit(
+            &id,
+            Some(&sandbox),
+            ContainerEventType::ContainerCreatedEvent,
+        );
         Ok(id)
     }
 
@@ -269,6 +274,11 @@ impl Pods {
                 })?;
                 self.follow(sandbox.shim.clone(), Arc::clone(&ctr));
                 tracing::info!(container = %ctr.meta.id, "container started");
+                self.emit(
+                    &ctr.meta.id,
+                    Some(&sandbox),
+                    ContainerEventType::ContainerStartedEvent,
+                );
                 Ok(())
             }
             Ok(other) => Err(PodError::Shim(format!(
@@ -322,7 +332,15 @@ impl Pods {
                 s.reason = "OOMKilled".into();
             }
         })?;
+        if record.oom_killed {
+            self.metrics.oom_kill();
+        }
         tracing::info!(container = %ctr.meta.id, exit_code = record.exit_code, oom = record.oom_killed, "container exited");
+        self.emit_for(
+            &ctr.meta.id,
+            &ctr.meta.sandbox_id,
+            ContainerEventType::ContainerStoppedEvent,
+        );
         Ok(())
     }
 
@@ -415,6 +433,11 @@ impl Pods {
             .await?;
         self.forget_container(ctr);
         tracing::info!(container = %ctr.meta.id, "container removed");
+        self.emit(
+            &ctr.meta.id,
+            Some(sandbox),
+            ContainerEventType::ContainerDeletedEvent,
+        );
         Ok(())
     }
 }

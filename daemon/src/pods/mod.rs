@@ -5,6 +5,7 @@
 //! and talks to the shim over its socket. See ARCHITECTURE.md for the layout on disk.
 
 mod container;
+mod events;
 mod exec;
 pub mod model;
 mod names;
@@ -25,6 +26,8 @@ use corral_images::ImageManager;
 use self::model::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus};
 use self::names::Names;
 use self::shim_client::ShimClient;
+use crate::events::EventBus;
+use crate::metrics::Metrics;
 use crate::network::{Network, NetworkRecord};
 use crate::spec::SpecError;
 
@@ -137,6 +140,8 @@ pub struct Pods {
     cfg: PodsConfig,
     images: Arc<ImageManager>,
     network: Arc<Network>,
+    events: Arc<EventBus>,
+    metrics: Arc<Metrics>,
     sandboxes: RwLock<HashMap<String, Arc<Sandbox>>>,
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pod_names: Names,
@@ -144,11 +149,19 @@ pub struct Pods {
 }
 
 impl Pods {
-    pub fn new(cfg: PodsConfig, images: Arc<ImageManager>, network: Arc<Network>) -> Pods {
+    pub fn new(
+        cfg: PodsConfig,
+        images: Arc<ImageManager>,
+        network: Arc<Network>,
+        events: Arc<EventBus>,
+        metrics: Arc<Metrics>,
+    ) -> Pods {
         Pods {
             cfg,
             images,
             network,
+            events,
+            metrics,
             sandboxes: RwLock::default(),
             containers: RwLock::default(),
             pod_names: Names::default(),

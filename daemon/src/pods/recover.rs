@@ -2,11 +2,12 @@
 //! away, and settle what cannot be asked. It never fails the daemon's start: a record that
 //! cannot be read is logged and skipped.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
+use corral_cri_api::v1::{ContainerConfig, ContainerEventType, PodSandboxConfig};
 use corral_shim::proto::{ContainerInfo, Request, Response};
 
 use super::model::{
@@ -41,12 +42,22 @@ impl Pods {
                 tracing::warn!(dir = %dir.display(), error = %e, "skipping a container record");
             }
         }
+        // Grouped once: asking for each pod's containers in turn is quadratic, minutes with
+        // tens of thousands of records.
+        let mut by_pod: HashMap<String, Vec<Arc<Container>>> = HashMap::new();
+        for ctr in self.containers() {
+            by_pod
+                .entry(ctr.meta.sandbox_id.clone())
+                .or_default()
+                .push(ctr);
+        }
         let tasks: Vec<_> = self
             .sandboxes()
             .into_iter()
             .map(|sb| {
                 let pods = Arc::clone(self);
-                tokio::spawn(async move { pods.reconcile(&sb).await })
+                let ctrs = by_pod.remove(&sb.meta.id).unwrap_or_default();
+                tokio::spawn(async move { pods.reconcile(&sb, ctrs).await })
             })
             .collect();
         for task in tasks {
@@ -106,8 +117,7 @@ impl Pods {
     }
 
     /// Reconciles one pod with its shim.
-    async fn reconcile(self: &Arc<Self>, sb: &Sandbox) {
-        let ctrs = self.containers_of(&sb.meta.id);
+    async fn reconcile(self: &Arc<Self>, sb: &Sandbox, ctrs: Vec<Arc<Container>>) {
         if sb.state() != SandboxState::Ready {
             for ctr in &ctrs {
                 self.settle_without_shim(ctr, &sb.dir, "the pod sandbox was stopped");
@@ -234,5 +244,10 @@ impl Pods {
             s.reason = "Unknown".into();
             s.message = message;
         });
+        self.emit_for(
+            &ctr.meta.id,
+            &ctr.meta.sandbox_id,
+            ContainerEventType::ContainerStoppedEvent,
+        );
     }
 }

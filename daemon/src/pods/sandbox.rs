@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use corral_cri_api::v1::{NamespaceMode, PodSandboxConfig};
+use corral_cri_api::v1::{ContainerEventType, NamespaceMode, PodSandboxConfig};
 use corral_shim::proto::{CONFIG_FILE, Request, ShimConfig};
 use corral_shim::timefmt::unix_nanos;
 
@@ -195,6 +195,10 @@ impl Pods {
         self.add_sandbox(meta, config, SandboxState::Ready, attachment);
         reservation.commit();
         tracing::info!(pod = %id, "pod sandbox ready");
+        if let Ok(sb) = self.sandbox(&id) {
+            self.emit(&id, Some(&sb), ContainerEventType::ContainerCreatedEvent);
+            self.emit(&id, Some(&sb), ContainerEventType::ContainerStartedEvent);
+        }
         Ok(id)
     }
 
@@ -289,7 +293,14 @@ impl Pods {
             &self.pod_record_dir(&sandbox.meta.id).join("status.json"),
             &status,
         )?;
-        *lock(&sandbox.status) = status;
+        let before = std::mem::replace(&mut *lock(&sandbox.status), status);
+        if before.state == SandboxState::Ready && state == SandboxState::NotReady {
+            self.emit(
+                &sandbox.meta.id,
+                Some(sandbox),
+                ContainerEventType::ContainerStoppedEvent,
+            );
+        }
         Ok(())
     }
 
@@ -340,6 +351,12 @@ impl Pods {
         rootfs::remove_tree(&self.pod_record_dir(&sandbox.meta.id))?;
         self.forget_sandbox(&sandbox);
         tracing::info!(pod = %sandbox.meta.id, "pod sandbox removed");
+        // The last status goes with it: the kubelet reads the pod's UID from it.
+        self.emit(
+            &sandbox.meta.id,
+            Some(&sandbox),
+            ContainerEventType::ContainerDeletedEvent,
+        );
         Ok(())
     }
 }

@@ -1,0 +1,75 @@
+//! The verbose `Status` info beyond the config and CNI config: versions, the cgroup layout,
+//! the CNI state and feature flags, each a JSON document under its key (as containerd's
+//! `info` map holds JSON strings). `corralctl info` prints them.
+
+use std::collections::HashMap;
+
+use corral_cni::NetworkList;
+use serde_json::json;
+
+use crate::config::Config;
+
+/// `versions`, `cgroups`, `cni`, `featureFlags`.
+pub fn verbose_info(
+    config: &Config,
+    network: &Result<NetworkList, String>,
+) -> HashMap<String, String> {
+    let versions = json!({
+        "corrald": env!("CARGO_PKG_VERSION"),
+        "criApi": "v1 (cri-api v0.36)",
+        "shim": config
+            .runtime
+            .shim_path
+            .as_ref()
+            .map_or_else(|| "corral-shim beside corrald".to_owned(), |p| p.display().to_string()),
+    });
+    let cgroups = match corral_runtime::cgroups::layout() {
+        Ok(l) => json!({
+            "driver": "cgroupfs",
+            "mode": l.mode,
+            "root": config.runtime.cgroup_root,
+            "hierarchies": l
+                .hierarchies
+                .iter()
+                .map(|(path, what)| json!({ "mountPoint": path, "controllers": what }))
+                .collect::<Vec<_>>(),
+        }),
+        Err(e) => {
+            json!({ "driver": "cgroupfs", "root": config.runtime.cgroup_root, "error": e.to_string() })
+        }
+    };
+    let cni = match network {
+        Ok(list) => json!({
+            "ready": true,
+            "network": list.name,
+            "source": list.source.as_ref().map_or_else(|| "built-in".to_owned(), |p| p.display().to_string()),
+            "confDir": config.network.conf_dir,
+            "pluginDirs": config.network.plugin_dirs,
+        }),
+        Err(why) => json!({
+            "ready": false,
+            "reason": why,
+            "confDir": config.network.conf_dir,
+            "pluginDirs": config.network.plugin_dirs,
+        }),
+    };
+    let features = json!({
+        "containerEvents": true,
+        "listStreaming": true,
+        "execAttachPortForward": ["websocket", "spdy/3.1"],
+        "metrics": config.metrics.address,
+        "logLevelReload": "SIGHUP",
+        "checkpoint": false,
+        "stats": false,
+        "userNamespaces": false,
+    });
+    [
+        ("versions", versions),
+        ("cgroups", cgroups),
+        ("cni", cni),
+        ("featureFlags", features),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_string()))
+    .collect()
+}
