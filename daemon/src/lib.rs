@@ -1,6 +1,7 @@
 //! corrald: the Corral CRI daemon as a library, so `main` and the tests share one entry point.
 
 pub mod alloc;
+pub mod cadvisor;
 pub mod checkpoint;
 pub mod config;
 pub mod cri;

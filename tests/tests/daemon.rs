@@ -50,7 +50,9 @@ async fn version_status_and_runtime_config() -> Result<()> {
 
     // Calls not built yet answer UNIMPLEMENTED, never a fake success.
     let r = rt
-        .list_metric_descriptors(corral_cri_api::v1::ListMetricDescriptorsRequest::default())
+        .update_pod_sandbox_resources(
+            corral_cri_api::v1::UpdatePodSandboxResourcesRequest::default(),
+        )
         .await;
     assert_eq!(r.expect_err("not built").code(), Code::Unimplemented);
     let pods = rt

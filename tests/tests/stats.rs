@@ -10,8 +10,9 @@ use anyhow::{Context as _, Result};
 use common::pod::env;
 use corral_cri_api::v1::{
     ContainerStatsFilter, ContainerStatsRequest, ListContainerStatsRequest,
-    ListPodSandboxStatsRequest, PodSandboxStatsFilter, PodSandboxStatsRequest,
-    StartContainerRequest, StreamContainerStatsRequest, StreamPodSandboxStatsRequest,
+    ListMetricDescriptorsRequest, ListPodSandboxMetricsRequest, ListPodSandboxStatsRequest,
+    PodSandboxStatsFilter, PodSandboxStatsRequest, StartContainerRequest,
+    StreamContainerStatsRequest, StreamPodSandboxStatsRequest,
 };
 use futures::StreamExt as _;
 
@@ -182,6 +183,52 @@ async fn stats_of_a_busy_container_and_its_pod() -> Result<()> {
         streamed += batch?.pod_sandbox_stats.len();
     }
     assert_eq!(streamed, 0);
+
+    // The same under cAdvisor's names, as the kubelet's /metrics/cadvisor reads them.
+    let descriptors =
+        e.rt.list_metric_descriptors(ListMetricDescriptorsRequest {})
+            .await?
+            .into_inner()
+            .descriptors;
+    assert!(
+        descriptors
+            .iter()
+            .any(|d| d.name == "container_cpu_usage_seconds_total")
+    );
+    let metrics =
+        e.rt.list_pod_sandbox_metrics(ListPodSandboxMetricsRequest {})
+            .await?
+            .into_inner()
+            .pod_metrics;
+    let ours = metrics
+        .iter()
+        .find(|m| m.pod_sandbox_id == pod)
+        .context("the pod's metrics")?;
+    assert!(
+        ours.metrics
+            .iter()
+            .any(|m| m.name == "container_network_receive_bytes_total"
+                && m.label_values.contains(&"eth0".to_owned())),
+        "{ours:?}"
+    );
+    let ctr_metrics = &ours.container_metrics[0];
+    assert_eq!(ctr_metrics.container_id, ctr);
+    let working_set = ctr_metrics
+        .metrics
+        .iter()
+        .find(|m| m.name == "container_memory_working_set_bytes")
+        .context("working set metric")?;
+    assert!(v(&working_set.value) > 0);
+    assert!(
+        ctr_metrics
+            .metrics
+            .iter()
+            .chain(&ours.metrics)
+            .all(|m| descriptors
+                .iter()
+                .any(|d| d.name == m.name && d.label_keys.len() == m.label_values.len())),
+        "{ours:?}"
+    );
 
     // Bad input.
     let missing =

@@ -1,8 +1,8 @@
 //! `runtime.v1.RuntimeService`: Version, Status, UpdateRuntimeConfig and RuntimeConfig here; pod
 //! sandbox, container and streaming calls delegate to `cri::sandbox`, `cri::container` and
 //! `cri::streaming`, stats to `cri::stats`, events to `cri::events`, checkpoints to
-//! `cri::checkpoint`. The metrics calls and UpdatePodSandboxResources answer UNIMPLEMENTED
-//! through the generated defaults.
+//! `cri::checkpoint`; the metrics calls to `cri::stats` too. UpdatePodSandboxResources answers
+//! UNIMPLEMENTED through the generated default.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,6 +34,10 @@ use corral_cri_api::v1::{
     StopPodSandboxResponse, StreamContainersRequest, StreamContainersResponse,
     StreamPodSandboxesRequest, StreamPodSandboxesResponse, UpdateContainerResourcesRequest,
     UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
+};
+use corral_cri_api::v1::{
+    ListMetricDescriptorsRequest, ListMetricDescriptorsResponse, ListPodSandboxMetricsRequest,
+    ListPodSandboxMetricsResponse, StreamPodSandboxMetricsRequest, StreamPodSandboxMetricsResponse,
 };
 use tonic::{Request, Response, Status};
 
@@ -338,6 +342,27 @@ impl RuntimeService for RuntimeApi {
         Ok(Response::new(
             self.do_stream_pod_sandbox_stats(req.into_inner()).await,
         ))
+    }
+
+    async fn list_metric_descriptors(
+        &self,
+        _req: Request<ListMetricDescriptorsRequest>,
+    ) -> Result<Response<ListMetricDescriptorsResponse>, Status> {
+        Ok(Response::new(self.do_list_metric_descriptors()))
+    }
+
+    async fn list_pod_sandbox_metrics(
+        &self,
+        _req: Request<ListPodSandboxMetricsRequest>,
+    ) -> Result<Response<ListPodSandboxMetricsResponse>, Status> {
+        Ok(Response::new(self.do_list_pod_sandbox_metrics().await))
+    }
+
+    async fn stream_pod_sandbox_metrics(
+        &self,
+        _req: Request<StreamPodSandboxMetricsRequest>,
+    ) -> Result<Response<BatchStream<StreamPodSandboxMetricsResponse>>, Status> {
+        Ok(Response::new(self.do_stream_pod_sandbox_metrics().await))
     }
 
     async fn container_status(

@@ -9,6 +9,11 @@ use corral_cri_api::v1::{
 };
 use tonic::Status;
 
+use corral_cri_api::v1::{
+    ListMetricDescriptorsResponse, ListPodSandboxMetricsResponse, PodSandboxMetrics,
+    StreamPodSandboxMetricsResponse,
+};
+
 use super::batch::{self, BatchStream};
 use super::runtime::RuntimeApi;
 use crate::status::pod_status;
@@ -83,6 +88,33 @@ impl RuntimeApi {
         let all = self.stats.sandboxes(req.filter.as_ref()).await;
         batch::stream(all, |pod_sandbox_stats| StreamPodSandboxStatsResponse {
             pod_sandbox_stats,
+        })
+    }
+
+    pub(super) fn do_list_metric_descriptors(&self) -> ListMetricDescriptorsResponse {
+        ListMetricDescriptorsResponse {
+            descriptors: crate::cadvisor::descriptors(),
+        }
+    }
+
+    async fn pod_metrics(&self) -> Vec<PodSandboxMetrics> {
+        let stats = self.stats.sandboxes(None).await;
+        stats.iter().map(crate::cadvisor::pod_metrics).collect()
+    }
+
+    pub(super) async fn do_list_pod_sandbox_metrics(&self) -> ListPodSandboxMetricsResponse {
+        ListPodSandboxMetricsResponse {
+            pod_metrics: self.pod_metrics().await,
+        }
+    }
+
+    pub(super) async fn do_stream_pod_sandbox_metrics(
+        &self,
+    ) -> BatchStream<StreamPodSandboxMetricsResponse> {
+        batch::stream(self.pod_metrics().await, |pod_sandbox_metrics| {
+            StreamPodSandboxMetricsResponse {
+                pod_sandbox_metrics,
+            }
         })
     }
 }
