@@ -19,6 +19,7 @@ use corral_cri_api::v1::{
 };
 use corral_runtime::cgroups::Usage;
 
+use crate::pods::view::labels_match;
 use crate::pods::{Container, Pods, Result, Sandbox, lock};
 
 /// The interface a pod's CNI network gives it (`CNI_IFNAME`).
@@ -40,10 +41,6 @@ fn now_ns() -> i64 {
 
 fn value(v: u64) -> Option<UInt64Value> {
     Some(UInt64Value { value: v })
-}
-
-fn labels_match(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
-    selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 impl Stats {
@@ -151,14 +148,13 @@ impl Stats {
         out
     }
 
-    async fn of_sandbox(&self, sb: &Sandbox) -> PodSandboxStats {
+    /// A pod's stats, with those of `ctrs` (its containers).
+    async fn of_sandbox(&self, sb: &Sandbox, ctrs: &[Arc<Container>]) -> PodSandboxStats {
         let at = now_ns();
         let usage = Self::usage(&sb.meta.cgroup_parent).await;
         let mut containers = Vec::new();
-        for ctr in self.pods.containers() {
-            if ctr.meta.sandbox_id == sb.meta.id {
-                containers.push(self.of_container(&ctr).await);
-            }
+        for ctr in ctrs {
+            containers.push(self.of_container(ctr).await);
         }
         let process_count = match &usage {
             Some(Usage { pids: Some(n), .. }) => Some(*n),
@@ -191,22 +187,42 @@ impl Stats {
     /// PodSandboxStats.
     pub async fn sandbox(&self, id: &str) -> Result<PodSandboxStats> {
         let sb = self.pods.sandbox(id)?;
-        Ok(self.of_sandbox(&sb).await)
+        let ctrs: Vec<Arc<Container>> = self
+            .pods
+            .containers()
+            .into_iter()
+            .filter(|c| c.meta.sandbox_id == sb.meta.id)
+            .collect();
+        Ok(self.of_sandbox(&sb, &ctrs).await)
     }
 
     /// ListPodSandboxStats: every pod the filter selects (id as a prefix).
     pub async fn sandboxes(&self, filter: Option<&PodSandboxStatsFilter>) -> Vec<PodSandboxStats> {
         self.forget_gone();
+        // Containers grouped by pod once, not scanned again for every pod.
+        let mut by_pod = self.containers_by_pod();
         let mut out = Vec::new();
         for sb in self.pods.sandboxes() {
             let selected = filter.is_none_or(|f| {
                 sb.meta.id.starts_with(&f.id) && labels_match(&sb.config.labels, &f.label_selector)
             });
             if selected {
-                out.push(self.of_sandbox(&sb).await);
+                let ctrs = by_pod.remove(&sb.meta.id).unwrap_or_default();
+                out.push(self.of_sandbox(&sb, &ctrs).await);
             }
         }
         out
+    }
+
+    fn containers_by_pod(&self) -> HashMap<String, Vec<Arc<Container>>> {
+        let mut by_pod: HashMap<String, Vec<Arc<Container>>> = HashMap::new();
+        for ctr in self.pods.containers() {
+            by_pod
+                .entry(ctr.meta.sandbox_id.clone())
+                .or_default()
+                .push(ctr);
+        }
+        by_pod
     }
 
     /// Forgets the CPU samples of cgroups that no longer belong to a pod or container.

@@ -56,21 +56,7 @@ async fn metrics_count_calls_pulls_cni_pods_and_oom_kills() -> Result<()> {
     .await?;
     let url = metrics_url(&e.d).await?;
     let pod = e.run_pod("metrics").await?;
-    let mut config = e.ctr_config(
-        "hog",
-        &[
-            "sh",
-            "-c",
-            "x=$(head -c 200m /dev/zero | tr '\\0' x 2>/dev/null); echo survived",
-        ],
-    );
-    config.linux = Some(corral_cri_api::v1::LinuxContainerConfig {
-        resources: Some(corral_cri_api::v1::LinuxContainerResources {
-            memory_limit_in_bytes: 32 << 20,
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let config = e.oom_hog_config("hog");
     let hog = e.create(&pod, "metrics", config).await?;
     e.rt.start_container(corral_cri_api::v1::StartContainerRequest {
         container_id: hog.clone(),

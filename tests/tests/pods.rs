@@ -187,21 +187,7 @@ async fn containers_of_a_pod_share_localhost_hostname_and_ipc() -> Result<()> {
 async fn oom_kill_is_reported() -> Result<()> {
     let mut e = env().await?;
     let pod = e.run_pod("oom").await?;
-    let mut config = e.ctr_config(
-        "hog",
-        &[
-            "sh",
-            "-c",
-            "x=$(head -c 200m /dev/zero | tr '\\0' x 2>/dev/null); echo survived",
-        ],
-    );
-    config.linux = Some(corral_cri_api::v1::LinuxContainerConfig {
-        resources: Some(corral_cri_api::v1::LinuxContainerResources {
-            memory_limit_in_bytes: 32 << 20,
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
+    let config = e.oom_hog_config("hog");
     let id = e.create(&pod, "oom", config).await?;
     e.rt.start_container(corral_cri_api::v1::StartContainerRequest {
         container_id: id.clone(),

@@ -20,6 +20,19 @@ fn v(x: &Option<corral_cri_api::v1::UInt64Value>) -> u64 {
     x.as_ref().map(|v| v.value).unwrap_or(0)
 }
 
+async fn container_stats(
+    e: &mut common::pod::PodEnv,
+    id: &str,
+) -> Result<corral_cri_api::v1::ContainerStats> {
+    e.rt.container_stats(ContainerStatsRequest {
+        container_id: id.to_owned(),
+    })
+    .await?
+    .into_inner()
+    .stats
+    .context("no stats")
+}
+
 #[tokio::test]
 async fn stats_of_a_busy_container_and_its_pod() -> Result<()> {
     let mut e = env().await?;
@@ -43,14 +56,7 @@ async fn stats_of_a_busy_container_and_its_pod() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let first =
-        e.rt.container_stats(ContainerStatsRequest {
-            container_id: ctr.clone(),
-        })
-        .await?
-        .into_inner()
-        .stats
-        .context("no stats")?;
+    let first = container_stats(&mut e, &ctr).await?;
     let attrs = first.attributes.as_ref().context("attributes")?;
     assert_eq!(attrs.id, ctr);
     assert_eq!(attrs.labels.get("role").map(String::as_str), Some("busy"));
@@ -68,14 +74,7 @@ async fn stats_of_a_busy_container_and_its_pod() -> Result<()> {
 
     // A second sample has a rate.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let second =
-        e.rt.container_stats(ContainerStatsRequest {
-            container_id: ctr.clone(),
-        })
-        .await?
-        .into_inner()
-        .stats
-        .context("no stats")?;
+    let second = container_stats(&mut e, &ctr).await?;
     let cpu2 = second.cpu.as_ref().context("cpu")?;
     assert!(cpu2.usage_nano_cores.is_some(), "{cpu2:?}");
     assert!(v(&cpu2.usage_core_nano_seconds) >= v(&cpu.usage_core_nano_seconds));

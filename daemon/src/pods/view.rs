@@ -27,7 +27,11 @@ fn sandbox_state(sb: &Sandbox) -> PodSandboxState {
     }
 }
 
-fn labels_match(labels: &HashMap<String, String>, selector: &HashMap<String, String>) -> bool {
+/// Whether `labels` has every key and value of `selector` (the CRI filters' label selector).
+pub(crate) fn labels_match(
+    labels: &HashMap<String, String>,
+    selector: &HashMap<String, String>,
+) -> bool {
     selector.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 

@@ -89,6 +89,26 @@ impl PodEnv {
         }
     }
 
+    /// A container that allocates 200 MiB under a 32 MiB memory limit: it is OOM-killed.
+    pub fn oom_hog_config(&self, name: &str) -> ContainerConfig {
+        let mut config = self.ctr_config(
+            name,
+            &[
+                "sh",
+                "-c",
+                "x=$(head -c 200m /dev/zero | tr '\\0' x 2>/dev/null); echo survived",
+            ],
+        );
+        config.linux = Some(corral_cri_api::v1::LinuxContainerConfig {
+            resources: Some(corral_cri_api::v1::LinuxContainerResources {
+                memory_limit_in_bytes: 32 << 20,
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        config
+    }
+
     pub async fn run_pod(&mut self, name: &str) -> Result<String> {
         let config = self.pod_config(name);
         self.run_pod_with(config).await
