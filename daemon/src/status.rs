@@ -55,7 +55,9 @@ pub fn pod_status(e: crate::pods::PodError) -> Status {
         E::InvalidArgument(_) | E::Spec(SpecError::InvalidArgument(_)) => {
             Status::invalid_argument(message)
         }
-        E::FailedPrecondition(_) => Status::failed_precondition(message),
+        E::FailedPrecondition(_) | E::Spec(SpecError::FailedPrecondition(_)) => {
+            Status::failed_precondition(message)
+        }
         E::DeadlineExceeded(_) => Status::deadline_exceeded(message),
         E::Image(inner) => image_status(inner),
         E::Network(inner) => network_status(inner, message),

@@ -157,16 +157,121 @@ pub(crate) fn create(
     resources: &LinuxResources,
     pid: Pid,
 ) -> Result<(), Error> {
-    let result = manager(cgroups_path).and_then(|m| {
+    let result = hierarchies().and_then(|all| {
+        let (managed, hugetlb) = split_hugetlb(&all, resources);
+        let m = manager(cgroups_path)?;
         m.add_task(pid)
             .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))?;
-        m.apply(&controller_opt(resources))
-            .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))
+        m.apply(&controller_opt(&managed))
+            .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
+        apply_hugetlb(cgroups_path, &hugetlb, Some(pid))
     });
     if result.is_err() {
         let _ = remove_dirs(cgroups_path);
     }
     result
+}
+
+/// Where the hugetlb limits of a request go when libcgroups cannot take them.
+enum HugeTlb {
+    /// libcgroups applies them (a v1 hugetlb hierarchy, or a pure v2 host), or there are none.
+    Managed,
+    /// A hybrid host whose only hugetlb controller is in the unified hierarchy at this mount:
+    /// written there directly.
+    Unified(PathBuf, Vec<oci_spec::runtime::LinuxHugepageLimit>),
+    /// No hierarchy has hugetlb: the limits cannot be enforced and are left out (logged).
+    Missing,
+}
+
+/// Takes the hugepage limits out of `resources` when libcgroups' manager for this host would
+/// refuse them (its v1 manager needs a v1 hugetlb hierarchy).
+fn split_hugetlb(all: &[Hierarchy], resources: &LinuxResources) -> (LinuxResources, HugeTlb) {
+    let limits = resources.hugepage_limits().clone().unwrap_or_default();
+    let v1 = all.iter().any(|h| !h.v2);
+    if limits.is_empty() || !v1 || all.iter().any(|h| !h.v2 && h.has_controller("hugetlb")) {
+        return (resources.clone(), HugeTlb::Managed);
+    }
+    let mut rest = resources.clone();
+    rest.set_hugepage_limits(None);
+    let unified = all.iter().find(|h| {
+        h.v2 && std::fs::read_to_string(h.mount_point.join("cgroup.controllers"))
+            .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"))
+    });
+    match unified {
+        Some(h) => (rest, HugeTlb::Unified(h.mount_point.clone(), limits)),
+        None => (rest, HugeTlb::Missing),
+    }
+}
+
+/// Applies what [`split_hugetlb`] took out: in the unified hierarchy, `hugetlb` is enabled in
+/// every ancestor's `cgroup.subtree_control`, the cgroup is created, limited, and `pid` joins it.
+fn apply_hugetlb(cgroups_path: &Path, place: &HugeTlb, pid: Option<Pid>) -> Result<(), Error> {
+    let (mount, limits) = match place {
+        HugeTlb::Managed => return Ok(()),
+        HugeTlb::Missing => {
+            tracing::warn!(
+                cgroup = %cgroups_path.display(),
+                "no cgroup hierarchy has the hugetlb controller; hugepage limits not applied"
+            );
+            return Ok(());
+        }
+        HugeTlb::Unified(mount, limits) => (mount, limits),
+    };
+    let dir = enable_down(mount, cgroups_path, &["hugetlb"])?;
+    for l in limits {
+        let file = dir.join(format!("hugetlb.{}.max", l.page_size()));
+        std::fs::write(&file, l.limit().to_string()).map_err(Error::io(&file))?;
+    }
+    if let Some(pid) = pid {
+        let procs = dir.join("cgroup.procs");
+        std::fs::write(&procs, pid.as_raw().to_string()).map_err(Error::io(&procs))?;
+    }
+    Ok(())
+}
+
+/// Creates `cgroups_path` under the cgroup2 `mount`, enabling `controllers` (those available)
+/// in the `cgroup.subtree_control` of the root and every ancestor on the way; returns its
+/// directory.
+fn enable_down(mount: &Path, cgroups_path: &Path, controllers: &[&str]) -> Result<PathBuf, Error> {
+    let mut dir = mount.to_path_buf();
+    for part in cgroups_path.strip_prefix("/").unwrap_or(cgroups_path).components() {
+        let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
+        let control = dir.join("cgroup.subtree_control");
+        let enabled = std::fs::read_to_string(&control).unwrap_or_default();
+        for c in controllers {
+            let has = |text: &str| text.split_whitespace().any(|x| x == *c);
+            if has(&available) && !has(&enabled) {
+                std::fs::write(&control, format!("+{c}")).map_err(Error::io(&control))?;
+            }
+        }
+        dir.push(part);
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(&dir)(e)),
+        }
+    }
+    Ok(dir)
+}
+
+/// Creates the cgroup if it does not exist yet (with no process in it) and applies `resources`:
+/// a pod's cgroup, whose containers' cgroups are created below it later.
+pub fn ensure(cgroups_path: &Path, resources: &LinuxResources) -> Result<(), Error> {
+    let all = hierarchies()?;
+    for h in &all {
+        if h.v2 {
+            let wanted = ["cpu", "cpuset", "memory", "pids", "io", "hugetlb"];
+            enable_down(&h.mount_point, cgroups_path, &wanted)?;
+        } else if !h.options.contains("name=") {
+            let dir = h.dir(cgroups_path);
+            std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        }
+    }
+    let (managed, hugetlb) = split_hugetlb(&all, resources);
+    let m = manager(cgroups_path)?;
+    m.apply(&controller_opt(&managed))
+        .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
+    apply_hugetlb(cgroups_path, &hugetlb, None)
 }
 
 /// Moves `pid` into the existing cgroup (every hierarchy libcgroups manages).
@@ -195,9 +300,12 @@ pub fn update(cgroups_path: &Path, resources: &LinuxResources) -> Result<(), Err
     if !exists(cgroups_path)? {
         return Err(cg_err(cgroups_path, "no such cgroup"));
     }
+    let all = hierarchies()?;
+    let (managed, hugetlb) = split_hugetlb(&all, resources);
     let m = manager(cgroups_path)?;
-    m.apply(&controller_opt(resources))
-        .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))
+    m.apply(&controller_opt(&managed))
+        .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
+    apply_hugetlb(cgroups_path, &hugetlb, None)
 }
 
 fn exists(cgroups_path: &Path) -> Result<bool, Error> {

@@ -52,6 +52,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod exec;
+mod lsm;
 mod process;
 mod report;
 pub mod sandbox;
@@ -60,3 +61,4 @@ mod sys;
 mod terminal;
 
 pub use error::Error;
+pub use sys::has_mount_setattr;

@@ -47,6 +47,7 @@ pub(crate) struct ProcessPlan {
     pub terminal: bool,
     pub oom_score_adj: Option<i32>,
     seccomp: Option<SeccompPlan>,
+    lsm: Option<crate::lsm::LsmExec>,
 }
 
 fn cstring(what: &str, s: &str) -> Result<CString, Error> {
@@ -56,24 +57,7 @@ fn cstring(what: &str, s: &str) -> Result<CString, Error> {
 impl ProcessPlan {
     /// Validates and prepares `process`.
     pub fn new(process: &Process) -> Result<Self, Error> {
-        if process
-            .apparmor_profile()
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
-            return Err(Error::InvalidSpec(
-                "process.apparmorProfile: no AppArmor on this host".into(),
-            ));
-        }
-        if process
-            .selinux_label()
-            .as_deref()
-            .is_some_and(|s| !s.is_empty())
-        {
-            return Err(Error::InvalidSpec(
-                "process.selinuxLabel: no SELinux on this host".into(),
-            ));
-        }
+        let lsm = crate::lsm::LsmExec::new(process)?;
         let args_in = process.args().as_deref().unwrap_or_default();
         let Some(arg0) = args_in.first().cloned() else {
             return Err(Error::InvalidSpec("process.args is empty".into()));
@@ -159,6 +143,7 @@ impl ProcessPlan {
             terminal: process.terminal().unwrap_or(false),
             oom_score_adj: process.oom_score_adj(),
             seccomp: None,
+            lsm,
         })
     }
 
@@ -249,6 +234,11 @@ impl ProcessPlan {
     }
 
     fn try_exec(&self) -> Msg {
+        if let Some(l) = &self.lsm
+            && let Err(e) = l.apply()
+        {
+            return Msg::Failed(e);
+        }
         if self.no_new_privs
             && let Err(e) = nix::sys::prctl::set_no_new_privs().step("PR_SET_NO_NEW_PRIVS")
         {

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 
 use corral_cni::NetworkList;
+use corral_cri_api::v1::{RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures};
 use serde_json::json;
 
 use crate::config::Config;
@@ -60,7 +61,11 @@ pub fn verbose_info(
         "metrics": config.metrics.address,
         "logLevelReload": "SIGHUP",
         "checkpoint": false,
-        "stats": false,
+        "stats": true,
+        "seccomp": ["RuntimeDefault", "Unconfined", "Localhost"],
+        "apparmor": crate::spec::lsm::LsmHost::HOST.apparmor(),
+        "selinux": crate::spec::lsm::LsmHost::HOST.selinux(),
+        "recursiveReadOnlyMounts": corral_runtime::has_mount_setattr(),
         "userNamespaces": false,
     });
     [
@@ -72,4 +77,23 @@ pub fn verbose_info(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_string()))
     .collect()
+}
+
+/// `Status.runtime_handlers`: the one (default, unnamed) handler and what it supports.
+pub fn runtime_handlers() -> Vec<RuntimeHandler> {
+    vec![RuntimeHandler {
+        name: String::new(),
+        features: Some(RuntimeHandlerFeatures {
+            recursive_read_only_mounts: corral_runtime::has_mount_setattr(),
+            user_namespaces: false,
+        }),
+    }]
+}
+
+/// `Status.features`: what Corral itself supports, independent of handlers.
+pub fn runtime_features() -> RuntimeFeatures {
+    RuntimeFeatures {
+        supplemental_groups_policy: true,
+        user_namespaces_host_network: false,
+    }
 }

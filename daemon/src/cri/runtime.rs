@@ -33,7 +33,8 @@ use corral_cri_api::v1::{
     StartContainerResponse, StopContainerRequest, StopContainerResponse, StopPodSandboxRequest,
     StopPodSandboxResponse, StreamContainersRequest, StreamContainersResponse,
     StreamPodSandboxesRequest, StreamPodSandboxesResponse, UpdateContainerResourcesRequest,
-    UpdateContainerResourcesResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
+    UpdateContainerResourcesResponse, UpdatePodSandboxResourcesRequest,
+    UpdatePodSandboxResourcesResponse, UpdateRuntimeConfigRequest, UpdateRuntimeConfigResponse,
 };
 use corral_cri_api::v1::{
     ListMetricDescriptorsRequest, ListMetricDescriptorsResponse, ListPodSandboxMetricsRequest,
@@ -136,7 +137,8 @@ impl RuntimeService for RuntimeApi {
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
             info,
-            ..Default::default()
+            runtime_handlers: super::info::runtime_handlers(),
+            features: Some(super::info::runtime_features()),
         }))
     }
 
@@ -405,6 +407,18 @@ impl RuntimeService for RuntimeApi {
         Ok(Response::new(
             self.do_get_container_events(req.into_inner()),
         ))
+    }
+
+    async fn update_pod_sandbox_resources(
+        &self,
+        req: Request<UpdatePodSandboxResourcesRequest>,
+    ) -> Result<Response<UpdatePodSandboxResourcesResponse>, Status> {
+        let req = req.into_inner();
+        self.pods
+            .update_sandbox_resources(&req.pod_sandbox_id, req.overhead, req.resources)
+            .await
+            .map_err(crate::status::pod_status)?;
+        Ok(Response::new(UpdatePodSandboxResourcesResponse {}))
     }
 
     async fn update_container_resources(

@@ -190,6 +190,7 @@ impl Pods {
             },
             target_pid_ns: None,
             cgroups_path: &cgroups_path,
+            lsm: spec::lsm::LsmHost::HOST,
         };
         let spec = spec::container_spec(&inputs)?;
         let spec_path = bundle.join("config.json");

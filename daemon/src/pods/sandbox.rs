@@ -3,7 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use corral_cri_api::v1::{ContainerEventType, NamespaceMode, PodSandboxConfig};
+use corral_cri_api::v1::{
+    ContainerEventType, LinuxContainerResources, NamespaceMode, PodSandboxConfig,
+};
 use corral_shim::proto::{CONFIG_FILE, Request, ShimConfig};
 use corral_shim::timefmt::unix_nanos;
 
@@ -153,6 +155,11 @@ impl Pods {
             Some(self.network.ready().map_err(NetworkError::NotReady)?)
         };
         let (cgroup_parent, owns_cgroup) = cgroup_parent(&config, &self.cfg.cgroup_root, &id)?;
+        let linux = config.linux.as_ref();
+        let pod_limits = spec::pod_resources(
+            linux.and_then(|l| l.resources.as_ref()),
+            linux.and_then(|l| l.overhead.as_ref()),
+        )?;
         let hostname = if ns.host_network {
             None
         } else {
@@ -177,9 +184,13 @@ impl Pods {
             pid: ns.pod_pid,
             sysctls,
         };
-        let prepared = self
-            .prepare_pod(&config, &dir, &ns, &shim_config, &meta, network.as_ref())
-            .await;
+        let prepared = match self.limit_pod(&meta, pod_limits).await {
+            Ok(()) => {
+                self.prepare_pod(&config, &dir, &ns, &shim_config, &meta, network.as_ref())
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let attachment = match prepared {
             Ok(attachment) => attachment,
             Err(e) => {
@@ -189,6 +200,13 @@ impl Pods {
                 }
                 let _ = rootfs::remove_tree(&dir);
                 let _ = rootfs::remove_tree(&self.pod_record_dir(&id));
+                if meta.owns_cgroup {
+                    let path = PathBuf::from(&meta.cgroup_parent);
+                    let _ = tokio::task::spawn_blocking(move || {
+                        corral_runtime::cgroups::kill_and_remove(&path)
+                    })
+                    .await;
+                }
                 return Err(e);
             }
         };
@@ -200,6 +218,44 @@ impl Pods {
             self.emit(&id, Some(&sb), ContainerEventType::ContainerStartedEvent);
         }
         Ok(id)
+    }
+
+    /// Applies pod-level limits to the pod's cgroup when Corral made it (a kubelet that names
+    /// its own `cgroup_parent` limits that cgroup itself).
+    async fn limit_pod(
+        &self,
+        meta: &SandboxMeta,
+        limits: Option<oci_spec::runtime::LinuxResources>,
+    ) -> Result<()> {
+        let Some(limits) = limits else { return Ok(()) };
+        if !meta.owns_cgroup {
+            tracing::debug!(pod = %meta.id, "pod resources left to the owner of cgroup_parent");
+            return Ok(());
+        }
+        let path = PathBuf::from(&meta.cgroup_parent);
+        tokio::task::spawn_blocking(move || corral_runtime::cgroups::ensure(&path, &limits))
+            .await
+            .map_err(|e| PodError::Internal(e.to_string()))??;
+        Ok(())
+    }
+
+    /// UpdatePodSandboxResources: the pod's new total and overhead, applied to its cgroup.
+    pub async fn update_sandbox_resources(
+        &self,
+        id: &str,
+        overhead: Option<LinuxContainerResources>,
+        resources: Option<LinuxContainerResources>,
+    ) -> Result<()> {
+        let sandbox = self.sandbox(id)?;
+        let _op = sandbox.op.lock().await;
+        if lock(&sandbox.status).state != SandboxState::Ready {
+            return Err(PodError::FailedPrecondition(format!(
+                "pod sandbox {} is not ready",
+                sandbox.meta.id
+            )));
+        }
+        let limits = spec::pod_resources(resources.as_ref(), overhead.as_ref())?;
+        self.limit_pod(&sandbox.meta, limits).await
     }
 
     /// Creates the pod: state directory, `/dev/shm`, shim (which makes and pins the

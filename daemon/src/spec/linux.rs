@@ -145,10 +145,26 @@ impl NsPlan {
 /// Builds `linux` and returns it with the process's `oomScoreAdj`.
 pub(super) fn build(
     input: &ContainerInputs<'_>,
+    sc: Option<&LinuxContainerSecurityContext>,
     plan: &NsPlan,
     rootfs_propagation: Option<String>,
 ) -> Result<(Linux, i32), SpecError> {
-    let (devices, mut rules) = devices(input)?;
+    let privileged = sc.is_some_and(|s| s.privileged);
+    let (mut devices, mut rules) = devices(input)?;
+    if privileged {
+        for d in host_devices(Path::new("/dev")) {
+            if !devices.iter().any(|x| x.path() == d.path()) {
+                devices.push(d);
+            }
+        }
+        // Every device, any access.
+        rules = vec![{
+            let mut all = LinuxDeviceCgroup::default();
+            all.set_allow(true);
+            all.set_access(Some("rwm".into()));
+            all
+        }];
+    }
     let empty = LinuxContainerResources::default();
     let res = input
         .config
@@ -157,7 +173,11 @@ pub(super) fn build(
         .and_then(|l| l.resources.as_ref())
         .unwrap_or(&empty);
     let (mut resources, oom_score_adj) = super::resources::resources(res)?;
-    let mut all_rules = default_device_rules();
+    let mut all_rules = if privileged {
+        Vec::new()
+    } else {
+        default_device_rules()
+    };
     all_rules.append(&mut rules);
     resources.set_devices(Some(all_rules));
 
@@ -166,12 +186,91 @@ pub(super) fn build(
     linux.set_devices(Some(devices));
     linux.set_resources(Some(resources));
     linux.set_cgroups_path(Some(input.cgroups_path.to_path_buf()));
-    linux.set_masked_paths(Some(DEFAULT_MASKED_PATHS.map(String::from).to_vec()));
-    linux.set_readonly_paths(Some(DEFAULT_READONLY_PATHS.map(String::from).to_vec()));
+    let (masked, readonly) = if privileged {
+        (Vec::new(), Vec::new())
+    } else {
+        (
+            path_list(sc, "masked_paths", |s| &s.masked_paths, &DEFAULT_MASKED_PATHS)?,
+            path_list(
+                sc,
+                "readonly_paths",
+                |s| &s.readonly_paths,
+                &DEFAULT_READONLY_PATHS,
+            )?,
+        )
+    };
+    linux.set_masked_paths(Some(masked));
+    linux.set_readonly_paths(Some(readonly));
     linux.set_rootfs_propagation(rootfs_propagation);
     linux.set_sysctl(None);
     linux.set_seccomp(None);
     Ok((linux, oom_score_adj))
+}
+
+/// The CRI's list when it has entries (kubelet sends the defaults for `procMount: Default` and
+/// nothing for `Unmasked`), else the defaults.
+fn path_list(
+    sc: Option<&LinuxContainerSecurityContext>,
+    field: &str,
+    get: impl Fn(&LinuxContainerSecurityContext) -> &Vec<String>,
+    defaults: &[&str],
+) -> Result<Vec<String>, SpecError> {
+    match sc.map(get).filter(|l| !l.is_empty()) {
+        None => Ok(defaults.iter().map(|p| p.to_string()).collect()),
+        Some(list) => list
+            .iter()
+            .enumerate()
+            .map(|(i, p)| clean_container_path(&format!("security_context.{field}[{i}]"), p))
+            .collect(),
+    }
+}
+
+/// The device nodes under the host's `/dev` (not its `pts`, `shm`, `mqueue` or `fd`, which the
+/// container gets its own of), for a privileged container. Unreadable entries are skipped.
+fn host_devices(dev: &Path) -> Vec<LinuxDevice> {
+    const SKIP: [&str; 6] = ["pts", "shm", "mqueue", "fd", ".lxc", ".udev"];
+    let mut out = Vec::new();
+    let mut stack = vec![dev.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if dir == dev && SKIP.iter().any(|s| e.file_name() == *s) {
+                continue;
+            }
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let ft = meta.file_type();
+            let typ = if ft.is_dir() {
+                stack.push(path);
+                continue;
+            } else if ft.is_char_device() {
+                LinuxDeviceType::C
+            } else if ft.is_block_device() {
+                LinuxDeviceType::B
+            } else {
+                continue;
+            };
+            // /dev/console is the container's own terminal, when it has one.
+            if path == dev.join("console") {
+                continue;
+            }
+            let mut d = LinuxDevice::default();
+            d.set_path(path);
+            d.set_typ(typ);
+            d.set_major(nix::sys::stat::major(meta.rdev()) as i64);
+            d.set_minor(nix::sys::stat::minor(meta.rdev()) as i64);
+            d.set_file_mode(Some(meta.mode() & 0o7777));
+            d.set_uid(Some(meta.uid()));
+            d.set_gid(Some(meta.gid()));
+            out.push(d);
+        }
+    }
+    out.sort_by(|a, b| a.path().cmp(b.path()));
+    out
 }
 
 fn device_rule(

@@ -13,24 +13,26 @@
 //! - [`write_pod_files`]: a pod's `hostname`, `resolv.conf` and `hosts` files.
 //! - [`stop_signal`]: the signal that stops a container.
 //!
+//! - [`seccomp`]: the RuntimeDefault profile and Localhost profiles; [`lsm`]: AppArmor and
+//!   SELinux labels.
+//!
 //! Not handled yet (rejected with `InvalidArgument` where silently ignoring would be wrong):
-//! privileged containers, user namespaces and id-mapped mounts, image volumes, recursive
-//! read-only mounts, seccomp/AppArmor/SELinux (no profile is applied), the CRI `masked_paths` and
-//! `readonly_paths` overrides (the defaults are used), CDI devices.
+//! user namespaces and id-mapped mounts, image volumes, CDI devices.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use corral_cri_api::v1::security_profile::ProfileType;
 use corral_cri_api::v1::{ContainerConfig, PodSandboxConfig};
 use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Root, Spec};
 
 mod linux;
+pub mod lsm;
 mod mounts;
 mod pod_files;
 mod process;
 mod resources;
+pub mod seccomp;
 mod signal;
 mod user;
 
@@ -39,6 +41,7 @@ mod tests;
 
 pub use pod_files::{PodFiles, pod_hostname, write_pod_files};
 pub use process::exec_process;
+pub use resources::pod_resources;
 pub use signal::stop_signal;
 
 /// Why a spec could not be built. The messages name the request field at fault.
@@ -51,6 +54,9 @@ pub enum SpecError {
     /// Something the request refers to does not exist, e.g. a mount's `host_path`.
     #[error("{0}")]
     NotFound(String),
+    /// The host cannot do what the request asks, e.g. an AppArmor profile without AppArmor.
+    #[error("{0}")]
+    FailedPrecondition(String),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -120,6 +126,8 @@ pub struct ContainerInputs<'a> {
     pub target_pid_ns: Option<&'a Path>,
     /// Absolute cgroupfs path of the container's cgroup (`linux.cgroupsPath`).
     pub cgroups_path: &'a Path,
+    /// Where the host's AppArmor and SELinux state is read ([`lsm::LsmHost::HOST`]).
+    pub lsm: lsm::LsmHost<'a>,
 }
 
 /// Annotation naming the kind of container (`container` or `sandbox`), as containerd sets it.
@@ -158,33 +166,28 @@ pub fn container_spec(input: &ContainerInputs<'_>) -> Result<Spec, SpecError> {
         .linux
         .as_ref()
         .and_then(|l| l.security_context.as_ref());
-    if let Some(sc) = sc {
-        if sc.privileged {
-            // Needs: all capabilities, host devices, unmasked /proc and /sys, rw sysfs, and the
-            // pod's security context allowing it.
-            return Err(SpecError::invalid(
-                "security_context.privileged: privileged containers are not supported yet",
-            ));
-        }
-        if let Some(u) = sc
-            .namespace_options
+    let privileged = sc.is_some_and(|s| s.privileged);
+    if privileged
+        && !input
+            .pod
+            .linux
             .as_ref()
-            .and_then(|n| n.userns_options.as_ref())
-            && (!u.uids.is_empty() || !u.gids.is_empty())
-        {
-            return Err(SpecError::invalid(
-                "security_context.namespace_options.userns_options: user namespaces are not supported yet",
-            ));
-        }
-    }
-    if let Some(p) = sc.and_then(|s| s.seccomp.as_ref())
-        && p.profile_type != ProfileType::Unconfined as i32
+            .and_then(|l| l.security_context.as_ref())
+            .is_some_and(|s| s.privileged)
     {
-        // Seccomp profiles are a later issue: the container runs unconfined meanwhile.
-        tracing::debug!(
-            container = input.id,
-            "seccomp profile requested; not applied yet"
-        );
+        return Err(SpecError::invalid(
+            "security_context.privileged: the pod sandbox is not privileged \
+             (linux.security_context.privileged of its RunPodSandbox request)",
+        ));
+    }
+    if let Some(u) = sc
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|n| n.userns_options.as_ref())
+        && (!u.uids.is_empty() || !u.gids.is_empty())
+    {
+        return Err(SpecError::invalid(
+            "security_context.namespace_options.userns_options: user namespaces are not supported yet",
+        ));
     }
     if !config.cdi_devices.is_empty() {
         return Err(SpecError::invalid(
@@ -200,10 +203,30 @@ pub fn container_spec(input: &ContainerInputs<'_>) -> Result<Spec, SpecError> {
 
     let hostname = pod_hostname(input.pod)?;
     let plan = linux::NsPlan::new(input, sc)?;
-    let mut process = process::build(input, sc, &hostname)?;
-    let (mounts, rootfs_propagation) = mounts::build(input, sc, &plan)?;
-    let (linux, oom_score_adj) = linux::build(input, &plan, rootfs_propagation)?;
+    let mut process = process::build(input, sc, &hostname, privileged)?;
+    let (mounts, rootfs_propagation) = mounts::build(input, sc, &plan, privileged)?;
+    let (mut linux, oom_score_adj) = linux::build(input, sc, &plan, rootfs_propagation)?;
     process.set_oom_score_adj(Some(oom_score_adj));
+    let bounding = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().as_ref())
+        .map(|set| {
+            let mut names: Vec<String> = set
+                .iter()
+                .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(String::from))
+                .collect();
+            names.sort();
+            names
+        })
+        .unwrap_or_default();
+    linux.set_seccomp(seccomp::profile(sc, privileged, &bounding)?);
+    process.set_apparmor_profile(lsm::apparmor(&input.lsm, sc, privileged)?);
+    process.set_selinux_label(lsm::selinux(
+        &input.lsm,
+        sc.and_then(|s| s.selinux_options.as_ref()),
+        privileged,
+    )?);
 
     let mut annotations: HashMap<String, String> = config.annotations.clone();
     annotations.insert(ANNOTATION_CONTAINER_TYPE.into(), "container".into());

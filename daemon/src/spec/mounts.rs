@@ -29,7 +29,10 @@ pub(super) fn defaults(
     input: &ContainerInputs<'_>,
     readonly_rootfs: bool,
     plan: &NsPlan,
+    privileged: bool,
 ) -> Vec<Mount> {
+    // A privileged container gets sysfs and its cgroups writable.
+    let sys_rw = if privileged { "rw" } else { "ro" };
     let p = &input.pod_paths;
     let shm_opts = ["rbind", "rprivate", "nosuid", "nodev", "noexec", "rw"];
     let shm = match (&plan.ipc, p.shm) {
@@ -80,13 +83,13 @@ pub(super) fn defaults(
             "/sys",
             "sysfs",
             "sysfs",
-            &["nosuid", "noexec", "nodev", "ro"],
+            &["nosuid", "noexec", "nodev", sys_rw],
         ),
         mount(
             "/sys/fs/cgroup",
             "cgroup",
             "cgroup",
-            &["nosuid", "noexec", "nodev", "relatime", "ro"],
+            &["nosuid", "noexec", "nodev", "relatime", sys_rw],
         ),
         bind("/etc/hosts", p.hosts, file_opts),
         bind("/etc/resolv.conf", p.resolv_conf, file_opts),
@@ -104,6 +107,7 @@ pub(super) fn build(
     input: &ContainerInputs<'_>,
     sc: Option<&LinuxContainerSecurityContext>,
     plan: &NsPlan,
+    privileged: bool,
 ) -> Result<(Vec<Mount>, Option<String>), SpecError> {
     let mut cri = Vec::new();
     let mut propagation: Option<&str> = None;
@@ -117,11 +121,6 @@ pub(super) fn build(
         if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
             return Err(SpecError::invalid(format!(
                 "{field}: id-mapped mounts are not supported yet"
-            )));
-        }
-        if m.recursive_read_only {
-            return Err(SpecError::invalid(format!(
-                "{field}.recursive_read_only: recursive read-only mounts are not supported yet"
             )));
         }
         let dest = clean_container_path(&format!("{field}.container_path"), &m.container_path)?;
@@ -143,14 +142,33 @@ pub(super) fn build(
                 "rshared"
             }
         };
-        let rw = if m.readonly { "ro" } else { "rw" };
+        let rw = match (m.readonly, m.recursive_read_only) {
+            (_, false) if m.readonly => "ro",
+            (_, false) => "rw",
+            (true, true) if prop == "rprivate" => "rro",
+            (false, true) => {
+                return Err(SpecError::invalid(format!(
+                    "{field}.recursive_read_only: needs readonly to be true"
+                )));
+            }
+            (true, true) => {
+                return Err(SpecError::invalid(format!(
+                    "{field}.recursive_read_only: needs propagation PROPAGATION_PRIVATE"
+                )));
+            }
+        };
+        if m.recursive_read_only && !corral_runtime::has_mount_setattr() {
+            return Err(SpecError::FailedPrecondition(format!(
+                "{field}.recursive_read_only: this kernel lacks mount_setattr (Linux 5.12)"
+            )));
+        }
         cri.push(bind(&dest, &source, &["rbind", prop, rw]));
     }
     cri.sort_by_key(|m| m.destination().components().count());
 
     let has = |d: &str| cri.iter().any(|m| m.destination() == Path::new(d));
     let readonly_rootfs = sc.is_some_and(|s| s.readonly_rootfs);
-    let mut out: Vec<Mount> = defaults(input, readonly_rootfs, plan)
+    let mut out: Vec<Mount> = defaults(input, readonly_rootfs, plan, privileged)
         .into_iter()
         .filter(|m| {
             let d = m.destination();

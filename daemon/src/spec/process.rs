@@ -78,6 +78,7 @@ pub(super) fn build(
     input: &ContainerInputs<'_>,
     sc: Option<&LinuxContainerSecurityContext>,
     hostname: &str,
+    privileged: bool,
 ) -> Result<Process, SpecError> {
     let config = input.config;
     let image = input.image.config().as_ref();
@@ -164,7 +165,11 @@ pub(super) fn build(
     process.set_env(Some(env.into_vec()));
     process.set_cwd(cwd.1.into());
     process.set_user(user);
-    process.set_capabilities(Some(capabilities(sc)?));
+    process.set_capabilities(Some(if privileged {
+        privileged_capabilities()
+    } else {
+        capabilities(sc)?
+    }));
     process.set_no_new_privileges(Some(sc.is_some_and(|s| s.no_new_privs)));
     process.set_rlimits(None);
     process.set_apparmor_profile(None);
@@ -236,6 +241,35 @@ pub(super) fn parse_capability(field: &str, name: &str) -> Result<Capability, Sp
         .map_err(|_| SpecError::invalid(format!("{field}: unknown capability {name:?}")))
 }
 
+/// Every capability this process holds: what `ALL` and privileged mean (containerd's rule: on a
+/// host where root lacks one, e.g. `CAP_SYS_RESOURCE`, granting it would make `capset` fail).
+pub(super) fn held_capabilities() -> Capabilities {
+    let held = caps::read(None, caps::CapSet::Permitted).unwrap_or_default();
+    let mut all = Capabilities::new();
+    for name in ALL_CAP_NAMES {
+        if let Ok(cap) = parse_capability("capabilities", name)
+            && let Ok(c) = format!("CAP_{name}").parse::<caps::Capability>()
+            && held.contains(&c)
+        {
+            all.insert(cap);
+        }
+    }
+    all
+}
+
+/// A privileged container's capabilities: all held ones in the bounding, effective and
+/// permitted sets.
+pub(super) fn privileged_capabilities() -> LinuxCapabilities {
+    let all = held_capabilities();
+    let mut out = LinuxCapabilities::default();
+    out.set_bounding(Some(all.clone()));
+    out.set_effective(Some(all.clone()));
+    out.set_permitted(Some(all));
+    out.set_inheritable(Some(Capabilities::new()));
+    out.set_ambient(Some(Capabilities::new()));
+    out
+}
+
 /// containerd's defaults, then `ALL` (add, then drop), then the individual adds and drops, like
 /// containerd: added capabilities go to the bounding, effective and permitted sets (not
 /// inheritable: CVE-2022-24769), ambient ones to every set; a drop removes from every set.
@@ -252,9 +286,7 @@ pub(super) fn capabilities(
     let mut inheritable = Capabilities::new();
     let mut ambient = Capabilities::new();
     if add.iter().any(is_all) {
-        for name in ALL_CAP_NAMES {
-            main.insert(parse_capability("capabilities", name)?);
-        }
+        main.extend(held_capabilities());
     }
     if drop.iter().any(is_all) {
         main.clear();

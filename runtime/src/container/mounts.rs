@@ -209,6 +209,11 @@ fn mount_one(root: &Root, m: &MountPlan) -> ChildResult {
             if m.flags.intersects(CHANGE_FLAGS) {
                 remount(root, m, m.flags & CHANGE_FLAGS)?;
             }
+            if m.recursive_readonly {
+                let t = root.open(&m.dest).step_with(|| show("reopen"))?;
+                sys::mount_setattr_readonly_recursive(&t)
+                    .step_with(|| show("make recursively read-only"))?;
+            }
         }
         MountKind::Fs { fstype, source } => {
             let target = root.prepare(&m.dest, true)?;

@@ -37,6 +37,9 @@ pub(super) struct MountPlan {
     pub flags: MsFlags,
     pub data: Option<String>,
     pub propagation: Vec<MsFlags>,
+    /// `rro`: every mount below the bind is made read-only too (`mount_setattr` with
+    /// `AT_RECURSIVE`).
+    pub recursive_readonly: bool,
 }
 
 /// A device node to create.
@@ -310,9 +313,14 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
     let mut propagation = Vec::new();
     let mut bind = fstype == "bind";
     let mut recursive = false;
+    let mut recursive_readonly = false;
     for opt in m.options().as_deref().unwrap_or_default() {
         let (set, clear) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
+            "rro" => {
+                recursive_readonly = true;
+                (MsFlags::MS_RDONLY, MsFlags::empty())
+            }
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
             "nosuid" => (MsFlags::MS_NOSUID, MsFlags::empty()),
             "suid" => (MsFlags::empty(), MsFlags::MS_NOSUID),
@@ -413,6 +421,12 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
         };
         MountKind::Fs { fstype, source }
     };
+    if recursive_readonly && !matches!(kind, MountKind::Bind { .. }) {
+        return Err(invalid(format!(
+            "mount {}: rro applies to bind mounts only",
+            m.destination().display()
+        )));
+    }
     let data = (!data.is_empty()).then(|| data.join(","));
     Ok(MountPlan {
         dest,
@@ -420,6 +434,7 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
         flags,
         data,
         propagation,
+        recursive_readonly,
     })
 }
 

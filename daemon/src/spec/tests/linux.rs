@@ -109,7 +109,7 @@ fn resources_are_mapped() {
         memory_limit_in_bytes: 1 << 30,
         memory_swap_limit_in_bytes: 0,
         oom_score_adj: 999,
-        cpuset_cpus: "0-1,3".into(),
+        cpuset_cpus: "0".into(),
         cpuset_mems: "0".into(),
         hugepage_limits: vec![HugepageLimit {
             page_size: "2MB".into(),
@@ -128,7 +128,7 @@ fn resources_are_mapped() {
     assert_eq!(cpu.period(), Some(100_000));
     assert_eq!(cpu.quota(), Some(50_000));
     assert_eq!(cpu.shares(), Some(512));
-    assert_eq!(cpu.cpus().as_deref(), Some("0-1,3"));
+    assert_eq!(cpu.cpus().as_deref(), Some("0"));
     assert_eq!(cpu.mems().as_deref(), Some("0"));
     let mem = res.memory().unwrap();
     assert_eq!(mem.limit(), Some(1 << 30));
@@ -168,6 +168,27 @@ fn bad_resources_are_invalid() {
         },
         LinuxContainerResources {
             cpuset_cpus: "0\n1".into(),
+            ..Default::default()
+        },
+        LinuxContainerResources {
+            cpuset_cpus: "3-1".into(),
+            ..Default::default()
+        },
+        LinuxContainerResources {
+            cpuset_cpus: "0-".into(),
+            ..Default::default()
+        },
+        LinuxContainerResources {
+            cpuset_cpus: "0,,1".into(),
+            ..Default::default()
+        },
+        LinuxContainerResources {
+            // No test host has this many CPUs online.
+            cpuset_cpus: "0,65000".into(),
+            ..Default::default()
+        },
+        LinuxContainerResources {
+            cpuset_mems: "0-70000".into(),
             ..Default::default()
         },
         LinuxContainerResources {

@@ -18,6 +18,7 @@ mod linux;
 mod mounts;
 mod pod_files;
 mod process;
+mod security;
 mod user;
 
 pub(super) const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\n\
@@ -94,6 +95,11 @@ impl Fixture {
         }
     }
 
+    /// A stand-in for a host LSM file (absent unless a test writes it).
+    pub fn lsm_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
     pub fn rootfs(&self) -> PathBuf {
         self.dir.path().join("rootfs")
     }
@@ -146,6 +152,8 @@ impl Fixture {
             self.pod_file("hostname"),
         );
         let cgroups = PathBuf::from("/sys/fs/cgroup/corral/pod1/c1");
+        let lsm = ["apparmor_enabled", "apparmor_profiles", "selinux_enforce"]
+            .map(|n| self.lsm_file(n).to_string_lossy().into_owned());
         let input = ContainerInputs {
             id: "c1",
             sandbox_id: "pod1",
@@ -165,6 +173,11 @@ impl Fixture {
             },
             target_pid_ns: self.target.as_deref(),
             cgroups_path: &cgroups,
+            lsm: super::lsm::LsmHost {
+                apparmor_enabled: &lsm[0],
+                apparmor_profiles: &lsm[1],
+                selinux_enforce: &lsm[2],
+            },
         };
         container_spec(&input)
     }
