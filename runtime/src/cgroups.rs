@@ -234,7 +234,11 @@ fn apply_hugetlb(cgroups_path: &Path, place: &HugeTlb, pid: Option<Pid>) -> Resu
 /// directory.
 fn enable_down(mount: &Path, cgroups_path: &Path, controllers: &[&str]) -> Result<PathBuf, Error> {
     let mut dir = mount.to_path_buf();
-    for part in cgroups_path.strip_prefix("/").unwrap_or(cgroups_path).components() {
+    for part in cgroups_path
+        .strip_prefix("/")
+        .unwrap_or(cgroups_path)
+        .components()
+    {
         let available = std::fs::read_to_string(dir.join("cgroup.controllers")).unwrap_or_default();
         let control = dir.join("cgroup.subtree_control");
         let enabled = std::fs::read_to_string(&control).unwrap_or_default();

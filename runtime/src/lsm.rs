@@ -19,7 +19,8 @@ pub(crate) struct LsmExec {
 }
 
 fn apparmor_enabled() -> bool {
-    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").is_ok_and(|s| s.trim() == "Y")
+    std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y")
 }
 
 fn selinux_enabled() -> bool {
@@ -30,7 +31,8 @@ impl LsmExec {
     /// The label `process` asks for, if any; `InvalidSpec` when the host lacks its LSM or both
     /// are set.
     pub(crate) fn new(process: &Process) -> Result<Option<Self>, Error> {
-        let nonempty = |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(String::from);
+        let nonempty =
+            |s: &Option<String>| s.as_deref().filter(|s| !s.is_empty()).map(String::from);
         let apparmor = nonempty(process.apparmor_profile());
         let selinux = nonempty(process.selinux_label());
         let (attr, value) = match (apparmor, selinux) {
@@ -74,8 +76,12 @@ impl LsmExec {
 
     /// Child: writes the label (the container's `/proc` is mounted by now).
     pub(crate) fn apply(&self) -> ChildResult {
-        let fd = open(self.attr.as_c_str(), OFlag::O_WRONLY | OFlag::O_CLOEXEC, Mode::empty())
-            .step("open the LSM exec attribute")?;
+        let fd = open(
+            self.attr.as_c_str(),
+            OFlag::O_WRONLY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .step("open the LSM exec attribute")?;
         let written = nix::unistd::write(crate::sys::borrow(fd), &self.value);
         let _ = nix::unistd::close(fd);
         written.step("write the LSM exec attribute")?;

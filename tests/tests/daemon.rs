@@ -48,13 +48,13 @@ async fn version_status_and_runtime_config() -> Result<()> {
         CgroupDriver::Cgroupfs as i32
     );
 
-    // Calls not built yet answer UNIMPLEMENTED, never a fake success.
+    // A pod that does not exist is NotFound, never a fake success.
     let r = rt
         .update_pod_sandbox_resources(
             corral_cri_api::v1::UpdatePodSandboxResourcesRequest::default(),
         )
         .await;
-    assert_eq!(r.expect_err("not built").code(), Code::Unimplemented);
+    assert_eq!(r.expect_err("no such pod").code(), Code::NotFound);
     let pods = rt
         .list_pod_sandbox(ListPodSandboxRequest::default())
         .await?;

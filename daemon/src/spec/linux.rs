@@ -190,7 +190,12 @@ pub(super) fn build(
         (Vec::new(), Vec::new())
     } else {
         (
-            path_list(sc, "masked_paths", |s| &s.masked_paths, &DEFAULT_MASKED_PATHS)?,
+            path_list(
+                sc,
+                "masked_paths",
+                |s| &s.masked_paths,
+                &DEFAULT_MASKED_PATHS,
+            )?,
             path_list(
                 sc,
                 "readonly_paths",

@@ -145,7 +145,13 @@ pub(super) fn selinux(
             "{FIELD}: SELinux is not enabled on this host, so a label cannot be applied"
         )));
     }
-    let or = |v: &str, d: &str| if v.is_empty() { d.to_string() } else { v.to_string() };
+    let or = |v: &str, d: &str| {
+        if v.is_empty() {
+            d.to_string()
+        } else {
+            v.to_string()
+        }
+    };
     Ok(Some(format!(
         "{}:{}:{}:{}",
         or(&o.user, "system_u"),

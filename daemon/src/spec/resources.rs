@@ -205,8 +205,16 @@ pub fn pod_resources(
     sum.cpu_shares = r.cpu_shares.saturating_add(o.cpu_shares);
     if r.cpu_quota > 0 {
         // The overhead's quota, scaled to the pod's period.
-        let period = if r.cpu_period > 0 { r.cpu_period } else { 100_000 };
-        let o_period = if o.cpu_period > 0 { o.cpu_period } else { 100_000 };
+        let period = if r.cpu_period > 0 {
+            r.cpu_period
+        } else {
+            100_000
+        };
+        let o_period = if o.cpu_period > 0 {
+            o.cpu_period
+        } else {
+            100_000
+        };
         let extra = o.cpu_quota.max(0).saturating_mul(period) / o_period;
         sum.cpu_quota = r.cpu_quota.saturating_add(extra);
         sum.cpu_period = period;

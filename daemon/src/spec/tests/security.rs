@@ -33,7 +33,15 @@ fn profile(typ: ProfileType, localhost_ref: &str) -> Option<SecurityProfile> {
 fn seccomp_default_follows_the_bounding_set() {
     let mut f = Fixture::new();
     // No profile: unconfined (the CRI's default).
-    assert!(f.spec().unwrap().linux().as_ref().unwrap().seccomp().is_none());
+    assert!(
+        f.spec()
+            .unwrap()
+            .linux()
+            .as_ref()
+            .unwrap()
+            .seccomp()
+            .is_none()
+    );
 
     f.sc().seccomp = profile(ProfileType::RuntimeDefault, "");
     let spec = f.spec().unwrap();
@@ -41,7 +49,14 @@ fn seccomp_default_follows_the_bounding_set() {
     assert_eq!(s.default_action(), LinuxSeccompAction::ScmpActErrno);
     assert_eq!(s.default_errno_ret(), Some(libc::EPERM as u32));
     assert!(seccomp_allows(&spec, "read") && seccomp_allows(&spec, "execve"));
-    for denied in ["mount", "unshare", "setns", "reboot", "kexec_load", "ptrace_nope"] {
+    for denied in [
+        "mount",
+        "unshare",
+        "setns",
+        "reboot",
+        "kexec_load",
+        "ptrace_nope",
+    ] {
         assert!(!seccomp_allows(&spec, denied), "{denied}");
     }
     // clone3 fails with ENOSYS so libcs fall back to clone, which may not make namespaces.
@@ -63,9 +78,25 @@ fn seccomp_default_follows_the_bounding_set() {
     // The deprecated path form.
     let mut f = Fixture::new();
     f.sc().seccomp_profile_path_set("runtime/default");
-    assert!(f.spec().unwrap().linux().as_ref().unwrap().seccomp().is_some());
+    assert!(
+        f.spec()
+            .unwrap()
+            .linux()
+            .as_ref()
+            .unwrap()
+            .seccomp()
+            .is_some()
+    );
     f.sc().seccomp_profile_path_set("unconfined");
-    assert!(f.spec().unwrap().linux().as_ref().unwrap().seccomp().is_none());
+    assert!(
+        f.spec()
+            .unwrap()
+            .linux()
+            .as_ref()
+            .unwrap()
+            .seccomp()
+            .is_none()
+    );
     f.sc().seccomp_profile_path_set("bogus");
     assert!(invalid(f.spec()).contains("seccomp_profile_path"));
 }
@@ -153,14 +184,26 @@ fn privileged_needs_a_privileged_pod_and_lifts_confinement() {
     assert!(linux.seccomp().is_none());
     assert_eq!(linux.masked_paths().as_deref(), Some(&[][..]));
     assert_eq!(linux.readonly_paths().as_deref(), Some(&[][..]));
-    let rules = linux.resources().clone().unwrap().devices().clone().unwrap();
+    let rules = linux
+        .resources()
+        .clone()
+        .unwrap()
+        .devices()
+        .clone()
+        .unwrap();
     assert_eq!(rules.len(), 1);
     assert!(rules[0].allow() && rules[0].typ().is_none() && rules[0].major().is_none());
     // The host's devices, e.g. /dev/null under its own name.
     let devices = linux.devices().clone().unwrap();
     assert!(devices.iter().any(|d| d.path().as_os_str() == "/dev/null"));
     assert!(!devices.iter().any(|d| d.path().starts_with("/dev/pts")));
-    let caps = spec.process().clone().unwrap().capabilities().clone().unwrap();
+    let caps = spec
+        .process()
+        .clone()
+        .unwrap()
+        .capabilities()
+        .clone()
+        .unwrap();
     assert_eq!(
         caps.bounding().clone().unwrap(),
         crate::spec::process::held_capabilities()
@@ -189,7 +232,10 @@ fn masked_and_readonly_paths_follow_the_request() {
         linux.masked_paths().clone().unwrap(),
         strings(&["/proc/kcore", "/secret/dir"])
     );
-    assert_eq!(linux.readonly_paths().clone().unwrap(), strings(&["/proc/sys"]));
+    assert_eq!(
+        linux.readonly_paths().clone().unwrap(),
+        strings(&["/proc/sys"])
+    );
     f.sc().masked_paths = strings(&["relative"]);
     assert!(invalid(f.spec()).contains("security_context.masked_paths[0]"));
 }
@@ -198,11 +244,22 @@ fn masked_and_readonly_paths_follow_the_request() {
 fn apparmor_and_selinux_are_refused_without_the_module() {
     let mut f = Fixture::new();
     f.sc().apparmor = profile(ProfileType::RuntimeDefault, "");
-    assert!(f.spec().unwrap().process().clone().unwrap().apparmor_profile().is_none());
+    assert!(
+        f.spec()
+            .unwrap()
+            .process()
+            .clone()
+            .unwrap()
+            .apparmor_profile()
+            .is_none()
+    );
     f.sc().apparmor = profile(ProfileType::Localhost, "my-profile");
     match f.spec() {
         Err(SpecError::FailedPrecondition(m)) => {
-            assert!(m.contains("security_context.apparmor") && m.contains("not enabled"), "{m}")
+            assert!(
+                m.contains("security_context.apparmor") && m.contains("not enabled"),
+                "{m}"
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -215,7 +272,11 @@ fn apparmor_and_selinux_are_refused_without_the_module() {
     .unwrap();
     let spec = f.spec().unwrap();
     assert_eq!(
-        spec.process().clone().unwrap().apparmor_profile().as_deref(),
+        spec.process()
+            .clone()
+            .unwrap()
+            .apparmor_profile()
+            .as_deref(),
         Some("my-profile")
     );
     f.sc().apparmor = profile(ProfileType::Localhost, "missing");
@@ -291,7 +352,9 @@ fn pod_resources_add_the_overhead() {
         cpu_period: 50_000,
         ..Default::default()
     };
-    let r = pod_resources(Some(&total), Some(&overhead)).unwrap().unwrap();
+    let r = pod_resources(Some(&total), Some(&overhead))
+        .unwrap()
+        .unwrap();
     assert_eq!(r.memory().clone().unwrap().limit(), Some(288 << 20));
     let cpu = r.cpu().clone().unwrap();
     assert_eq!(
