@@ -158,13 +158,13 @@ pub(crate) fn create(
     pid: Pid,
 ) -> Result<(), Error> {
     let result = hierarchies().and_then(|all| {
-        let (managed, hugetlb) = split_hugetlb(&all, resources);
+        let (managed, hugetlb) = split_unified(&all, resources)?;
         let m = manager(cgroups_path)?;
         m.add_task(pid)
             .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))?;
         m.apply(&controller_opt(&managed))
             .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
-        apply_hugetlb(cgroups_path, &hugetlb, Some(pid))
+        apply_unified(cgroups_path, &hugetlb, Some(pid))
     });
     if result.is_err() {
         let _ = remove_dirs(cgroups_path);
@@ -172,55 +172,122 @@ pub(crate) fn create(
     result
 }
 
-/// Where the hugetlb limits of a request go when libcgroups cannot take them.
-enum HugeTlb {
-    /// libcgroups applies them (a v1 hugetlb hierarchy, or a pure v2 host), or there are none.
-    Managed,
-    /// A hybrid host whose only hugetlb controller is in the unified hierarchy at this mount:
-    /// written there directly.
-    Unified(PathBuf, Vec<oci_spec::runtime::LinuxHugepageLimit>),
-    /// No hierarchy has hugetlb: the limits cannot be enforced and are left out (logged).
-    Missing,
+/// What of a request goes to a hybrid host's unified hierarchy, written by Corral, because
+/// libcgroups' v1 manager cannot apply it (it needs a v1 hugetlb hierarchy, and it ignores
+/// `unified`).
+#[derive(Default)]
+struct UnifiedExtras {
+    /// The cgroup2 mount point, when something is to be written there.
+    mount: Option<PathBuf>,
+    hugepages: Vec<oci_spec::runtime::LinuxHugepageLimit>,
+    /// `unified` keys (file name, value).
+    files: Vec<(String, String)>,
+    /// Hugepage limits were asked for but no hierarchy has hugetlb.
+    hugetlb_missing: bool,
 }
 
-/// Takes the hugepage limits out of `resources` when libcgroups' manager for this host would
-/// refuse them (its v1 manager needs a v1 hugetlb hierarchy).
-fn split_hugetlb(all: &[Hierarchy], resources: &LinuxResources) -> (LinuxResources, HugeTlb) {
-    let limits = resources.hugepage_limits().clone().unwrap_or_default();
+fn unified_controllers(h: &Hierarchy) -> Vec<String> {
+    std::fs::read_to_string(h.mount_point.join("cgroup.controllers"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .map(String::from)
+        .collect()
+}
+
+/// Why the `unified` key `key` could not take effect on this host, if it could not: on a v1 or
+/// hybrid host its controller must be in the cgroup2 hierarchy.
+pub fn unified_key_problem(key: &str) -> Option<String> {
+    let all = hierarchies().ok()?;
+    if !all.iter().any(|h| !h.v2) {
+        return None;
+    }
+    let controller = key.split('.').next().unwrap_or("");
+    let controllers = all
+        .iter()
+        .find(|h| h.v2)
+        .map(unified_controllers)
+        .unwrap_or_default();
+    (!controllers.iter().any(|c| c == controller)).then(|| {
+        format!("no cgroup v2 hierarchy on this host has the {controller} controller (its cgroups are v1)")
+    })
+}
+
+/// Splits `resources` into what libcgroups applies and what goes to the unified hierarchy. On a
+/// v1 or hybrid host a `unified` key whose controller no cgroup2 hierarchy has is refused: it
+/// could not take effect.
+fn split_unified(
+    all: &[Hierarchy],
+    resources: &LinuxResources,
+) -> Result<(LinuxResources, UnifiedExtras), Error> {
     let v1 = all.iter().any(|h| !h.v2);
-    if limits.is_empty() || !v1 || all.iter().any(|h| !h.v2 && h.has_controller("hugetlb")) {
-        return (resources.clone(), HugeTlb::Managed);
+    if !v1 {
+        return Ok((resources.clone(), UnifiedExtras::default()));
     }
+    let unified = all.iter().find(|h| h.v2);
+    let controllers = unified.map(unified_controllers).unwrap_or_default();
     let mut rest = resources.clone();
-    rest.set_hugepage_limits(None);
-    let unified = all.iter().find(|h| {
-        h.v2 && std::fs::read_to_string(h.mount_point.join("cgroup.controllers"))
-            .is_ok_and(|c| c.split_whitespace().any(|c| c == "hugetlb"))
-    });
-    match unified {
-        Some(h) => (rest, HugeTlb::Unified(h.mount_point.clone(), limits)),
-        None => (rest, HugeTlb::Missing),
+    let mut extras = UnifiedExtras::default();
+    let limits = resources.hugepage_limits().clone().unwrap_or_default();
+    if !limits.is_empty() && !all.iter().any(|h| !h.v2 && h.has_controller("hugetlb")) {
+        rest.set_hugepage_limits(None);
+        if controllers.iter().any(|c| c == "hugetlb") {
+            extras.hugepages = limits;
+        } else {
+            extras.hugetlb_missing = true;
+        }
     }
+    if let Some(map) = resources.unified().as_ref().filter(|m| !m.is_empty()) {
+        rest.set_unified(None);
+        for (key, value) in map {
+            let controller = key.split('.').next().unwrap_or("");
+            if !controllers.iter().any(|c| c == controller) {
+                return Err(Error::InvalidSpec(format!(
+                    "linux.resources.unified[{key:?}]: no cgroup v2 hierarchy on this host has \
+                     the {controller} controller"
+                )));
+            }
+            extras.files.push((key.clone(), value.clone()));
+        }
+    }
+    if !extras.hugepages.is_empty() || !extras.files.is_empty() {
+        extras.mount = unified.map(|h| h.mount_point.clone());
+    }
+    Ok((rest, extras))
 }
 
-/// Applies what [`split_hugetlb`] took out: in the unified hierarchy, `hugetlb` is enabled in
-/// every ancestor's `cgroup.subtree_control`, the cgroup is created, limited, and `pid` joins it.
-fn apply_hugetlb(cgroups_path: &Path, place: &HugeTlb, pid: Option<Pid>) -> Result<(), Error> {
-    let (mount, limits) = match place {
-        HugeTlb::Managed => return Ok(()),
-        HugeTlb::Missing => {
-            tracing::warn!(
-                cgroup = %cgroups_path.display(),
-                "no cgroup hierarchy has the hugetlb controller; hugepage limits not applied"
-            );
-            return Ok(());
-        }
-        HugeTlb::Unified(mount, limits) => (mount, limits),
+/// Applies what [`split_unified`] took out: in the unified hierarchy the needed controllers are
+/// enabled in every ancestor's `cgroup.subtree_control`, the cgroup is created and written, and
+/// `pid` joins it.
+fn apply_unified(
+    cgroups_path: &Path,
+    extras: &UnifiedExtras,
+    pid: Option<Pid>,
+) -> Result<(), Error> {
+    if extras.hugetlb_missing {
+        tracing::warn!(
+            cgroup = %cgroups_path.display(),
+            "no cgroup hierarchy has the hugetlb controller; hugepage limits not applied"
+        );
+    }
+    let Some(mount) = &extras.mount else {
+        return Ok(());
     };
-    let dir = enable_down(mount, cgroups_path, &["hugetlb"])?;
-    for l in limits {
+    let mut wanted: Vec<&str> = extras
+        .files
+        .iter()
+        .filter_map(|(k, _)| k.split('.').next())
+        .collect();
+    if !extras.hugepages.is_empty() {
+        wanted.push("hugetlb");
+    }
+    let dir = enable_down(mount, cgroups_path, &wanted)?;
+    for l in &extras.hugepages {
         let file = dir.join(format!("hugetlb.{}.max", l.page_size()));
         std::fs::write(&file, l.limit().to_string()).map_err(Error::io(&file))?;
+    }
+    for (key, value) in &extras.files {
+        let file = dir.join(key);
+        std::fs::write(&file, value).map_err(Error::io(&file))?;
     }
     if let Some(pid) = pid {
         let procs = dir.join("cgroup.procs");
@@ -271,11 +338,11 @@ pub fn ensure(cgroups_path: &Path, resources: &LinuxResources) -> Result<(), Err
             std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
         }
     }
-    let (managed, hugetlb) = split_hugetlb(&all, resources);
+    let (managed, hugetlb) = split_unified(&all, resources)?;
     let m = manager(cgroups_path)?;
     m.apply(&controller_opt(&managed))
         .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
-    apply_hugetlb(cgroups_path, &hugetlb, None)
+    apply_unified(cgroups_path, &hugetlb, None)
 }
 
 /// Moves `pid` into the existing cgroup (every hierarchy libcgroups manages).
@@ -305,11 +372,11 @@ pub fn update(cgroups_path: &Path, resources: &LinuxResources) -> Result<(), Err
         return Err(cg_err(cgroups_path, "no such cgroup"));
     }
     let all = hierarchies()?;
-    let (managed, hugetlb) = split_hugetlb(&all, resources);
+    let (managed, hugetlb) = split_unified(&all, resources)?;
     let m = manager(cgroups_path)?;
     m.apply(&controller_opt(&managed))
         .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
-    apply_hugetlb(cgroups_path, &hugetlb, None)
+    apply_unified(cgroups_path, &hugetlb, None)
 }
 
 fn exists(cgroups_path: &Path) -> Result<bool, Error> {

@@ -552,6 +552,21 @@ async fn bad_security_contexts_are_refused_and_leave_nothing() -> Result<()> {
             vec!["resources.cpuset_cpus", "60000"],
         ),
     ];
+    let mut cases = cases;
+    let unified_memory = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
+        .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
+    if Path::new("/sys/fs/cgroup/memory").is_dir() && !unified_memory {
+        // v1 memory: a cgroup v2 key cannot take effect, and is not silently dropped.
+        cases.push((
+            LinuxContainerSecurityContext::default(),
+            Some(LinuxContainerResources {
+                unified: [("memory.high".to_string(), "1000000".to_string())].into(),
+                ..Default::default()
+            }),
+            tonic::Code::InvalidArgument,
+            vec!["unified", "memory.high", "cgroup v2"],
+        ));
+    }
     for (i, (sc, resources, code, words)) in cases.into_iter().enumerate() {
         let mut c = with_sc(e.ctr_config(&format!("bad{i}"), &["true"]), sc);
         c.linux.as_mut().context("linux")?.resources = resources;

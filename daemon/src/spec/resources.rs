@@ -131,6 +131,11 @@ pub(super) fn resources(r: &LinuxContainerResources) -> Result<(LinuxResources, 
             )));
         }
         check_no_nul(&format!("resources.unified[{k:?}]"), v)?;
+        if let Some(why) = corral_runtime::cgroups::unified_key_problem(k) {
+            return Err(SpecError::invalid(format!(
+                "resources.unified[{k:?}]: {why}"
+            )));
+        }
         unified.insert(k.clone(), v.clone());
     }
 
