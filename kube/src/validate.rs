@@ -1,0 +1,3 @@
+//! validate
+/// The namespace of objects that name none.
+pub const DEFAULT_NAMESPACE: &str = "default";
