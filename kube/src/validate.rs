@@ -1,3 +1,0 @@
-//! validate
-/// The namespace of objects that name none.
-pub const DEFAULT_NAMESPACE: &str = "default";

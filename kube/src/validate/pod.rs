@@ -1,0 +1,851 @@
+//! Pod validation: the checks the API server makes on create, plus the references to
+//! ConfigMaps and Secrets a kubelet would fail on later (checked now, through [`Objects`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec, Probe, Volume};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::{DEFAULT_NAMESPACE, NameRule, at, each, labels, metadata, names};
+use crate::field::{FieldError, index, key};
+use crate::objects::Objects;
+use crate::quantity::Quantity;
+
+/// Restart policies.
+pub const RESTART_POLICIES: &[&str] = &["Always", "OnFailure", "Never"];
+/// DNS policies.
+pub const DNS_POLICIES: &[&str] = &["ClusterFirstWithHostNet", "ClusterFirst", "Default", "None"];
+/// `hostPath.type` values (`""` means no check).
+pub const HOST_PATH_TYPES: &[&str] = &[
+    "",
+    "DirectoryOrCreate",
+    "Directory",
+    "FileOrCreate",
+    "File",
+    "Socket",
+    "CharDevice",
+    "BlockDevice",
+];
+/// Port protocols.
+pub const PROTOCOLS: &[&str] = &["SCTP", "TCP", "UDP"];
+/// Pull policies.
+pub const PULL_POLICIES: &[&str] = &["Always", "IfNotPresent", "Never"];
+/// `fieldRef.fieldPath` values besides `metadata.labels['k']` and `metadata.annotations['k']`.
+pub const FIELD_PATHS: &[&str] = &[
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+    "spec.nodeName",
+    "spec.serviceAccountName",
+    "status.hostIP",
+    "status.hostIPs",
+    "status.podIP",
+    "status.podIPs",
+];
+/// `resourceFieldRef.resource` values.
+pub const RESOURCE_FIELDS: &[&str] = &[
+    "limits.cpu",
+    "limits.ephemeral-storage",
+    "limits.memory",
+    "requests.cpu",
+    "requests.ephemeral-storage",
+    "requests.memory",
+];
+
+/// Validates a pod; references are looked up in `objects` (the pod's namespace, `default` when
+/// unset). Returns every error found.
+pub fn pod(pod: &Pod, objects: &dyn Objects) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    metadata(&pod.metadata, NameRule::Subdomain, true, &mut errs);
+    let ns = pod
+        .metadata
+        .namespace
+        .as_deref()
+        .unwrap_or(DEFAULT_NAMESPACE);
+    let Some(spec) = pod.spec.as_ref() else {
+        errs.push(FieldError::required("spec", ""));
+        return errs;
+    };
+    let mut v = PodCheck {
+        spec,
+        ns,
+        objects,
+        errs,
+    };
+    v.spec();
+    v.errs
+}
+
+struct PodCheck<'a> {
+    spec: &'a PodSpec,
+    ns: &'a str,
+    objects: &'a dyn Objects,
+    errs: Vec<FieldError>,
+}
+
+fn count_set(v: &impl serde::Serialize, except: &[&str]) -> Vec<String> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(m)) => m
+            .into_iter()
+            .filter(|(k, v)| !v.is_null() && !except.contains(&k.as_str()))
+            .map(|(k, _)| k)
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+impl PodCheck<'_> {
+    fn push(&mut self, e: FieldError) {
+        self.errs.push(e);
+    }
+
+    fn spec(&mut self) {
+        let spec = self.spec;
+        let volumes = self.volumes();
+        if spec.containers.is_empty() {
+            self.push(FieldError::required("spec.containers", ""));
+        }
+        let mut seen = BTreeSet::new();
+        for (i, c) in spec.init_containers.iter().flatten().enumerate() {
+            self.container(
+                c,
+                &index("spec.initContainers", i),
+                &volumes,
+                &mut seen,
+                true,
+            );
+        }
+        for (i, c) in spec.containers.iter().enumerate() {
+            self.container(c, &index("spec.containers", i), &volumes, &mut seen, false);
+        }
+        if let Some(p) = spec.restart_policy.as_deref()
+            && !RESTART_POLICIES.contains(&p)
+        {
+            self.push(FieldError::not_supported(
+                "spec.restartPolicy",
+                p,
+                RESTART_POLICIES,
+            ));
+        }
+        match spec.dns_policy.as_deref() {
+            Some(p) if !DNS_POLICIES.contains(&p) => {
+                self.push(FieldError::not_supported("spec.dnsPolicy", p, DNS_POLICIES));
+            }
+            Some("None") if spec.dns_config.is_none() => self.push(FieldError::required(
+                "spec.dnsConfig",
+                "must provide `dnsConfig` when `dnsPolicy` is None",
+            )),
+            Some("None") => {
+                let n = spec
+                    .dns_config
+                    .as_ref()
+                    .and_then(|d| d.nameservers.as_ref())
+                    .map_or(0, Vec::len);
+                if n == 0 {
+                    self.push(FieldError::required(
+                        "spec.dnsConfig.nameservers",
+                        "must provide at least one DNS nameserver when `dnsPolicy` is None",
+                    ));
+                }
+            }
+            _ => {}
+        }
+        if let Some(d) = &spec.dns_config {
+            let n = d.nameservers.as_ref().map_or(0, Vec::len);
+            if n > 3 {
+                self.push(FieldError::invalid(
+                    "spec.dnsConfig.nameservers",
+                    n.to_string(),
+                    "must not have more than 3 nameservers",
+                ));
+            }
+            for (i, s) in d.nameservers.iter().flatten().enumerate() {
+                if s.parse::<std::net::IpAddr>().is_err() {
+                    self.push(FieldError::invalid(
+                        &index("spec.dnsConfig.nameservers", i),
+                        s,
+                        "must be a valid IP address",
+                    ));
+                }
+            }
+        }
+        if let Some(a) = spec.active_deadline_seconds
+            && !(1..=i64::from(i32::MAX)).contains(&a)
+        {
+            self.push(FieldError::invalid(
+                "spec.activeDeadlineSeconds",
+                a,
+                "must be between 1 and 2147483647, inclusive",
+            ));
+        }
+        if let Some(g) = spec.termination_grace_period_seconds
+            && g < 0
+        {
+            self.push(FieldError::invalid(
+                "spec.terminationGracePeriodSeconds",
+                g,
+                "must be greater than or equal to 0",
+            ));
+        }
+        labels(
+            spec.node_selector.as_ref(),
+            "spec.nodeSelector",
+            &mut self.errs,
+        );
+        if let Some(h) = spec.hostname.as_deref() {
+            each(&mut self.errs, "spec.hostname", h, names::dns1123_label(h));
+        }
+        if let Some(s) = spec.subdomain.as_deref() {
+            each(&mut self.errs, "spec.subdomain", s, names::dns1123_label(s));
+        }
+        for (i, s) in spec.image_pull_secrets.iter().flatten().enumerate() {
+            if s.name.is_empty() {
+                self.push(FieldError::required(
+                    &at(&index("spec.imagePullSecrets", i), "name"),
+                    "",
+                ));
+            }
+        }
+    }
+
+    /// Checks the volumes and returns their names.
+    fn volumes(&mut self) -> BTreeSet<String> {
+        let mut names_seen = BTreeSet::new();
+        for (i, v) in self.spec.volumes.iter().flatten().enumerate() {
+            let path = index("spec.volumes", i);
+            if v.name.is_empty() {
+                self.push(FieldError::required(&at(&path, "name"), ""));
+            } else {
+                each(
+                    &mut self.errs,
+                    &at(&path, "name"),
+                    &v.name,
+                    names::dns1123_label(&v.name),
+                );
+                if !names_seen.insert(v.name.clone()) {
+                    self.push(FieldError::duplicate(&at(&path, "name"), &v.name));
+                }
+            }
+            self.volume_source(v, &path);
+        }
+        names_seen
+    }
+
+    fn volume_source(&mut self, v: &Volume, path: &str) {
+        let set = count_set(v, &["name"]);
+        match set.len() {
+            0 => self.push(FieldError::required(path, "must specify a volume type")),
+            1 => {}
+            _ => self.push(FieldError::forbidden(
+                &at(path, &set[1]),
+                "may not specify more than 1 volume type",
+            )),
+        }
+        if let Some(h) = &v.host_path {
+            let p = at(path, "hostPath");
+            if h.path.is_empty() {
+                self.push(FieldError::required(&at(&p, "path"), ""));
+            }
+            if let Some(t) = h.type_.as_deref()
+                && !HOST_PATH_TYPES.contains(&t)
+            {
+                self.push(FieldError::not_supported(
+                    &at(&p, "type"),
+                    t,
+                    HOST_PATH_TYPES,
+                ));
+            }
+        }
+        if let Some(e) = &v.empty_dir {
+            let p = at(path, "emptyDir");
+            if let Some(m) = e.medium.as_deref()
+                && !["", "Memory"].contains(&m)
+                && !m.starts_with("HugePages")
+            {
+                self.push(FieldError::not_supported(
+                    &at(&p, "medium"),
+                    m,
+                    &["", "Memory"],
+                ));
+            }
+            if let Some(q) = &e.size_limit {
+                self.quantity(&q.0, &at(&p, "sizeLimit"));
+            }
+        }
+        if let Some(c) = &v.config_map {
+            let p = at(path, "configMap");
+            let name = c.name.as_str();
+            let keys: Vec<&str> = c.items.iter().flatten().map(|i| i.key.as_str()).collect();
+            self.volume_ref(&p, name, &keys, c.optional == Some(true), false);
+        }
+        if let Some(s) = &v.secret {
+            let p = at(path, "secret");
+            let name = s.secret_name.as_deref().unwrap_or("");
+            let keys: Vec<&str> = s.items.iter().flatten().map(|i| i.key.as_str()).collect();
+            self.volume_ref(&p, name, &keys, s.optional == Some(true), true);
+        }
+    }
+
+    fn volume_ref(&mut self, path: &str, name: &str, keys: &[&str], optional: bool, secret: bool) {
+        let name_field = at(path, if secret { "secretName" } else { "name" });
+        if name.is_empty() {
+            self.push(FieldError::required(&name_field, ""));
+            return;
+        }
+        let known = self.keys_of(name, secret);
+        match known {
+            None if !optional => {
+                let kind = if secret { "secret" } else { "configmap" };
+                self.push(FieldError {
+                    detail: format!("{kind} {name:?} not found in namespace {:?}", self.ns),
+                    ..FieldError::not_found(&name_field, name)
+                });
+            }
+            Some(known) if !optional => {
+                for (i, k) in keys.iter().enumerate() {
+                    if !known.contains(*k) {
+                        self.push(FieldError::not_found(
+                            &at(&index(&at(path, "items"), i), "key"),
+                            *k,
+                        ));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn keys_of(&self, name: &str, secret: bool) -> Option<BTreeSet<String>> {
+        if secret {
+            let s = self.objects.secret(self.ns, name)?;
+            Some(
+                s.data
+                    .iter()
+                    .flatten()
+                    .map(|(k, _)| k.clone())
+                    .chain(s.string_data.iter().flatten().map(|(k, _)| k.clone()))
+                    .collect(),
+            )
+        } else {
+            let c = self.objects.config_map(self.ns, name)?;
+            Some(
+                c.data
+                    .iter()
+                    .flatten()
+                    .map(|(k, _)| k.clone())
+                    .chain(c.binary_data.iter().flatten().map(|(k, _)| k.clone()))
+                    .collect(),
+            )
+        }
+    }
+
+    fn container(
+        &mut self,
+        c: &Container,
+        path: &str,
+        volumes: &BTreeSet<String>,
+        seen: &mut BTreeSet<String>,
+        init: bool,
+    ) {
+        let name_path = at(path, "name");
+        if c.name.is_empty() {
+            self.push(FieldError::required(&name_path, ""));
+        } else {
+            each(
+                &mut self.errs,
+                &name_path,
+                &c.name,
+                names::dns1123_label(&c.name),
+            );
+            if !seen.insert(c.name.clone()) {
+                self.push(FieldError::duplicate(&name_path, &c.name));
+            }
+        }
+        if c.image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+            self.push(FieldError::required(&at(path, "image"), ""));
+        }
+        if let Some(p) = c.image_pull_policy.as_deref()
+            && !PULL_POLICIES.contains(&p)
+        {
+            self.push(FieldError::not_supported(
+                &at(path, "imagePullPolicy"),
+                p,
+                PULL_POLICIES,
+            ));
+        }
+        self.ports(c, path);
+        self.env(c, path);
+        self.resources(c, path);
+        self.mounts(c, path, volumes);
+        let probes = [
+            ("livenessProbe", &c.liveness_probe, true),
+            ("readinessProbe", &c.readiness_probe, false),
+            ("startupProbe", &c.startup_probe, true),
+        ];
+        for (field, probe, must_be_one) in probes {
+            if let Some(p) = probe {
+                let pp = at(path, field);
+                if init && c.restart_policy.as_deref() != Some("Always") {
+                    self.push(FieldError::forbidden(
+                        &pp,
+                        "may not be set for init containers without restartPolicy=Always",
+                    ));
+                    continue;
+                }
+                self.probe(p, &pp, must_be_one);
+            }
+        }
+    }
+
+    fn ports(&mut self, c: &Container, path: &str) {
+        let mut names_seen = BTreeSet::new();
+        for (i, p) in c.ports.iter().flatten().enumerate() {
+            let pp = index(&at(path, "ports"), i);
+            if let Some(n) = p.name.as_deref() {
+                each(&mut self.errs, &at(&pp, "name"), n, names::iana_svc_name(n));
+                if !names_seen.insert(n.to_string()) {
+                    self.push(FieldError::duplicate(&at(&pp, "name"), n));
+                }
+            }
+            if !(1..=65535).contains(&p.container_port) {
+                self.push(FieldError::invalid(
+                    &at(&pp, "containerPort"),
+                    p.container_port,
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            if let Some(h) = p.host_port.filter(|h| *h != 0) {
+                if !(1..=65535).contains(&h) {
+                    self.push(FieldError::invalid(
+                        &at(&pp, "hostPort"),
+                        h,
+                        "must be between 1 and 65535, inclusive",
+                    ));
+                } else if self.spec.host_network == Some(true) && h != p.container_port {
+                    self.push(FieldError::invalid(
+                        &at(&pp, "hostPort"),
+                        h,
+                        "must match `containerPort` when `hostNetwork` is true",
+                    ));
+                }
+            }
+            if let Some(proto) = p.protocol.as_deref()
+                && !PROTOCOLS.contains(&proto)
+            {
+                self.push(FieldError::not_supported(
+                    &at(&pp, "protocol"),
+                    proto,
+                    PROTOCOLS,
+                ));
+            }
+        }
+    }
+
+    fn env(&mut self, c: &Container, path: &str) {
+        for (i, e) in c.env_from.iter().flatten().enumerate() {
+            let ep = index(&at(path, "envFrom"), i);
+            if let Some(prefix) = e.prefix.as_deref().filter(|p| !p.is_empty()) {
+                each(
+                    &mut self.errs,
+                    &at(&ep, "prefix"),
+                    prefix,
+                    names::env_var_name(prefix),
+                );
+            }
+            match (&e.config_map_ref, &e.secret_ref) {
+                (None, None) => self.push(FieldError::invalid(
+                    &ep,
+                    "",
+                    "must specify one of: `configMapRef` or `secretRef`",
+                )),
+                (Some(_), Some(_)) => self.push(FieldError::invalid(
+                    &ep,
+                    "",
+                    "may not have more than one field specified at a time",
+                )),
+                (Some(r), None) => self.volume_ref(
+                    &at(&ep, "configMapRef"),
+                    &r.name,
+                    &[],
+                    r.optional == Some(true),
+                    false,
+                ),
+                (None, Some(r)) => {
+                    let p = at(&ep, "secretRef");
+                    if r.name.is_empty() {
+                        self.push(FieldError::required(&at(&p, "name"), ""));
+                    } else if r.optional != Some(true)
+                        && self.objects.secret(self.ns, &r.name).is_none()
+                    {
+                        self.push(FieldError {
+                            detail: format!(
+                                "secret {:?} not found in namespace {:?}",
+                                r.name, self.ns
+                            ),
+                            ..FieldError::not_found(&at(&p, "name"), &r.name)
+                        });
+                    }
+                }
+            }
+        }
+        for (i, e) in c.env.iter().flatten().enumerate() {
+            self.env_var(e, &index(&at(path, "env"), i), c);
+        }
+    }
+
+    fn env_var(&mut self, e: &EnvVar, path: &str, c: &Container) {
+        if e.name.is_empty() {
+            self.push(FieldError::required(&at(path, "name"), ""));
+        } else {
+            each(
+                &mut self.errs,
+                &at(path, "name"),
+                &e.name,
+                names::env_var_name(&e.name),
+            );
+        }
+        let Some(from) = &e.value_from else { return };
+        let vp = at(path, "valueFrom");
+        if e.value.as_deref().is_some_and(|v| !v.is_empty()) {
+            self.push(FieldError::invalid(
+                &vp,
+                "",
+                "may not be specified when `value` is not empty",
+            ));
+        }
+        let set = count_set(from, &[]);
+        if set.is_empty() {
+            self.push(FieldError::invalid(&vp, "", "must specify one of: `fieldRef`, `resourceFieldRef`, `configMapKeyRef` or `secretKeyRef`"));
+            return;
+        }
+        if set.len() > 1 {
+            self.push(FieldError::invalid(
+                &vp,
+                "",
+                "may not have more than one field specified at a time",
+            ));
+            return;
+        }
+        if let Some(f) = &from.field_ref {
+            let fp = at(&at(&vp, "fieldRef"), "fieldPath");
+            if f.api_version.as_deref().is_some_and(|v| v != "v1") {
+                self.push(FieldError::not_supported(
+                    &at(&at(&vp, "fieldRef"), "apiVersion"),
+                    f.api_version.as_deref().unwrap_or(""),
+                    &["v1"],
+                ));
+            }
+            let path = f.field_path.as_str();
+            if let Some(k) = subscript(path, "metadata.labels")
+                .or_else(|| subscript(path, "metadata.annotations"))
+            {
+                each(
+                    &mut self.errs,
+                    &fp,
+                    k,
+                    names::qualified_name(&k.to_lowercase()),
+                );
+            } else if path.is_empty() {
+                self.push(FieldError::required(&fp, ""));
+            } else if !FIELD_PATHS.contains(&path) {
+                let mut supported: Vec<&str> = vec!["metadata.annotations", "metadata.labels"];
+                supported.extend_from_slice(FIELD_PATHS);
+                self.push(FieldError::not_supported(&fp, path, &supported));
+            }
+        }
+        if let Some(r) = &from.resource_field_ref {
+            let rp = at(&vp, "resourceFieldRef");
+            if !RESOURCE_FIELDS.contains(&r.resource.as_str()) {
+                self.push(FieldError::not_supported(
+                    &at(&rp, "resource"),
+                    &r.resource,
+                    RESOURCE_FIELDS,
+                ));
+            }
+            if let Some(name) = r
+                .container_name
+                .as_deref()
+                .filter(|n| !n.is_empty() && *n != c.name)
+            {
+                let all = self
+                    .spec
+                    .containers
+                    .iter()
+                    .chain(self.spec.init_containers.iter().flatten());
+                if !all.into_iter().any(|c| c.name == name) {
+                    self.push(FieldError::not_found(&at(&rp, "containerName"), name));
+                }
+            }
+            if let Some(d) = &r.divisor {
+                match Quantity::parse(&d.0) {
+                    Err(e) => self.push(FieldError::invalid(
+                        &at(&rp, "divisor"),
+                        &d.0,
+                        &e.to_string(),
+                    )),
+                    Ok(q) if q <= Quantity::ZERO => {
+                        self.push(FieldError::invalid(
+                            &at(&rp, "divisor"),
+                            &d.0,
+                            "must be greater than 0",
+                        ));
+                    }
+                    Ok(_) => {}
+                }
+            }
+        }
+        if let Some(r) = &from.config_map_key_ref {
+            self.key_ref(
+                &at(&vp, "configMapKeyRef"),
+                &r.name,
+                &r.key,
+                r.optional == Some(true),
+                false,
+            );
+        }
+        if let Some(r) = &from.secret_key_ref {
+            self.key_ref(
+                &at(&vp, "secretKeyRef"),
+                &r.name,
+                &r.key,
+                r.optional == Some(true),
+                true,
+            );
+        }
+    }
+
+    fn key_ref(&mut self, path: &str, name: &str, k: &str, optional: bool, secret: bool) {
+        if name.is_empty() {
+            self.push(FieldError::required(&at(path, "name"), ""));
+        }
+        if k.is_empty() {
+            self.push(FieldError::required(&at(path, "key"), ""));
+            return;
+        }
+        each(
+            &mut self.errs,
+            &at(path, "key"),
+            k,
+            names::config_map_key(k),
+        );
+        if name.is_empty() || optional {
+            return;
+        }
+        let (kind, title) = if secret {
+            ("secret", "Secret")
+        } else {
+            ("configmap", "ConfigMap")
+        };
+        match self.keys_of(name, secret) {
+            None => self.push(FieldError {
+                detail: format!("{kind} {name:?} not found in namespace {:?}", self.ns),
+                ..FieldError::not_found(&at(path, "name"), name)
+            }),
+            Some(keys) if !keys.contains(k) => self.push(FieldError {
+                detail: format!("couldn't find key {k} in {title} {}/{name}", self.ns),
+                ..FieldError::not_found(&at(path, "key"), k)
+            }),
+            Some(_) => {}
+        }
+    }
+
+    fn quantity(&mut self, q: &str, path: &str) -> Option<Quantity> {
+        match Quantity::parse(q) {
+            Err(e) => {
+                self.push(FieldError::invalid(path, q, &e.to_string()));
+                None
+            }
+            Ok(v) if v < Quantity::ZERO => {
+                self.push(FieldError::invalid(
+                    path,
+                    q,
+                    "must be greater than or equal to 0",
+                ));
+                None
+            }
+            Ok(v) => Some(v),
+        }
+    }
+
+    fn resources(&mut self, c: &Container, path: &str) {
+        let Some(r) = &c.resources else { return };
+        let rp = at(path, "resources");
+        let mut parsed = |m: Option<
+            &BTreeMap<String, k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
+        >,
+                          field: &str| {
+            let mut out = BTreeMap::new();
+            for (name, q) in m.into_iter().flatten() {
+                let fp = key(&at(&rp, field), name);
+                if let Some(v) = self.quantity(&q.0, &fp) {
+                    out.insert(name.clone(), (v, q.0.clone()));
+                }
+            }
+            out
+        };
+        let limits = parsed(r.limits.as_ref(), "limits");
+        let requests = parsed(r.requests.as_ref(), "requests");
+        for (name, (req, text)) in &requests {
+            if let Some((lim, lim_text)) = limits.get(name)
+                && req > lim
+            {
+                self.push(FieldError::invalid(
+                    &key(&at(&rp, "requests"), name),
+                    text,
+                    &format!("must be less than or equal to {name} limit of {lim_text}"),
+                ));
+            }
+        }
+    }
+
+    fn mounts(&mut self, c: &Container, path: &str, volumes: &BTreeSet<String>) {
+        let mut paths = BTreeSet::new();
+        for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
+            let mp = index(&at(path, "volumeMounts"), i);
+            if m.name.is_empty() {
+                self.push(FieldError::required(&at(&mp, "name"), ""));
+            } else if !volumes.contains(&m.name) {
+                self.push(FieldError::not_found(&at(&mp, "name"), &m.name));
+            }
+            if m.mount_path.is_empty() {
+                self.push(FieldError::required(&at(&mp, "mountPath"), ""));
+            } else if !paths.insert(m.mount_path.clone()) {
+                self.push(FieldError::invalid(
+                    &at(&mp, "mountPath"),
+                    &m.mount_path,
+                    "must be unique",
+                ));
+            }
+            for (field, sub) in [("subPath", &m.sub_path), ("subPathExpr", &m.sub_path_expr)] {
+                if let Some(s) = sub.as_deref().filter(|s| !s.is_empty()) {
+                    if s.starts_with('/') {
+                        self.push(FieldError::invalid(
+                            &at(&mp, field),
+                            s,
+                            "must be a relative path",
+                        ));
+                    }
+                    if s.split('/').any(|p| p == "..") {
+                        self.push(FieldError::invalid(
+                            &at(&mp, field),
+                            s,
+                            "must not contain '..'",
+                        ));
+                    }
+                }
+            }
+            if m.sub_path.as_deref().is_some_and(|s| !s.is_empty())
+                && m.sub_path_expr.as_deref().is_some_and(|s| !s.is_empty())
+            {
+                self.push(FieldError::invalid(
+                    &at(&mp, "subPathExpr"),
+                    m.sub_path_expr.as_deref().unwrap_or(""),
+                    "subPathExpr and subPath are mutually exclusive",
+                ));
+            }
+        }
+    }
+
+    fn probe(&mut self, p: &Probe, path: &str, success_must_be_one: bool) {
+        let handlers: Vec<&str> = [
+            ("exec", p.exec.is_some()),
+            ("httpGet", p.http_get.is_some()),
+            ("tcpSocket", p.tcp_socket.is_some()),
+            ("grpc", p.grpc.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(n, set)| set.then_some(n))
+        .collect();
+        match handlers.len() {
+            0 => self.push(FieldError::required(path, "must specify a handler type")),
+            1 => {}
+            _ => self.push(FieldError::forbidden(
+                &at(path, handlers[1]),
+                "may not specify more than 1 handler type",
+            )),
+        }
+        for (field, v) in [
+            ("initialDelaySeconds", p.initial_delay_seconds),
+            ("timeoutSeconds", p.timeout_seconds),
+            ("periodSeconds", p.period_seconds),
+            ("successThreshold", p.success_threshold),
+            ("failureThreshold", p.failure_threshold),
+        ] {
+            if let Some(v) = v.filter(|v| *v < 0) {
+                self.push(FieldError::invalid(
+                    &at(path, field),
+                    v,
+                    "must be greater than or equal to 0",
+                ));
+            }
+        }
+        if success_must_be_one && let Some(s) = p.success_threshold.filter(|s| *s != 1 && *s > 0) {
+            self.push(FieldError::invalid(
+                &at(path, "successThreshold"),
+                s,
+                "must be 1",
+            ));
+        }
+        if let Some(g) = p.termination_grace_period_seconds.filter(|g| *g <= 0) {
+            self.push(FieldError::invalid(
+                &at(path, "terminationGracePeriodSeconds"),
+                g,
+                "must be greater than 0",
+            ));
+        }
+        if let Some(e) = &p.exec
+            && e.command.as_ref().is_none_or(Vec::is_empty)
+        {
+            self.push(FieldError::required(&at(&at(path, "exec"), "command"), ""));
+        }
+        if let Some(h) = &p.http_get {
+            self.probe_port(&h.port, &at(&at(path, "httpGet"), "port"));
+            if let Some(s) = h.scheme.as_deref()
+                && s != "HTTP"
+                && s != "HTTPS"
+            {
+                self.push(FieldError::not_supported(
+                    &at(&at(path, "httpGet"), "scheme"),
+                    s,
+                    &["HTTP", "HTTPS"],
+                ));
+            }
+        }
+        if let Some(t) = &p.tcp_socket {
+            self.probe_port(&t.port, &at(&at(path, "tcpSocket"), "port"));
+        }
+        if let Some(g) = &p.grpc
+            && !(1..=65535).contains(&g.port)
+        {
+            self.push(FieldError::invalid(
+                &at(&at(path, "grpc"), "port"),
+                g.port,
+                "must be between 1 and 65535, inclusive",
+            ));
+        }
+    }
+
+    fn probe_port(&mut self, port: &IntOrString, path: &str) {
+        match port {
+            IntOrString::Int(n) if !(1..=65535).contains(n) => {
+                self.push(FieldError::invalid(
+                    path,
+                    *n,
+                    "must be between 1 and 65535, inclusive",
+                ));
+            }
+            IntOrString::String(s) => each(&mut self.errs, path, s, names::iana_svc_name(s)),
+            IntOrString::Int(_) => {}
+        }
+    }
+}
+
+/// `metadata.labels['app']` → `Some("app")` for `prefix` `metadata.labels`.
+pub fn subscript<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
+    let rest = path.strip_prefix(prefix)?;
+    let inner = rest.strip_prefix("['")?.strip_suffix("']")?;
+    Some(inner)
+}
+
+#[cfg(test)]
+mod tests;
