@@ -658,3 +658,24 @@ spec:
         assert_eq!(e[1].location().unwrap().document, 1);
     }
 }
+
+#[cfg(test)]
+mod yaml11_tests {
+    use super::*;
+
+    /// kubectl's YAML reader (go-yaml v2) reads `y`, `n`, `yes`, `on` as booleans, so a string
+    /// field written that way is refused; serde-saphyr agrees, so the same manifests fail.
+    #[test]
+    fn yaml_1_1_booleans_are_not_strings() {
+        let e = parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: yes}\n")
+            .unwrap_err();
+        assert!(
+            matches!(&e.0[0], Error::Decode { path, .. } if path == "data.a"),
+            "{e:?}"
+        );
+        assert!(
+            parse("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\ndata: {a: 'yes'}\n")
+                .is_ok()
+        );
+    }
+}

@@ -10,7 +10,7 @@ pub mod names;
 mod pod;
 
 pub use data::{config_map, namespace, secret};
-pub use pod::pod;
+pub use pod::{pod, subscript};
 
 use std::collections::BTreeMap;
 
