@@ -13,6 +13,8 @@
 //! - [`exec::spawn`] starts an extra process inside a running container (ExecSync, exec).
 //! - [`sandbox::pin_namespaces`] creates a pod's namespaces and pins them to files;
 //!   [`sandbox::spawn_pid_holder`] keeps a pod-wide PID namespace alive.
+//! - [`userns`] makes user namespaces with ID mappings and idmapped mount trees, and probes
+//!   whether the host supports them.
 //! - [`cgroups`] creates, updates, inspects and removes a container's cgroup (v1, hybrid, v2).
 //!
 //! # Process choreography of `create`
@@ -58,5 +60,6 @@ pub mod sandbox;
 mod seccomp;
 mod sys;
 mod terminal;
+pub mod userns;
 
 pub use error::Error;
