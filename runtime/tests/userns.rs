@@ -222,6 +222,7 @@ fn pod_user_namespace_pinned(t: &Test) -> R {
 }
 
 fn refused_specs(t: &Test) -> R {
+    traversable(t)?;
     let no_maps = json!({"namespaces": [{"type": "mount"}, {"type": "user"}]});
     let maps_without_ns = json!({"namespaces": [{"type": "mount"}],
                                  "uidMappings": map(), "gidMappings": map()});
@@ -256,6 +257,19 @@ fn refused_specs(t: &Test) -> R {
             Err(e) => return Err(format!("{want}: unexpected error {e}")),
             Ok(_) => return Err(format!("{want}: accepted")),
         }
+    }
+    // The container's root must be able to reach the rootfs.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(t.dir.path(), std::fs::Permissions::from_mode(0o700))
+            .map_err(s)?;
+    }
+    let spec = t.spec(json!(["true"]), json!({"linux": userns_linux(None)}));
+    let (stdio, _r) = t.stdio()?;
+    match container::create(&spec, t.dir.path(), stdio) {
+        Err(Error::InvalidSpec(m)) => check(m.contains("search permission"), &m)?,
+        Err(e) => return Err(format!("unexpected error {e}")),
+        Ok(_) => return Err("unsearchable rootfs accepted".into()),
     }
     // The rootfs idmap needs a user namespace.
     let mut spec = t.spec(json!(["true"]), json!({}));

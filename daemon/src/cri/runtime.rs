@@ -14,8 +14,8 @@ use corral_cri_api::v1::{
 };
 use corral_cri_api::v1::{
     CgroupDriver, LinuxRuntimeConfiguration, RuntimeCondition, RuntimeConfigRequest,
-    RuntimeConfigResponse, RuntimeStatus, StatusRequest, StatusResponse, VersionRequest,
-    VersionResponse,
+    RuntimeConfigResponse, RuntimeHandler, RuntimeHandlerFeatures, RuntimeStatus, StatusRequest,
+    StatusResponse, VersionRequest, VersionResponse,
 };
 use corral_cri_api::v1::{
     ContainerStatsRequest, ContainerStatsResponse, ListContainerStatsRequest,
@@ -133,9 +133,20 @@ impl RuntimeService for RuntimeApi {
             }
             info.extend(super::info::verbose_info(&self.config, &network));
         }
+        let pods = Arc::clone(&self.pods);
+        let user_namespaces = tokio::task::spawn_blocking(move || pods.userns_supported())
+            .await
+            .unwrap_or(false);
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
             info,
+            runtime_handlers: vec![RuntimeHandler {
+                name: String::new(),
+                features: Some(RuntimeHandlerFeatures {
+                    recursive_read_only_mounts: false,
+                    user_namespaces,
+                }),
+            }],
             ..Default::default()
         }))
     }

@@ -145,6 +145,10 @@ impl Pods {
             ))
         })?;
         let ns = pod_namespaces(&config)?;
+        let userns = spec::userns::pod_userns(&config)?;
+        if let Some(m) = &userns {
+            self.check_userns(m)?;
+        }
         let sysctls = pod_sysctls(&config, &ns)?;
         let network = if ns.host_network {
             None
@@ -176,6 +180,7 @@ impl Pods {
             hostname,
             pid: ns.pod_pid,
             sysctls,
+            userns,
         };
         let prepared = self
             .prepare_pod(&config, &dir, &ns, &shim_config, &meta, network.as_ref())

@@ -14,8 +14,8 @@
 //! - [`stop_signal`]: the signal that stops a container.
 //!
 //! Not handled yet (rejected with `InvalidArgument` where silently ignoring would be wrong):
-//! privileged containers, user namespaces and id-mapped mounts, image volumes, recursive
-//! read-only mounts, seccomp/AppArmor/SELinux (no profile is applied), the CRI `masked_paths` and
+//! privileged containers, CRI per-mount id mappings (user namespaces: [`userns`]), image volumes,
+//! recursive read-only mounts, seccomp/AppArmor/SELinux (no profile is applied), the CRI `masked_paths` and
 //! `readonly_paths` overrides (the defaults are used), CDI devices.
 
 use std::collections::HashMap;
@@ -33,6 +33,7 @@ mod process;
 mod resources;
 mod signal;
 mod user;
+pub mod userns;
 
 #[cfg(test)]
 mod tests;
@@ -166,16 +167,8 @@ pub fn container_spec(input: &ContainerInputs<'_>) -> Result<Spec, SpecError> {
                 "security_context.privileged: privileged containers are not supported yet",
             ));
         }
-        if let Some(u) = sc
-            .namespace_options
-            .as_ref()
-            .and_then(|n| n.userns_options.as_ref())
-            && (!u.uids.is_empty() || !u.gids.is_empty())
-        {
-            return Err(SpecError::invalid(
-                "security_context.namespace_options.userns_options: user namespaces are not supported yet",
-            ));
-        }
+        // Checked against the pod's; the caller adds the pod's user namespace (`userns::apply`).
+        userns::container_userns(input.pod, config)?;
     }
     if let Some(p) = sc.and_then(|s| s.seccomp.as_ref())
         && p.profile_type != ProfileType::Unconfined as i32
