@@ -43,12 +43,16 @@ fn userns(mode: NamespaceMode, uids: Vec<IdMapping>, gids: Vec<IdMapping>) -> Na
     }
 }
 
+/// The kubelet's options for a `hostUsers: false` pod, with a pod-wide PID namespace (its
+/// holder is made inside the user namespace too).
 fn pod_mapping() -> NamespaceOption {
-    userns(
+    let mut o = userns(
         NamespaceMode::Pod,
         vec![m(HOST, 0, 65536)],
         vec![m(HOST, 0, 65536)],
-    )
+    );
+    o.pid = NamespaceMode::Pod as i32;
+    o
 }
 
 fn with_pod_ns(mut config: PodSandboxConfig, ns: NamespaceOption) -> PodSandboxConfig {
@@ -170,7 +174,7 @@ async fn pod_user_namespace_from_inside_and_outside() -> Result<()> {
             cmd: vec![
                 "sh".into(),
                 "-c".into(),
-                "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user; stat -c %u /proc/1"
+                "cat /proc/self/uid_map; id -u; readlink /proc/self/ns/user; stat -c %u /proc/1; cat /proc/1/comm"
                     .into(),
             ],
             timeout: 10,
@@ -185,7 +189,11 @@ async fn pod_user_namespace_from_inside_and_outside() -> Result<()> {
         "{got:?} {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(got, ["0 100000 65536", "0", userns_link.as_str(), "0"]);
+    // PID 1 is the pod's PID holder (the shim's fork), root of the pod's user namespace.
+    assert_eq!(
+        got,
+        ["0 100000 65536", "0", userns_link.as_str(), "0", "corral-shim"]
+    );
     // Seen from the host, the container's processes run as host ID 100000.
     let pid = {
         let s = e.status(&long).await?;
