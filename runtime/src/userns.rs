@@ -86,7 +86,9 @@ impl IdMappings {
     pub fn host_of(list: &[LinuxIdMapping], id: u32) -> Option<u32> {
         list.iter().find_map(|m| {
             let off = id.checked_sub(m.container_id())?;
-            (off < m.size()).then(|| m.host_id() + off)
+            (off < m.size())
+                .then(|| m.host_id().checked_add(off))
+                .flatten()
         })
     }
 }

@@ -192,7 +192,13 @@ async fn pod_user_namespace_from_inside_and_outside() -> Result<()> {
     // PID 1 is the pod's PID holder (the shim's fork), root of the pod's user namespace.
     assert_eq!(
         got,
-        ["0 100000 65536", "0", userns_link.as_str(), "0", "corral-shim"]
+        [
+            "0 100000 65536",
+            "0",
+            userns_link.as_str(),
+            "0",
+            "corral-shim"
+        ]
     );
     // Seen from the host, the container's processes run as host ID 100000.
     let pid = {
