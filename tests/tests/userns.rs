@@ -307,6 +307,19 @@ async fn refused_user_namespaces_leave_nothing() -> Result<()> {
         let r = e.create(&pod, "good", config).await;
         assert_status(r, Code::InvalidArgument, &["container config", want]);
     }
+    // A volume on a filesystem that cannot be idmapped (sysfs): refused, nothing left.
+    let mut config = with_ctr_ns(e.ctr_config("sysfs", &["true"]), pod_mapping());
+    config.mounts.push(Mount {
+        container_path: "/k".into(),
+        host_path: "/sys/kernel".into(),
+        ..Default::default()
+    });
+    let r = e.create(&pod, "good", config).await;
+    assert_status(
+        r,
+        Code::FailedPrecondition,
+        &["idmapped mount of /sys/kernel", "mount_setattr"],
+    );
     let ids =
         e.rt.list_containers(ListContainersRequest::default())
             .await?
