@@ -225,6 +225,23 @@ async fn pod_user_namespace_from_inside_and_outside() -> Result<()> {
         .unwrap_or("");
     assert_eq!(words(uid), "Uid: 100000 100000 100000 100000");
 
+    // The container survives a crash of the daemon; ExecSync still joins its user namespace.
+    e.d.kill()?;
+    e.d.start_again().await?;
+    e.rt = e.d.runtime().await?;
+    let out =
+        e.rt.exec_sync(ExecSyncRequest {
+            container_id: long.clone(),
+            cmd: vec!["cat".into(), "/proc/self/uid_map".into()],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(
+        words(&String::from_utf8_lossy(&out.stdout)),
+        "0 100000 65536"
+    );
+
     e.remove_pod(&pod).await?;
     e.assert_clean();
     Ok(())
