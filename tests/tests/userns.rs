@@ -129,9 +129,12 @@ async fn pod_user_namespace_from_inside_and_outside() -> Result<()> {
                stat -c %u:%g / /bin /etc/hosts /vol/owned; touch /made /vol/made; \
                readlink /proc/self/ns/user";
     let mut config = with_ctr_ns(e.ctr_config("first", &["sh", "-c", cmd]), pod_mapping());
+    // With the pod's mappings, as the kubelet sends a user namespace pod's volumes.
     config.mounts.push(Mount {
         container_path: "/vol".into(),
         host_path: vol.path().display().to_string(),
+        uid_mappings: vec![m(HOST, 0, 65536)],
+        gid_mappings: vec![m(HOST, 0, 65536)],
         ..Default::default()
     });
     let first = e.create(&pod, "userns", config).await?;
@@ -324,6 +327,21 @@ async fn refused_user_namespaces_leave_nothing() -> Result<()> {
         let r = e.create(&pod, "good", config).await;
         assert_status(r, Code::InvalidArgument, &["container config", want]);
     }
+    // A volume with mappings other than the pod's.
+    let mut config = with_ctr_ns(e.ctr_config("foreign", &["true"]), pod_mapping());
+    config.mounts.push(Mount {
+        container_path: "/v".into(),
+        host_path: "/tmp".into(),
+        uid_mappings: vec![m(300000, 0, 65536)],
+        gid_mappings: vec![m(300000, 0, 65536)],
+        ..Default::default()
+    });
+    let r = e.create(&pod, "good", config).await;
+    assert_status(
+        r,
+        Code::InvalidArgument,
+        &["mounts[0].uid_mappings/gid_mappings: only the pod's"],
+    );
     // A volume on a filesystem that cannot be idmapped (sysfs): refused, nothing left.
     let mut config = with_ctr_ns(e.ctr_config("sysfs", &["true"]), pod_mapping());
     config.mounts.push(Mount {

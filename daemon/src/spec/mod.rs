@@ -14,9 +14,9 @@
 //! - [`stop_signal`]: the signal that stops a container.
 //!
 //! Not handled yet (rejected with `InvalidArgument` where silently ignoring would be wrong):
-//! privileged containers, CRI per-mount id mappings (user namespaces: [`userns`]), image volumes,
-//! recursive read-only mounts, seccomp/AppArmor/SELinux (no profile is applied), the CRI `masked_paths` and
-//! `readonly_paths` overrides (the defaults are used), CDI devices.
+//! privileged containers, image volumes, recursive
+//! read-only mounts, seccomp/AppArmor/SELinux (no profile is applied), the CRI `masked_paths` and
+//! `readonly_paths` overrides (the defaults are used), CDI devices. User namespaces: [`userns`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -114,11 +114,7 @@ pub(super) fn build(
                 "{field}.image: image volumes are not supported yet"
             )));
         }
-        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-            return Err(SpecError::invalid(format!(
-                "{field}: id-mapped mounts are not supported yet"
-            )));
-        }
+        // uid_mappings/gid_mappings: checked against the pod's user namespace (`userns`).
         if m.recursive_read_only {
             return Err(SpecError::invalid(format!(
                 "{field}.recursive_read_only: recursive read-only mounts are not supported yet"

@@ -160,7 +160,34 @@ pub fn container_userns(
     if pod_m.is_some() {
         no_host_namespaces(CTR, opts)?;
     }
+    check_mounts(config, pod_m.as_ref())?;
     Ok(pod_m)
+}
+
+/// CRI mounts with `uid_mappings`/`gid_mappings` (the kubelet sets them on a user namespace
+/// pod's volumes): the pod's own mappings, as every bind mount of such a pod is idmapped with
+/// its user namespace anyway; anything else is refused.
+fn check_mounts(config: &ContainerConfig, pod: Option<&IdMappings>) -> Result<(), SpecError> {
+    for (i, m) in config.mounts.iter().enumerate() {
+        if m.uid_mappings.is_empty() && m.gid_mappings.is_empty() {
+            continue;
+        }
+        let field = format!("mounts[{i}]");
+        let Some(pod) = pod else {
+            return Err(SpecError::invalid(format!(
+                "{field}.uid_mappings: id-mapped mounts need a pod user namespace (userns_options mode POD)"
+            )));
+        };
+        let uid = one(&format!("{field}.uid_mappings"), &m.uid_mappings)?;
+        let gid = one(&format!("{field}.gid_mappings"), &m.gid_mappings)?;
+        let oci = |m: IdMapping| mapping(m.container_id, m.host_id, m.length);
+        if vec![oci(uid)] != pod.uids || vec![oci(gid)] != pod.gids {
+            return Err(SpecError::invalid(format!(
+                "{field}.uid_mappings/gid_mappings: only the pod's user namespace mappings are supported"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Puts the container into the pod's user namespace pinned at `pin`: the namespace, its
@@ -353,6 +380,28 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("namespace_options.pid: NODE cannot"), "{e}");
+        // Volumes with the pod's mappings (as the kubelet sends them) are fine, others not.
+        let vol = |uids: Vec<IdMapping>| corral_cri_api::v1::Mount {
+            container_path: "/v".into(),
+            host_path: "/tmp".into(),
+            uid_mappings: uids,
+            gid_mappings: vec![m(100000, 0, 65536)],
+            ..Default::default()
+        };
+        let mut c = ctr(None);
+        c.mounts.push(vol(vec![m(100000, 0, 65536)]));
+        assert!(container_userns(&p, &c).unwrap().is_some());
+        c.mounts.push(vol(vec![m(300000, 0, 65536)]));
+        let e = container_userns(&p, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("mounts[1].uid_mappings/gid_mappings: only the pod's"),
+            "{e}"
+        );
+        let e = container_userns(&host, &c).unwrap_err().to_string();
+        assert!(
+            e.contains("mounts[0].uid_mappings: id-mapped mounts need"),
+            "{e}"
+        );
     }
 
     #[test]
