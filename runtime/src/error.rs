@@ -38,6 +38,16 @@ pub enum Error {
     /// (or, with a slash, does not exist).
     #[error("executable file not found: {0}")]
     NotFound(String),
+    /// An idmapped mount could not be made (the filesystem may not support them).
+    #[error("idmapped mount of {path}: {step}: {errno}")]
+    Idmap {
+        /// The mount's source.
+        path: PathBuf,
+        /// The syscall that failed.
+        step: String,
+        /// Its errno.
+        errno: nix::Error,
+    },
     /// The cgroup manager failed.
     #[error("cgroup {path}: {message}")]
     Cgroup {

@@ -13,6 +13,8 @@
 //! - [`exec::spawn`] starts an extra process inside a running container (ExecSync, exec).
 //! - [`sandbox::pin_namespaces`] creates a pod's namespaces and pins them to files;
 //!   [`sandbox::spawn_pid_holder`] keeps a pod-wide PID namespace alive.
+//! - [`userns`] makes user namespaces with ID mappings and idmapped mount trees, and probes
+//!   whether the host supports them.
 //! - [`cgroups`] creates, updates, inspects and removes a container's cgroup (v1, hybrid, v2).
 //!
 //! # Process choreography of `create`
@@ -22,14 +24,18 @@
 //!   │ creates the cgroup (libcgroups, cgroupfs layout), adds A, applies linux.resources,
 //!   │ then writes "go" on the sync pipe
 //!   │                A: setns() into the namespaces that have a path (files opened by the
-//!   │                   caller), unshare() the others (always a new mount namespace; a new
-//!   │                   PID namespace takes effect for A's children)
+//!   │                   caller), then into the user namespace if any (made by the caller,
+//!   │                   see userns.rs; A becomes its root), unshare() the others (always a
+//!   │                   new mount namespace; a new PID namespace takes effect for A's
+//!   │                   children; all owned by the user namespace)
 //!   │                A ──clone(CLONE_PARENT)──> B (init, a child of the caller, PID 1 if the
 //!   │                   PID namespace is new); A reports B's host PID and exits
 //!   │ reaps A, pidfd_open(B)
 //!   │                B: setsid, stdio on 0/1/2 (+TIOCSCTTY), rootfs propagation, bind the
-//!   │                   rootfs, mounts (destinations resolved inside the rootfs, mounted
-//!   │                   through openat2(RESOLVE_IN_ROOT) descriptors), devices, /dev/console,
+//!   │                   rootfs (or attach its idmapped tree), mounts (destinations resolved
+//!   │                   inside the rootfs, mounted through openat2(RESOLVE_IN_ROOT)
+//!   │                   descriptors; idmapped ones attached from trees the caller made with
+//!   │                   move_mount), devices, /dev/console,
 //!   │                   pivot_root, hostname, sysctls, readonlyPaths, maskedPaths, read-only
 //!   │                   root, cwd, rlimits, seccomp (before dropping privileges unless
 //!   │                   no_new_privs), bounding set, groups/gid/uid with kept capabilities,
@@ -59,6 +65,7 @@ pub mod sandbox;
 mod seccomp;
 mod sys;
 mod terminal;
+pub mod userns;
 
 pub use error::Error;
 pub use sys::has_mount_setattr;

@@ -14,6 +14,7 @@ use nix::unistd::Pid;
 use crate::Error;
 use crate::report::{ChildResult, Msg, Step, recv, send, unexpected};
 use crate::sys::{self, Forked};
+use crate::userns::IdMappings;
 
 /// What to create for a pod.
 pub struct PodNamespaces<'a> {
@@ -26,11 +27,17 @@ pub struct PodNamespaces<'a> {
     /// Namespaced sysctls to set inside (`net.*` need `network`, `kernel.shm*`/`kernel.msg*`/
     /// `kernel.sem`/`fs.mqueue.*` need `ipc`); anything else is `InvalidSpec`.
     pub sysctls: &'a [(String, String)],
+    /// A user namespace of the pod's own with these mappings (None: the host's). The other
+    /// namespaces are then created inside it, so they belong to it.
+    pub userns: Option<&'a IdMappings>,
 }
 
-/// Files that pin a pod's namespaces (`dir/net`, `dir/ipc`, `dir/uts`), each bind-mounted from
-/// `/proc/<pid>/ns/<kind>` of a short-lived child. In a new network namespace `lo` is up.
+/// Files that pin a pod's namespaces (`dir/net`, `dir/ipc`, `dir/uts`, `dir/user`), each
+/// bind-mounted from `/proc/<pid>/ns/<kind>` of a short-lived child. In a new network namespace
+/// `lo` is up.
 pub struct Pinned {
+    /// The user namespace pin, if one was created.
+    pub user: Option<PathBuf>,
     /// The network namespace pin, if one was created.
     pub net: Option<PathBuf>,
     /// The IPC namespace pin, if one was created.
@@ -83,9 +90,22 @@ pub fn pin_namespaces(dir: &Path, ns: &PodNamespaces<'_>) -> Result<Pinned, Erro
     }
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
     let mut pinned = Pinned {
+        user: None,
         net: None,
         ipc: None,
         uts: None,
+    };
+    let userns = ns.userns.map(crate::userns::create).transpose()?;
+    if let Some(fd) = &userns {
+        let target = dir.join("user");
+        pin(&format!("/proc/self/fd/{}", fd.as_raw_fd()), &target)?;
+        pinned.user = Some(target);
+    }
+    let unpin_user = |pinned: &Pinned| {
+        if let Some(p) = &pinned.user {
+            let _ = umount2(p, MntFlags::MNT_DETACH);
+            let _ = std::fs::remove_file(p);
+        }
     };
     if kinds.is_empty() {
         return Ok(pinned);
@@ -96,6 +116,10 @@ pub fn pin_namespaces(dir: &Path, ns: &PodNamespaces<'_>) -> Result<Pinned, Erro
         Forked::Child => sys::run_child(|| {
             drop(hold_w);
             let r = (|| -> ChildResult {
+                if let Some(fd) = &userns {
+                    nix::sched::setns(fd, CloneFlags::CLONE_NEWUSER).step("setns user")?;
+                    crate::userns::become_root()?;
+                }
                 nix::sched::unshare(flags).step("unshare")?;
                 if let Some(h) = ns.hostname {
                     nix::unistd::sethostname(h).step("sethostname")?;
@@ -126,6 +150,7 @@ pub fn pin_namespaces(dir: &Path, ns: &PodNamespaces<'_>) -> Result<Pinned, Erro
         let _ = kill(child, Signal::SIGKILL);
         drop(hold_w);
         reap(child);
+        unpin_user(&pinned);
         return Err(match ready {
             Ok(m) => unexpected(m, "namespaces"),
             Err(e) => e,
@@ -150,6 +175,7 @@ pub fn pin_namespaces(dir: &Path, ns: &PodNamespaces<'_>) -> Result<Pinned, Erro
             let _ = umount2(&p, MntFlags::MNT_DETACH);
             let _ = std::fs::remove_file(&p);
         }
+        unpin_user(&pinned);
         return Err(e);
     }
     for p in done {
@@ -188,7 +214,7 @@ fn pin(source: &str, target: &Path) -> Result<(), Error> {
 
 /// Unmounts and deletes whatever pins exist under `dir`; absent pins are fine.
 pub fn unpin_namespaces(dir: &Path) -> Result<(), Error> {
-    for kind in ["net", "ipc", "uts", "pid"] {
+    for kind in ["net", "ipc", "uts", "pid", "user"] {
         let p = dir.join(kind);
         if std::fs::symlink_metadata(&p).is_err() {
             continue;
@@ -223,7 +249,28 @@ pub struct PidHolder {
 /// Starts a [`PidHolder`] and pins its PID namespace as `dir/pid` (`dir` is created if
 /// missing). On error the holder is killed and reaped and nothing stays mounted.
 pub fn spawn_pid_holder(dir: &Path) -> Result<PidHolder, Error> {
+    spawn_pid_holder_in(dir, None)
+}
+
+/// [`spawn_pid_holder`] with the PID namespace created inside the user namespace pinned at
+/// `userns` (so the pod's containers, in that user namespace, can mount its `/proc`); the
+/// holder is that namespace's root.
+pub fn spawn_pid_holder_in(dir: &Path, userns: Option<&Path>) -> Result<PidHolder, Error> {
     std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+    let userns = userns
+        .map(|p| {
+            nix::fcntl::open(
+                p,
+                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .map(owned)
+            .map_err(|e| Error::Io {
+                path: p.to_path_buf(),
+                source: e.into(),
+            })
+        })
+        .transpose()?;
     let null = crate::container::open_dev_null()?;
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     let a = match sys::fork().map_err(Error::sys("fork"))? {
@@ -232,6 +279,10 @@ pub fn spawn_pid_holder(dir: &Path) -> Result<PidHolder, Error> {
                 // Blocked before the holder exists, so no signal can reach the caller's
                 // handlers (inherited by the holder) in the window before it waits.
                 SigSet::all().thread_block().step("block signals")?;
+                if let Some(fd) = &userns {
+                    nix::sched::setns(fd, CloneFlags::CLONE_NEWUSER).step("setns user")?;
+                    crate::userns::become_root()?;
+                }
                 nix::sched::unshare(CloneFlags::CLONE_NEWPID).step("unshare pid")?;
                 match sys::clone_parent().step("clone holder")? {
                     Forked::Child => holder(null.as_raw_fd()),
@@ -301,6 +352,13 @@ fn holder(null: i32) -> ! {
             }
         }
     })
+}
+
+#[allow(unsafe_code)]
+fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
+    use std::os::fd::FromRawFd;
+    // SAFETY: `fd` was just returned by open(2) and is owned by nobody else.
+    unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
 fn reap(pid: Pid) {

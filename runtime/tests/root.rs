@@ -51,6 +51,7 @@ fn joined_pod_namespaces(t: &Test) -> R {
             ipc: true,
             hostname: Some("podhost"),
             sysctls: &sysctls,
+            userns: None,
         },
     )
     .map_err(|e| e.to_string())?;

@@ -129,7 +129,16 @@ impl Shim {
         }
         match self.try_create(req) {
             Ok(pid) => Response::Created { pid },
-            Err(e) => Response::error(ErrorKind::Internal, format!("creating the container: {e}")),
+            Err(e) => {
+                // A volume the host cannot idmap for a user namespace is the node's limit.
+                let kind = match &e {
+                    Error::Runtime(corral_runtime::Error::Idmap { .. }) => {
+                        ErrorKind::FailedPrecondition
+                    }
+                    _ => ErrorKind::Internal,
+                };
+                Response::error(kind, format!("creating the container: {e}"))
+            }
         }
     }
 

@@ -36,6 +36,10 @@ pub struct ShimConfig {
     pub pid: bool,
     /// Namespaced sysctls set inside the pod's namespaces.
     pub sysctls: Vec<(String, String)>,
+    /// A user namespace of the pod's own (NamespaceMode POD with mappings), pinned as
+    /// `ns/user`; the pod's other namespaces are created inside it. None: the host's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns: Option<corral_runtime::userns::IdMappings>,
 }
 
 /// A request from the daemon.

@@ -135,6 +135,7 @@ impl Shim {
                 ipc: config.ipc,
                 hostname: config.hostname.as_deref(),
                 sysctls: &config.sysctls,
+                userns: config.userns.as_ref(),
             },
         )?;
         drop(pinned);
@@ -147,7 +148,9 @@ impl Shim {
 
     fn finish(dir: PathBuf, config: ShimConfig) -> Result<Shim, Error> {
         let holder = if config.pid {
-            Some(sandbox::spawn_pid_holder(&dir.join("ns"))?)
+            let ns = dir.join("ns");
+            let userns = config.userns.is_some().then(|| ns.join("user"));
+            Some(sandbox::spawn_pid_holder_in(&ns, userns.as_deref())?)
         } else {
             None
         };

@@ -60,6 +60,11 @@ impl TestDaemon {
 
     pub async fn start_with(opts: DaemonOptions) -> Result<TestDaemon> {
         let dir = tempfile::Builder::new().prefix("corral-test-").tempdir()?;
+        // Searchable by others, as a pod's root in a user namespace must reach the rootfs.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o711),
+        )?;
         std::fs::create_dir_all(dir.path().join("hosts"))?;
         let mut d = TestDaemon {
             dir,

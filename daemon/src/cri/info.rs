@@ -14,6 +14,7 @@ use crate::config::Config;
 pub fn verbose_info(
     config: &Config,
     network: &Result<NetworkList, String>,
+    user_namespaces: bool,
 ) -> HashMap<String, String> {
     let versions = json!({
         "corrald": env!("CARGO_PKG_VERSION"),
@@ -66,7 +67,7 @@ pub fn verbose_info(
         "apparmor": crate::spec::lsm::LsmHost::HOST.apparmor(),
         "selinux": crate::spec::lsm::LsmHost::HOST.selinux(),
         "recursiveReadOnlyMounts": corral_runtime::has_mount_setattr(),
-        "userNamespaces": false,
+        "userNamespaces": user_namespaces,
     });
     [
         ("versions", versions),
@@ -80,12 +81,12 @@ pub fn verbose_info(
 }
 
 /// `Status.runtime_handlers`: the one (default, unnamed) handler and what it supports.
-pub fn runtime_handlers() -> Vec<RuntimeHandler> {
+pub fn runtime_handlers(user_namespaces: bool) -> Vec<RuntimeHandler> {
     vec![RuntimeHandler {
         name: String::new(),
         features: Some(RuntimeHandlerFeatures {
             recursive_read_only_mounts: corral_runtime::has_mount_setattr(),
-            user_namespaces: false,
+            user_namespaces,
         }),
     }]
 }

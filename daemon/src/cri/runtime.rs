@@ -122,6 +122,10 @@ impl RuntimeService for RuntimeApi {
             ),
         };
         let conditions = vec![condition("RuntimeReady", true, "", ""), network_condition];
+        let pods = Arc::clone(&self.pods);
+        let user_namespaces = tokio::task::spawn_blocking(move || pods.userns_supported())
+            .await
+            .unwrap_or(false);
         let mut info = HashMap::new();
         if verbose {
             let config = serde_json::to_string(&*self.config)
@@ -132,12 +136,16 @@ impl RuntimeService for RuntimeApi {
                 cni["source"] = serde_json::json!(list.source);
                 info.insert("cniconfig".to_owned(), cni.to_string());
             }
-            info.extend(super::info::verbose_info(&self.config, &network));
+            info.extend(super::info::verbose_info(
+                &self.config,
+                &network,
+                user_namespaces,
+            ));
         }
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
             info,
-            runtime_handlers: super::info::runtime_handlers(),
+            runtime_handlers: super::info::runtime_handlers(user_namespaces),
             features: Some(super::info::runtime_features()),
         }))
     }

@@ -82,6 +82,8 @@ impl Pods {
             .resolve(image_name)
             .ok_or_else(|| PodError::NotFound(format!("image {image_name:?} not found")))?;
         let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
+        // Before anything is made: a request at odds with the pod's user namespace is refused.
+        spec::userns::container_userns(&sandbox.config, &config)?;
         let bundle = self.ctr_bundle(&id);
         let records = self.ctr_record_dir(&id);
         let cgroups_path = format!("{}/{id}", sandbox.meta.cgroup_parent);
@@ -155,14 +157,26 @@ impl Pods {
             std::fs::create_dir_all(parent).map_err(|e| PodError::io(parent, e))?;
         }
         let rootfs_dir = bundle.join("rootfs");
-        rootfs::mount_overlay(
-            lowerdirs,
-            &records.join("upper"),
-            &records.join("work"),
-            &rootfs_dir,
-        )?;
         let dir = &sandbox.dir;
         let ns = dir.join("ns");
+        let userns = spec::userns::container_userns(&sandbox.config, config)?;
+        let (upper, work) = (records.join("upper"), records.join("work"));
+        match &userns {
+            None => rootfs::mount_overlay(lowerdirs, &upper, &work, &rootfs_dir)?,
+            Some(m) => {
+                let root = |l: &[oci_spec::runtime::LinuxIdMapping]| {
+                    corral_runtime::userns::IdMappings::host_of(l, 0).unwrap_or(0)
+                };
+                rootfs::mount_overlay_idmapped(
+                    lowerdirs,
+                    &upper,
+                    &work,
+                    &rootfs_dir,
+                    &ns.join("user"),
+                    (root(&m.uids), root(&m.gids)),
+                )?
+            }
+        }
         let pod_ns = super::sandbox::pod_namespaces(&sandbox.config)?;
         let pin = |kind: &str| {
             let p = ns.join(kind);
@@ -192,7 +206,10 @@ impl Pods {
             cgroups_path: &cgroups_path,
             lsm: spec::lsm::LsmHost::HOST,
         };
-        let spec = spec::container_spec(&inputs)?;
+        let mut spec = spec::container_spec(&inputs)?;
+        if let Some(m) = &userns {
+            spec::userns::apply(&mut spec, m, &ns.join("user"));
+        }
         let spec_path = bundle.join("config.json");
         let body =
             serde_json::to_vec_pretty(&spec).map_err(|e| PodError::Internal(e.to_string()))?;

@@ -14,6 +14,7 @@ mod rootfs;
 mod sandbox;
 pub mod shim_client;
 pub mod streams;
+mod userns;
 pub mod view;
 
 use std::collections::HashMap;
@@ -146,6 +147,8 @@ pub struct Pods {
     containers: RwLock<HashMap<String, Arc<Container>>>,
     pod_names: Names,
     ctr_names: Names,
+    /// [`Pods::userns_supported`], probed at first use.
+    userns_supported: std::sync::OnceLock<bool>,
 }
 
 impl Pods {
@@ -166,6 +169,7 @@ impl Pods {
             containers: RwLock::default(),
             pod_names: Names::default(),
             ctr_names: Names::default(),
+            userns_supported: std::sync::OnceLock::new(),
         }
     }
 

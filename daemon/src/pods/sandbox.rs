@@ -147,6 +147,10 @@ impl Pods {
             ))
         })?;
         let ns = pod_namespaces(&config)?;
+        let userns = spec::userns::pod_userns(&config)?;
+        if let Some(m) = &userns {
+            self.check_userns(m)?;
+        }
         let sysctls = pod_sysctls(&config, &ns)?;
         let network = if ns.host_network {
             None
@@ -183,6 +187,7 @@ impl Pods {
             hostname,
             pid: ns.pod_pid,
             sysctls,
+            userns,
         };
         let prepared = match self.limit_pod(&meta, pod_limits).await {
             Ok(()) => {

@@ -157,6 +157,13 @@ pub fn sandbox_status(sb: &Sandbox) -> PodSandboxStatus {
             NamespaceMode::Pod
         }
     };
+    let userns = sb
+        .config
+        .linux
+        .as_ref()
+        .and_then(|l| l.security_context.as_ref())
+        .and_then(|s| s.namespace_options.as_ref())
+        .and_then(|o| o.userns_options.clone());
     let options = ns.map(|n| NamespaceOption {
         network: mode(n.host_network) as i32,
         ipc: mode(n.host_ipc) as i32,
@@ -165,6 +172,7 @@ pub fn sandbox_status(sb: &Sandbox) -> PodSandboxStatus {
         } else {
             NamespaceMode::Container
         } as i32,
+        userns_options: userns,
         ..NamespaceOption::default()
     });
     PodSandboxStatus {
@@ -196,7 +204,7 @@ fn network_status(sb: &Sandbox) -> PodSandboxNetworkStatus {
 }
 
 pub fn sandbox_info(sb: &Sandbox) -> HashMap<String, String> {
-    let pins: Vec<String> = ["net", "ipc", "uts", "pid"]
+    let pins: Vec<String> = ["net", "ipc", "uts", "pid", "user"]
         .iter()
         .filter(|k| sb.dir.join("ns").join(k).exists())
         .map(|k| sb.dir.join("ns").join(k).display().to_string())

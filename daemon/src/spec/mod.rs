@@ -17,7 +17,7 @@
 //!   SELinux labels.
 //!
 //! Not handled yet (rejected with `InvalidArgument` where silently ignoring would be wrong):
-//! user namespaces and id-mapped mounts, image volumes, CDI devices.
+//! image volumes, CDI devices. User namespaces: [`userns`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,6 +35,7 @@ mod resources;
 pub mod seccomp;
 mod signal;
 mod user;
+pub mod userns;
 
 #[cfg(test)]
 mod tests;
@@ -180,15 +181,8 @@ pub fn container_spec(input: &ContainerInputs<'_>) -> Result<Spec, SpecError> {
              (linux.security_context.privileged of its RunPodSandbox request)",
         ));
     }
-    if let Some(u) = sc
-        .and_then(|s| s.namespace_options.as_ref())
-        .and_then(|n| n.userns_options.as_ref())
-        && (!u.uids.is_empty() || !u.gids.is_empty())
-    {
-        return Err(SpecError::invalid(
-            "security_context.namespace_options.userns_options: user namespaces are not supported yet",
-        ));
-    }
+    // Checked against the pod's; the caller adds the pod's user namespace (`userns::apply`).
+    userns::container_userns(input.pod, config)?;
     if !config.cdi_devices.is_empty() {
         return Err(SpecError::invalid(
             "CDI_devices: CDI devices are not supported yet",

@@ -118,11 +118,7 @@ pub(super) fn build(
                 "{field}.image: image volumes are not supported yet"
             )));
         }
-        if !m.uid_mappings.is_empty() || !m.gid_mappings.is_empty() {
-            return Err(SpecError::invalid(format!(
-                "{field}: id-mapped mounts are not supported yet"
-            )));
-        }
+        // uid_mappings/gid_mappings: checked against the pod's user namespace (`userns`).
         let dest = clean_container_path(&format!("{field}.container_path"), &m.container_path)?;
         let source = host_source(&format!("{field}.host_path"), &m.host_path)?;
         let prop = MountPropagation::try_from(m.propagation).map_err(|_| {

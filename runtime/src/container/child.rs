@@ -5,6 +5,7 @@
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::sched::CloneFlags;
 
 use super::ChildStdio;
 use super::mounts;
@@ -39,8 +40,16 @@ fn intermediate_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
         Ok(_) => return Err(Errno::ECANCELED).step("wait for cgroup"),
         Err(e) => return Err(e).step("wait for cgroup"),
     }
+    // The pod's namespaces first: they may belong to the initial user namespace, which this
+    // process can no longer join into once it is in a child user namespace.
     for (fd, flag) in &plan.join {
         nix::sched::setns(fd, *flag).step_with(|| format!("setns {flag:?}"))?;
+    }
+    // Then the user namespace, so every namespace unshared below belongs to it (mounting proc
+    // and sysfs inside needs that).
+    if let Some(u) = &plan.userns {
+        nix::sched::setns(&u.fd, CloneFlags::CLONE_NEWUSER).step("setns user")?;
+        crate::userns::enter_checked(u.expect.as_ref())?;
     }
     nix::sched::unshare(plan.unshare).step("unshare")?;
     match sys::clone_parent().step("clone init")? {

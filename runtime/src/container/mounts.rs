@@ -123,14 +123,27 @@ pub(super) fn fd_path(fd: &OwnedFd) -> PathBuf {
 /// the console, and `pivot_root`s into it.
 pub(super) fn setup_rootfs(plan: &Plan, stdio: &ChildStdio) -> ChildResult {
     mount(NONE, "/", NONE, plan.root_propagation, NONE).step("rootfs propagation")?;
-    mount(
-        Some(&plan.rootfs),
-        &plan.rootfs,
-        NONE,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        NONE,
-    )
-    .step("bind rootfs")?;
+    match &plan.rootfs_tree {
+        // The idmapped copy goes on top of the rootfs (in this mount namespace only).
+        Some(tree) => {
+            let at = nix::fcntl::open(
+                &plan.rootfs,
+                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                nix::sys::stat::Mode::empty(),
+            )
+            .step("open rootfs")?;
+            let at = owned(at);
+            crate::userns::attach_tree(tree.as_fd(), at.as_fd()).step("attach idmapped rootfs")?;
+        }
+        None => mount(
+            Some(&plan.rootfs),
+            &plan.rootfs,
+            NONE,
+            MsFlags::MS_BIND | MsFlags::MS_REC,
+            NONE,
+        )
+        .step("bind rootfs")?,
+    }
     let fd = nix::fcntl::open(
         &plan.rootfs,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -198,14 +211,26 @@ fn mount_one(root: &Root, m: &MountPlan) -> ChildResult {
             source,
             recursive,
             dir,
+            tree,
         } => {
             let target = root.prepare(&m.dest, *dir)?;
             let mut flags = MsFlags::MS_BIND;
             if *recursive {
                 flags |= MsFlags::MS_REC;
             }
-            mount(Some(source), &fd_path(&target), NONE, flags, NONE)
-                .step_with(|| format!("bind {} on /{}", source.display(), m.dest.display()))?;
+            match tree {
+                Some(tree) => {
+                    crate::userns::attach_tree(tree.as_fd(), target.as_fd()).step_with(|| {
+                        format!(
+                            "attach idmapped {} on /{}",
+                            source.display(),
+                            m.dest.display()
+                        )
+                    })?
+                }
+                None => mount(Some(source), &fd_path(&target), NONE, flags, NONE)
+                    .step_with(|| format!("bind {} on /{}", source.display(), m.dest.display()))?,
+            }
             if m.flags.intersects(CHANGE_FLAGS) {
                 remount(root, m, m.flags & CHANGE_FLAGS)?;
             }

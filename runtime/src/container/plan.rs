@@ -1,7 +1,7 @@
 //! Validating a spec and turning it into a [`Plan`]: everything the container's processes need,
 //! computed in the caller before the fork.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -13,6 +13,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, LinuxR
 use crate::Error;
 use crate::cgroups;
 use crate::process::ProcessPlan;
+use crate::userns::IdMappings;
 
 /// What kind of mount.
 pub(super) enum MountKind {
@@ -22,6 +23,9 @@ pub(super) enum MountKind {
         source: PathBuf,
         recursive: bool,
         dir: bool,
+        /// With `uidMappings`/`gidMappings`: the source as a detached idmapped tree (made in the
+        /// caller, see [`crate::userns`]), attached with `move_mount` instead of a bind.
+        tree: Option<OwnedFd>,
     },
     /// A filesystem (`proc`, `tmpfs`, ...).
     Fs { fstype: String, source: String },
@@ -52,6 +56,14 @@ pub(super) struct DevicePlan {
     pub gid: u32,
 }
 
+/// The user namespace the container joins (made by the caller when the spec has no path).
+pub(super) struct UsernsPlan {
+    pub fd: OwnedFd,
+    /// The maps the namespace must have, as sorted triples, checked after joining one by path.
+    pub expect: Option<crate::userns::ExpectedMaps>,
+    pub mappings: IdMappings,
+}
+
 /// Everything needed to build the container.
 pub(super) struct Plan {
     pub rootfs: PathBuf,
@@ -66,8 +78,12 @@ pub(super) struct Plan {
     pub sysctls: Vec<(PathBuf, String)>,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
-    /// Namespace files to `setns` into, in order.
+    /// Namespace files to `setns` into, in order (the user namespace is not among them).
     pub join: Vec<(OwnedFd, CloneFlags)>,
+    /// Joined after `join` and before `unshare`, so the new namespaces belong to it.
+    pub userns: Option<UsernsPlan>,
+    /// The rootfs as a detached idmapped tree ([`crate::userns::ROOTFS_IDMAP_ANNOTATION`]).
+    pub rootfs_tree: Option<OwnedFd>,
     pub unshare: CloneFlags,
     pub process: ProcessPlan,
     pub cgroups_path: PathBuf,
@@ -92,13 +108,11 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         .root()
         .as_ref()
         .ok_or_else(|| invalid("root missing"))?;
-    if linux.uid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-        || linux.gid_mappings().as_ref().is_some_and(|m| !m.is_empty())
-    {
-        return Err(invalid(
-            "linux.uidMappings/gidMappings: user namespaces are not supported yet",
-        ));
-    }
+    let mappings = IdMappings {
+        uids: linux.uid_mappings().clone().unwrap_or_default(),
+        gids: linux.gid_mappings().clone().unwrap_or_default(),
+    };
+    let has_mappings = !mappings.uids.is_empty() || !mappings.gids.is_empty();
     if linux
         .mount_label()
         .as_deref()
@@ -120,6 +134,7 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
     let mut unshare = CloneFlags::CLONE_NEWNS;
     let (mut net, mut ipc, mut uts) = (false, false, false);
     let mut uts_new = false;
+    let mut userns = None;
     let order = [
         LinuxNamespaceType::Ipc,
         LinuxNamespaceType::Uts,
@@ -138,7 +153,33 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         let flag = CloneFlags::from_bits_retain(typ as i32);
         match typ {
             LinuxNamespaceType::User => {
-                return Err(invalid("user namespaces are not supported yet"));
+                if !has_mappings {
+                    return Err(invalid(
+                        "linux.namespaces: a user namespace needs linux.uidMappings and linux.gidMappings",
+                    ));
+                }
+                mappings.validate()?;
+                let (fd, expect) = match ns.path() {
+                    Some(path) => {
+                        let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                            .map_err(|source| Error::Io {
+                                path: path.clone(),
+                                source: source.into(),
+                            })?;
+                        let expect = (
+                            crate::userns::triples(&mappings.uids),
+                            crate::userns::triples(&mappings.gids),
+                        );
+                        (owned(fd), Some(expect))
+                    }
+                    None => (crate::userns::create(&mappings)?, None),
+                };
+                userns = Some(UsernsPlan {
+                    fd,
+                    expect,
+                    mappings: mappings.clone(),
+                });
+                continue;
             }
             LinuxNamespaceType::Mount if ns.path().is_some() => {
                 return Err(invalid(
@@ -168,6 +209,30 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
             }
         }
     }
+
+    if let Some(u) = &userns {
+        searchable_by_root(&rootfs, &u.mappings)?;
+    }
+    if has_mappings && userns.is_none() {
+        return Err(invalid(
+            "linux.uidMappings/gidMappings: given without a user namespace in linux.namespaces",
+        ));
+    }
+    let rootfs_idmap = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(crate::userns::ROOTFS_IDMAP_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    let rootfs_tree = match (&userns, rootfs_idmap) {
+        (_, false) => None,
+        (Some(u), true) => Some(crate::userns::idmapped_tree(&rootfs, u.fd.as_fd(), true)?),
+        (None, true) => {
+            return Err(invalid(format!(
+                "annotations[{}]: needs a user namespace",
+                crate::userns::ROOTFS_IDMAP_ANNOTATION
+            )));
+        }
+    };
 
     let mut sysctls = Vec::new();
     if let Some(map) = linux.sysctl() {
@@ -218,8 +283,15 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         .ok_or_else(|| invalid("linux.cgroupsPath missing"))?;
     let mut mounts = Vec::new();
     let mut dev_is_tmpfs = false;
-    for m in spec.mounts().as_deref().unwrap_or_default() {
-        let plan = mount_plan(m, &cgroups_path)?;
+    for (i, m) in spec
+        .mounts()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .enumerate()
+    {
+        let plan =
+            mount_plan(m, &cgroups_path).and_then(|p| with_idmap(p, i, m, userns.as_ref()))?;
         if plan.dest == Path::new("dev") {
             dev_is_tmpfs = !matches!(plan.kind, MountKind::Bind { .. });
         }
@@ -269,6 +341,8 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
             .clone()
             .filter(|h| !h.is_empty() && uts_new),
         join,
+        userns,
+        rootfs_tree,
         unshare,
         process: process_plan,
         cgroups_path,
@@ -362,7 +436,8 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
                 propagation.push(p);
                 continue;
             }
-            "defaults" | "tmpcopyup" => continue,
+            // The mapping itself comes from uidMappings/gidMappings (see `with_idmap`).
+            "defaults" | "tmpcopyup" | "idmap" | "ridmap" => continue,
             other => {
                 data.push(other.to_owned());
                 continue;
@@ -386,6 +461,7 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
             source,
             recursive,
             dir,
+            tree: None,
         }
     } else if fstype == "cgroup" || fstype == "cgroup2" {
         let all = cgroups::hierarchies()?;
@@ -436,6 +512,84 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
         propagation,
         recursive_readonly,
     })
+}
+
+/// The container's init sets the container up as the user namespace's root, by host paths:
+/// every directory above the rootfs must let that user through (search permission).
+fn searchable_by_root(rootfs: &Path, m: &IdMappings) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = IdMappings::host_of(&m.uids, 0);
+    let gid = IdMappings::host_of(&m.gids, 0);
+    for dir in rootfs.ancestors().skip(1) {
+        let md = std::fs::metadata(dir).map_err(Error::io(dir))?;
+        let mode = md.mode();
+        let ok = if Some(md.uid()) == uid {
+            mode & 0o100 != 0
+        } else if Some(md.gid()) == gid {
+            mode & 0o010 != 0
+        } else {
+            mode & 0o001 != 0
+        };
+        if !ok {
+            return Err(invalid(format!(
+                "root.path: {} (mode {:o}) cannot be searched by the user namespace's root (host UID {}): it needs search permission for others",
+                dir.display(),
+                mode & 0o7777,
+                uid.unwrap_or(0)
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// For a mount with `uidMappings`/`gidMappings`: checks they are the container's own (the
+/// mount is idmapped with the container's user namespace) and makes the idmapped tree.
+fn with_idmap(
+    mut plan: MountPlan,
+    i: usize,
+    m: &oci_spec::runtime::Mount,
+    userns: Option<&UsernsPlan>,
+) -> Result<MountPlan, Error> {
+    let uids = m.uid_mappings().clone().unwrap_or_default();
+    let gids = m.gid_mappings().clone().unwrap_or_default();
+    if uids.is_empty() && gids.is_empty() {
+        return Ok(plan);
+    }
+    let field = format!("mounts[{i}] ({})", m.destination().display());
+    let Some(u) = userns else {
+        return Err(invalid(format!(
+            "{field}: uidMappings/gidMappings need a user namespace"
+        )));
+    };
+    let same = |a: &[oci_spec::runtime::LinuxIdMapping],
+                b: &[oci_spec::runtime::LinuxIdMapping]| {
+        crate::userns::triples(a) == crate::userns::triples(b)
+    };
+    if !same(&uids, &u.mappings.uids) || !same(&gids, &u.mappings.gids) {
+        return Err(invalid(format!(
+            "{field}: uidMappings/gidMappings must equal the container's linux.uidMappings/gidMappings"
+        )));
+    }
+    match &mut plan.kind {
+        MountKind::Bind {
+            source,
+            recursive,
+            tree,
+            ..
+        } => {
+            *tree = Some(crate::userns::idmapped_tree(
+                source,
+                u.fd.as_fd(),
+                *recursive,
+            )?);
+        }
+        _ => {
+            return Err(invalid(format!(
+                "{field}: uidMappings/gidMappings are only supported on bind mounts"
+            )));
+        }
+    }
+    Ok(plan)
 }
 
 fn default_device(name: &str, major: u64, minor: u64) -> DevicePlan {

@@ -355,7 +355,7 @@ fn pod_resources_add_the_overhead() {
     let r = pod_resources(Some(&total), Some(&overhead))
         .unwrap()
         .unwrap();
-    assert_eq!(r.memory().clone().unwrap().limit(), Some(288 << 20));
+    assert_eq!(r.memory().unwrap().limit(), Some(288 << 20));
     let cpu = r.cpu().clone().unwrap();
     assert_eq!(
         (cpu.shares(), cpu.quota(), cpu.period()),
