@@ -205,6 +205,63 @@ async fn the_container_sees_its_security_context() -> Result<()> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_and_groups_come_from_the_image() -> Result<()> {
+    use corral_cri_api::v1::SupplementalGroupsPolicy;
+    let mut e = env().await?;
+    let pod = e.run_pod("users").await?;
+    // The image's /etc/passwd has app (1000:1000), its /etc/group lists app in extra (2000).
+    for (policy, groups) in [
+        (SupplementalGroupsPolicy::Merge, "1000 2000 3000"),
+        (SupplementalGroupsPolicy::Strict, "1000 3000"),
+    ] {
+        let name = format!("{}-user", policy.as_str_name().to_lowercase());
+        let config = with_sc(
+            e.ctr_config(&name, &["sh", "-c", "id -u; id -g; id -G; echo $HOME"]),
+            LinuxContainerSecurityContext {
+                run_as_username: "app".into(),
+                supplemental_groups: vec![3000],
+                supplemental_groups_policy: policy as i32,
+                ..Default::default()
+            },
+        );
+        let id = e.create(&pod, "users", config.clone()).await?;
+        let user = e
+            .status(&id)
+            .await?
+            .user
+            .and_then(|u| u.linux)
+            .context("user")?;
+        let reported: Vec<String> = user
+            .supplemental_groups
+            .iter()
+            .map(i64::to_string)
+            .collect();
+        assert_eq!(
+            reported.join(" "),
+            groups,
+            "ContainerStatus.user under {policy:?}"
+        );
+        e.rt.remove_container(corral_cri_api::v1::RemoveContainerRequest { container_id: id })
+            .await?;
+        let lines = run(&mut e, &pod, "users", config).await?;
+        assert_eq!(lines, ["1000", "1000", groups, "/home/app"], "{policy:?}");
+    }
+    // A name the image does not know, and a group without a user, are refused.
+    let unknown = with_sc(
+        e.ctr_config("unknown-user", &["true"]),
+        LinuxContainerSecurityContext {
+            run_as_username: "nosuchuser".into(),
+            ..Default::default()
+        },
+    );
+    let r = e.create(&pod, "users", unknown).await;
+    common::assert_status(r, tonic::Code::InvalidArgument, &["nosuchuser"]);
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn privileged_containers_and_recursive_read_only_mounts() -> Result<()> {
     let mut e = env().await?;
     // A host directory with a tmpfs below it, for the recursive read-only mount.
@@ -395,9 +452,12 @@ async fn resources_reach_the_cgroups_of_containers_and_pods() -> Result<()> {
         ],
     );
     let hugepages = Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").is_dir();
+    let memsw = Path::new("/sys/fs/cgroup/memory/memory.memsw.limit_in_bytes").exists();
     ctr.linux = Some(LinuxContainerConfig {
         resources: Some(LinuxContainerResources {
             memory_limit_in_bytes: 64 << 20,
+            // No swap beyond the memory limit (the kubelet's NoSwap), where swap is accounted.
+            memory_swap_limit_in_bytes: if memsw { 64 << 20 } else { 0 },
             cpu_period: 100_000,
             cpu_quota: 50_000,
             cpu_shares: 256,
@@ -437,6 +497,12 @@ async fn resources_reach_the_cgroups_of_containers_and_pods() -> Result<()> {
         [(64u64 << 20).to_string(), "50000".into(), "0".into()]
     );
     assert_eq!(cgroup_file(&e, "cpu", &rel, "cpu.shares")?, "256");
+    if memsw {
+        assert_eq!(
+            cgroup_file(&e, "memory", &rel, "memory.memsw.limit_in_bytes")?,
+            (64u64 << 20).to_string()
+        );
+    }
     if hugepages {
         let unified = Path::new("/sys/fs/cgroup/unified");
         let file = if Path::new("/sys/fs/cgroup/hugetlb").is_dir() {
@@ -553,6 +619,20 @@ async fn bad_security_contexts_are_refused_and_leave_nothing() -> Result<()> {
         ),
     ];
     let mut cases = cases;
+    if !Path::new("/sys/fs/selinux/enforce").exists() {
+        cases.push((
+            LinuxContainerSecurityContext {
+                selinux_options: Some(corral_cri_api::v1::SeLinuxOption {
+                    r#type: "container_t".into(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            None,
+            tonic::Code::FailedPrecondition,
+            vec!["selinux_options", "SELinux is not enabled"],
+        ));
+    }
     let unified_memory = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers")
         .is_ok_and(|c| c.split_whitespace().any(|c| c == "memory"));
     if Path::new("/sys/fs/cgroup/memory").is_dir() && !unified_memory {
@@ -572,6 +652,28 @@ async fn bad_security_contexts_are_refused_and_leave_nothing() -> Result<()> {
         c.linux.as_mut().context("linux")?.resources = resources;
         let r = e.create(&pod, "bad", c).await;
         common::assert_status(r, code, &words);
+    }
+    // Recursive read-only needs readonly and private propagation (the CRI's rules).
+    let host = e.logs.path().to_str().context("path")?.to_string();
+    for (readonly, propagation, words) in [
+        (false, 0, vec!["mounts[0].recursive_read_only", "readonly"]),
+        (
+            true,
+            1,
+            vec!["mounts[0].recursive_read_only", "PROPAGATION_PRIVATE"],
+        ),
+    ] {
+        let mut c = e.ctr_config("rro", &["true"]);
+        c.mounts = vec![Mount {
+            container_path: "/data".into(),
+            host_path: host.clone(),
+            readonly,
+            recursive_read_only: true,
+            propagation,
+            ..Default::default()
+        }];
+        let r = e.create(&pod, "bad", c).await;
+        common::assert_status(r, tonic::Code::InvalidArgument, &words);
     }
     let r =
         e.rt.update_pod_sandbox_resources(UpdatePodSandboxResourcesRequest {
