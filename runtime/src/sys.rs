@@ -99,9 +99,11 @@ pub(crate) fn borrow<'a>(fd: RawFd) -> BorrowedFd<'a> {
 }
 
 /// `MOUNT_ATTR_RDONLY` of `<linux/mount.h>`.
-const MOUNT_ATTR_RDONLY: u64 = 0x1;
+pub(crate) const MOUNT_ATTR_RDONLY: u64 = 0x1;
+/// `MOUNT_ATTR_IDMAP` of `<linux/mount.h>`.
+pub(crate) const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
 
-/// `struct mount_attr` of `mount_setattr(2)`.
+/// `struct mount_attr` of `mount_setattr(2)` (version 0).
 #[repr(C)]
 struct MountAttr {
     attr_set: u64,
@@ -110,14 +112,18 @@ struct MountAttr {
     userns_fd: u64,
 }
 
-/// `mount_setattr(fd, "", AT_EMPTY_PATH | AT_RECURSIVE, {attr_set: MOUNT_ATTR_RDONLY})`: the
-/// mount at `fd` and every mount below it become read-only.
-pub(crate) fn mount_setattr_readonly_recursive(fd: &OwnedFd) -> Result<(), Errno> {
+/// `mount_setattr(fd, "", AT_EMPTY_PATH | at_flags, {attr_set, userns_fd})`.
+pub(crate) fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    at_flags: libc::c_int,
+    attr_set: u64,
+    userns_fd: Option<BorrowedFd<'_>>,
+) -> Result<(), Errno> {
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY,
+        attr_set,
         attr_clr: 0,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns_fd.map_or(0, |u| u.as_raw_fd() as u64),
     };
     // SAFETY: the path is a NUL-terminated empty string, `attr` lives across the call and its
     // size is passed.
@@ -126,7 +132,7 @@ pub(crate) fn mount_setattr_readonly_recursive(fd: &OwnedFd) -> Result<(), Errno
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             c"".as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            (libc::AT_EMPTY_PATH | at_flags) as libc::c_uint,
             &attr as *const MountAttr,
             std::mem::size_of::<MountAttr>(),
         )
@@ -135,6 +141,12 @@ pub(crate) fn mount_setattr_readonly_recursive(fd: &OwnedFd) -> Result<(), Errno
         return Err(Errno::last());
     }
     Ok(())
+}
+
+/// The mount at `fd` and every mount below it become read-only.
+pub(crate) fn mount_setattr_readonly_recursive(fd: &OwnedFd) -> Result<(), Errno> {
+    use std::os::fd::AsFd;
+    mount_setattr(fd.as_fd(), libc::AT_RECURSIVE, MOUNT_ATTR_RDONLY, None)
 }
 
 /// Whether the kernel has `mount_setattr(2)` (Linux 5.12), which recursive read-only mounts

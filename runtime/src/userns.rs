@@ -20,7 +20,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -292,27 +292,10 @@ pub fn idmapped_tree(
     }
     // SAFETY: open_tree returned a new descriptor nobody else owns.
     let tree = unsafe { OwnedFd::from_raw_fd(ret as RawFd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: userns.as_raw_fd() as u64,
-    };
-    let at = libc::AT_EMPTY_PATH | if recursive { libc::AT_RECURSIVE } else { 0 };
-    // SAFETY: the empty path is NUL-terminated, `attr` lives across the call and its size is
-    // passed.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            at as libc::c_uint,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if ret < 0 {
-        let errno = Errno::last();
+    let at = if recursive { libc::AT_RECURSIVE } else { 0 };
+    let ret =
+        crate::sys::mount_setattr(tree.as_fd(), at, crate::sys::MOUNT_ATTR_IDMAP, Some(userns));
+    if let Err(errno) = ret {
         let step = if errno == Errno::EINVAL {
             "mount_setattr(MOUNT_ATTR_IDMAP) (does the filesystem support idmapped mounts?)"
         } else {
@@ -339,17 +322,6 @@ pub(crate) fn attach_tree(tree: BorrowedFd<'_>, target: BorrowedFd<'_>) -> Resul
         )
     };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
-}
-
-const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-
-/// `struct mount_attr` (version 0).
-#[repr(C)]
-struct MountAttr {
-    attr_set: u64,
-    attr_clr: u64,
-    propagation: u64,
-    userns_fd: u64,
 }
 
 /// Whether user namespaces with idmapped mounts work here: `user.max_user_namespaces` is above
