@@ -317,6 +317,25 @@ fn condition(kind: &str, ok: bool, reason: Option<&str>, message: Option<String>
     }
 }
 
+/// The kubelet's condition message: "containers with unknown status: [a], containers with
+/// <what> status: [b]", or `None` when both lists are empty.
+fn not_all_message(unknown: &[&str], what: &str, others: &[&str]) -> Option<String> {
+    let mut msgs = Vec::new();
+    if !unknown.is_empty() {
+        msgs.push(format!(
+            "containers with unknown status: {}",
+            names_list(unknown)
+        ));
+    }
+    if !others.is_empty() {
+        msgs.push(format!(
+            "containers with {what} status: {}",
+            names_list(others)
+        ));
+    }
+    (!msgs.is_empty()).then(|| msgs.join(", "))
+}
+
 fn names_list(names: &[&str]) -> String {
     format!("[{}]", names.join(" "))
 }
@@ -391,28 +410,14 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: Timestamp) -> PodStatus {
     } else if app_started {
         condition("Initialized", true, None, None)
     } else {
-        let mut msgs = Vec::new();
-        if !unknown.is_empty() {
-            msgs.push(format!(
-                "containers with unknown status: {}",
-                names_list(&unknown)
-            ));
-        }
-        if !incomplete.is_empty() {
-            msgs.push(format!(
-                "containers with incomplete status: {}",
-                names_list(&incomplete)
-            ));
-        }
-        if msgs.is_empty() {
-            condition("Initialized", true, None, None)
-        } else {
-            condition(
+        match not_all_message(&unknown, "incomplete", &incomplete) {
+            None => condition("Initialized", true, None, None),
+            Some(msg) => condition(
                 "Initialized",
                 false,
                 Some("ContainersNotInitialized"),
-                Some(msgs.join(", ")),
-            )
+                Some(msg),
+            ),
         }
     };
 
@@ -440,28 +445,14 @@ pub fn pod_status(pod: &Pod, observed: &Observed, now: Timestamp) -> PodStatus {
     } else if phase == "Failed" {
         condition("ContainersReady", false, Some("PodFailed"), None)
     } else {
-        let mut msgs = Vec::new();
-        if !unknown.is_empty() {
-            msgs.push(format!(
-                "containers with unknown status: {}",
-                names_list(&unknown)
-            ));
-        }
-        if !unready.is_empty() {
-            msgs.push(format!(
-                "containers with unready status: {}",
-                names_list(&unready)
-            ));
-        }
-        if msgs.is_empty() {
-            condition("ContainersReady", true, None, None)
-        } else {
-            condition(
+        match not_all_message(&unknown, "unready", &unready) {
+            None => condition("ContainersReady", true, None, None),
+            Some(msg) => condition(
                 "ContainersReady",
                 false,
                 Some("ContainersNotReady"),
-                Some(msgs.join(", ")),
-            )
+                Some(msg),
+            ),
         }
     };
     let pod_ready = PodCondition {

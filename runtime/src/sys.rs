@@ -33,9 +33,19 @@ pub(crate) fn fork() -> Result<Forked, Errno> {
 /// `setns` on a PID namespace). The child gets fork semantics (copy of the address space, same
 /// stack). Its exit signal is `SIGCHLD`, delivered to the grandparent.
 pub(crate) fn clone_parent() -> Result<Forked, Errno> {
-    let flags = (libc::CLONE_PARENT | libc::SIGCHLD) as libc::c_ulong;
-    // SAFETY: a raw clone without CLONE_VM and with a null stack behaves as fork(2): the child
-    // continues on a copy of the stack. The process is single-threaded (crate contract).
+    // SAFETY: the process is single-threaded (crate contract), so the child is a complete copy.
+    unsafe { raw_clone(libc::CLONE_PARENT) }
+}
+
+/// `clone(flags | SIGCHLD)` with a null stack and no `CLONE_VM`: fork(2) semantics (the child
+/// continues on a copy of the stack), plus `flags` (`CLONE_PARENT`, `CLONE_NEW*`).
+///
+/// # Safety
+/// The child is a copy of the calling thread only. Either the caller is single-threaded, or
+/// the child makes only async-signal-safe calls (no lock, no allocator) before `_exit`/`execve`.
+pub(crate) unsafe fn raw_clone(flags: libc::c_int) -> Result<Forked, Errno> {
+    let flags = (flags | libc::SIGCHLD) as libc::c_ulong;
+    // SAFETY: integer and null-pointer arguments; the contract above covers the child.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone,

@@ -22,7 +22,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -90,6 +90,35 @@ impl IdMappings {
                 .then(|| m.host_id().checked_add(off))
                 .flatten()
         })
+    }
+}
+
+impl IdMappings {
+    /// The first of `path`'s ancestors from `first_ancestor` up (0: `path` itself) that the
+    /// namespace's root (the host IDs container 0 maps to) cannot search, with its mode.
+    pub fn unsearchable_ancestor(
+        &self,
+        path: &Path,
+        first_ancestor: usize,
+    ) -> Result<Option<(PathBuf, u32)>, Error> {
+        use std::os::unix::fs::MetadataExt;
+        let uid = Self::host_of(&self.uids, 0);
+        let gid = Self::host_of(&self.gids, 0);
+        for dir in path.ancestors().skip(first_ancestor) {
+            let md = std::fs::metadata(dir).map_err(Error::io(dir))?;
+            let mode = md.mode();
+            let bit = if Some(md.uid()) == uid {
+                0o100
+            } else if Some(md.gid()) == gid {
+                0o010
+            } else {
+                0o001
+            };
+            if mode & bit == 0 {
+                return Ok(Some((dir.to_path_buf(), mode & 0o7777)));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -179,42 +208,31 @@ impl Helper {
     fn spawn() -> Result<Helper, Error> {
         let (r, w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
         let (r_raw, w_raw) = (r.as_raw_fd(), w.as_raw_fd());
-        let flags = (libc::CLONE_NEWUSER | libc::SIGCHLD) as libc::c_ulong;
-        // SAFETY: a raw clone without CLONE_VM and with a null stack behaves as fork(2). The
-        // child runs only close(2), read(2) and _exit(2), which are async-signal-safe, so this
-        // is sound even when the caller has other threads (no lock or allocator is touched).
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                flags,
-                std::ptr::null_mut::<libc::c_void>(),
-                std::ptr::null_mut::<libc::c_int>(),
-                std::ptr::null_mut::<libc::c_int>(),
-                0 as libc::c_ulong,
-            )
-        };
-        if ret == 0 {
-            // SAFETY: see above; only raw syscalls on descriptors this process owns.
-            unsafe {
-                libc::close(w_raw);
-                let mut b = 0u8;
-                while libc::read(r_raw, (&raw mut b).cast(), 1) < 0
-                    && *libc::__errno_location() == libc::EINTR
-                {}
-                libc::_exit(0)
+        // SAFETY: the child runs only close(2), read(2) and _exit(2), which are
+        // async-signal-safe, so this is sound even when the caller has other threads.
+        let forked = unsafe { crate::sys::raw_clone(libc::CLONE_NEWUSER) };
+        let pid = match forked {
+            Ok(crate::sys::Forked::Child) => {
+                // SAFETY: see above; only raw syscalls on descriptors this process owns.
+                unsafe {
+                    libc::close(w_raw);
+                    let mut b = 0u8;
+                    while libc::read(r_raw, (&raw mut b).cast(), 1) < 0
+                        && *libc::__errno_location() == libc::EINTR
+                    {}
+                    libc::_exit(0)
+                }
             }
-        }
-        if ret < 0 {
-            return Err(Error::Sys {
-                step: "clone a helper in a new user namespace",
-                source: Errno::last(),
-            });
-        }
+            Ok(crate::sys::Forked::Parent(pid)) => pid,
+            Err(source) => {
+                return Err(Error::Sys {
+                    step: "clone a helper in a new user namespace",
+                    source,
+                });
+            }
+        };
         drop(r);
-        Ok(Helper {
-            pid: Pid::from_raw(ret as i32),
-            hold: Some(w),
-        })
+        Ok(Helper { pid, hold: Some(w) })
     }
 
     fn write_maps(&self, m: &IdMappings) -> Result<(), Error> {

@@ -1,7 +1,6 @@
 //! Pods with a user namespace of their own: whether the host can run them, and the checks made
 //! before one is started (see `spec::userns` for the request side).
 
-use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use corral_runtime::userns::IdMappings;
@@ -32,26 +31,12 @@ impl Pods {
 /// The container's init sets its container up as the pod's root (a host ID of the mappings),
 /// through the state directory: it and every directory above must let that user search them.
 fn searchable(state: &Path, mappings: &IdMappings) -> Result<()> {
-    let uid = IdMappings::host_of(&mappings.uids, 0);
-    let gid = IdMappings::host_of(&mappings.gids, 0);
-    for dir in state.ancestors() {
-        let md = std::fs::metadata(dir).map_err(|e| PodError::io(dir, e))?;
-        let mode = md.mode();
-        let ok = if Some(md.uid()) == uid {
-            mode & 0o100 != 0
-        } else if Some(md.gid()) == gid {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        };
-        if !ok {
-            return Err(PodError::FailedPrecondition(format!(
-                "user namespaces need the state directory reachable by the pod's root (host UID {}): {} has mode {:o}; give others search permission (chmod o+x)",
-                uid.unwrap_or(0),
-                dir.display(),
-                mode & 0o7777
-            )));
-        }
+    match mappings.unsearchable_ancestor(state, 0)? {
+        None => Ok(()),
+        Some((dir, mode)) => Err(PodError::FailedPrecondition(format!(
+            "user namespaces need the state directory reachable by the pod's root (host UID {}): {} has mode {mode:o}; give others search permission (chmod o+x)",
+            IdMappings::host_of(&mappings.uids, 0).unwrap_or(0),
+            dir.display(),
+        ))),
     }
-    Ok(())
 }

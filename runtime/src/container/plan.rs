@@ -517,29 +517,14 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
 /// The container's init sets the container up as the user namespace's root, by host paths:
 /// every directory above the rootfs must let that user through (search permission).
 fn searchable_by_root(rootfs: &Path, m: &IdMappings) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
-    let uid = IdMappings::host_of(&m.uids, 0);
-    let gid = IdMappings::host_of(&m.gids, 0);
-    for dir in rootfs.ancestors().skip(1) {
-        let md = std::fs::metadata(dir).map_err(Error::io(dir))?;
-        let mode = md.mode();
-        let ok = if Some(md.uid()) == uid {
-            mode & 0o100 != 0
-        } else if Some(md.gid()) == gid {
-            mode & 0o010 != 0
-        } else {
-            mode & 0o001 != 0
-        };
-        if !ok {
-            return Err(invalid(format!(
-                "root.path: {} (mode {:o}) cannot be searched by the user namespace's root (host UID {}): it needs search permission for others",
-                dir.display(),
-                mode & 0o7777,
-                uid.unwrap_or(0)
-            )));
-        }
+    match m.unsearchable_ancestor(rootfs, 1)? {
+        None => Ok(()),
+        Some((dir, mode)) => Err(invalid(format!(
+            "root.path: {} (mode {mode:o}) cannot be searched by the user namespace's root (host UID {}): it needs search permission for others",
+            dir.display(),
+            IdMappings::host_of(&m.uids, 0).unwrap_or(0)
+        ))),
     }
-    Ok(())
 }
 
 /// For a mount with `uidMappings`/`gidMappings`: checks they are the container's own (the
