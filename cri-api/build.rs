@@ -1,8 +1,9 @@
-//! Compiles the CRI proto with protox (pure Rust), so no system `protoc` is needed.
+//! Compiles the CRI proto and Corral's own `corral.v1` with protox (pure Rust), so no system `protoc` is needed.
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto/api.proto");
-    let fds = protox::compile(["api.proto"], ["proto"])?;
+    println!("cargo:rerun-if-changed=proto/corral.proto");
+    let fds = protox::compile(["api.proto", "corral.proto"], ["proto"])?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)
