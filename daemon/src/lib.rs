@@ -7,6 +7,7 @@ pub mod config;
 pub mod cri;
 pub mod deadline;
 pub mod events;
+pub mod kubelet;
 pub mod lock;
 pub mod logging;
 pub mod metrics;
