@@ -25,6 +25,18 @@ pub struct Config {
     pub events: EventsConfig,
     pub metrics: MetricsConfig,
     pub log: LogConfig,
+    pub kubelet: KubeletSection,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubeletSection {
+    /// The node's name for pods run from manifests (`corralctl apply`); the host name when
+    /// unset.
+    pub node_name: Option<String>,
+    /// The node's labels, which a pod's `nodeSelector` must match (`kubernetes.io/hostname`,
+    /// `kubernetes.io/os` and `kubernetes.io/arch` are always there).
+    pub node_labels: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -185,6 +197,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             metrics: MetricsConfig::default(),
             log: LogConfig::default(),
+            kubelet: KubeletSection::default(),
         }
     }
 }

@@ -17,6 +17,8 @@ use crate::config::Config;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
 use crate::events::EventBus;
+use crate::kubelet::{Cri, KubeApi, Kubelet, KubeletConfig};
+use corral_cri_api::corral::kube_service_server::KubeServiceServer;
 use crate::lock::{self, DirLock, LockError};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::network::Network;
@@ -48,6 +50,8 @@ pub enum DaemonError {
     Streaming(String),
     #[error("metrics endpoint: {0}")]
     Metrics(String),
+    #[error("pod manager: {0}")]
+    Kubelet(#[from] crate::kubelet::KubeletError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -176,6 +180,62 @@ impl Daemon {
         ))))
     }
 
+    /// Opens the pod manager's store, starts its workers (which adopt their pods' sandboxes
+    /// after a restart) and wakes a pod's worker on each of its container events.
+    fn start_kubelet(
+        &self,
+        runtime: Arc<RuntimeApi>,
+        images: Arc<ImageApi>,
+    ) -> Result<Arc<Kubelet>, DaemonError> {
+        let k = &self.config.kubelet;
+        let node_name = k.node_name.clone().unwrap_or_else(|| {
+            nix::unistd::gethostname()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .unwrap_or_else(|| "localhost".into())
+        });
+        let arch = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            other => other,
+        };
+        let mut node_labels = std::collections::BTreeMap::from([
+            ("kubernetes.io/hostname".to_string(), node_name.clone()),
+            ("kubernetes.io/os".to_string(), "linux".to_string()),
+            ("kubernetes.io/arch".to_string(), arch.to_string()),
+        ]);
+        node_labels.extend(k.node_labels.clone());
+        let kubelet = Kubelet::open(
+            KubeletConfig {
+                dir: self.config.root.join("kubelet"),
+                node_name,
+                node_labels,
+            },
+            Cri::new(runtime, images),
+        )?;
+        kubelet.start();
+        let events = Arc::clone(&self.events);
+        let weak = Arc::downgrade(&kubelet);
+        tokio::spawn(async move {
+            use futures::StreamExt;
+            loop {
+                let mut stream = Box::pin(events.subscribe().into_stream());
+                while let Some(ev) = stream.next().await {
+                    let Some(k) = weak.upgrade() else { return };
+                    match ev {
+                        Ok(ev) => k.wake_pod_of(&ev),
+                        Err(_) => break,
+                    }
+                }
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        Ok(kubelet)
+    }
+
     /// Binds the configured socket (needs a tokio runtime).
     pub fn bind(&self) -> Result<tokio::net::UnixListener, DaemonError> {
         let g = &self.config.grpc;
@@ -190,22 +250,28 @@ impl Daemon {
     ) -> Result<(), DaemonError> {
         self.pods.recover().await;
         let streaming = Arc::new(self.start_streaming().await?);
-        let runtime = RuntimeServiceServer::new(RuntimeApi::new(
+        let runtime_api = Arc::new(RuntimeApi::new(
             Arc::clone(&self.config),
             Arc::clone(&self.pods),
             Arc::clone(&self.network),
             Arc::clone(&streaming),
             Arc::clone(&self.events),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
-        let image = ImageServiceServer::new(ImageApi::new(
+        ));
+        let image_api = Arc::new(ImageApi::new(
             Arc::clone(&self.images),
             Arc::clone(&self.pods),
             Arc::clone(&self.metrics),
-        ))
-        .max_decoding_message_size(MAX_MESSAGE)
-        .max_encoding_message_size(MAX_MESSAGE);
+        ));
+        let kubelet = self.start_kubelet(Arc::clone(&runtime_api), Arc::clone(&image_api))?;
+        let runtime = RuntimeServiceServer::from_arc(runtime_api)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let image = ImageServiceServer::from_arc(image_api)
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
+        let kube = KubeServiceServer::new(KubeApi::new(Arc::clone(&kubelet)))
+            .max_decoding_message_size(MAX_MESSAGE)
+            .max_encoding_message_size(MAX_MESSAGE);
         tracing::info!(socket = %self.config.grpc.socket.display(), root = %self.config.root.display(), "serving CRI");
         let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
         let events = Arc::clone(&self.events);
@@ -222,6 +288,7 @@ impl Daemon {
             })
             .add_service(runtime)
             .add_service(image)
+            .add_service(kube)
             .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown);
         let grace = async {
             if begun_rx.await.is_ok() {
@@ -238,6 +305,8 @@ impl Daemon {
             }
         };
         let _ = std::fs::remove_file(&self.config.grpc.socket);
+        kubelet.shutdown();
+        drop(kubelet);
         if let Some(task) = metrics_task {
             task.abort();
         }

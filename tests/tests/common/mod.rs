@@ -194,3 +194,4 @@ pub fn sentinel(name: &str) -> PathBuf {
     ))
 }
 pub mod pod;
+pub mod kube;

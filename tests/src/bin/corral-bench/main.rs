@@ -10,6 +10,8 @@
 //! - Streaming (SPDY/3.1, the same client for both): exec session set-up (`true` from the Exec
 //!   RPC to its exit status) and port-forward throughput (HTTP downloads from busybox httpd in
 //!   a pod).
+//! - The pod manager: `apply` of 20 pods at once to all Running, against containerd given the
+//!   kubelet's three CRI calls per pod, all pods at once.
 //! - Memory of the per-pod processes (corral-shim; containerd-shim-runc-v2 + pause) and of the
 //!   daemons, with 0, 10 and 50 pods.
 //!
@@ -18,10 +20,11 @@
 //!
 //! Usage: corral-bench [--runs N] [--big-mib N] [--layers N] [--iterations N] [--warmups N]
 //!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--forward-mib N] [--forward-rounds N]
-//!   [--sections pulls,pods,exec,streaming,memory]
+//!   [--kube-pods N] [--kube-rounds N] [--sections pulls,pods,exec,streaming,memory,kube]
 //!   (as root; `make bench`)
 
 mod containerd;
+mod kube;
 mod pods;
 mod procs;
 mod pulls;
@@ -53,10 +56,12 @@ struct Args {
     daemon_pods: usize,
     forward_mib: u64,
     forward_rounds: usize,
+    kube_pods: usize,
+    kube_rounds: usize,
     sections: Vec<String>,
 }
 
-const SECTIONS: [&str; 5] = ["pulls", "pods", "exec", "streaming", "memory"];
+const SECTIONS: [&str; 6] = ["pulls", "pods", "exec", "streaming", "memory", "kube"];
 
 fn args() -> Result<Args> {
     let mut a = Args {
@@ -70,6 +75,8 @@ fn args() -> Result<Args> {
         daemon_pods: 50,
         forward_mib: 256,
         forward_rounds: 5,
+        kube_pods: 20,
+        kube_rounds: 3,
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
     };
     let mut it = std::env::args().skip(1);
@@ -85,6 +92,8 @@ fn args() -> Result<Args> {
             "--shim-pods" => a.shim_pods = value.parse()?,
             "--daemon-pods" => a.daemon_pods = value.parse()?,
             "--forward-mib" => a.forward_mib = value.parse()?,
+            "--kube-pods" => a.kube_pods = value.parse()?,
+            "--kube-rounds" => a.kube_rounds = value.parse()?,
             "--forward-rounds" => a.forward_rounds = value.parse()?,
             "--sections" => {
                 a.sections = value.split(',').map(str::to_owned).collect();
@@ -93,7 +102,7 @@ fn args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --sections"
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --sections"
             ),
         }
     }
@@ -292,6 +301,20 @@ async fn main() -> Result<()> {
             }
             reset(&mut c, &mut d).await;
         }
+    }
+    if want("kube") {
+        println!(
+            "\n# `apply` of {} pods at once to all Running (pod manager, pod network), against containerd given the kubelet's RunPodSandbox + CreateContainer + StartContainer for the same pods, all at once; {} rounds after 1 warm-up, alternating",
+            a.kube_pods, a.kube_rounds
+        );
+        let mut kube_client =
+            corral_cri_api::corral::kube_service_client::KubeServiceClient::new(corral.channel().await?);
+        if let Err(e) =
+            kube::burst(&mut kube_client, &small.reference, &mut d, a.kube_pods, a.kube_rounds).await
+        {
+            failures.push(report("kube burst", e));
+        }
+        reset(&mut c, &mut d).await;
     }
     if want("exec") {
         println!(

@@ -82,12 +82,12 @@ impl Target {
         })
     }
 
-    fn next_name(&mut self, prefix: &str) -> String {
+    pub fn next_name(&mut self, prefix: &str) -> String {
         self.seq += 1;
         format!("{prefix}-{}", self.seq)
     }
 
-    fn pod_config(&self, name: &str, host_net: bool) -> PodSandboxConfig {
+    pub fn pod_config(&self, name: &str, host_net: bool) -> PodSandboxConfig {
         PodSandboxConfig {
             metadata: Some(PodSandboxMetadata {
                 name: name.to_owned(),
@@ -113,7 +113,7 @@ impl Target {
         }
     }
 
-    fn ctr_config(&self, pod: &str, host_net: bool, command: &[&str]) -> ContainerConfig {
+    pub fn ctr_config(&self, pod: &str, host_net: bool, command: &[&str]) -> ContainerConfig {
         ContainerConfig {
             metadata: Some(ContainerMetadata {
                 name: "sleep".into(),

@@ -1,0 +1,255 @@
+//! The pod manager's CRI client: Corral's own `RuntimeService` and `ImageService`, called in
+//! process (the same code paths a kubelet reaches over the socket, without the encoding).
+
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use corral_cri_api::v1::image_service_server::ImageService;
+use corral_cri_api::v1::runtime_service_server::RuntimeService;
+use corral_cri_api::v1::{
+    AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerStatus,
+    ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
+    ImageStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandbox,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxStatus, PodSandboxStatusRequest,
+    PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+use tonic::{Request, Status};
+
+use crate::cri::image::ImageApi;
+use crate::cri::runtime::RuntimeApi;
+
+/// The label the kubelet puts on a pod's sandboxes and containers: the pod's uid.
+pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
+/// The label naming a container within its pod.
+pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
+
+/// Handles on the CRI services.
+#[derive(Clone)]
+pub struct Cri {
+    runtime: Arc<RuntimeApi>,
+    images: Arc<ImageApi>,
+}
+
+/// What an image pull left.
+pub struct Pulled {
+    /// The image reference the runtime resolved (what CreateContainer gets).
+    pub image_ref: String,
+    /// The image's size in bytes, when known.
+    pub size: u64,
+}
+
+impl Cri {
+    pub fn new(runtime: Arc<RuntimeApi>, images: Arc<ImageApi>) -> Cri {
+        Cri { runtime, images }
+    }
+
+    /// The pod's sandboxes (any state), oldest first.
+    pub async fn sandboxes(&self, pod_uid: &str) -> Result<Vec<PodSandbox>, Status> {
+        let filter = PodSandboxFilter {
+            label_selector: HashMap::from([(POD_UID_LABEL.to_string(), pod_uid.to_string())]),
+            ..Default::default()
+        };
+        let mut items = self
+            .runtime
+            .list_pod_sandbox(Request::new(ListPodSandboxRequest {
+                filter: Some(filter),
+            }))
+            .await?
+            .into_inner()
+            .items;
+        items.sort_by_key(|s| s.created_at);
+        Ok(items)
+    }
+
+    pub async fn sandbox_status(&self, id: &str) -> Result<PodSandboxStatus, Status> {
+        self.runtime
+            .pod_sandbox_status(Request::new(PodSandboxStatusRequest {
+                pod_sandbox_id: id.into(),
+                verbose: false,
+            }))
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| Status::internal("PodSandboxStatus without a status"))
+    }
+
+    pub async fn run_sandbox(&self, config: PodSandboxConfig) -> Result<String, Status> {
+        Ok(self
+            .runtime
+            .run_pod_sandbox(Request::new(RunPodSandboxRequest {
+                config: Some(config),
+                runtime_handler: String::new(),
+            }))
+            .await?
+            .into_inner()
+            .pod_sandbox_id)
+    }
+
+    pub async fn stop_sandbox(&self, id: &str) -> Result<(), Status> {
+        self.runtime
+            .stop_pod_sandbox(Request::new(StopPodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }))
+            .await
+            .map(drop)
+    }
+
+    pub async fn remove_sandbox(&self, id: &str) -> Result<(), Status> {
+        self.runtime
+            .remove_pod_sandbox(Request::new(RemovePodSandboxRequest {
+                pod_sandbox_id: id.into(),
+            }))
+            .await
+            .map(drop)
+    }
+
+    /// The containers of one sandbox (any state).
+    pub async fn containers(&self, sandbox_id: &str) -> Result<Vec<Container>, Status> {
+        Ok(self
+            .runtime
+            .list_containers(Request::new(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    pod_sandbox_id: sandbox_id.into(),
+                    ..Default::default()
+                }),
+            }))
+            .await?
+            .into_inner()
+            .containers)
+    }
+
+    pub async fn container_status(&self, id: &str) -> Result<ContainerStatus, Status> {
+        self.runtime
+            .container_status(Request::new(ContainerStatusRequest {
+                container_id: id.into(),
+                verbose: false,
+            }))
+            .await?
+            .into_inner()
+            .status
+            .ok_or_else(|| Status::internal("ContainerStatus without a status"))
+    }
+
+    pub async fn create_container(
+        &self,
+        sandbox_id: &str,
+        config: ContainerConfig,
+        sandbox_config: PodSandboxConfig,
+    ) -> Result<String, Status> {
+        Ok(self
+            .runtime
+            .create_container(Request::new(CreateContainerRequest {
+                pod_sandbox_id: sandbox_id.into(),
+                config: Some(config),
+                sandbox_config: Some(sandbox_config),
+            }))
+            .await?
+            .into_inner()
+            .container_id)
+    }
+
+    pub async fn start_container(&self, id: &str) -> Result<(), Status> {
+        self.runtime
+            .start_container(Request::new(StartContainerRequest {
+                container_id: id.into(),
+            }))
+            .await
+            .map(drop)
+    }
+
+    /// Stops a container: SIGTERM (or the image's stop signal), SIGKILL after `grace`.
+    pub async fn stop_container(&self, id: &str, grace: Duration) -> Result<(), Status> {
+        self.runtime
+            .stop_container(Request::new(StopContainerRequest {
+                container_id: id.into(),
+                timeout: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+            }))
+            .await
+            .map(drop)
+    }
+
+    pub async fn remove_container(&self, id: &str) -> Result<(), Status> {
+        self.runtime
+            .remove_container(Request::new(RemoveContainerRequest {
+                container_id: id.into(),
+            }))
+            .await
+            .map(drop)
+    }
+
+    /// The image's id when it is present.
+    pub async fn image_present(&self, image: &str) -> Result<Option<String>, Status> {
+        let resp = self
+            .images
+            .image_status(Request::new(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            }))
+            .await?
+            .into_inner();
+        Ok(resp.image.map(|i| i.id))
+    }
+
+    pub async fn pull(
+        &self,
+        image: &str,
+        auth: Option<AuthConfig>,
+        sandbox_config: Option<PodSandboxConfig>,
+    ) -> Result<Pulled, Status> {
+        let image_ref = self
+            .images
+            .pull_image(Request::new(PullImageRequest {
+                image: Some(ImageSpec {
+                    image: image.into(),
+                    ..Default::default()
+                }),
+                auth,
+                sandbox_config,
+            }))
+            .await?
+            .into_inner()
+            .image_ref;
+        let size = self
+            .images
+            .image_status(Request::new(ImageStatusRequest {
+                image: Some(ImageSpec {
+                    image: image_ref.clone(),
+                    ..Default::default()
+                }),
+                verbose: false,
+            }))
+            .await
+            .ok()
+            .and_then(|r| r.into_inner().image)
+            .map_or(0, |i| i.size);
+        Ok(Pulled { image_ref, size })
+    }
+
+    /// ExecSync with a timeout (0: none).
+    pub async fn exec_sync(
+        &self,
+        container_id: &str,
+        cmd: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i32, Vec<u8>, Vec<u8>), Status> {
+        let r = self
+            .runtime
+            .exec_sync(Request::new(ExecSyncRequest {
+                container_id: container_id.into(),
+                cmd,
+                timeout: i64::try_from(timeout.as_secs()).unwrap_or(i64::MAX),
+            }))
+            .await?
+            .into_inner();
+        Ok((r.exit_code, r.stdout, r.stderr))
+    }
+}
+
+/// A boxed future, for the probe runner's exec hook.
+pub type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

@@ -1,0 +1,571 @@
+//! The pod manager through `corral.v1.KubeService`: the issue's "must work" manifests (with the
+//! busybox test image standing in for nginx and curl), bad manifests, deletion with a grace
+//! period, nodeSelector, namespaces, and pods that survive a daemon restart.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use common::kube::{
+    KubeEnv, condition, container_id, container_status, kube_env, phase, restarts, running,
+};
+use corral_cri_api::corral::{DeleteRequest, GetRequest};
+use corral_cri_api::v1::ListPodSandboxRequest;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// An HTTP server on 8080 serving /etc (so `/hostname` exists), as the nginx stand-in.
+const WEB: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: web
+  labels: {app: web}
+spec:
+  terminationGracePeriodSeconds: 2
+  containers:
+  - name: web
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["httpd", "-f", "-v", "-p", "8080", "-h", "/etc"]
+    ports:
+    - containerPort: 8080
+"#;
+
+async fn http_get(url: &str) -> Result<(u16, String)> {
+    let r = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()?
+        .get(url)
+        .send()
+        .await?;
+    let code = r.status().as_u16();
+    Ok((code, r.text().await?))
+}
+
+#[tokio::test]
+async fn a_single_web_pod_runs_and_serves_on_its_ip() -> Result<()> {
+    let mut k = kube_env().await?;
+    let applied = k.apply(WEB).await?;
+    assert_eq!(applied, vec![("pod/web".to_string(), "created".to_string())]);
+    let p = k
+        .wait_pod("web", MINUTE, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+        .await?;
+    assert_eq!(phase(&p), "Running");
+    assert!(running(&p, "web"));
+    let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+    assert!(ip.starts_with(&k.pods.d.net().subnet.rsplit_once('.').map_or("", |x| x.0).to_string()), "pod IP {ip}");
+    let (code, body) = http_get(&format!("http://{ip}:8080/hostname")).await?;
+    assert_eq!((code, body.trim()), (200, "web"));
+    // Applying the same manifest again changes nothing.
+    assert_eq!(k.apply(WEB).await?[0].1, "unchanged");
+    let reasons: Vec<String> = k.events("web").await?.into_iter().map(|e| e.reason).collect();
+    for r in ["Pulled", "Created", "Started"] {
+        assert!(reasons.iter().any(|x| x == r), "no {r} event in {reasons:?}");
+    }
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn two_containers_reach_each_other_on_localhost() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: pair}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+  - name: client
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "while true; do wget -q -O- http://127.0.0.1:8080/hostname && echo reached; sleep 1; done"]
+"#,
+    )
+    .await?;
+    k.wait_phase("pair", "Running", MINUTE).await?;
+    let until = Instant::now() + MINUTE;
+    loop {
+        let log = k.log("pair", "client").await.unwrap_or_default();
+        if log.contains("pair\nreached") {
+            break;
+        }
+        assert!(Instant::now() < until, "client never reached the web container: {log:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn an_init_container_fills_an_empty_dir_the_app_reads() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: init}
+spec:
+  restartPolicy: Never
+  volumes:
+  - name: work
+    emptyDir: {}
+  initContainers:
+  - name: fill
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo filled-by-init > /work/msg"]
+    volumeMounts: [{name: work, mountPath: /work}]
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["cat", "/work/msg"]
+    volumeMounts: [{name: work, mountPath: /work}]
+"#,
+    )
+    .await?;
+    let p = k.wait_phase("init", "Succeeded", MINUTE).await?;
+    let init = container_status(&p, "fill").expect("init status");
+    let t = init.state.as_ref().and_then(|s| s.terminated.as_ref()).expect("terminated");
+    assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
+    assert_eq!(condition(&p, "Initialized").as_deref(), Some("True"));
+    assert_eq!(k.log("init", "main").await?, "filled-by-init\n");
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn env_comes_from_values_config_maps_secrets_and_the_downward_api() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {color: blue, size: large}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {password: s3cret}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: envs, labels: {tier: back}}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["env"]
+    resources:
+      limits: {memory: 64Mi}
+    envFrom:
+    - configMapRef: {name: cfg}
+      prefix: CFG_
+    env:
+    - {name: PLAIN, value: "hello $(CFG_color)"}
+    - name: COLOR
+      valueFrom: {configMapKeyRef: {name: cfg, key: color}}
+    - name: PASSWORD
+      valueFrom: {secretKeyRef: {name: creds, key: password}}
+    - name: POD_NAME
+      valueFrom: {fieldRef: {fieldPath: metadata.name}}
+    - name: POD_NAMESPACE
+      valueFrom: {fieldRef: {fieldPath: metadata.namespace}}
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: TIER
+      valueFrom: {fieldRef: {fieldPath: "metadata.labels['tier']"}}
+    - name: MEM_LIMIT
+      valueFrom: {resourceFieldRef: {resource: limits.memory, divisor: 1Mi}}
+"#,
+    )
+    .await?;
+    let p = k.wait_phase("envs", "Succeeded", MINUTE).await?;
+    let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+    let log = k.log("envs", "main").await?;
+    for line in [
+        "CFG_color=blue".to_string(),
+        "CFG_size=large".into(),
+        "PLAIN=hello blue".into(),
+        "COLOR=blue".into(),
+        "PASSWORD=s3cret".into(),
+        "POD_NAME=envs".into(),
+        "POD_NAMESPACE=default".into(),
+        format!("POD_IP={ip}"),
+        "TIER=back".into(),
+        "MEM_LIMIT=64".into(),
+    ] {
+        assert!(log.lines().any(|l| l == line), "no {line:?} in {log}");
+    }
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn a_memory_hog_is_oom_killed_again_and_again() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: hog
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "x=$(head -c 200m /dev/zero | tr '\\0' x); echo survived"]
+    resources:
+      limits: {memory: 32Mi}
+"#,
+    )
+    .await?;
+    let p = k
+        .wait_pod("hog", Duration::from_secs(90), "restarted twice", |p| restarts(p, "hog") >= 2)
+        .await?;
+    let last = container_status(&p, "hog")
+        .and_then(|c| c.last_state.as_ref())
+        .and_then(|s| s.terminated.as_ref())
+        .expect("lastState.terminated");
+    assert_eq!(last.reason.as_deref(), Some("OOMKilled"));
+    assert_eq!(last.exit_code, 137);
+    let events = k.events("hog").await?;
+    assert!(events.iter().any(|e| e.reason == "BackOff"), "no BackOff event: {events:?}");
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn a_failing_liveness_probe_restarts_the_container() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+    livenessProbe:
+      httpGet: {path: /missing, port: 8080}
+      periodSeconds: 1
+      failureThreshold: 2
+"#,
+    )
+    .await?;
+    k.wait_pod("live", Duration::from_secs(90), "restarted twice", |p| restarts(p, "web") >= 2)
+        .await?;
+    let events = k.events("live").await?;
+    let unhealthy = events
+        .iter()
+        .find(|e| e.reason == "Unhealthy")
+        .expect("an Unhealthy event");
+    assert!(
+        unhealthy.message.contains("Liveness probe failed: HTTP probe failed with statuscode: 404"),
+        "{unhealthy:?}"
+    );
+    assert!(unhealthy.count >= 2, "{unhealthy:?}");
+    assert!(
+        events.iter().any(|e| e.reason == "Killing"
+            && e.message.contains("failed liveness probe, will be restarted")),
+        "{events:?}"
+    );
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn a_readiness_exec_probe_flips_ready() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: ready}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+    readinessProbe:
+      exec: {command: ["cat", "/tmp/ready"]}
+      periodSeconds: 1
+"#,
+    )
+    .await?;
+    let p = k.wait_phase("ready", "Running", MINUTE).await?;
+    assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
+    let is = |want: &'static str| move |p: &corral_kube::k8s_openapi::api::core::v1::Pod| {
+        condition(p, "Ready").as_deref() == Some(want)
+    };
+    k.exec("ready", "main", &["touch", "/tmp/ready"]).await?;
+    let p = k.wait_pod("ready", MINUTE, "Ready", is("True")).await?;
+    assert!(container_status(&p, "main").is_some_and(|c| c.ready));
+    k.exec("ready", "main", &["rm", "/tmp/ready"]).await?;
+    k.wait_pod("ready", MINUTE, "not Ready", is("False")).await?;
+    assert_eq!(restarts(&k.pod("ready").await?, "main"), 0);
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn on_failure_with_a_successful_command_ends_succeeded_without_restart() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: once}
+spec:
+  restartPolicy: OnFailure
+  containers:
+  - name: echo
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["echo", "hello from once"]
+"#,
+    )
+    .await?;
+    let p = k.wait_phase("once", "Succeeded", MINUTE).await?;
+    assert_eq!(restarts(&p, "echo"), 0);
+    assert_eq!(k.log("once", "echo").await?, "hello from once\n");
+    // The finished pod's sandbox is stopped (its IP released), its container kept for logs.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let sandboxes = k
+        .pods
+        .rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items;
+    assert_eq!(sandboxes.len(), 1);
+    assert_eq!(sandboxes[0].state, 1, "sandbox still ready: {:?}", sandboxes[0]);
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn delete_waits_for_the_grace_period_then_kills() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: stubborn}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "trap 'echo got TERM' TERM; while true; do sleep 1; done"]
+"#,
+    )
+    .await?;
+    k.wait_phase("stubborn", "Running", MINUTE).await?;
+    let begun = Instant::now();
+    k.delete("stubborn", Some(3)).await?;
+    let took = begun.elapsed();
+    assert!(took >= Duration::from_secs(3), "deleted after {took:?}, before the grace period");
+    assert!(took < Duration::from_secs(15), "deleting took {took:?}");
+    let err = k.pod("stubborn").await.expect_err("pod still there");
+    assert!(err.to_string().contains("not found"), "{err}");
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn bad_manifests_are_refused_before_anything_is_created() -> Result<()> {
+    let mut k = kube_env().await?;
+    let cases = [
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: a\n    imagee: IMAGE\n",
+            "unknown field \"spec.containers[0].imagee\"",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: a\n",
+            "spec.containers[0].image: Required value",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: Bad_Name}\nspec:\n  containers:\n  - {name: a, image: IMAGE}\n",
+            "metadata.name: Invalid value: \"Bad_Name\"",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - {name: a, image: IMAGE}\n  - {name: a, image: IMAGE}\n",
+            "spec.containers[1].name: Duplicate value: \"a\"",
+        ),
+        (
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: a\n    image: IMAGE\n    volumeMounts: [{name: nope, mountPath: /x}]\n",
+            "spec.containers[0].volumeMounts[0].name: Not found: \"nope\"",
+        ),
+        (
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\ndata: {a: b}\n---\napiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - name: a\n    image: IMAGE\n    env:\n    - name: X\n      valueFrom: {configMapKeyRef: {name: cfg, key: missing}}\n",
+            "missing",
+        ),
+    ];
+    for (yaml, want) in cases {
+        let err = k.apply(yaml).await.expect_err(yaml);
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{yaml}: {err:?}");
+        assert!(err.message().contains(want), "{yaml}: {:?} lacks {want:?}", err.message());
+    }
+    // Nothing was stored, not even the valid ConfigMap beside the bad pod.
+    assert!(k.pods().await?.is_empty());
+    let cms = k
+        .kube
+        .get(GetRequest {
+            kind: "configmaps".into(),
+            all_namespaces: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .objects;
+    assert!(cms.is_empty(), "{} configmaps stored", cms.len());
+    let sandboxes = k
+        .pods
+        .rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items;
+    assert!(sandboxes.is_empty());
+    // A pod in a namespace that does not exist.
+    let err = k
+        .apply("apiVersion: v1\nkind: Pod\nmetadata: {name: a, namespace: nowhere}\nspec:\n  containers:\n  - {name: a, image: IMAGE}\n")
+        .await
+        .expect_err("missing namespace");
+    assert_eq!(err.code(), tonic::Code::NotFound);
+    assert!(err.message().contains("namespaces \"nowhere\" not found"), "{err:?}");
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn a_node_selector_that_does_not_match_leaves_the_pod_pending() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: picky}
+spec:
+  nodeSelector: {disk: ssd}
+  containers:
+  - {name: main, image: IMAGE, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}
+"#,
+    )
+    .await?;
+    let p = k
+        .wait_pod("picky", MINUTE, "unschedulable", |p| {
+            condition(p, "PodScheduled").as_deref() == Some("False")
+        })
+        .await?;
+    assert_eq!(phase(&p), "Pending");
+    let c = p
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "PodScheduled"))
+        .cloned()
+        .expect("PodScheduled");
+    assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
+    assert!(c.message.unwrap_or_default().contains("didn't match Pod's node affinity/selector"));
+    let sandboxes = k
+        .pods
+        .rt
+        .list_pod_sandbox(ListPodSandboxRequest::default())
+        .await?
+        .into_inner()
+        .items;
+    assert!(sandboxes.is_empty(), "a sandbox was made for an unschedulable pod");
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn deleting_a_namespace_deletes_its_pods() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: dev}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: p, namespace: dev}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: IMAGE, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}
+"#,
+    )
+    .await?;
+    let until = Instant::now() + MINUTE;
+    loop {
+        let pods = k.pods().await?;
+        if pods.iter().any(|p| phase(p) == "Running") {
+            break;
+        }
+        assert!(Instant::now() < until, "pod in dev never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    k.kube
+        .delete(DeleteRequest {
+            kind: "namespace".into(),
+            names: vec!["dev".into()],
+            wait: true,
+            ..Default::default()
+        })
+        .await?;
+    assert!(k.pods().await?.is_empty());
+    let ns = k
+        .kube
+        .get(GetRequest {
+            kind: "ns".into(),
+            ..Default::default()
+        })
+        .await?
+        .into_inner()
+        .objects;
+    let names: Vec<String> = ns
+        .iter()
+        .map(|o| {
+            serde_json::from_slice::<serde_json::Value>(o).unwrap_or_default()["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(names, vec!["default".to_string()]);
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn pods_keep_running_across_a_daemon_restart() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(WEB).await?;
+    let before = k.wait_phase("web", "Running", MINUTE).await?;
+    let id = container_id(&before, "web").expect("container id");
+    k.pods.d.restart().await?;
+    reconnect(&mut k).await?;
+    // The same container is adopted, not restarted.
+    let after = k.wait_phase("web", "Running", MINUTE).await?;
+    assert_eq!(container_id(&after, "web"), Some(id));
+    assert_eq!(restarts(&after, "web"), 0);
+    k.delete_all_and_assert_clean().await
+}
+
+async fn reconnect(k: &mut KubeEnv) -> Result<()> {
+    let ch = k.pods.d.channel().await?;
+    k.kube = corral_cri_api::corral::kube_service_client::KubeServiceClient::new(ch);
+    k.pods.rt = k.pods.d.runtime().await?;
+    Ok(())
+}
