@@ -16,6 +16,7 @@
 
 mod cri;
 mod probes;
+pub mod translate;
 mod recorder;
 mod service;
 mod worker;
