@@ -108,6 +108,31 @@ pub struct Kubelet {
     this: Weak<Kubelet>,
     memory_capacity: i64,
     cpus: i64,
+    /// The host's huge page sizes ("2MB", "1GB").
+    hugepage_sizes: Vec<String>,
+}
+
+/// The huge page sizes the kernel offers, as Kubernetes names them (`hugepages-2048kB` is
+/// "2MB").
+fn hugepage_sizes() -> Vec<String> {
+    let mut out: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+            Some(if kb % (1 << 20) == 0 {
+                format!("{}GB", kb >> 20)
+            } else if kb % 1024 == 0 {
+                format!("{}MB", kb >> 10)
+            } else {
+                format!("{kb}KB")
+            })
+        })
+        .collect();
+    out.sort();
+    out
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -144,6 +169,7 @@ impl Kubelet {
             this: this.clone(),
             memory_capacity: mem_total(),
             cpus,
+            hugepage_sizes: hugepage_sizes(),
         }))
     }
 

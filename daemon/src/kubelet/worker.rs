@@ -543,6 +543,7 @@ impl Worker {
             cgroup_parent: String::new(),
             cluster_domain: None,
             cluster_dns: Vec::new(),
+            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
         };
         let config = translate::sandbox_config(pod, &opts).map_err(|e| e.to_string())?;
         let ctx = self.context(pod);
@@ -607,8 +608,14 @@ impl Worker {
         {
             self.pod_ips = self.kubelet.host_ips();
         }
-        let hostname = config.hostname.clone();
-        let hosts = translate::etc_hosts(pod, &self.pod_ips, &hostname);
+        let hosts = if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
+            let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+            translate::etc_hosts_host_network(pod, &host)
+        } else {
+            let (hostname, domain) =
+                translate::hostname_and_domain(pod, None).map_err(|e| e.to_string())?;
+            translate::etc_hosts(pod, &self.pod_ips, &hostname, &domain)
+        };
         let hosts_path = self.pod_dir.join("etc-hosts");
         std::fs::write(&hosts_path, hosts).map_err(|e| format!("{}: {e}", hosts_path.display()))?;
         self.sandbox = Some((id, config));
@@ -707,20 +714,34 @@ impl Worker {
             None => Vec::new(),
         };
         let hosts = self.pod_dir.join("etc-hosts");
-        if !mounts.iter().any(|m| m.container_path == "/etc/hosts") {
+        if translate::mounts_etc_hosts(c, &self.pod_ips)
+            && !mounts.iter().any(|m| m.container_path == "/etc/hosts")
+        {
             mounts.push(corral_cri_api::v1::Mount {
                 container_path: "/etc/hosts".into(),
                 host_path: hosts.to_string_lossy().into_owned(),
                 ..Default::default()
             });
         }
+        let termination_log = match self.termination_log(&c.name, attempt) {
+            Ok(p) => p,
+            Err(e) => {
+                self.config_error(&path, &c.name, &e);
+                return;
+            }
+        };
+        let seccomp_root = self.kubelet.config.dir.join("seccomp");
         let inputs = ContainerInputs {
             kind,
             attempt,
             image: &image,
             env: &env,
             mounts,
+            termination_message_file: Some(termination_log),
             memory_capacity: self.kubelet.memory_capacity(),
+            hugepage_sizes: &self.kubelet.hugepage_sizes,
+            seccomp_profile_root: &seccomp_root,
+            seccomp_default: false,
             log_path: format!("{}/{attempt}.log", c.name),
         };
         let config = match translate::container_config(pod, c, inputs) {
@@ -787,6 +808,19 @@ impl Worker {
                 let _ = cri.stop_container(&id, grace_of(pod)).await;
             }
         }
+    }
+
+    /// The host file behind a container's `terminationMessagePath` (world-writable, as the
+    /// kubelet makes it, so any container user can write it).
+    fn termination_log(&self, name: &str, attempt: u32) -> Result<PathBuf, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = self.pod_dir.join("containers").join(name);
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let file = dir.join(format!("{attempt}-termination-log"));
+        std::fs::write(&file, b"").map_err(|e| format!("{}: {e}", file.display()))?;
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        Ok(file)
     }
 
     fn config_error(&mut self, path: &str, name: &str, msg: &str) {
@@ -871,7 +905,21 @@ impl Worker {
             &format!("Pulling image \"{image}\""),
         );
         let secrets = self.pull_secrets(pod);
-        let auth = translate::auth_for(&image, &secrets).into_iter().next();
+        let auth = match translate::auth_for(&image, &secrets) {
+            Ok(a) => a.into_iter().next(),
+            Err(e) => {
+                let msg = format!("Failed to pull image \"{image}\": {e}");
+                self.event(path, EventType::Warning, "Failed", &msg);
+                self.waiting.insert(
+                    c.name.clone(),
+                    Waiting {
+                        reason: "ErrImagePull".into(),
+                        message: msg,
+                    },
+                );
+                return None;
+            }
+        };
         let begun = std::time::Instant::now();
         match cri.pull(&image, auth, Some(sandbox_config.clone())).await {
             Ok(pulled) => {
@@ -993,6 +1041,7 @@ impl Worker {
                             cgroup_parent: String::new(),
                             cluster_domain: None,
                             cluster_dns: Vec::new(),
+                            host_resolv_conf: String::new(),
                         },
                     )
                     .unwrap_or_default();
