@@ -17,6 +17,7 @@
 mod cri;
 mod probes;
 pub mod translate;
+pub mod volumes;
 mod recorder;
 mod service;
 mod worker;
