@@ -2,7 +2,6 @@
 //! process (the same code paths a kubelet reaches over the socket, without the encoding).
 
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -250,6 +249,3 @@ impl Cri {
         Ok((r.exit_code, r.stdout, r.stderr))
     }
 }
-
-/// A boxed future, for the probe runner's exec hook.
-pub type BoxFuture<'a, T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;

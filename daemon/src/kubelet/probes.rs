@@ -50,7 +50,9 @@ impl Exec for CriExec {
         container_id: &str,
         cmd: Vec<String>,
         timeout: Duration,
-    ) -> probe::BoxFuture<'_, Result<probe::ExecOutput, String>> {
+    ) -> std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<probe::ExecOutput, probe::ExecError>> + Send + '_>,
+    > {
         let id = container_id.to_string();
         Box::pin(async move {
             self.kubelet
@@ -62,7 +64,13 @@ impl Exec for CriExec {
                     stdout,
                     stderr,
                 })
-                .map_err(|e| e.message().to_string())
+                .map_err(|e| {
+                    if e.code() == tonic::Code::DeadlineExceeded {
+                        probe::ExecError::TimedOut
+                    } else {
+                        probe::ExecError::Failed(e.message().to_string())
+                    }
+                })
         })
     }
 }
@@ -83,13 +91,17 @@ pub(super) async fn run_hook(
         kubelet: Arc::clone(kubelet),
     };
     let ports = c.ports.clone().unwrap_or_default();
+    let env = c.env.clone().unwrap_or_default();
     let target = Target {
         container_id,
         pod_ip: first_ip(pod_ips),
         ports: &ports,
+        env: &env,
         exec: &exec,
     };
-    probe::run_handler(handler, &target).await
+    probe::run_handler(handler, &target)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 impl Probes {
@@ -213,6 +225,7 @@ impl ProbeTask {
             kubelet: Arc::clone(&self.kubelet),
         };
         let ports = self.container.ports.clone().unwrap_or_default();
+        let env = self.container.env.clone().unwrap_or_default();
         tokio::time::sleep(state.initial_delay()).await;
         let path = container_path(false, &self.container.name);
         loop {
@@ -224,6 +237,7 @@ impl ProbeTask {
                 container_id: &self.container_id,
                 pod_ip: first_ip(&self.pod_ips),
                 ports: &ports,
+                env: &env,
                 exec: &exec,
             };
             let outcome = probe::run(&p, &target).await;

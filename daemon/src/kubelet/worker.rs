@@ -705,7 +705,7 @@ impl Worker {
                 return;
             }
         };
-        let mut mounts = match self.volumes.as_ref().map(|v| v.mounts(c)) {
+        let mut mounts = match self.volumes.as_ref().map(|v| v.mounts(c, Some(&env))) {
             Some(Ok(m)) => m,
             Some(Err(e)) => {
                 self.config_error(&path, &c.name, &e.to_string());
