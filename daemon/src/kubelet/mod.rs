@@ -8,3 +8,5 @@
 //! - `volumes`: a pod's volumes on disk (emptyDir, hostPath, configMap, secret, downwardAPI,
 //!   projected) and each container's mounts of them.
 //! - `probe`: liveness, readiness and startup probes (exec, httpGet, tcpSocket, grpc).
+
+pub mod probe;
