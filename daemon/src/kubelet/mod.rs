@@ -16,6 +16,7 @@
 
 mod cri;
 mod probes;
+pub mod probe;
 pub mod translate;
 pub mod volumes;
 mod recorder;
