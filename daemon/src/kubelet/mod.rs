@@ -137,6 +137,14 @@ fn hugepage_sizes() -> Vec<String> {
     out
 }
 
+/// The current time (jiff is built here without its clock, so from `SystemTime`).
+pub(crate) fn now() -> Timestamp {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    Timestamp::from_nanosecond(i128::try_from(nanos).unwrap_or(0)).unwrap_or(Timestamp::UNIX_EPOCH)
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -156,7 +164,7 @@ fn mem_total() -> i64 {
 impl Kubelet {
     /// Opens the store under `config.dir` (creating it); starts no worker yet.
     pub fn open(config: KubeletConfig, cri: Cri) -> Result<Arc<Kubelet>, KubeletError> {
-        let store = Store::open(config.dir.join("store"), Timestamp::now())?;
+        let store = Store::open(config.dir.join("store"), now())?;
         for (path, why) in store.skipped() {
             tracing::warn!(path = %path.display(), why, "skipped an unreadable stored object");
         }
@@ -441,7 +449,7 @@ impl Kubelet {
             .filter(|o| matches!(o, Object::Namespace(_)))
             .collect();
         order.extend(objects.iter().filter(|o| !matches!(o, Object::Namespace(_))));
-        let now = Timestamp::now();
+        let now = now();
         let mut results = Vec::new();
         for o in order {
             let (stored, action) = if create {
@@ -583,7 +591,7 @@ impl Kubelet {
                 return Ok(Object::Pod(Box::new(p)));
             }
         }
-        let now = Timestamp::now();
+        let now = now();
         let at = now
             .checked_add(corral_kube::k8s_openapi::jiff::SignedDuration::from_secs(grace))
             .unwrap_or(now);
@@ -612,7 +620,7 @@ impl Kubelet {
         };
         let mut ns = ns;
         if ns.metadata.deletion_timestamp.is_none() {
-            ns.metadata.deletion_timestamp = Some(Time(Timestamp::now()));
+            ns.metadata.deletion_timestamp = Some(Time(now()));
         }
         ns.status.get_or_insert_with(Default::default).phase = Some("Terminating".into());
         let o = store.replace(Object::Namespace(ns))?;

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_cri_api::corral::kube_service_server::KubeService;
+use tonic::codegen::BoxStream;
 use corral_cri_api::corral::{
     ApplyRequest, ApplyResponse, ApplyResult, DeleteRequest, DeleteResponse, EventsRequest,
     EventsResponse, GetRequest, GetResponse, LabelRequest, LabelResponse, ObjectRef,
@@ -277,12 +278,10 @@ impl KubeService for KubeApi {
         }))
     }
 
-    type WatchStream = ReceiverStream<Result<WatchEvent, Status>>;
-
     async fn watch(
         &self,
         req: Request<WatchRequest>,
-    ) -> Result<Response<Self::WatchStream>, Status> {
+    ) -> Result<Response<BoxStream<WatchEvent>>, Status> {
         let r = req.into_inner();
         let kind = parse_kind(&r.kind)?;
         let sel = selector(&r.selector)?;
@@ -336,6 +335,6 @@ impl KubeService for KubeApi {
                 }
             }
         });
-        Ok(Response::new(ReceiverStream::new(rx)))
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }

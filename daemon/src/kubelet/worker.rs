@@ -35,7 +35,7 @@ use corral_kube::store::Kind;
 use tokio::sync::Notify;
 
 use super::cri::CONTAINER_NAME_LABEL;
-use super::probes::{ProbeSet, Probes};
+use super::probes::Probes;
 use super::recorder::{EventType, container_path};
 use super::translate::{self, ContainerInputs, ContainerKind, PullPolicy, SandboxOptions};
 use super::volumes::{self, PodVolumes};
@@ -87,6 +87,8 @@ pub(super) struct Worker {
     waiting: HashMap<String, Waiting>,
     crash_backoff: Backoff,
     pull_backoff: Backoff,
+    /// When each image's last pull failed (the pull back-off counts from there).
+    pull_failed: HashMap<String, Timestamp>,
     /// Image references as pulled, by image name in the spec.
     images: HashMap<String, String>,
     probes: Probes,
@@ -105,7 +107,7 @@ fn to_timestamp(nanos: i64) -> Option<Timestamp> {
 }
 
 fn now() -> Timestamp {
-    Timestamp::now()
+    super::now()
 }
 
 /// The CRI attempt of a container (its restart count).
@@ -140,6 +142,7 @@ impl Worker {
             waiting: HashMap::new(),
             crash_backoff: Backoff::crash_loop(),
             pull_backoff: Backoff::image_pull(),
+            pull_failed: HashMap::new(),
             images: HashMap::new(),
             probes,
             start_time: None,
@@ -287,7 +290,7 @@ impl Worker {
                         break;
                     }
                     let attempt = attempt(cc) + 1;
-                    if let Some(wait) = self.backoff_wait(pod, c, true, st) {
+                    if let Some(wait) = self.backoff_wait(c, true, st) {
                         next = next.min(wait);
                     } else {
                         self.restart(pod, c, ContainerKind::Init, attempt, &sandbox_id, &sandbox_config, &instances)
@@ -353,7 +356,7 @@ impl Worker {
                             };
                             if restart {
                                 any_will_run = true;
-                                if let Some(wait) = self.backoff_wait(pod, c, false, st) {
+                                if let Some(wait) = self.backoff_wait(c, false, st) {
                                     next = next.min(wait);
                                 } else {
                                     let attempt = attempt(cc) + 1;
@@ -481,7 +484,6 @@ impl Worker {
     /// Whether the container must wait before restarting; records the BackOff state.
     fn backoff_wait(
         &mut self,
-        pod: &Pod,
         c: &Container,
         init: bool,
         st: &CriStatus,
@@ -489,12 +491,18 @@ impl Worker {
         let key = backoff::key(&self.key.uid, &c.name);
         let finished = to_timestamp(st.finished_at).unwrap_or_else(now);
         match self.crash_backoff.decide(&key, finished, now()) {
-            Decision::Restart => {
+            Decision::Start { .. } => {
                 self.waiting.remove(&c.name);
                 None
             }
-            Decision::Wait { remaining, period } => {
-                let message = backoff::crash_loop_message(period, &c.name, pod);
+            Decision::Wait { remaining, delay } => {
+                let message = backoff::crash_loop_message(
+                    delay,
+                    &c.name,
+                    &self.key.name,
+                    &self.key.namespace,
+                    &self.key.uid,
+                );
                 if !matches!(self.waiting.get(&c.name), Some(w) if w.reason == "CrashLoopBackOff") {
                     self.event(
                         &container_path(init, &c.name),
@@ -882,7 +890,8 @@ impl Worker {
             };
         }
         let key = format!("{}/{image}", self.key.uid);
-        if self.pull_backoff.in_backoff_since(&key, now()) {
+        let last_failure = self.pull_failed.get(&key).copied();
+        if last_failure.is_some_and(|at| self.pull_backoff.in_backoff_since(&key, at, now()).is_some()) {
             self.event(
                 path,
                 EventType::Normal,
@@ -934,6 +943,7 @@ impl Worker {
                     ),
                 );
                 self.pull_backoff.reset(&key);
+                self.pull_failed.remove(&key);
                 self.images.insert(image.clone(), pulled.image_ref.clone());
                 Some(image)
             }
@@ -941,7 +951,9 @@ impl Worker {
                 let msg = format!("Failed to pull image \"{image}\": {}", e.message());
                 self.event(path, EventType::Warning, "Failed", &msg);
                 self.event(path, EventType::Warning, "Failed", "Error: ErrImagePull");
-                self.pull_backoff.next(&key, now(), now());
+                let at = now();
+                self.pull_backoff.next(&key, at, at);
+                self.pull_failed.insert(key.clone(), at);
                 self.waiting.insert(
                     c.name.clone(),
                     Waiting {
