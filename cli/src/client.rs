@@ -9,6 +9,7 @@ use std::future::Future;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
+use corral_cri_api::corral::kube_service_client::KubeServiceClient;
 use corral_cri_api::v1::image_service_client::ImageServiceClient;
 use corral_cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use tonic::transport::Channel;
@@ -89,6 +90,14 @@ impl Cri {
         };
         let channel = self.channel(&self.image_endpoint, flag).await?;
         Ok(ImageServiceClient::new(channel))
+    }
+
+    /// Opens Corral's pod manager (`corral.v1.KubeService`) on the runtime endpoint.
+    pub async fn kube(&self) -> anyhow::Result<KubeServiceClient<Channel>> {
+        let channel = self
+            .channel(&self.runtime_endpoint, "--runtime-endpoint")
+            .await?;
+        Ok(KubeServiceClient::new(channel))
     }
 
     async fn channel(&self, endpoint: &str, flag: &str) -> anyhow::Result<Channel> {

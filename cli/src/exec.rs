@@ -13,6 +13,11 @@ use crate::session::{self, Streams, TransportArg};
 
 /// `exec`: run a command in a running container.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "CONTAINER_ID may be a pod name (kubectl form, `exec -it web -- sh`): it is one \
+when -n or -c is given or when written pod/NAME; otherwise, when no container id known to the \
+runtime starts with it and the pod manager has a pod of that name. A pod's container is -c, or its first (\"Defaulted container\" on stderr)."
+)]
 pub struct ExecArgs {
     /// Run the command synchronously through ExecSync (no stdin, no TTY).
     #[arg(short, long, conflicts_with_all = ["interactive", "tty"])]
@@ -29,7 +34,13 @@ pub struct ExecArgs {
     /// Protocol of the streaming session.
     #[arg(long, value_enum, default_value_t = TransportArg::Spdy)]
     transport: TransportArg,
-    #[arg(value_name = "CONTAINER_ID")]
+    /// The pod's container (pod names only).
+    #[arg(short, long)]
+    container: Option<String>,
+    /// The pod's namespace (pod names only).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    #[arg(value_name = "CONTAINER_ID|POD")]
     id: String,
     /// The command and its arguments.
     #[arg(
@@ -46,7 +57,20 @@ pub fn exit_status(code: i32) -> u8 {
     u8::try_from(code).unwrap_or(if code < 0 { 1 } else { 255 })
 }
 
-pub async fn exec(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
+pub async fn exec(cri: &Cri, mut args: ExecArgs) -> anyhow::Result<ExitCode> {
+    args.id = crate::kube::pod_target::container_id(
+        cri,
+        &args.id,
+        args.namespace.as_deref(),
+        args.container.as_deref(),
+        false,
+    )
+    .await?;
+    exec_in(cri, args).await
+}
+
+/// Runs the command in the container `args.id` names (a CRI id).
+pub async fn exec_in(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if args.timeout < 0 {
         bail!("--timeout must not be negative");
     }

@@ -28,9 +28,23 @@ const STATUS_EVERY: u32 = 10;
 
 /// `logs`: fetch the logs of a container.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "CONTAINER_ID may be a pod name (kubectl form): it is one \
+when -n, -c or --previous is given or when written pod/NAME; otherwise, when no container id known to the \
+runtime starts with it and the pod manager has a pod of that name. A pod's container is -c, or its first (\"Defaulted container\" on stderr)."
+)]
 pub struct LogsArgs {
-    #[arg(value_name = "CONTAINER_ID")]
+    #[arg(value_name = "CONTAINER_ID|POD")]
     id: String,
+    /// The pod's container (pod names only).
+    #[arg(short, long)]
+    container: Option<String>,
+    /// The pod's namespace (pod names only).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    /// The previous (terminated) instance of the pod's container.
+    #[arg(short, long)]
+    previous: bool,
     /// Follow the log output until the container stops.
     #[arg(short, long)]
     follow: bool,
@@ -330,16 +344,29 @@ fn is_running(status: &v1::ContainerStatusResponse) -> bool {
 }
 
 pub async fn logs(cri: &Cri, args: LogsArgs) -> anyhow::Result<()> {
+    let id = crate::kube::pod_target::container_id(
+        cri,
+        &args.id,
+        args.namespace.as_deref(),
+        args.container.as_deref(),
+        args.previous,
+    )
+    .await?;
+    container_logs(cri, &id, &args).await
+}
+
+/// The logs of one container by its CRI id.
+pub async fn container_logs(cri: &Cri, id: &str, args: &LogsArgs) -> anyhow::Result<()> {
     let since = args.since.as_deref().map(since_nanos).transpose()?;
     let mut client = cri.runtime().await?;
-    let status = container_status(cri, &mut client, &args.id, false).await?;
+    let status = container_status(cri, &mut client, id, false).await?;
     let path = status
         .status
         .as_ref()
         .map(|s| s.log_path.clone())
         .unwrap_or_default();
     if path.is_empty() {
-        bail!("container {:?} has no log path", args.id);
+        bail!("container {id:?} has no log path");
     }
     let path = PathBuf::from(path);
     let mut log =
@@ -370,7 +397,7 @@ pub async fn logs(cri: &Cri, args: LogsArgs) -> anyhow::Result<()> {
             continue;
         }
         if ticks.is_multiple_of(STATUS_EVERY) {
-            let status = container_status(cri, &mut client, &args.id, false).await?;
+            let status = container_status(cri, &mut client, id, false).await?;
             if !is_running(&status) {
                 let data = log.read_lines()?;
                 let mut lines = parse_lines(&data, &mut joiner)?;

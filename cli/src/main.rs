@@ -18,6 +18,7 @@ mod exec;
 mod filters;
 mod images;
 mod info;
+mod kube;
 mod logs;
 mod output;
 mod pods;
@@ -91,10 +92,32 @@ enum Command {
     Pods(pods::PodsArgs),
     /// Display the status of one or more pod sandboxes.
     Inspectp(pods::InspectpArgs),
-    /// Create a new container in a pod sandbox.
+    /// Create a new container in a pod sandbox (kubectl form: create -f FILE, create namespace NAME).
+    #[command(
+        after_help = "With -f FILE|DIR|- or `namespace NAME` this is kubectl's create \
+(see `corralctl create -f x --help`)."
+    )]
     Create(containers::CreateArgs),
-    /// Run a new container inside a new pod sandbox.
+    /// Run a new container inside a new pod sandbox (kubectl form: run NAME --image IMAGE).
+    #[command(after_help = "With --image this is kubectl's run \
+(see `corralctl run NAME --image IMAGE --help`).")]
     Run(containers::RunArgs),
+    /// kubectl's create, which `create -f` and `create namespace` become.
+    #[command(name = "kube-create", hide = true)]
+    KubeCreate(kube::apply::KubeCreateArgs),
+    /// kubectl's run, which `run NAME --image IMAGE` becomes.
+    #[command(name = "kube-run", hide = true)]
+    KubeRun(kube::apply::KubeRunArgs),
+    /// Create or update pod-manager objects from manifests (kubectl apply).
+    Apply(kube::apply::ApplyArgs),
+    /// Display pod-manager objects (kubectl get).
+    Get(kube::get::GetArgs),
+    /// Show a pod in detail with its events (kubectl describe).
+    Describe(kube::describe::DescribeArgs),
+    /// Delete pod-manager objects (kubectl delete).
+    Delete(kube::delete::DeleteArgs),
+    /// Set and remove labels of pod-manager objects (kubectl label).
+    Label(kube::label::LabelArgs),
     /// Start one or more created containers.
     Start(containers::StartArgs),
     /// Stop one or more running containers.
@@ -121,12 +144,22 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_from(kube::route::route(std::env::args_os().collect()));
     let cri = Cri::new(
         cli.runtime_endpoint,
         cli.image_endpoint,
         cli.timeout,
         cli.debug,
+    );
+    let kubectl_verb = matches!(
+        cli.command,
+        Command::KubeCreate(_)
+            | Command::KubeRun(_)
+            | Command::Apply(_)
+            | Command::Get(_)
+            | Command::Describe(_)
+            | Command::Delete(_)
+            | Command::Label(_)
     );
     let result = match cli.command {
         Command::Exec(args) => exec::exec(&cri, args).await,
@@ -136,7 +169,13 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("corralctl: {err:#}");
+            if kubectl_verb || kube::errors::is_kube(&err) {
+                if let Some(text) = kube::errors::report(&err) {
+                    eprintln!("{text}");
+                }
+            } else {
+                eprintln!("corralctl: {err:#}");
+            }
             ExitCode::FAILURE
         }
     }
@@ -169,6 +208,13 @@ async fn run(cri: &Cri, command: Command) -> anyhow::Result<()> {
         Command::Attach(args) => attach::attach(cri, args).await.map(|_| ()),
         Command::PortForward(args) => portforward::port_forward(cri, args).await,
         Command::Events(args) => events::events(cri, args).await,
+        Command::KubeCreate(args) => kube::apply::create(cri, args).await,
+        Command::KubeRun(args) => kube::apply::run(cri, args).await,
+        Command::Apply(args) => kube::apply::apply(cri, args).await,
+        Command::Get(args) => kube::get::get(cri, args).await,
+        Command::Describe(args) => kube::describe::describe(cri, args).await,
+        Command::Delete(args) => kube::delete::delete(cri, args).await,
+        Command::Label(args) => kube::label::label(cri, args).await,
     }
 }
 
@@ -256,6 +302,44 @@ mod tests {
         assert!(parse(&["update", "--memory", "1g", "c1"]).is_ok());
         assert!(parse(&["update", "--memory", "1q", "c1"]).is_err());
         assert!(parse(&["runp", "--runtime", "runc", "p.json"]).is_ok());
+    }
+
+    #[test]
+    fn kubectl_verbs_parse_and_route() {
+        let parse = |args: &[&str]| {
+            let argv = std::iter::once("corralctl")
+                .chain(args.iter().copied())
+                .map(std::ffi::OsString::from)
+                .collect();
+            Cli::try_parse_from(kube::route::route(argv))
+        };
+        let cli = parse(&["create", "-f", "pod.yaml", "-n", "dev"]).expect("create -f");
+        assert!(matches!(cli.command, Command::KubeCreate(_)));
+        let cli = parse(&["create", "namespace", "dev"]).expect("create ns");
+        assert!(matches!(cli.command, Command::KubeCreate(_)));
+        let cli = parse(&["create", "p1", "c.json", "p.json"]).expect("crictl create");
+        assert!(matches!(cli.command, Command::Create(_)));
+        let cli = parse(&["run", "web", "--image", "nginx", "--", "sleep", "1"]).expect("run");
+        assert!(matches!(cli.command, Command::KubeRun(_)));
+        assert!(matches!(
+            parse(&["run", "c.json", "p.json"])
+                .expect("crictl run")
+                .command,
+            Command::Run(_)
+        ));
+        assert!(parse(&["apply", "-f", "a.yaml", "-f", "-"]).is_ok());
+        assert!(parse(&["apply"]).is_err());
+        assert!(parse(&["get", "pods", "-A", "-o", "wide", "--show-labels", "-w"]).is_ok());
+        assert!(parse(&["delete", "pods", "-l", "app=web", "--force", "--wait=false"]).is_ok());
+        assert!(parse(&["label", "pods", "web", "a=b", "c-", "--overwrite"]).is_ok());
+        assert!(parse(&["describe", "pod", "web", "-n", "dev"]).is_ok());
+        assert!(parse(&["logs", "web", "-c", "a", "-p", "--tail", "5", "-n", "dev"]).is_ok());
+        assert!(parse(&["port-forward", "-n", "dev", "web", "8080:80"]).is_ok());
+        // kubectl's `exec -it NAME -- CMD`: the `--` is not part of the command.
+        let cli = parse(&["exec", "-it", "web", "-c", "a", "--", "sh", "-c", "ls"]).expect("exec");
+        let text = format!("{:?}", cli.command);
+        assert!(text.contains(r#"cmd: ["sh", "-c", "ls"]"#), "{text}");
+        assert!(text.contains(r#"container: Some("a")"#), "{text}");
     }
 
     #[test]

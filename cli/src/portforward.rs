@@ -22,11 +22,19 @@ use crate::session::TransportArg;
 
 /// `port-forward`: forward local ports to a pod.
 #[derive(Debug, Args)]
+#[command(
+    after_help = "POD_ID may be a pod name (kubectl form, `port-forward web 8080:80`): it is one \
+when -n is given or when written pod/NAME; otherwise, when no sandbox id known to the \
+runtime starts with it and the pod manager has a pod of that name.; its sandbox is found by the label io.kubernetes.pod.uid."
+)]
 pub struct PortForwardArgs {
     /// Protocol of the sessions.
     #[arg(long, value_enum, default_value_t = TransportArg::Spdy)]
     transport: TransportArg,
-    #[arg(value_name = "POD_ID")]
+    /// The pod's namespace (pod names only).
+    #[arg(short, long)]
+    namespace: Option<String>,
+    #[arg(value_name = "POD_ID|POD")]
     pod: String,
     /// `LOCAL:REMOTE`, or `PORT` for the same port on both sides.
     #[arg(required = true, value_name = "[LOCAL:]REMOTE")]
@@ -101,7 +109,14 @@ async fn url(
     Ok(response.url)
 }
 
-pub async fn port_forward(cri: &Cri, args: PortForwardArgs) -> anyhow::Result<()> {
+pub async fn port_forward(cri: &Cri, mut args: PortForwardArgs) -> anyhow::Result<()> {
+    args.pod =
+        crate::kube::pod_target::sandbox_id(cri, &args.pod, args.namespace.as_deref()).await?;
+    forward(cri, args).await
+}
+
+/// Forwards to the sandbox `args.pod` names (a CRI id).
+pub async fn forward(cri: &Cri, args: PortForwardArgs) -> anyhow::Result<()> {
     let mut client = cri.runtime().await?;
     let spdy = match args.transport {
         TransportArg::Spdy => {
