@@ -18,12 +18,12 @@ use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
 use crate::events::EventBus;
 use crate::kubelet::{Cri, KubeApi, Kubelet, KubeletConfig};
-use corral_cri_api::corral::kube_service_server::KubeServiceServer;
 use crate::lock::{self, DirLock, LockError};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::network::Network;
 use crate::pods::{Pods, PodsConfig};
 use crate::streaming::PodsBackend;
+use corral_cri_api::corral::kube_service_server::KubeServiceServer;
 use corral_streaming::{ServerConfig, StreamingServer, TlsConfig};
 
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB).

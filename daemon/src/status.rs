@@ -85,8 +85,8 @@ fn network_status(e: crate::network::NetworkError, message: String) -> Status {
 
 /// Chooses the gRPC code for a pod manager (`corral.v1.KubeService`) error.
 pub fn kubelet_status(e: crate::kubelet::KubeletError) -> Status {
-    use corral_kube::store::StoreError as S;
     use crate::kubelet::KubeletError as E;
+    use corral_kube::store::StoreError as S;
     let message = e.to_string();
     match e {
         E::Manifest(_) | E::Invalid(_) | E::BadRequest(_) => Status::invalid_argument(message),

@@ -28,7 +28,7 @@ spec:
   - name: web
     image: IMAGE
     imagePullPolicy: IfNotPresent
-    command: ["httpd", "-f", "-v", "-p", "8080", "-h", "/etc"]
+    command: ["busybox", "httpd", "-f", "-v", "-p", "8080", "-h", "/etc"]
     ports:
     - containerPort: 8080
 "#;
@@ -48,21 +48,49 @@ async fn http_get(url: &str) -> Result<(u16, String)> {
 async fn a_single_web_pod_runs_and_serves_on_its_ip() -> Result<()> {
     let mut k = kube_env().await?;
     let applied = k.apply(WEB).await?;
-    assert_eq!(applied, vec![("pod/web".to_string(), "created".to_string())]);
+    assert_eq!(
+        applied,
+        vec![("pod/web".to_string(), "created".to_string())]
+    );
     let p = k
-        .wait_pod("web", MINUTE, "Ready", |p| condition(p, "Ready").as_deref() == Some("True"))
+        .wait_pod("web", MINUTE, "Ready", |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
         .await?;
     assert_eq!(phase(&p), "Running");
     assert!(running(&p, "web"));
-    let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
-    assert!(ip.starts_with(&k.pods.d.net().subnet.rsplit_once('.').map_or("", |x| x.0).to_string()), "pod IP {ip}");
+    let ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
+    assert!(
+        ip.starts_with(
+            &k.pods
+                .d
+                .net()
+                .subnet
+                .rsplit_once('.')
+                .map_or("", |x| x.0)
+                .to_string()
+        ),
+        "pod IP {ip}"
+    );
     let (code, body) = http_get(&format!("http://{ip}:8080/hostname")).await?;
     assert_eq!((code, body.trim()), (200, "web"));
     // Applying the same manifest again changes nothing.
     assert_eq!(k.apply(WEB).await?[0].1, "unchanged");
-    let reasons: Vec<String> = k.events("web").await?.into_iter().map(|e| e.reason).collect();
+    let reasons: Vec<String> = k
+        .events("web")
+        .await?
+        .into_iter()
+        .map(|e| e.reason)
+        .collect();
     for r in ["Pulled", "Created", "Started"] {
-        assert!(reasons.iter().any(|x| x == r), "no {r} event in {reasons:?}");
+        assert!(
+            reasons.iter().any(|x| x == r),
+            "no {r} event in {reasons:?}"
+        );
     }
     k.delete_all_and_assert_clean().await
 }
@@ -81,7 +109,7 @@ spec:
   - name: web
     image: IMAGE
     imagePullPolicy: IfNotPresent
-    command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+    command: ["busybox", "httpd", "-f", "-p", "8080", "-h", "/etc"]
   - name: client
     image: IMAGE
     imagePullPolicy: IfNotPresent
@@ -96,7 +124,10 @@ spec:
         if log.contains("pair\nreached") {
             break;
         }
-        assert!(Instant::now() < until, "client never reached the web container: {log:?}");
+        assert!(
+            Instant::now() < until,
+            "client never reached the web container: {log:?}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     k.delete_all_and_assert_clean().await
@@ -132,7 +163,11 @@ spec:
     .await?;
     let p = k.wait_phase("init", "Succeeded", MINUTE).await?;
     let init = container_status(&p, "fill").expect("init status");
-    let t = init.state.as_ref().and_then(|s| s.terminated.as_ref()).expect("terminated");
+    let t = init
+        .state
+        .as_ref()
+        .and_then(|s| s.terminated.as_ref())
+        .expect("terminated");
     assert_eq!((t.exit_code, t.reason.as_deref()), (0, Some("Completed")));
     assert_eq!(condition(&p, "Initialized").as_deref(), Some("True"));
     assert_eq!(k.log("init", "main").await?, "filled-by-init\n");
@@ -189,7 +224,11 @@ spec:
     )
     .await?;
     let p = k.wait_phase("envs", "Succeeded", MINUTE).await?;
-    let ip = p.status.as_ref().and_then(|s| s.pod_ip.clone()).unwrap_or_default();
+    let ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
     let log = k.log("envs", "main").await?;
     for line in [
         "CFG_color=blue".to_string(),
@@ -229,7 +268,9 @@ spec:
     )
     .await?;
     let p = k
-        .wait_pod("hog", Duration::from_secs(90), "restarted twice", |p| restarts(p, "hog") >= 2)
+        .wait_pod("hog", Duration::from_secs(90), "restarted twice", |p| {
+            restarts(p, "hog") >= 2
+        })
         .await?;
     let last = container_status(&p, "hog")
         .and_then(|c| c.last_state.as_ref())
@@ -238,7 +279,10 @@ spec:
     assert_eq!(last.reason.as_deref(), Some("OOMKilled"));
     assert_eq!(last.exit_code, 137);
     let events = k.events("hog").await?;
-    assert!(events.iter().any(|e| e.reason == "BackOff"), "no BackOff event: {events:?}");
+    assert!(
+        events.iter().any(|e| e.reason == "BackOff"),
+        "no BackOff event: {events:?}"
+    );
     k.delete_all_and_assert_clean().await
 }
 
@@ -256,7 +300,7 @@ spec:
   - name: web
     image: IMAGE
     imagePullPolicy: IfNotPresent
-    command: ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+    command: ["busybox", "httpd", "-f", "-p", "8080", "-h", "/etc"]
     livenessProbe:
       httpGet: {path: /missing, port: 8080}
       periodSeconds: 1
@@ -264,21 +308,26 @@ spec:
 "#,
     )
     .await?;
-    k.wait_pod("live", Duration::from_secs(90), "restarted twice", |p| restarts(p, "web") >= 2)
-        .await?;
+    k.wait_pod("live", Duration::from_secs(90), "restarted twice", |p| {
+        restarts(p, "web") >= 2
+    })
+    .await?;
     let events = k.events("live").await?;
     let unhealthy = events
         .iter()
         .find(|e| e.reason == "Unhealthy")
         .expect("an Unhealthy event");
     assert!(
-        unhealthy.message.contains("Liveness probe failed: HTTP probe failed with statuscode: 404"),
+        unhealthy
+            .message
+            .contains("Liveness probe failed: HTTP probe failed with statuscode: 404"),
         "{unhealthy:?}"
     );
     assert!(unhealthy.count >= 2, "{unhealthy:?}");
     assert!(
         events.iter().any(|e| e.reason == "Killing"
-            && e.message.contains("failed liveness probe, will be restarted")),
+            && e.message
+                .contains("failed liveness probe, will be restarted")),
         "{events:?}"
     );
     k.delete_all_and_assert_clean().await
@@ -307,14 +356,17 @@ spec:
     .await?;
     let p = k.wait_phase("ready", "Running", MINUTE).await?;
     assert_eq!(condition(&p, "Ready").as_deref(), Some("False"));
-    let is = |want: &'static str| move |p: &corral_kube::k8s_openapi::api::core::v1::Pod| {
-        condition(p, "Ready").as_deref() == Some(want)
+    let is = |want: &'static str| {
+        move |p: &corral_kube::k8s_openapi::api::core::v1::Pod| {
+            condition(p, "Ready").as_deref() == Some(want)
+        }
     };
     k.exec("ready", "main", &["touch", "/tmp/ready"]).await?;
     let p = k.wait_pod("ready", MINUTE, "Ready", is("True")).await?;
     assert!(container_status(&p, "main").is_some_and(|c| c.ready));
     k.exec("ready", "main", &["rm", "/tmp/ready"]).await?;
-    k.wait_pod("ready", MINUTE, "not Ready", is("False")).await?;
+    k.wait_pod("ready", MINUTE, "not Ready", is("False"))
+        .await?;
     assert_eq!(restarts(&k.pod("ready").await?, "main"), 0);
     k.delete_all_and_assert_clean().await
 }
@@ -350,7 +402,11 @@ spec:
         .into_inner()
         .items;
     assert_eq!(sandboxes.len(), 1);
-    assert_eq!(sandboxes[0].state, 1, "sandbox still ready: {:?}", sandboxes[0]);
+    assert_eq!(
+        sandboxes[0].state, 1,
+        "sandbox still ready: {:?}",
+        sandboxes[0]
+    );
     k.delete_all_and_assert_clean().await
 }
 
@@ -376,7 +432,10 @@ spec:
     let begun = Instant::now();
     k.delete("stubborn", Some(3)).await?;
     let took = begun.elapsed();
-    assert!(took >= Duration::from_secs(3), "deleted after {took:?}, before the grace period");
+    assert!(
+        took >= Duration::from_secs(3),
+        "deleted after {took:?}, before the grace period"
+    );
     assert!(took < Duration::from_secs(15), "deleting took {took:?}");
     let err = k.pod("stubborn").await.expect_err("pod still there");
     assert!(err.to_string().contains("not found"), "{err}");
@@ -415,7 +474,11 @@ async fn bad_manifests_are_refused_before_anything_is_created() -> Result<()> {
     for (yaml, want) in cases {
         let err = k.apply(yaml).await.expect_err(yaml);
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{yaml}: {err:?}");
-        assert!(err.message().contains(want), "{yaml}: {:?} lacks {want:?}", err.message());
+        assert!(
+            err.message().contains(want),
+            "{yaml}: {:?} lacks {want:?}",
+            err.message()
+        );
     }
     // Nothing was stored, not even the valid ConfigMap beside the bad pod.
     assert!(k.pods().await?.is_empty());
@@ -444,7 +507,10 @@ async fn bad_manifests_are_refused_before_anything_is_created() -> Result<()> {
         .await
         .expect_err("missing namespace");
     assert_eq!(err.code(), tonic::Code::NotFound);
-    assert!(err.message().contains("namespaces \"nowhere\" not found"), "{err:?}");
+    assert!(
+        err.message().contains("namespaces \"nowhere\" not found"),
+        "{err:?}"
+    );
     k.delete_all_and_assert_clean().await
 }
 
@@ -477,7 +543,11 @@ spec:
         .cloned()
         .expect("PodScheduled");
     assert_eq!(c.reason.as_deref(), Some("Unschedulable"));
-    assert!(c.message.unwrap_or_default().contains("didn't match Pod's node affinity/selector"));
+    assert!(
+        c.message
+            .unwrap_or_default()
+            .contains("didn't match Pod's node affinity/selector")
+    );
     let sandboxes = k
         .pods
         .rt
@@ -485,7 +555,10 @@ spec:
         .await?
         .into_inner()
         .items;
-    assert!(sandboxes.is_empty(), "a sandbox was made for an unschedulable pod");
+    assert!(
+        sandboxes.is_empty(),
+        "a sandbox was made for an unschedulable pod"
+    );
     k.delete_all_and_assert_clean().await
 }
 
@@ -558,6 +631,9 @@ async fn pods_keep_running_across_a_daemon_restart() -> Result<()> {
     reconnect(&mut k).await?;
     // The same container is adopted, not restarted.
     let after = k.wait_phase("web", "Running", MINUTE).await?;
+    if restarts(&after, "web") != 0 {
+        eprintln!("DAEMON LOG:\n{}", k.pods.d.log());
+    }
     assert_eq!(container_id(&after, "web"), Some(id));
     assert_eq!(restarts(&after, "web"), 0);
     k.delete_all_and_assert_clean().await

@@ -9,11 +9,11 @@ use corral_cri_api::v1::image_service_server::ImageService;
 use corral_cri_api::v1::runtime_service_server::RuntimeService;
 use corral_cri_api::v1::{
     AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerStatus,
-    ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec,
-    ImageStatusRequest, ListContainersRequest, ListPodSandboxRequest, PodSandbox,
-    PodSandboxConfig, PodSandboxFilter, PodSandboxStatus, PodSandboxStatusRequest,
-    PullImageRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
-    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest,
+    ListContainersRequest, ListPodSandboxRequest, PodSandbox, PodSandboxConfig, PodSandboxFilter,
+    PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
+    StopPodSandboxRequest,
 };
 use tonic::{Request, Status};
 
@@ -164,7 +164,9 @@ impl Cri {
         self.runtime
             .stop_container(Request::new(StopContainerRequest {
                 container_id: id.into(),
-                timeout: i64::try_from(grace.as_secs()).unwrap_or(i64::MAX),
+                // Whole seconds, rounded up: never less grace than asked for.
+                timeout: i64::try_from(grace.as_secs() + u64::from(grace.subsec_nanos() > 0))
+                    .unwrap_or(i64::MAX),
             }))
             .await
             .map(drop)

@@ -15,12 +15,12 @@
 //! `pods/<uid>/` (`volumes/`, `logs/` — the sandbox's log directory —, `etc-hosts`).
 
 mod cri;
-mod probes;
 pub mod probe;
-pub mod translate;
-pub mod volumes;
+mod probes;
 mod recorder;
 mod service;
+pub mod translate;
+pub mod volumes;
 mod worker;
 
 use std::collections::{BTreeMap, HashMap};
@@ -123,7 +123,11 @@ fn hugepage_sizes() -> Vec<String> {
         .flatten()
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().into_owned();
-            let kb: u64 = name.strip_prefix("hugepages-")?.strip_suffix("kB")?.parse().ok()?;
+            let kb: u64 = name
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
             Some(if kb % (1 << 20) == 0 {
                 format!("{}GB", kb >> 20)
             } else if kb % 1024 == 0 {
@@ -372,7 +376,9 @@ impl Kubelet {
     ) -> Result<Vec<(Object, Applied)>, KubeletError> {
         let mut objects = corral_kube::parse(manifest)?;
         if objects.is_empty() {
-            return Err(KubeletError::BadRequest("no objects passed to apply".into()));
+            return Err(KubeletError::BadRequest(
+                "no objects passed to apply".into(),
+            ));
         }
         for o in &mut objects {
             if o.namespaced() && o.metadata().namespace.as_deref().unwrap_or("").is_empty() {
@@ -448,7 +454,11 @@ impl Kubelet {
             .iter()
             .filter(|o| matches!(o, Object::Namespace(_)))
             .collect();
-        order.extend(objects.iter().filter(|o| !matches!(o, Object::Namespace(_))));
+        order.extend(
+            objects
+                .iter()
+                .filter(|o| !matches!(o, Object::Namespace(_))),
+        );
         let now = now();
         let mut results = Vec::new();
         for o in order {
@@ -593,7 +603,9 @@ impl Kubelet {
         }
         let now = now();
         let at = now
-            .checked_add(corral_kube::k8s_openapi::jiff::SignedDuration::from_secs(grace))
+            .checked_add(corral_kube::k8s_openapi::jiff::SignedDuration::from_secs(
+                grace,
+            ))
             .unwrap_or(now);
         p.metadata.deletion_timestamp = Some(Time(at));
         p.metadata.deletion_grace_period_seconds = Some(grace);
@@ -656,13 +668,14 @@ impl Kubelet {
         overwrite: bool,
     ) -> Result<bool, KubeletError> {
         let mut store = self.store();
-        let mut o = store
-            .get(kind, namespace, name)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound {
-                resource: kind.resource(),
-                name: name.to_string(),
-            })?;
+        let mut o =
+            store
+                .get(kind, namespace, name)
+                .cloned()
+                .ok_or_else(|| StoreError::NotFound {
+                    resource: kind.resource(),
+                    name: name.to_string(),
+                })?;
         let labels = o.metadata_mut().labels.get_or_insert_with(BTreeMap::new);
         let before = labels.clone();
         for (k, v) in set {

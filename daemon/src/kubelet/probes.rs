@@ -51,7 +51,11 @@ impl Exec for CriExec {
         cmd: Vec<String>,
         timeout: Duration,
     ) -> std::pin::Pin<
-        Box<dyn std::future::Future<Output = Result<probe::ExecOutput, probe::ExecError>> + Send + '_>,
+        Box<
+            dyn std::future::Future<Output = Result<probe::ExecOutput, probe::ExecError>>
+                + Send
+                + '_,
+        >,
     > {
         let id = container_id.to_string();
         Box::pin(async move {

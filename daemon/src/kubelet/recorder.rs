@@ -126,13 +126,37 @@ mod tests {
     #[test]
     fn repeated_events_are_counted_and_others_kept_apart() {
         let r = Recorder::default();
-        r.record_at("u", "spec.containers{web}", EventType::Warning, "BackOff", "m", 10);
-        r.record_at("u", "spec.containers{web}", EventType::Warning, "BackOff", "m", 20);
-        r.record_at("u", "spec.containers{db}", EventType::Warning, "BackOff", "m", 30);
+        r.record_at(
+            "u",
+            "spec.containers{web}",
+            EventType::Warning,
+            "BackOff",
+            "m",
+            10,
+        );
+        r.record_at(
+            "u",
+            "spec.containers{web}",
+            EventType::Warning,
+            "BackOff",
+            "m",
+            20,
+        );
+        r.record_at(
+            "u",
+            "spec.containers{db}",
+            EventType::Warning,
+            "BackOff",
+            "m",
+            30,
+        );
         r.record_at("v", "", EventType::Normal, "Scheduled", "x", 5);
         let e = r.events("u");
         assert_eq!(e.len(), 2);
-        assert_eq!((e[0].count, e[0].first_timestamp, e[0].last_timestamp), (2, 10, 20));
+        assert_eq!(
+            (e[0].count, e[0].first_timestamp, e[0].last_timestamp),
+            (2, 10, 20)
+        );
         assert_eq!(e[1].field_path, "spec.containers{db}");
         assert_eq!(r.events("v").len(), 1);
         r.forget("u");

@@ -6,17 +6,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_cri_api::corral::kube_service_server::KubeService;
-use tonic::codegen::BoxStream;
 use corral_cri_api::corral::{
     ApplyRequest, ApplyResponse, ApplyResult, DeleteRequest, DeleteResponse, EventsRequest,
-    EventsResponse, GetRequest, GetResponse, LabelRequest, LabelResponse, ObjectRef,
-    WatchEvent, WatchRequest,
+    EventsResponse, GetRequest, GetResponse, LabelRequest, LabelResponse, ObjectRef, WatchEvent,
+    WatchRequest,
 };
 use corral_kube::Object;
 use corral_kube::selector::Selector;
 use corral_kube::store::Kind;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::wrappers::ReceiverStream;
+use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
 use super::{Kubelet, KubeletError};
@@ -98,8 +98,8 @@ impl KubeApi {
     fn delete_targets(&self, r: &DeleteRequest) -> Result<Vec<(Kind, String, String)>, Status> {
         let ns = namespace_or_default(&r.namespace).to_string();
         if !r.manifest.is_empty() {
-            let objects = corral_kube::parse(&r.manifest)
-                .map_err(|e| err(KubeletError::Manifest(e)))?;
+            let objects =
+                corral_kube::parse(&r.manifest).map_err(|e| err(KubeletError::Manifest(e)))?;
             return Ok(objects
                 .iter()
                 .map(|o| {
@@ -142,12 +142,11 @@ impl KubeService for KubeApi {
         let r = req.into_inner();
         let kubelet = Arc::clone(&self.kubelet);
         // Store writes fsync: keep them off the async workers.
-        let results = tokio::task::spawn_blocking(move || {
-            kubelet.apply(&r.manifest, r.create, &r.namespace)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?
-        .map_err(err)?;
+        let results =
+            tokio::task::spawn_blocking(move || kubelet.apply(&r.manifest, r.create, &r.namespace))
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?
+                .map_err(err)?;
         Ok(Response::new(ApplyResponse {
             results: results
                 .iter()
@@ -197,7 +196,8 @@ impl KubeService for KubeApi {
                 Ok(o) => {
                     if let Object::Pod(p) = &o {
                         waiting.push(p.metadata.uid.clone().unwrap_or_default());
-                        longest = longest.max(p.metadata.deletion_grace_period_seconds.unwrap_or(0));
+                        longest =
+                            longest.max(p.metadata.deletion_grace_period_seconds.unwrap_or(0));
                     }
                     if let Object::Namespace(n) = &o {
                         waiting.push(n.metadata.uid.clone().unwrap_or_default());
@@ -267,7 +267,12 @@ impl KubeService for KubeApi {
         let kind = parse_kind(&o.kind)?;
         let objects = self
             .kubelet
-            .get(kind, Some(namespace_or_default(&o.namespace)), &o.name, None)
+            .get(
+                kind,
+                Some(namespace_or_default(&o.namespace)),
+                &o.name,
+                None,
+            )
             .map_err(err)?;
         let uid = objects
             .first()
@@ -318,7 +323,9 @@ impl KubeService for KubeApi {
                 };
                 let o = &c.object;
                 if kind_name(kind) != o.kind()
-                    || ns.as_deref().is_some_and(|n| o.namespaced() && o.namespace() != n)
+                    || ns
+                        .as_deref()
+                        .is_some_and(|n| o.namespaced() && o.namespace() != n)
                     || (!name.is_empty() && o.name() != name)
                     || sel.as_ref().is_some_and(|s| {
                         !s.matches(o.metadata().labels.as_ref().unwrap_or(&BTreeMap::new()))

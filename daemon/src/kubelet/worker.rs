@@ -253,7 +253,11 @@ impl Worker {
         observed.pod_ips = self.pod_ips.clone();
         observed.deadline_exceeded = self.deadline_exceeded;
         let instances = self.instances(&sandbox_id).await?;
-        let restart_policy = spec.restart_policy.as_deref().unwrap_or("Always").to_string();
+        let restart_policy = spec
+            .restart_policy
+            .as_deref()
+            .unwrap_or("Always")
+            .to_string();
         let mut next = RESYNC;
 
         // Init containers, one after another.
@@ -293,8 +297,16 @@ impl Worker {
                     if let Some(wait) = self.backoff_wait(c, true, st) {
                         next = next.min(wait);
                     } else {
-                        self.restart(pod, c, ContainerKind::Init, attempt, &sandbox_id, &sandbox_config, &instances)
-                            .await;
+                        self.restart(
+                            pod,
+                            c,
+                            ContainerKind::Init,
+                            attempt,
+                            &sandbox_id,
+                            &sandbox_config,
+                            &instances,
+                        )
+                        .await;
                     }
                     break;
                 }
@@ -310,8 +322,15 @@ impl Worker {
                 match latest {
                     None => {
                         any_will_run = true;
-                        self.start(pod, c, ContainerKind::Regular, 0, &sandbox_id, &sandbox_config)
-                            .await;
+                        self.start(
+                            pod,
+                            c,
+                            ContainerKind::Regular,
+                            0,
+                            &sandbox_id,
+                            &sandbox_config,
+                        )
+                        .await;
                     }
                     Some((cc, st)) => match st.state() {
                         CriState::ContainerRunning => {
@@ -389,9 +408,7 @@ impl Worker {
                     o.started = Some(started);
                 }
             }
-            observed
-                .containers
-                .extend(o.map(|o| (c.name.clone(), o)));
+            observed.containers.extend(o.map(|o| (c.name.clone(), o)));
         }
         if !any_will_run && inits_done && !spec.containers.is_empty() {
             self.terminal = true;
@@ -482,12 +499,7 @@ impl Worker {
     }
 
     /// Whether the container must wait before restarting; records the BackOff state.
-    fn backoff_wait(
-        &mut self,
-        c: &Container,
-        init: bool,
-        st: &CriStatus,
-    ) -> Option<Duration> {
+    fn backoff_wait(&mut self, c: &Container, init: bool, st: &CriStatus) -> Option<Duration> {
         let key = backoff::key(&self.key.uid, &c.name);
         let finished = to_timestamp(st.finished_at).unwrap_or_else(now);
         match self.crash_backoff.decide(&key, finished, now()) {
@@ -587,10 +599,7 @@ impl Worker {
                 match self.kubelet.cri.run_sandbox(config.clone()).await {
                     Ok(id) => id,
                     Err(e) => {
-                        let msg = format!(
-                            "Failed to create pod sandbox: {}",
-                            e.message()
-                        );
+                        let msg = format!("Failed to create pod sandbox: {}", e.message());
                         self.event("", EventType::Warning, "FailedCreatePodSandBox", &msg);
                         return Err(msg);
                     }
@@ -612,8 +621,7 @@ impl Worker {
                     .collect()
             })
             .unwrap_or_default();
-        if self.pod_ips.is_empty() && pod.spec.as_ref().and_then(|s| s.host_network) == Some(true)
-        {
+        if self.pod_ips.is_empty() && pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
             self.pod_ips = self.kubelet.host_ips();
         }
         let hosts = if pod.spec.as_ref().and_then(|s| s.host_network) == Some(true) {
@@ -767,7 +775,12 @@ impl Worker {
             Ok(id) => id,
             Err(e) => {
                 let msg = e.message().to_string();
-                self.event(&path, EventType::Warning, "Failed", &format!("Error: {msg}"));
+                self.event(
+                    &path,
+                    EventType::Warning,
+                    "Failed",
+                    &format!("Error: {msg}"),
+                );
                 self.waiting.insert(
                     c.name.clone(),
                     Waiting {
@@ -786,7 +799,12 @@ impl Worker {
         );
         if let Err(e) = cri.start_container(&id).await {
             let msg = e.message().to_string();
-            self.event(&path, EventType::Warning, "Failed", &format!("Error: {msg}"));
+            self.event(
+                &path,
+                EventType::Warning,
+                "Failed",
+                &format!("Error: {msg}"),
+            );
             self.waiting.insert(
                 c.name.clone(),
                 Waiting {
@@ -805,8 +823,7 @@ impl Worker {
         );
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let target_ips = self.pod_ips.clone();
-            if let Err(msg) = super::probes::run_hook(&self.kubelet, h, &id, c, &target_ips).await
-            {
+            if let Err(msg) = super::probes::run_hook(&self.kubelet, h, &id, c, &target_ips).await {
                 self.event(
                     &path,
                     EventType::Warning,
@@ -866,9 +883,7 @@ impl Worker {
                         path,
                         EventType::Normal,
                         "Pulled",
-                        &format!(
-                            "Container image \"{image}\" already present on machine"
-                        ),
+                        &format!("Container image \"{image}\" already present on machine"),
                     );
                     self.images.insert(image.clone(), image.clone());
                     Some(image)
@@ -891,7 +906,11 @@ impl Worker {
         }
         let key = format!("{}/{image}", self.key.uid);
         let last_failure = self.pull_failed.get(&key).copied();
-        if last_failure.is_some_and(|at| self.pull_backoff.in_backoff_since(&key, at, now()).is_some()) {
+        if last_failure.is_some_and(|at| {
+            self.pull_backoff
+                .in_backoff_since(&key, at, now())
+                .is_some()
+        }) {
             self.event(
                 path,
                 EventType::Normal,
@@ -973,12 +992,12 @@ impl Worker {
             .and_then(|s| s.image_pull_secrets.as_ref())
             .into_iter()
             .flatten()
-            .filter_map(|r| {
-                match store.get(Kind::Secret, &self.key.namespace, &r.name) {
+            .filter_map(
+                |r| match store.get(Kind::Secret, &self.key.namespace, &r.name) {
                     Some(corral_kube::Object::Secret(s)) => Some(s.clone()),
                     _ => None,
-                }
-            })
+                },
+            )
             .collect()
     }
 
@@ -1000,7 +1019,11 @@ impl Worker {
             {
                 continue;
             }
-            let name = cc.labels.get(CONTAINER_NAME_LABEL).cloned().unwrap_or_default();
+            let name = cc
+                .labels
+                .get(CONTAINER_NAME_LABEL)
+                .cloned()
+                .unwrap_or_default();
             let init = !spec.containers.iter().any(|c| c.name == name);
             let container = spec
                 .containers
@@ -1105,7 +1128,12 @@ impl Worker {
         if self.last_status.as_ref() == Some(&value) {
             return;
         }
-        if pod.status.as_ref().and_then(|s| serde_json::to_value(s).ok()) == Some(value.clone()) {
+        if pod
+            .status
+            .as_ref()
+            .and_then(|s| serde_json::to_value(s).ok())
+            == Some(value.clone())
+        {
             self.last_status = Some(value);
             return;
         }

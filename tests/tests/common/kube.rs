@@ -146,7 +146,12 @@ impl KubeEnv {
     }
 
     /// ExecSync in a pod's container, by name.
-    pub async fn exec(&mut self, pod: &str, container: &str, cmd: &[&str]) -> Result<(i32, String)> {
+    pub async fn exec(
+        &mut self,
+        pod: &str,
+        container: &str,
+        cmd: &[&str],
+    ) -> Result<(i32, String)> {
         let p = self.pod(pod).await?;
         let id = container_id(&p, container).context("no container id")?;
         let r = self

@@ -193,5 +193,5 @@ pub fn sentinel(name: &str) -> PathBuf {
         std::process::id()
     ))
 }
-pub mod pod;
 pub mod kube;
+pub mod pod;

@@ -307,10 +307,17 @@ async fn main() -> Result<()> {
             "\n# `apply` of {} pods at once to all Running (pod manager, pod network), against containerd given the kubelet's RunPodSandbox + CreateContainer + StartContainer for the same pods, all at once; {} rounds after 1 warm-up, alternating",
             a.kube_pods, a.kube_rounds
         );
-        let mut kube_client =
-            corral_cri_api::corral::kube_service_client::KubeServiceClient::new(corral.channel().await?);
-        if let Err(e) =
-            kube::burst(&mut kube_client, &small.reference, &mut d, a.kube_pods, a.kube_rounds).await
+        let mut kube_client = corral_cri_api::corral::kube_service_client::KubeServiceClient::new(
+            corral.channel().await?,
+        );
+        if let Err(e) = kube::burst(
+            &mut kube_client,
+            &small.reference,
+            &mut d,
+            a.kube_pods,
+            a.kube_rounds,
+        )
+        .await
         {
             failures.push(report("kube burst", e));
         }
