@@ -128,9 +128,9 @@ fn hugepage_sizes() -> Vec<String> {
                 .strip_suffix("kB")?
                 .parse()
                 .ok()?;
-            Some(if kb % (1 << 20) == 0 {
+            Some(if kb.is_multiple_of(1 << 20) {
                 format!("{}GB", kb >> 20)
-            } else if kb % 1024 == 0 {
+            } else if kb.is_multiple_of(1024) {
                 format!("{}MB", kb >> 10)
             } else {
                 format!("{kb}KB")
@@ -596,10 +596,11 @@ impl Kubelet {
             .unwrap_or(30);
         let grace = grace.unwrap_or(spec_grace).max(0);
         // A second delete may only shorten the grace period.
-        if let Some(old) = p.metadata.deletion_grace_period_seconds {
-            if p.metadata.deletion_timestamp.is_some() && old <= grace {
-                return Ok(Object::Pod(Box::new(p)));
-            }
+        if let Some(old) = p.metadata.deletion_grace_period_seconds
+            && p.metadata.deletion_timestamp.is_some()
+            && old <= grace
+        {
+            return Ok(Object::Pod(Box::new(p)));
         }
         let now = now();
         let at = now
@@ -679,12 +680,13 @@ impl Kubelet {
         let labels = o.metadata_mut().labels.get_or_insert_with(BTreeMap::new);
         let before = labels.clone();
         for (k, v) in set {
-            if let Some(old) = labels.get(k) {
-                if old != v && !overwrite {
-                    return Err(KubeletError::BadRequest(format!(
-                        "'{k}' already has a value ({old}), and --overwrite is false"
-                    )));
-                }
+            if let Some(old) = labels.get(k)
+                && old != v
+                && !overwrite
+            {
+                return Err(KubeletError::BadRequest(format!(
+                    "'{k}' already has a value ({old}), and --overwrite is false"
+                )));
             }
             labels.insert(k.clone(), v.clone());
         }

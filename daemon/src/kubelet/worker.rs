@@ -399,14 +399,14 @@ impl Worker {
             }
             let inst = instances.get(&c.name);
             let mut o = self.observe(c, inst, true);
-            if let Some(o) = &mut o {
-                if let Some(State::Running { .. }) = Some(&o.state) {
-                    let id = o.container_id.clone().unwrap_or_default();
-                    let id = id.trim_start_matches("corral://");
-                    let (ready, started) = self.probes.status(id, c);
-                    o.ready = ready;
-                    o.started = Some(started);
-                }
+            if let Some(o) = &mut o
+                && matches!(o.state, State::Running { .. })
+            {
+                let id = o.container_id.clone().unwrap_or_default();
+                let id = id.trim_start_matches("corral://");
+                let (ready, started) = self.probes.status(id, c);
+                o.ready = ready;
+                o.started = Some(started);
             }
             observed.containers.extend(o.map(|o| (c.name.clone(), o)));
         }
@@ -1040,16 +1040,12 @@ impl Worker {
             let kubelet = Arc::clone(&self.kubelet);
             let ips = self.pod_ips.clone();
             tasks.push(tokio::spawn(async move {
-                if let Some(h) = container
-                    .as_ref()
-                    .and_then(|c| c.lifecycle.as_ref())
-                    .and_then(|l| l.pre_stop.as_ref())
+                if let Some(c) = &container
+                    && let Some(h) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
                 {
-                    if let Some(c) = &container {
-                        let hook = super::probes::run_hook(&kubelet, h, &cc.id, c, &ips);
-                        if tokio::time::timeout_at(deadline, hook).await.is_err() {
-                            tracing::info!(container = %cc.id, "preStop hook outlived the grace period");
-                        }
+                    let hook = super::probes::run_hook(&kubelet, h, &cc.id, c, &ips);
+                    if tokio::time::timeout_at(deadline, hook).await.is_err() {
+                        tracing::info!(container = %cc.id, "preStop hook outlived the grace period");
                     }
                 }
                 let left = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -1065,24 +1061,12 @@ impl Worker {
 
     /// Kills the pod's containers and removes its sandboxes, volumes and directory.
     async fn terminate(&mut self, pod: Option<&Pod>, grace: i64) -> Result<(), String> {
-        if self.sandbox.is_none() {
-            if let Ok(list) = self.kubelet.cri.sandboxes(&self.key.uid).await {
-                if let Some(s) = list.last() {
-                    let config = translate::sandbox_config(
-                        pod.unwrap_or(&Pod::default()),
-                        &SandboxOptions {
-                            attempt: 0,
-                            log_dir: self.pod_dir.join("logs"),
-                            cgroup_parent: String::new(),
-                            cluster_domain: None,
-                            cluster_dns: Vec::new(),
-                            host_resolv_conf: String::new(),
-                        },
-                    )
-                    .unwrap_or_default();
-                    self.sandbox = Some((s.id.clone(), config));
-                }
-            }
+        // After a restart the worker may not know its sandbox yet: the newest one.
+        if self.sandbox.is_none()
+            && let Ok(list) = self.kubelet.cri.sandboxes(&self.key.uid).await
+            && let Some(s) = list.last()
+        {
+            self.sandbox = Some((s.id.clone(), PodSandboxConfig::default()));
         }
         if let Some(pod) = pod {
             self.kill_containers(pod, grace).await;
