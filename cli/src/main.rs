@@ -331,7 +331,11 @@ mod tests {
         assert!(parse(&["apply"]).is_err());
         assert!(parse(&["get", "pods", "-A", "-o", "wide", "--show-labels", "-w"]).is_ok());
         assert!(parse(&["delete", "pods", "-l", "app=web", "--force", "--wait=false"]).is_ok());
-        assert!(parse(&["label", "pods", "web", "a=b", "c-", "--overwrite"]).is_ok());
+        // A flag after the labels is a flag, not a label.
+        let cli = parse(&["label", "pods", "web", "a=b", "c-", "--overwrite"]).expect("label");
+        let text = format!("{:?}", cli.command);
+        assert!(text.contains("overwrite: true"), "{text}");
+        assert!(!text.contains("\"--overwrite\""), "{text}");
         assert!(parse(&["describe", "pod", "web", "-n", "dev"]).is_ok());
         assert!(parse(&["logs", "web", "-c", "a", "-p", "--tail", "5", "-n", "dev"]).is_ok());
         assert!(parse(&["port-forward", "-n", "dev", "web", "8080:80"]).is_ok());

@@ -17,7 +17,7 @@ pub struct LabelArgs {
     #[arg(value_name = "TYPE[/NAME]")]
     pub resource: String,
     /// NAME (unless TYPE/NAME), then KEY=VALUE to set and KEY- to remove.
-    #[arg(value_name = "NAME KEY=VAL KEY-", allow_hyphen_values = true)]
+    #[arg(value_name = "NAME KEY=VAL KEY-")]
     pub args: Vec<String>,
     /// Allow changing a label that has a value already.
     #[arg(long)]

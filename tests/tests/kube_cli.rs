@@ -1,0 +1,249 @@
+//! corralctl's kubectl-style verbs against a real daemon: apply from a file and from stdin,
+//! get (table, wide, name, json, labels, selectors), describe with events, logs and exec by pod
+//! and container name, label, run --dry-run, create for an existing pod, delete.
+
+mod common;
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use common::kube::{KubeEnv, kube_env, manifest};
+
+fn corralctl() -> std::path::PathBuf {
+    corral_tests::daemon::corrald_bin().with_file_name("corralctl")
+}
+
+fn ctl(k: &KubeEnv, args: &[&str]) -> Result<Output> {
+    ctl_stdin(k, args, None)
+}
+
+fn ctl_stdin(k: &KubeEnv, args: &[&str], stdin: Option<&str>) -> Result<Output> {
+    let mut child = Command::new(corralctl())
+        .arg("-r")
+        .arg(format!("unix://{}", k.pods.d.socket().display()))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut input = child.stdin.take();
+    if let (Some(text), Some(w)) = (stdin, input.as_mut()) {
+        w.write_all(text.as_bytes())?;
+    }
+    drop(input);
+    Ok(child.wait_with_output()?)
+}
+
+fn out(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Runs `args` until its stdout contains `want`.
+async fn until(k: &KubeEnv, args: &[&str], want: &str) -> Result<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let o = ctl(k, args)?;
+        let text = out(&o);
+        if text.contains(want) {
+            return Ok(text);
+        }
+        if Instant::now() > deadline {
+            bail!("{args:?} never printed {want:?}; last: {text}{}", err(&o));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+const PAIR: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata:
+  name: pair
+  labels: {app: pair, tier: front}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: a
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo from-a; while true; do sleep 1; done"]
+  - name: b
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "echo from-b > /tmp/mark; echo from-b; while true; do sleep 1; done"]
+"#;
+
+#[tokio::test]
+async fn kubectl_style_verbs_on_a_two_container_pod() -> Result<()> {
+    let mut k = kube_env().await?;
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("pair.yaml");
+    std::fs::write(&file, manifest(PAIR, k.image()))?;
+    let file = file.display().to_string();
+
+    let o = ctl(&k, &["apply", "-f", &file])?;
+    assert!(o.status.success(), "{}", err(&o));
+    assert_eq!(out(&o), "pod/pair created\n");
+    let o = ctl(&k, &["apply", "-f", &file])?;
+    assert_eq!(out(&o), "pod/pair unchanged\n");
+
+    // The table kubectl prints, once both containers run.
+    let table = until(&k, &["get", "pods"], "2/2").await?;
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]);
+    let row: Vec<&str> = lines
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..4], ["pair", "2/2", "Running", "0"]);
+    let wide = out(&ctl(&k, &["get", "pods", "-o", "wide"])?);
+    let ip = k
+        .pod("pair")
+        .await?
+        .status
+        .and_then(|s| s.pod_ip)
+        .unwrap_or_default();
+    assert!(wide.contains(&ip) && wide.contains("NODE"), "{wide}");
+    assert_eq!(out(&ctl(&k, &["get", "pods", "-o", "name"])?), "pod/pair\n");
+    let json: serde_json::Value =
+        serde_json::from_str(&out(&ctl(&k, &["get", "pod", "pair", "-o", "json"])?))?;
+    assert_eq!(json["status"]["phase"], "Running");
+    let o = ctl(&k, &["get", "pods", "-l", "tier notin (front)"])?;
+    assert!(out(&o).is_empty(), "{}", out(&o));
+    assert!(
+        err(&o).contains("No resources found in default namespace."),
+        "{}",
+        err(&o)
+    );
+    let o = ctl(&k, &["get", "pods", "-l", "app=pair,tier", "--show-labels"])?;
+    assert!(out(&o).contains("app=pair,tier=front"), "{}", out(&o));
+
+    // logs and exec by container name.
+    let o = ctl(&k, &["logs", "pair", "-c", "b"])?;
+    assert_eq!(out(&o), "from-b\n", "{}", err(&o));
+    let o = ctl(&k, &["logs", "pair"])?;
+    assert_eq!(out(&o), "from-a\n");
+    assert!(
+        err(&o).contains("Defaulted container \"a\" out of: a, b"),
+        "{}",
+        err(&o)
+    );
+    let o = ctl(&k, &["exec", "pair", "-c", "b", "--", "cat", "/tmp/mark"])?;
+    assert_eq!(out(&o), "from-b\n", "{}", err(&o));
+    let o = ctl(&k, &["exec", "pair", "-c", "a", "--", "cat", "/tmp/mark"])?;
+    assert!(!o.status.success(), "the mark is only in b");
+
+    // describe shows the containers and the pod's events.
+    let o = ctl(&k, &["describe", "pod", "pair"])?;
+    let text = out(&o);
+    for want in [
+        "Name:",
+        "pair",
+        "Status:",
+        "Running",
+        "Containers:",
+        "  a:",
+        "  b:",
+        "Events:",
+        "Started",
+    ] {
+        assert!(
+            text.contains(want),
+            "describe lacks {want:?}:\n{text}{}",
+            err(&o)
+        );
+    }
+
+    // label, with and without --overwrite.
+    let o = ctl(&k, &["label", "pods", "pair", "owner=me"])?;
+    assert_eq!(out(&o), "pod/pair labeled\n", "{}", err(&o));
+    let o = ctl(&k, &["label", "pods", "pair", "owner=you"])?;
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("'owner' already has a value (me), and --overwrite is false"),
+        "{}",
+        err(&o)
+    );
+    let o = ctl(
+        &k,
+        &["label", "pods", "pair", "owner=you", "--overwrite", "tier-"],
+    )?;
+    assert!(o.status.success(), "{}", err(&o));
+    let labels = k.pod("pair").await?.metadata.labels.unwrap_or_default();
+    assert_eq!(labels.get("owner").map(String::as_str), Some("you"));
+    assert!(!labels.contains_key("tier"));
+
+    // create of what exists is refused; a missing pod is NotFound.
+    let o = ctl(&k, &["create", "-f", &file])?;
+    assert!(!o.status.success());
+    assert!(err(&o).contains("AlreadyExists"), "{}", err(&o));
+    let o = ctl(&k, &["get", "pod", "nope"])?;
+    assert!(
+        err(&o).contains("Error from server (NotFound): pods \"nope\" not found"),
+        "{}",
+        err(&o)
+    );
+
+    let o = ctl(&k, &["delete", "pod", "pair", "--grace-period", "1"])?;
+    assert_eq!(out(&o), "pod \"pair\" deleted\n", "{}", err(&o));
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn apply_from_stdin_run_and_bad_manifests() -> Result<()> {
+    let mut k = kube_env().await?;
+    let o = ctl(
+        &k,
+        &[
+            "run",
+            "solo",
+            "--image",
+            k.image(),
+            "--dry-run=client",
+            "-o",
+            "yaml",
+        ],
+    )?;
+    let yaml = out(&o);
+    assert!(
+        yaml.contains("kind: Pod") && yaml.contains("name: solo"),
+        "{yaml}{}",
+        err(&o)
+    );
+    assert!(k.pods().await?.is_empty(), "a dry run created something");
+
+    let once = manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: once}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: IMAGE, imagePullPolicy: IfNotPresent, command: [echo, hi]}\n",
+        k.image(),
+    );
+    let o = ctl_stdin(&k, &["apply", "-f", "-"], Some(&once))?;
+    assert_eq!(out(&o), "pod/once created\n", "{}", err(&o));
+    until(&k, &["get", "pods"], "Completed").await?;
+
+    let bad = manifest(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: bad}\nspec:\n  containers:\n  - {name: c, image: IMAGE, imagePullPolicy: IfNotPresent, comand: [x]}\n",
+        k.image(),
+    );
+    let o = ctl_stdin(&k, &["apply", "-f", "-"], Some(&bad))?;
+    assert!(!o.status.success());
+    assert!(
+        err(&o).contains("unknown field \"spec.containers[0].comand\""),
+        "{}",
+        err(&o)
+    );
+    let names = out(&ctl(&k, &["get", "pods", "-o", "name"])?);
+    assert_eq!(names, "pod/once\n");
+    k.delete_all_and_assert_clean().await
+}
