@@ -645,3 +645,236 @@ async fn reconnect(k: &mut KubeEnv) -> Result<()> {
     k.pods.rt = k.pods.d.runtime().await?;
     Ok(())
 }
+
+#[tokio::test]
+async fn volumes_of_every_kind_and_host_aliases_reach_the_container() -> Result<()> {
+    let mut k = kube_env().await?;
+    let host = tempfile::Builder::new()
+        .prefix("corral-hostpath-")
+        .tempdir()?;
+    std::fs::write(host.path().join("from-host"), "host file\n")?;
+    let yaml = r#"
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: cfg}
+data: {greeting: hello}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: creds}
+stringData: {token: abc123}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: vols, labels: {app: vols}}
+spec:
+  restartPolicy: Never
+  hostAliases:
+  - {ip: 10.1.2.3, hostnames: [db.local]}
+  volumes:
+  - name: cfg
+    configMap:
+      name: cfg
+      items: [{key: greeting, path: msg/greeting.txt}]
+  - {name: creds, secret: {secretName: creds}}
+  - name: info
+    downwardAPI:
+      items: [{path: labels, fieldRef: {fieldPath: metadata.labels}}]
+  - name: both
+    projected:
+      sources:
+      - configMap: {name: cfg}
+      - secret: {name: creds}
+  - {name: host, hostPath: {path: HOSTDIR, type: Directory}}
+  - {name: mem, emptyDir: {medium: Memory, sizeLimit: 8Mi}}
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command:
+    - sh
+    - -c
+    - |
+      cat /cfg/msg/greeting.txt /creds/token /info/labels /both/greeting /both/token /host/from-host
+      echo
+      grep -E ' /(creds|mem) ' /proc/mounts | cut -d' ' -f2,3,4
+      grep db.local /etc/hosts
+      echo written > /host/from-pod
+    volumeMounts:
+    - {name: cfg, mountPath: /cfg}
+    - {name: creds, mountPath: /creds}
+    - {name: info, mountPath: /info}
+    - {name: both, mountPath: /both}
+    - {name: host, mountPath: /host}
+    - {name: mem, mountPath: /mem}
+"#
+    .replace("HOSTDIR", &host.path().display().to_string());
+    k.apply(&yaml).await?;
+    k.wait_phase("vols", "Succeeded", MINUTE).await?;
+    let log = k.log("vols", "main").await?;
+    for want in [
+        "hello",
+        "abc123",
+        "app=\"vols\"",
+        "host file",
+        "10.1.2.3\tdb.local",
+    ] {
+        assert!(log.contains(want), "no {want:?} in {log}");
+    }
+    let mounts: Vec<&str> = log.lines().filter(|l| l.starts_with('/')).collect();
+    assert!(
+        mounts.iter().any(|l| l.starts_with("/creds tmpfs")),
+        "{log}"
+    );
+    assert!(
+        mounts
+            .iter()
+            .any(|l| l.starts_with("/mem tmpfs") && l.contains("size=8192k")),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(host.path().join("from-pod"))?,
+        "written\n"
+    );
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn post_start_and_pre_stop_hooks_run() -> Result<()> {
+    let mut k = kube_env().await?;
+    let host = tempfile::Builder::new().prefix("corral-hooks-").tempdir()?;
+    let yaml = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hooks}
+spec:
+  terminationGracePeriodSeconds: 5
+  volumes:
+  - {name: host, hostPath: {path: HOSTDIR}}
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+    volumeMounts: [{name: host, mountPath: /host}]
+    lifecycle:
+      postStart: {exec: {command: ["sh", "-c", "echo post > /host/post"]}}
+      preStop: {exec: {command: ["sh", "-c", "echo pre > /host/pre"]}}
+"#
+    .replace("HOSTDIR", &host.path().display().to_string());
+    k.apply(&yaml).await?;
+    k.wait_phase("hooks", "Running", MINUTE).await?;
+    let until = Instant::now() + MINUTE;
+    while !host.path().join("post").exists() {
+        assert!(Instant::now() < until, "postStart never ran");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(!host.path().join("pre").exists());
+    k.delete("hooks", None).await?;
+    assert_eq!(std::fs::read_to_string(host.path().join("pre"))?, "pre\n");
+    k.delete_all_and_assert_clean().await
+}
+
+#[tokio::test]
+async fn pull_failures_config_errors_and_deadlines_show_in_the_status() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nopull}
+spec:
+  containers:
+  - {name: main, image: "127.0.0.1:1/nothing/here:1", command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: deadline}
+spec:
+  activeDeadlineSeconds: 2
+  terminationGracePeriodSeconds: 1
+  containers:
+  - {name: main, image: IMAGE, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: soon-gone}
+data: {k: v}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: config}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: wait, image: IMAGE, imagePullPolicy: IfNotPresent, command: [sleep, "3"]}
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: [env]
+    env:
+    - name: K
+      valueFrom: {configMapKeyRef: {name: soon-gone, key: k}}
+"#,
+    )
+    .await?;
+    // The ConfigMap goes while the init container runs: the app container cannot be configured.
+    k.kube
+        .delete(DeleteRequest {
+            kind: "configmap".into(),
+            names: vec!["soon-gone".into()],
+            ..Default::default()
+        })
+        .await?;
+    let waiting = |name: &'static str, reason: &'static str| {
+        move |p: &corral_kube::k8s_openapi::api::core::v1::Pod| {
+            container_status(p, name)
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                == Some(reason)
+        }
+    };
+    k.wait_pod(
+        "nopull",
+        MINUTE,
+        "ErrImagePull",
+        waiting("main", "ErrImagePull"),
+    )
+    .await?;
+    k.wait_pod(
+        "nopull",
+        MINUTE,
+        "ImagePullBackOff",
+        waiting("main", "ImagePullBackOff"),
+    )
+    .await?;
+    let events = k.events("nopull").await?;
+    assert!(
+        events.iter().any(|e| e.reason == "Failed"
+            && e.message
+                .starts_with("Failed to pull image \"127.0.0.1:1/nothing/here:1\"")),
+        "{events:?}"
+    );
+    let p = k
+        .wait_pod(
+            "config",
+            MINUTE,
+            "CreateContainerConfigError",
+            waiting("main", "CreateContainerConfigError"),
+        )
+        .await?;
+    let msg = container_status(&p, "main")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("soon-gone"), "{msg}");
+    let p = k.wait_phase("deadline", "Failed", MINUTE).await?;
+    assert_eq!(
+        p.status.as_ref().and_then(|s| s.reason.as_deref()),
+        Some("DeadlineExceeded")
+    );
+    k.delete_all_and_assert_clean().await
+}
