@@ -878,3 +878,90 @@ spec:
     );
     k.delete_all_and_assert_clean().await
 }
+
+#[tokio::test]
+async fn a_new_image_restarts_the_container_and_other_changes_are_refused() -> Result<()> {
+    let mut k = kube_env().await?;
+    let pod = |image: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: upd}}\nspec:\n  terminationGracePeriodSeconds: 1\n  containers:\n  - {{name: main, image: \"{image}\", imagePullPolicy: IfNotPresent, command: [sleep, \"3600\"]}}\n"
+        )
+    };
+    let image = k.image().to_string();
+    k.apply(&pod(&image)).await?;
+    let before = k.wait_phase("upd", "Running", MINUTE).await?;
+    let by_digest = container_status(&before, "main")
+        .map(|c| c.image_id.clone())
+        .unwrap_or_default();
+    assert!(by_digest.contains("@sha256:"), "{by_digest}");
+    assert_eq!(k.apply(&pod(&by_digest)).await?[0].1, "configured");
+    let after = k
+        .wait_pod("upd", MINUTE, "restarted with the new image", |p| {
+            restarts(p, "main") == 1 && running(p, "main")
+        })
+        .await?;
+    assert_ne!(container_id(&after, "main"), container_id(&before, "main"));
+    let events = k.events("upd").await?;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.message == "Container main definition changed, will be restarted"),
+        "{events:?}"
+    );
+    // Anything but images (and a few fields) cannot change.
+    let changed = pod(&by_digest).replace("sleep, \"3600\"", "sleep, \"60\"");
+    let err = k.apply(&changed).await.expect_err("command change");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(
+        err.message().contains("pod updates may not change fields"),
+        "{err:?}"
+    );
+    // Sidecar init containers are refused with their field.
+    let sidecar = manifest_sidecar(&image);
+    let err = k.apply(&sidecar).await.expect_err("sidecar");
+    assert!(
+        err.message()
+            .contains("spec.initContainers[0].restartPolicy"),
+        "{err:?}"
+    );
+    k.delete_all_and_assert_clean().await
+}
+
+fn manifest_sidecar(image: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Pod\nmetadata: {{name: side}}\nspec:\n  initContainers:\n  - {{name: s, image: \"{image}\", restartPolicy: Always, command: [sleep, \"3600\"]}}\n  containers:\n  - {{name: main, image: \"{image}\", command: [sleep, \"3600\"]}}\n"
+    )
+}
+
+#[tokio::test]
+async fn run_as_non_root_refuses_a_root_image_user() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: nonroot}
+spec:
+  securityContext: {runAsNonRoot: true}
+  containers:
+  - {name: main, image: IMAGE, imagePullPolicy: IfNotPresent, command: [sleep, "3600"]}
+"#,
+    )
+    .await?;
+    let p = k
+        .wait_pod("nonroot", MINUTE, "CreateContainerConfigError", |p| {
+            container_status(p, "main")
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                == Some("CreateContainerConfigError")
+        })
+        .await?;
+    let msg = container_status(&p, "main")
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.message.clone())
+        .unwrap_or_default();
+    assert!(msg.contains("runAsNonRoot"), "{msg}");
+    k.delete_all_and_assert_clean().await
+}

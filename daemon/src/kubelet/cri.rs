@@ -181,8 +181,11 @@ impl Cri {
             .map(drop)
     }
 
-    /// The image's id when it is present.
-    pub async fn image_present(&self, image: &str) -> Result<Option<String>, Status> {
+    /// The image when it is present (its id, user...).
+    pub async fn image_present(
+        &self,
+        image: &str,
+    ) -> Result<Option<corral_cri_api::v1::Image>, Status> {
         let resp = self
             .images
             .image_status(Request::new(ImageStatusRequest {
@@ -194,7 +197,7 @@ impl Cri {
             }))
             .await?
             .into_inner();
-        Ok(resp.image.map(|i| i.id))
+        Ok(resp.image)
     }
 
     pub async fn pull(

@@ -413,6 +413,11 @@ impl Kubelet {
                 invalid.push(e);
             }
         }
+        for o in &objects {
+            if let Object::Pod(p) = o {
+                invalid.extend(unsupported(p));
+            }
+        }
         if !invalid.is_empty() {
             return Err(KubeletError::Invalid(invalid));
         }
@@ -713,6 +718,29 @@ impl Kubelet {
     pub fn events(&self, uid: &str) -> Vec<corral_cri_api::corral::Event> {
         self.recorder.events(uid)
     }
+}
+
+/// What a valid pod may ask that this pod manager cannot do, as field errors.
+fn unsupported(p: &Pod) -> Option<FieldErrors> {
+    let spec = p.spec.as_ref()?;
+    let errors: Vec<corral_kube::FieldError> = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter(|(_, c)| c.restart_policy.as_deref() == Some("Always"))
+        .map(|(i, _)| {
+            corral_kube::FieldError::forbidden(
+                &format!("spec.initContainers[{i}].restartPolicy"),
+                "sidecar containers (restartPolicy: Always) are not supported by Corral's pod manager",
+            )
+        })
+        .collect();
+    (!errors.is_empty()).then(|| FieldErrors {
+        kind: "Pod".into(),
+        name: p.metadata.name.clone().unwrap_or_default(),
+        errors,
+    })
 }
 
 /// The API server's rule for pod updates: only images, `activeDeadlineSeconds` and

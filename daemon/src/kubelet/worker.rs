@@ -91,6 +91,8 @@ pub(super) struct Worker {
     pull_failed: HashMap<String, Timestamp>,
     /// Image references as pulled, by image name in the spec.
     images: HashMap<String, String>,
+    /// Containers killed because their spec changed: restarted at once, whatever the policy.
+    changed: std::collections::HashSet<String>,
     probes: Probes,
     start_time: Option<Timestamp>,
     terminal: bool,
@@ -144,6 +146,7 @@ impl Worker {
             pull_backoff: Backoff::image_pull(),
             pull_failed: HashMap::new(),
             images: HashMap::new(),
+            changed: std::collections::HashSet::new(),
             probes,
             start_time: None,
             terminal: false,
@@ -333,6 +336,34 @@ impl Worker {
                         .await;
                     }
                     Some((cc, st)) => match st.state() {
+                        CriState::ContainerRunning
+                            if cc
+                                .annotations
+                                .get(translate::CONTAINER_HASH_ANNOTATION)
+                                .is_some_and(|h| *h != translate::container_hash(c)) =>
+                        {
+                            // The spec changed (a new image): kill it; it starts again at once.
+                            any_will_run = true;
+                            if self.changed.insert(st.id.clone()) {
+                                self.event(
+                                    &container_path(false, &c.name),
+                                    EventType::Normal,
+                                    "Killing",
+                                    &format!(
+                                        "Container {} definition changed, will be restarted",
+                                        c.name
+                                    ),
+                                );
+                                self.probes.forget(&st.id);
+                                let cri = self.kubelet.cri.clone();
+                                let (id, grace) = (st.id.clone(), grace_of(pod));
+                                let notify = Arc::clone(&self.notify);
+                                tokio::spawn(async move {
+                                    let _ = cri.stop_container(&id, grace).await;
+                                    notify.notify_one();
+                                });
+                            }
+                        }
                         CriState::ContainerRunning => {
                             any_will_run = true;
                             self.probes.ensure(
@@ -366,6 +397,24 @@ impl Worker {
                             }
                         }
                         CriState::ContainerCreated => any_will_run = true,
+                        CriState::ContainerExited | CriState::ContainerUnknown
+                            if self.changed.contains(&st.id) =>
+                        {
+                            any_will_run = true;
+                            self.changed.remove(&st.id);
+                            self.waiting.remove(&c.name);
+                            let attempt = attempt(cc) + 1;
+                            self.restart(
+                                pod,
+                                c,
+                                ContainerKind::Regular,
+                                attempt,
+                                &sandbox_id,
+                                &sandbox_config,
+                                &instances,
+                            )
+                            .await;
+                        }
                         CriState::ContainerExited | CriState::ContainerUnknown => {
                             self.probes.forget(&st.id);
                             let restart = match restart_policy.as_str() {
@@ -709,6 +758,14 @@ impl Worker {
         let Some(image) = self.ensure_image(pod, c, &path, sandbox_config).await else {
             return;
         };
+        // runAsNonRoot against the image's user, as the kubelet checks it before creating.
+        if let Ok(Some(img)) = self.kubelet.cri.image_present(&image).await {
+            let uid = img.uid.map(|u| u.value);
+            if let Err(msg) = translate::verify_run_as_non_root(pod, c, uid, &img.username) {
+                self.config_error(&path, &c.name, &msg);
+                return;
+            }
+        }
         let ctx = self.context(pod);
         let env = {
             let store = self.kubelet.store();
