@@ -965,3 +965,62 @@ spec:
     assert!(msg.contains("runAsNonRoot"), "{msg}");
     k.delete_all_and_assert_clean().await
 }
+
+#[tokio::test]
+async fn image_pull_secrets_authenticate_pulls() -> Result<()> {
+    use corral_tests::fixtures::ManifestFormat;
+    use corral_tests::registry::{Registry, RegistryOptions};
+    let reg = Registry::start_with(RegistryOptions::new().user("alice", "s3cret")).await?;
+    let pushed = reg
+        .client()
+        .push_image(
+            "private/app",
+            "v1",
+            &corral_tests::fixtures::busybox_image()?,
+            ManifestFormat::Oci,
+        )
+        .await?;
+    let mut k = kube_env().await?;
+    let config =
+        serde_json::json!({"auths": {reg.addr(): {"username": "alice", "password": "s3cret"}}});
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Secret
+metadata: {{name: regcred}}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{config}'
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: private}}
+spec:
+  terminationGracePeriodSeconds: 1
+  imagePullSecrets: [{{name: regcred}}]
+  containers:
+  - {{name: main, image: "{image}", imagePullPolicy: Always, command: [sleep, "3600"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {{name: nocreds}}
+spec:
+  containers:
+  - {{name: main, image: "{image}", imagePullPolicy: Always, command: [sleep, "3600"]}}
+"#,
+        image = pushed.reference
+    );
+    k.apply(&yaml).await?;
+    k.wait_phase("private", "Running", MINUTE).await?;
+    let p = k
+        .wait_pod("nocreds", MINUTE, "failing to pull", |p| {
+            container_status(p, "main")
+                .and_then(|c| c.state.as_ref())
+                .and_then(|s| s.waiting.as_ref())
+                .and_then(|w| w.reason.as_deref())
+                .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
+        })
+        .await?;
+    assert!(!running(&p, "main"));
+    k.delete_all_and_assert_clean().await
+}

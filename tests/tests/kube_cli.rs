@@ -247,3 +247,99 @@ async fn apply_from_stdin_run_and_bad_manifests() -> Result<()> {
     assert_eq!(names, "pod/once\n");
     k.delete_all_and_assert_clean().await
 }
+
+/// A child process killed when dropped.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn(k: &KubeEnv, args: &[&str]) -> Result<Child> {
+    Ok(Child(
+        Command::new(corralctl())
+            .arg("-r")
+            .arg(format!("unix://{}", k.pods.d.socket().display()))
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()?,
+    ))
+}
+
+#[tokio::test]
+async fn port_forward_by_pod_name_and_get_watch() -> Result<()> {
+    let mut k = kube_env().await?;
+    // The watch prints the header, then a row per change: Pending, then Running.
+    let mut watch = spawn(&k, &["get", "pods", "-w"])?;
+    let stdout = watch.0.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: web
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["busybox", "httpd", "-f", "-p", "8080", "-h", "/etc"]
+"#,
+    )
+    .await?;
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !seen
+        .iter()
+        .any(|l: &String| l.starts_with("web") && l.contains("Running"))
+    {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) => seen.push(line),
+            Err(_) => bail!("get -w never showed web Running: {seen:?}"),
+        }
+    }
+    assert!(seen[0].starts_with("NAME"), "{seen:?}");
+    drop(watch);
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let _fwd = spawn(&k, &["port-forward", "web", &format!("{port}:8080")])?;
+    let url = format!("http://127.0.0.1:{port}/hostname");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let body = loop {
+        let r = reqwest::Client::new()
+            .get(&url)
+            .timeout(Duration::from_secs(5))
+            .send()
+            .await;
+        if let Ok(r) = r {
+            break r.text().await?;
+        }
+        if Instant::now() > deadline {
+            bail!("port-forward to pod web never answered");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(body.trim(), "web");
+    drop(_fwd);
+    k.delete_all_and_assert_clean().await
+}
