@@ -245,6 +245,45 @@ async fn apply_from_stdin_run_and_bad_manifests() -> Result<()> {
     );
     let names = out(&ctl(&k, &["get", "pods", "-o", "name"])?);
     assert_eq!(names, "pod/once\n");
+
+    // Namespaces, ConfigMaps and Secrets; delete -f and -l.
+    let o = ctl(&k, &["create", "namespace", "dev"])?;
+    assert_eq!(out(&o), "namespace/dev created\n", "{}", err(&o));
+    let ns = out(&ctl(&k, &["get", "ns"])?);
+    assert!(
+        ns.lines()
+            .any(|l| l.starts_with("dev ") && l.contains("Active")),
+        "{ns}"
+    );
+    let data = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg, namespace: dev, labels: {team: red}}\ndata: {a: b, c: d}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: dev}\nstringData: {k: v}\n";
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("data.yaml");
+    std::fs::write(&file, data)?;
+    let file = file.display().to_string();
+    let o = ctl(&k, &["apply", "-f", &file])?;
+    assert_eq!(
+        out(&o),
+        "configmap/cfg created\nsecret/s created\n",
+        "{}",
+        err(&o)
+    );
+    let cm = out(&ctl(&k, &["get", "configmaps", "-n", "dev"])?);
+    let row: Vec<&str> = cm
+        .lines()
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..2], ["cfg", "2"], "{cm}");
+    let secrets = out(&ctl(&k, &["get", "secrets", "-A"])?);
+    assert!(secrets.contains("Opaque"), "{secrets}");
+    let o = ctl(&k, &["delete", "-f", &file])?;
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(out(&ctl(&k, &["get", "cm", "-n", "dev", "-o", "name"])?).is_empty());
+    let o = ctl(&k, &["delete", "namespace", "dev"])?;
+    assert!(o.status.success(), "{}", err(&o));
+    let o = ctl(&k, &["delete", "pods", "-l", "!nothing"])?;
+    assert_eq!(out(&o), "pod \"once\" deleted\n", "{}", err(&o));
     k.delete_all_and_assert_clean().await
 }
 
