@@ -625,10 +625,21 @@ spec:
 async fn pods_keep_running_across_a_daemon_restart() -> Result<()> {
     let mut k = kube_env().await?;
     k.apply(WEB).await?;
+    k.apply(
+        "apiVersion: v1\nkind: Pod\nmetadata: {name: done}\nspec:\n  restartPolicy: Never\n  containers:\n  - {name: c, image: IMAGE, imagePullPolicy: IfNotPresent, command: [echo, once]}\n",
+    )
+    .await?;
     let before = k.wait_phase("web", "Running", MINUTE).await?;
+    let done = k.wait_phase("done", "Succeeded", MINUTE).await?;
     let id = container_id(&before, "web").expect("container id");
     k.pods.d.restart().await?;
     reconnect(&mut k).await?;
+    // A finished pod stays finished: its container is not run again.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let done_after = k.pod("done").await?;
+    assert_eq!(phase(&done_after), "Succeeded");
+    assert_eq!(container_id(&done_after, "c"), container_id(&done, "c"));
+    assert_eq!(k.log("done", "c").await?, "once\n");
     // The same container is adopted, not restarted.
     let after = k.wait_phase("web", "Running", MINUTE).await?;
     if restarts(&after, "web") != 0 {

@@ -218,6 +218,9 @@ impl Worker {
                     .map_or_else(now, |t| t.0),
             );
         }
+        if self.sandbox.is_none() && !self.terminal {
+            self.adopt_finished(&pod).await;
+        }
         let mut observed = Observed {
             start_time: self.start_time,
             ..Default::default()
@@ -472,6 +475,30 @@ impl Worker {
             return Ok(Next::After(RESYNC * 5));
         }
         Ok(Next::After(next))
+    }
+
+    /// After a restart: a pod the store says has finished stays finished (its containers are
+    /// not run again); its newest sandbox is where its containers are.
+    async fn adopt_finished(&mut self, pod: &Pod) {
+        let status = pod.status.as_ref();
+        if !matches!(
+            status.and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        ) {
+            return;
+        }
+        self.terminal = true;
+        self.deadline_exceeded =
+            status.and_then(|s| s.reason.as_deref()) == Some("DeadlineExceeded");
+        self.pod_ips = status
+            .and_then(|s| s.pod_ips.as_ref())
+            .map(|ips| ips.iter().map(|i| i.ip.clone()).collect())
+            .unwrap_or_default();
+        if let Ok(list) = self.kubelet.cri.sandboxes(&self.key.uid).await
+            && let Some(s) = list.last()
+        {
+            self.sandbox = Some((s.id.clone(), PodSandboxConfig::default()));
+        }
     }
 
     fn deadline_passed(&self, pod: &Pod) -> bool {
