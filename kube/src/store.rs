@@ -49,6 +49,18 @@ impl Kind {
         }
     }
 
+    /// A kind by any of kubectl's names for it: plural, singular or short, any case (`pods`,
+    /// `Pod`, `po`, `cm`, `ns`).
+    pub fn parse(name: &str) -> Option<Kind> {
+        Some(match name.to_ascii_lowercase().as_str() {
+            "pods" | "pod" | "po" => Kind::Pod,
+            "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
+            "secrets" | "secret" => Kind::Secret,
+            "namespaces" | "namespace" | "ns" => Kind::Namespace,
+            _ => return None,
+        })
+    }
+
     /// The kind of an object.
     pub fn of(o: &Object) -> Kind {
         match o {

@@ -15,12 +15,13 @@ pub enum Kind {
 impl Kind {
     /// Parses a resource name, plural, singular or short, any case.
     pub fn parse(text: &str) -> Result<Kind, KubeError> {
-        Ok(match text.to_ascii_lowercase().as_str() {
-            "pods" | "pod" | "po" => Kind::Pod,
-            "configmaps" | "configmap" | "cm" => Kind::ConfigMap,
-            "secrets" | "secret" => Kind::Secret,
-            "namespaces" | "namespace" | "ns" => Kind::Namespace,
-            _ => {
+        use corral_kube::store::Kind as K;
+        Ok(match K::parse(text) {
+            Some(K::Pod) => Kind::Pod,
+            Some(K::ConfigMap) => Kind::ConfigMap,
+            Some(K::Secret) => Kind::Secret,
+            Some(K::Namespace) => Kind::Namespace,
+            None => {
                 return Err(KubeError::local(format!(
                     "the server doesn't have a resource type \"{text}\""
                 )));

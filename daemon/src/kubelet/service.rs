@@ -35,16 +35,14 @@ impl KubeApi {
 
 /// A kind by any of kubectl's names for it (`pods`, `pod`, `po`, `Pod`...).
 pub fn parse_kind(s: &str) -> Result<Kind, Status> {
-    match s.to_ascii_lowercase().as_str() {
-        "pod" | "pods" | "po" => Ok(Kind::Pod),
-        "configmap" | "configmaps" | "cm" => Ok(Kind::ConfigMap),
-        "secret" | "secrets" => Ok(Kind::Secret),
-        "namespace" | "namespaces" | "ns" => Ok(Kind::Namespace),
-        "" => Err(Status::invalid_argument("kind: required")),
-        other => Err(Status::invalid_argument(format!(
-            "kind: the server doesn't have a resource type \"{other}\" (Corral serves pods, configmaps, secrets and namespaces)"
-        ))),
+    if s.is_empty() {
+        return Err(Status::invalid_argument("kind: required"));
     }
+    Kind::parse(s).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "kind: the server doesn't have a resource type \"{s}\" (Corral serves pods, configmaps, secrets and namespaces)"
+        ))
+    })
 }
 
 fn kind_name(k: Kind) -> &'static str {

@@ -85,28 +85,9 @@ const MAX_SEARCH_CHARS: usize = 2048;
 const MAX_SEARCH_DOMAIN_LEN: usize = 253;
 /// Hostnames are cut to this many characters (`truncatePodHostnameIfNeeded`).
 const MAX_HOSTNAME_LEN: usize = 63;
-/// The kubelet's masked and read-only paths for `procMount: Default` (moby's lists).
-pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
-    "/proc/asound",
-    "/proc/acpi",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/proc/scsi",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-];
-/// See [`DEFAULT_MASKED_PATHS`].
-pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+/// The masked and read-only paths for `procMount: Default` (the kubelet's lists are moby's;
+/// Corral's runtime defaults are the same paths).
+pub use crate::spec::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
 /// Why a pod cannot be translated, naming the field.

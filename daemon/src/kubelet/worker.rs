@@ -858,20 +858,7 @@ impl Worker {
         {
             Ok(id) => id,
             Err(e) => {
-                let msg = e.message().to_string();
-                self.event(
-                    &path,
-                    EventType::Warning,
-                    "Failed",
-                    &format!("Error: {msg}"),
-                );
-                self.waiting.insert(
-                    c.name.clone(),
-                    Waiting {
-                        reason: "CreateContainerError".into(),
-                        message: msg,
-                    },
-                );
+                self.start_failed(&path, &c.name, "CreateContainerError", e.message());
                 return;
             }
         };
@@ -882,20 +869,7 @@ impl Worker {
             &format!("Created container: {}", c.name),
         );
         if let Err(e) = cri.start_container(&id).await {
-            let msg = e.message().to_string();
-            self.event(
-                &path,
-                EventType::Warning,
-                "Failed",
-                &format!("Error: {msg}"),
-            );
-            self.waiting.insert(
-                c.name.clone(),
-                Waiting {
-                    reason: "RunContainerError".into(),
-                    message: msg,
-                },
-            );
+            self.start_failed(&path, &c.name, "RunContainerError", e.message());
             return;
         }
         self.waiting.remove(&c.name);
@@ -933,11 +907,16 @@ impl Worker {
     }
 
     fn config_error(&mut self, path: &str, name: &str, msg: &str) {
+        self.start_failed(path, name, "CreateContainerConfigError", msg);
+    }
+
+    /// A container that could not be started: a Failed event and its waiting reason.
+    fn start_failed(&mut self, path: &str, name: &str, reason: &str, msg: &str) {
         self.event(path, EventType::Warning, "Failed", &format!("Error: {msg}"));
         self.waiting.insert(
             name.into(),
             Waiting {
-                reason: "CreateContainerConfigError".into(),
+                reason: reason.into(),
                 message: msg.into(),
             },
         );
