@@ -1035,3 +1035,89 @@ spec:
     assert!(!running(&p, "main"));
     k.delete_all_and_assert_clean().await
 }
+
+#[tokio::test]
+async fn pod_settings_reach_the_containers() -> Result<()> {
+    let mut k = kube_env().await?;
+    k.apply(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: settings}
+spec:
+  terminationGracePeriodSeconds: 1
+  hostname: box
+  subdomain: sub
+  shareProcessNamespace: true
+  dnsPolicy: "None"
+  dnsConfig:
+    nameservers: [192.0.2.53]
+    searches: [example.test]
+    options: [{name: ndots, value: "2"}]
+  securityContext: {runAsUser: 1000, runAsGroup: 2000, supplementalGroups: [3000]}
+  containers:
+  - name: web
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["busybox", "httpd", "-f", "-p", "8080", "-h", "/etc"]
+    startupProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+    readinessProbe:
+      tcpSocket: {port: 8080}
+      periodSeconds: 1
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sh", "-c", "while true; do sleep 1; done"]
+    resources:
+      limits: {cpu: 250m, memory: 64Mi}
+"#,
+    )
+    .await?;
+    let p = k
+        .wait_pod("settings", MINUTE, "Ready", |p| {
+            condition(p, "Ready").as_deref() == Some("True")
+        })
+        .await?;
+    assert!(container_status(&p, "web").is_some_and(|c| c.started == Some(true)));
+    let (_, host) = k.exec("settings", "main", &["hostname"]).await?;
+    assert_eq!(host.trim(), "box");
+    let (_, resolv) = k
+        .exec("settings", "main", &["cat", "/etc/resolv.conf"])
+        .await?;
+    for want in [
+        "nameserver 192.0.2.53",
+        "search example.test",
+        "options ndots:2",
+    ] {
+        assert!(resolv.contains(want), "no {want:?} in {resolv}");
+    }
+    let (_, hosts) = k.exec("settings", "main", &["cat", "/etc/hosts"]).await?;
+    let ip = p
+        .status
+        .as_ref()
+        .and_then(|s| s.pod_ip.clone())
+        .unwrap_or_default();
+    assert!(
+        hosts
+            .lines()
+            .any(|l| l.starts_with(&format!("{ip}\t")) && l.contains("box")),
+        "{hosts}"
+    );
+    let (_, id) = k.exec("settings", "main", &["id"]).await?;
+    assert!(
+        id.contains("uid=1000") && id.contains("gid=2000") && id.contains("3000"),
+        "{id}"
+    );
+    // One PID namespace for the pod: main sees web's httpd.
+    let (_, ps) = k.exec("settings", "main", &["ps", "-o", "args"]).await?;
+    assert!(ps.contains("httpd -f -p 8080"), "{ps}");
+    // The CPU limit as the kubelet converts it: 250m is 25000 of a 100000 period.
+    let cid = container_id(&p, "main").expect("id");
+    let status = k.pods.status(&cid).await?;
+    let res = status.resources.and_then(|r| r.linux).expect("resources");
+    assert_eq!((res.cpu_quota, res.cpu_period), (25_000, 100_000));
+    assert_eq!(res.memory_limit_in_bytes, 64 << 20);
+    k.delete_all_and_assert_clean().await
+}
