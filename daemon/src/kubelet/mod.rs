@@ -434,6 +434,17 @@ impl Kubelet {
             {
                 return Err(StoreError::NamespaceNotFound(o.namespace().to_string()).into());
             }
+            if o.namespaced()
+                && let Some(Object::Namespace(ns)) = store.get(Kind::Namespace, "", o.namespace())
+                && ns.metadata.deletion_timestamp.is_some()
+            {
+                return Err(KubeletError::BadRequest(format!(
+                    "{} \"{}\" is forbidden: unable to create new content in namespace {} because it is being terminated",
+                    kind.resource(),
+                    o.name(),
+                    o.namespace()
+                )));
+            }
             let existing = store.get(kind, o.namespace(), o.name());
             if let Some(old) = existing {
                 if create {

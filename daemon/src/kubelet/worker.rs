@@ -273,7 +273,7 @@ impl Worker {
             let inst = instances.get(&c.name);
             observed
                 .init_containers
-                .extend(self.observe(c, inst, false).map(|o| (c.name.clone(), o)));
+                .extend(self.observe(c, inst).map(|o| (c.name.clone(), o)));
             if self.terminal {
                 continue;
             }
@@ -450,7 +450,7 @@ impl Worker {
                 any_will_run = true;
             }
             let inst = instances.get(&c.name);
-            let mut o = self.observe(c, inst, true);
+            let mut o = self.observe(c, inst);
             if let Some(o) = &mut o
                 && matches!(o.state, State::Running { .. })
             {
@@ -512,12 +512,7 @@ impl Worker {
     }
 
     /// What the status shows of one container.
-    fn observe(
-        &self,
-        c: &Container,
-        inst: Option<&Instances>,
-        app: bool,
-    ) -> Option<ContainerObserved> {
+    fn observe(&self, c: &Container, inst: Option<&Instances>) -> Option<ContainerObserved> {
         let latest = inst.and_then(Instances::latest);
         let image = self.images.get(c.image.as_deref().unwrap_or("")).cloned();
         let Some((cc, st)) = latest else {
@@ -550,7 +545,7 @@ impl Worker {
         let mut last_terminated = inst
             .and_then(Instances::previous)
             .map(|(_, s)| terminated_of(s));
-        let mut restart_count = i32::try_from(attempt(cc)).unwrap_or(i32::MAX);
+        let restart_count = i32::try_from(attempt(cc)).unwrap_or(i32::MAX);
         // A container waiting for its restart shows the back-off (or image/config error).
         if let (State::Terminated(t), Some(w)) = (&state, self.waiting.get(&c.name)) {
             last_terminated = Some(t.clone());
@@ -558,9 +553,6 @@ impl Worker {
                 reason: w.reason.clone(),
                 message: Some(w.message.clone()),
             };
-        }
-        if !app && matches!(state, State::Waiting { .. }) && last_terminated.is_none() {
-            restart_count = restart_count.max(0);
         }
         Some(ContainerObserved {
             state,
