@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use common::kube::{
     KubeEnv, condition, container_id, container_status, kube_env, phase, restarts, running,
+    waiting_message, waiting_reason,
 };
 use corral_cri_api::corral::{DeleteRequest, GetRequest};
-use corral_cri_api::v1::ListPodSandboxRequest;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -394,13 +394,7 @@ spec:
     assert_eq!(k.log("once", "echo").await?, "hello from once\n");
     // The finished pod's sandbox is stopped (its IP released), its container kept for logs.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let sandboxes = k
-        .pods
-        .rt
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await?
-        .into_inner()
-        .items;
+    let sandboxes = k.sandboxes().await?;
     assert_eq!(sandboxes.len(), 1);
     assert_eq!(
         sandboxes[0].state, 1,
@@ -493,13 +487,7 @@ async fn bad_manifests_are_refused_before_anything_is_created() -> Result<()> {
         .into_inner()
         .objects;
     assert!(cms.is_empty(), "{} configmaps stored", cms.len());
-    let sandboxes = k
-        .pods
-        .rt
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await?
-        .into_inner()
-        .items;
+    let sandboxes = k.sandboxes().await?;
     assert!(sandboxes.is_empty());
     // A pod in a namespace that does not exist.
     let err = k
@@ -548,13 +536,7 @@ spec:
             .unwrap_or_default()
             .contains("didn't match Pod's node affinity/selector")
     );
-    let sandboxes = k
-        .pods
-        .rt
-        .list_pod_sandbox(ListPodSandboxRequest::default())
-        .await?
-        .into_inner()
-        .items;
+    let sandboxes = k.sandboxes().await?;
     assert!(
         sandboxes.is_empty(),
         "a sandbox was made for an unschedulable pod"
@@ -840,11 +822,7 @@ spec:
         .await?;
     let waiting = |name: &'static str, reason: &'static str| {
         move |p: &corral_kube::k8s_openapi::api::core::v1::Pod| {
-            container_status(p, name)
-                .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.waiting.as_ref())
-                .and_then(|w| w.reason.as_deref())
-                == Some(reason)
+            waiting_reason(p, name) == Some(reason)
         }
     };
     k.wait_pod(
@@ -876,11 +854,7 @@ spec:
             waiting("main", "CreateContainerConfigError"),
         )
         .await?;
-    let msg = container_status(&p, "main")
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.waiting.as_ref())
-        .and_then(|w| w.message.clone())
-        .unwrap_or_default();
+    let msg = waiting_message(&p, "main");
     assert!(msg.contains("soon-gone"), "{msg}");
     let p = k.wait_phase("deadline", "Failed", MINUTE).await?;
     assert_eq!(
@@ -961,18 +935,10 @@ spec:
     .await?;
     let p = k
         .wait_pod("nonroot", MINUTE, "CreateContainerConfigError", |p| {
-            container_status(p, "main")
-                .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.waiting.as_ref())
-                .and_then(|w| w.reason.as_deref())
-                == Some("CreateContainerConfigError")
+            waiting_reason(p, "main") == Some("CreateContainerConfigError")
         })
         .await?;
-    let msg = container_status(&p, "main")
-        .and_then(|c| c.state.as_ref())
-        .and_then(|s| s.waiting.as_ref())
-        .and_then(|w| w.message.clone())
-        .unwrap_or_default();
+    let msg = waiting_message(&p, "main");
     assert!(msg.contains("runAsNonRoot"), "{msg}");
     k.delete_all_and_assert_clean().await
 }
@@ -1025,10 +991,7 @@ spec:
     k.wait_phase("private", "Running", MINUTE).await?;
     let p = k
         .wait_pod("nocreds", MINUTE, "failing to pull", |p| {
-            container_status(p, "main")
-                .and_then(|c| c.state.as_ref())
-                .and_then(|s| s.waiting.as_ref())
-                .and_then(|w| w.reason.as_deref())
+            waiting_reason(p, "main")
                 .is_some_and(|r| r == "ErrImagePull" || r == "ImagePullBackOff")
         })
         .await?;

@@ -180,6 +180,17 @@ impl KubeEnv {
             .collect())
     }
 
+    /// Every pod sandbox the daemon has.
+    pub async fn sandboxes(&mut self) -> Result<Vec<corral_cri_api::v1::PodSandbox>> {
+        Ok(self
+            .pods
+            .rt
+            .list_pod_sandbox(ListPodSandboxRequest::default())
+            .await?
+            .into_inner()
+            .items)
+    }
+
     /// Deletes every pod, then checks nothing is left: no sandboxes, no pod directories, and
     /// the daemon-wide checks (mounts, cgroups, network).
     pub async fn delete_all_and_assert_clean(&mut self) -> Result<()> {
@@ -194,13 +205,7 @@ impl KubeEnv {
             .await?;
         let left = self.pods().await?;
         assert!(left.is_empty(), "pods left in the store: {}", left.len());
-        let sandboxes = self
-            .pods
-            .rt
-            .list_pod_sandbox(ListPodSandboxRequest::default())
-            .await?
-            .into_inner()
-            .items;
+        let sandboxes = self.sandboxes().await?;
         assert!(sandboxes.is_empty(), "sandboxes left: {sandboxes:?}");
         let dirs: Vec<_> = std::fs::read_dir(self.pods.d.root().join("kubelet/pods"))
             .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -248,6 +253,26 @@ pub fn running(p: &Pod, name: &str) -> bool {
     container_status(p, name)
         .and_then(|c| c.state.as_ref())
         .is_some_and(|s| s.running.is_some())
+}
+
+/// The reason a container is waiting, if it is.
+pub fn waiting_reason<'a>(p: &'a Pod, name: &str) -> Option<&'a str> {
+    container_status(p, name)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?
+        .reason
+        .as_deref()
+}
+
+/// The message of a waiting container ("" when it is not waiting).
+pub fn waiting_message(p: &Pod, name: &str) -> String {
+    container_status(p, name)
+        .and_then(|c| c.state.as_ref())
+        .and_then(|s| s.waiting.as_ref())
+        .and_then(|w| w.message.clone())
+        .unwrap_or_default()
 }
 
 pub fn restarts(p: &Pod, name: &str) -> i32 {
