@@ -153,18 +153,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-/// The host's memory in bytes (`MemTotal`).
-fn mem_total() -> i64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("MemTotal:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<i64>().ok())
-        })
-        .map_or(0, |kb| kb.saturating_mul(1024))
-}
-
 impl Kubelet {
     /// Opens the store under `config.dir` (creating it); starts no worker yet.
     pub fn open(config: KubeletConfig, cri: Cri) -> Result<Arc<Kubelet>, KubeletError> {
@@ -181,7 +169,7 @@ impl Kubelet {
             workers: Mutex::new(HashMap::new()),
             changes: broadcast::channel(1024).0,
             this: this.clone(),
-            memory_capacity: mem_total(),
+            memory_capacity: volumes::mem_total().unwrap_or(0),
             cpus,
             hugepage_sizes: hugepage_sizes(),
         }))

@@ -1399,8 +1399,8 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The host's `MemTotal` in bytes.
-fn mem_total() -> Option<i64> {
+/// The host's `MemTotal` in bytes (also the pod manager's memory capacity).
+pub(super) fn mem_total() -> Option<i64> {
     let text = fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
     let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;

@@ -290,7 +290,7 @@ impl Worker {
                     break;
                 }
                 Some(CriState::ContainerExited) | Some(CriState::ContainerUnknown) => {
-                    let Some((cc, st)) = latest else { break };
+                    let Some((_, st)) = latest else { break };
                     if st.exit_code == 0 && st.state() == CriState::ContainerExited {
                         continue;
                     }
@@ -299,20 +299,10 @@ impl Worker {
                         self.terminal = true;
                         break;
                     }
-                    let attempt = attempt(cc) + 1;
                     if let Some(wait) = self.backoff_wait(c, true, st) {
                         next = next.min(wait);
                     } else {
-                        self.restart(
-                            pod,
-                            c,
-                            ContainerKind::Init,
-                            attempt,
-                            &sandbox_id,
-                            &sandbox_config,
-                            &instances,
-                        )
-                        .await;
+                        self.restart(pod, c, ContainerKind::Init, &instances).await;
                     }
                     break;
                 }
@@ -348,23 +338,7 @@ impl Worker {
                             // The spec changed (a new image): kill it; it starts again at once.
                             any_will_run = true;
                             if self.changed.insert(st.id.clone()) {
-                                self.event(
-                                    &container_path(false, &c.name),
-                                    EventType::Normal,
-                                    "Killing",
-                                    &format!(
-                                        "Container {} definition changed, will be restarted",
-                                        c.name
-                                    ),
-                                );
-                                self.probes.forget(&st.id);
-                                let cri = self.kubelet.cri.clone();
-                                let (id, grace) = (st.id.clone(), grace_of(pod));
-                                let notify = Arc::clone(&self.notify);
-                                tokio::spawn(async move {
-                                    let _ = cri.stop_container(&id, grace).await;
-                                    notify.notify_one();
-                                });
+                                self.kill_for_restart(pod, c, &st.id, "definition changed");
                             }
                         }
                         CriState::ContainerRunning => {
@@ -378,25 +352,7 @@ impl Worker {
                                 &self.pod_ips,
                             );
                             if let Some(why) = self.probes.liveness_failed(&st.id) {
-                                self.event(
-                                    &container_path(false, &c.name),
-                                    EventType::Normal,
-                                    "Killing",
-                                    &format!(
-                                        "Container {} failed {why}, will be restarted",
-                                        c.name
-                                    ),
-                                );
-                                let grace = grace_of(pod);
-                                let cri = self.kubelet.cri.clone();
-                                let id = st.id.clone();
-                                self.probes.forget(&id);
-                                // Stop in the background: the grace period may be long.
-                                let notify = Arc::clone(&self.notify);
-                                tokio::spawn(async move {
-                                    let _ = cri.stop_container(&id, grace).await;
-                                    notify.notify_one();
-                                });
+                                self.kill_for_restart(pod, c, &st.id, &format!("failed {why}"));
                             }
                         }
                         CriState::ContainerCreated => any_will_run = true,
@@ -406,17 +362,8 @@ impl Worker {
                             any_will_run = true;
                             self.changed.remove(&st.id);
                             self.waiting.remove(&c.name);
-                            let attempt = attempt(cc) + 1;
-                            self.restart(
-                                pod,
-                                c,
-                                ContainerKind::Regular,
-                                attempt,
-                                &sandbox_id,
-                                &sandbox_config,
-                                &instances,
-                            )
-                            .await;
+                            self.restart(pod, c, ContainerKind::Regular, &instances)
+                                .await;
                         }
                         CriState::ContainerExited | CriState::ContainerUnknown => {
                             self.probes.forget(&st.id);
@@ -430,17 +377,8 @@ impl Worker {
                                 if let Some(wait) = self.backoff_wait(c, false, st) {
                                     next = next.min(wait);
                                 } else {
-                                    let attempt = attempt(cc) + 1;
-                                    self.restart(
-                                        pod,
-                                        c,
-                                        ContainerKind::Regular,
-                                        attempt,
-                                        &sandbox_id,
-                                        &sandbox_config,
-                                        &instances,
-                                    )
-                                    .await;
+                                    self.restart(pod, c, ContainerKind::Regular, &instances)
+                                        .await;
                                 }
                             }
                         }
@@ -740,25 +678,45 @@ impl Worker {
     }
 
     /// Restarts a container: removes instances older than the latest (the latest stays for
-    /// `logs --previous`), then starts attempt `attempt`.
-    #[allow(clippy::too_many_arguments)]
+    /// `logs --previous`), then starts the next attempt.
     async fn restart(
         &mut self,
         pod: &Pod,
         c: &Container,
         kind: ContainerKind,
-        attempt: u32,
-        sandbox_id: &str,
-        sandbox_config: &PodSandboxConfig,
         instances: &HashMap<String, Instances>,
     ) {
-        if let Some(inst) = instances.get(&c.name) {
-            for (old, _) in inst.all.iter().skip(1) {
-                let _ = self.kubelet.cri.remove_container(&old.id).await;
-            }
+        let Some((sandbox_id, sandbox_config)) = self.sandbox.clone() else {
+            return;
+        };
+        let inst = instances.get(&c.name);
+        let next = inst
+            .and_then(Instances::latest)
+            .map_or(0, |(cc, _)| attempt(cc) + 1);
+        for (old, _) in inst.into_iter().flat_map(|i| i.all.iter().skip(1)) {
+            let _ = self.kubelet.cri.remove_container(&old.id).await;
         }
-        self.start(pod, c, kind, attempt, sandbox_id, sandbox_config)
+        self.start(pod, c, kind, next, &sandbox_id, &sandbox_config)
             .await;
+    }
+
+    /// Stops a running container in the background (its grace period may be long) so that
+    /// the next sync restarts it: a Killing event saying why, its probes stopped.
+    fn kill_for_restart(&mut self, pod: &Pod, c: &Container, id: &str, why: &str) {
+        self.event(
+            &container_path(false, &c.name),
+            EventType::Normal,
+            "Killing",
+            &format!("Container {} {why}, will be restarted", c.name),
+        );
+        self.probes.forget(id);
+        let cri = self.kubelet.cri.clone();
+        let (id, grace) = (id.to_string(), grace_of(pod));
+        let notify = Arc::clone(&self.notify);
+        tokio::spawn(async move {
+            let _ = cri.stop_container(&id, grace).await;
+            notify.notify_one();
+        });
     }
 
     /// Pulls (per the pull policy), creates and starts one container; failures become the
