@@ -36,8 +36,8 @@ pub struct Cri {
 pub struct Pulled {
     /// The image reference the runtime resolved (what CreateContainer gets).
     pub image_ref: String,
-    /// The image's size in bytes, when known.
-    pub size: u64,
+    /// The pulled image as ImageStatus reports it (size, user), when it could be read.
+    pub image: Option<corral_cri_api::v1::Image>,
 }
 
 impl Cri {
@@ -219,20 +219,8 @@ impl Cri {
             .await?
             .into_inner()
             .image_ref;
-        let size = self
-            .images
-            .image_status(Request::new(ImageStatusRequest {
-                image: Some(ImageSpec {
-                    image: image_ref.clone(),
-                    ..Default::default()
-                }),
-                verbose: false,
-            }))
-            .await
-            .ok()
-            .and_then(|r| r.into_inner().image)
-            .map_or(0, |i| i.size);
-        Ok(Pulled { image_ref, size })
+        let image = self.image_present(&image_ref).await.ok().flatten();
+        Ok(Pulled { image_ref, image })
     }
 
     /// ExecSync with a timeout (0: none).

@@ -732,11 +732,11 @@ impl Worker {
     ) {
         let init = matches!(kind, ContainerKind::Init);
         let path = container_path(init, &c.name);
-        let Some(image) = self.ensure_image(pod, c, &path, sandbox_config).await else {
+        let Some((image, record)) = self.ensure_image(pod, c, &path, sandbox_config).await else {
             return;
         };
         // runAsNonRoot against the image's user, as the kubelet checks it before creating.
-        if let Ok(Some(img)) = self.kubelet.cri.image_present(&image).await {
+        if let Some(img) = record {
             let uid = img.uid.map(|u| u.value);
             if let Err(msg) = translate::verify_run_as_non_root(pod, c, uid, &img.username) {
                 self.config_error(&path, &c.name, &msg);
@@ -872,14 +872,15 @@ impl Worker {
         );
     }
 
-    /// The image reference to create the container from, pulling it when the policy says so.
+    /// The image reference to create the container from, pulling it when the policy says so,
+    /// and its ImageStatus record.
     async fn ensure_image(
         &mut self,
         pod: &Pod,
         c: &Container,
         path: &str,
         sandbox_config: &PodSandboxConfig,
-    ) -> Option<String> {
+    ) -> Option<(String, Option<corral_cri_api::v1::Image>)> {
         let image = c.image.clone().unwrap_or_default();
         let cri = self.kubelet.cri.clone();
         let present = cri.image_present(&image).await.ok().flatten();
@@ -891,7 +892,7 @@ impl Worker {
         };
         if !must_pull {
             return match present {
-                Some(_) => {
+                Some(record) => {
                     self.event(
                         path,
                         EventType::Normal,
@@ -899,7 +900,7 @@ impl Worker {
                         &format!("Container image \"{image}\" already present on machine"),
                     );
                     self.images.insert(image.clone(), image.clone());
-                    Some(image)
+                    Some((image, Some(record)))
                 }
                 None => {
                     let msg = format!(
@@ -971,13 +972,13 @@ impl Worker {
                     "Pulled",
                     &format!(
                         "Successfully pulled image \"{image}\" in {took:.3?} ({took:.3?} including waiting). Image size: {} bytes.",
-                        pulled.size
+                        pulled.image.as_ref().map_or(0, |i| i.size)
                     ),
                 );
                 self.pull_backoff.reset(&key);
                 self.pull_failed.remove(&key);
                 self.images.insert(image.clone(), pulled.image_ref.clone());
-                Some(image)
+                Some((image, pulled.image))
             }
             Err(e) => {
                 let msg = format!("Failed to pull image \"{image}\": {}", e.message());
