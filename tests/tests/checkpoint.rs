@@ -2,7 +2,7 @@
 //! gets FAILED_PRECONDITION naming why CRIU cannot run when `criu check` fails on this host
 //! (Debian bookworm's CRIU 3.17 and kernels from 6.13 on), UNIMPLEMENTED where CRIU works.
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use common::assert_status;

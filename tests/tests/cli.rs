@@ -1,7 +1,5 @@
 //! corralctl against a real corrald: the image commands end to end.
 
-mod common;
-
 use anyhow::Result;
 use corral_tests::daemon::TestDaemon;
 use corral_tests::fixtures::{ManifestFormat, busybox_image};

@@ -1,7 +1,5 @@
 //! corrald as a process: identity calls, ownership of its directories and socket, config errors.
 
-mod common;
-
 use anyhow::Result;
 use corral_cri_api::v1::{
     CgroupDriver, ListPodSandboxRequest, RuntimeConfigRequest, StatusRequest, VersionRequest,

@@ -2,7 +2,7 @@
 //! the kubelet's evented PLEG reads them, several subscribers, and a subscriber that stops
 //! reading being dropped without holding the daemon up.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -1,6 +1,6 @@
 //! ImageService through the socket: pull, list, status, remove, formats, restarts.
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use common::*;

@@ -2,7 +2,7 @@
 //! busybox test image standing in for nginx and curl), bad manifests, deletion with a grace
 //! period, nodeSelector, namespaces, and pods that survive a daemon restart.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -2,7 +2,7 @@
 //! get (table, wide, name, json, labels, selectors), describe with events, logs and exec by pod
 //! and container name, label, run --dry-run, create for an existing pod, delete.
 
-mod common;
+use crate::common;
 
 use std::io::Write as _;
 use std::process::{Command, Output, Stdio};

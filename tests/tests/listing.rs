@@ -10,7 +10,7 @@
 //! loads them through its real start-up recovery. The record directories are put on tmpfs for
 //! the copies (see `on_tmpfs`).
 
-mod common;
+use crate::common;
 
 use std::collections::HashSet;
 use std::path::Path;

@@ -1,7 +1,7 @@
 //! The Prometheus endpoint through a real daemon: `[metrics] address` on loopback, scraped
 //! over HTTP after real calls, a CNI ADD/DEL, a pull and an OOM kill.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,7 +3,7 @@
 //! configs picked up without a restart, failures that leave nothing behind, and DEL after a
 //! daemon restart. Each daemon has its own bridge and /24 (see `corral_tests::netlease`).
 
-mod common;
+use crate::common;
 
 use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, TcpStream};

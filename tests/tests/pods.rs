@@ -1,6 +1,6 @@
 //! Pod sandboxes and containers through the real daemon, shim and runtime, as root.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

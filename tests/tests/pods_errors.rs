@@ -1,6 +1,6 @@
 //! Bad input to the pod and container calls: clear gRPC errors, and nothing left behind.
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use common::assert_status;

@@ -1,7 +1,7 @@
 //! Containers outlive the daemon: `kill -9` of corrald, then a restart, reconciles with the
 //! shims; a dead shim makes its pod not ready and its containers exited or unknown.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,7 +1,7 @@
 //! Pull behaviour against registries: authentication, TLS, concurrency, deadlines,
 //! interruptions.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

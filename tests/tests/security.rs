@@ -1,7 +1,7 @@
 //! Untrusted input: malicious layers and hostile registry answers. Every case ends in a clear
 //! error or a neutralised result, and nothing is written outside the snapshot or left behind.
 
-mod common;
+use crate::common;
 
 use anyhow::Result;
 use common::*;

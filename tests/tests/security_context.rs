@@ -2,7 +2,7 @@
 //! seccomp, no_new_privs, read-only rootfs, masked and read-only paths, privileged, recursive
 //! read-only mounts, cgroup limits (container and pod), and the errors for bad requests.
 
-mod common;
+use crate::common;
 
 use std::path::Path;
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! variants through the socket, against a real container that burns CPU, allocates page cache
 //! and writes to its writable layer, in a pod with its own network.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! whose resize `stty size` sees, attach to a container's stdio, port-forward to an HTTP server
 //! in a pod, and a client that goes away killing its process.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! host-path volume) and from the host; ExecSync joins it; Status advertises it; every refused
 //! request is INVALID_ARGUMENT naming the field and leaves nothing behind.
 
-mod common;
+use crate::common;
 
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;

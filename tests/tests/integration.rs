@@ -1,0 +1,28 @@
+//! The integration tests, in one binary: each module is one area, and each test drives a
+//! real corrald through its socket. One binary links the tree once (the former one binary
+//! per file linked it twenty times); nextest still runs every test in its own process.
+
+mod common;
+
+mod checkpoint;
+mod cli;
+mod daemon;
+mod events;
+mod harness;
+mod images;
+mod install;
+mod kube;
+mod kube_cli;
+mod listing;
+mod logging;
+mod metrics;
+mod network;
+mod pods;
+mod pods_errors;
+mod pods_recovery;
+mod registry;
+mod security;
+mod security_context;
+mod stats;
+mod streaming;
+mod userns;
