@@ -37,6 +37,10 @@ pub struct KubeletSection {
     /// The node's labels, which a pod's `nodeSelector` must match (`kubernetes.io/hostname`,
     /// `kubernetes.io/os` and `kubernetes.io/arch` are always there).
     pub node_labels: std::collections::BTreeMap<String, String>,
+    /// The node's addresses (`status.hostIPs`; the IPs of host-network pods), at most one per
+    /// family, like the kubelet's `--node-ip`; the default route's interface addresses when
+    /// empty.
+    pub node_ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -359,6 +363,21 @@ impl Config {
             corral_cni::config::check_subnet(cidr)
                 .map_err(|e| ConfigError::Invalid(format!("network.pod_cidrs: {e}")))?;
         }
+        let ips = &self.kubelet.node_ips;
+        if let Some(ip) = ips
+            .iter()
+            .find(|ip| ip.is_unspecified() || ip.is_multicast())
+        {
+            return Err(ConfigError::Invalid(format!(
+                "kubelet.node_ips: {ip} is not a node address"
+            )));
+        }
+        let v4 = ips.iter().filter(|ip| ip.is_ipv4()).count();
+        if v4 > 1 || ips.len() - v4 > 1 {
+            return Err(ConfigError::Invalid(
+                "kubelet.node_ips: at most one IPv4 and one IPv6 address".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -404,6 +423,23 @@ mod tests {
         let e = with("0.0.0.0:9090").validate().unwrap_err();
         assert!(e.to_string().contains("loopback"), "{e}");
         assert!(with("localhost").validate().is_err());
+    }
+
+    #[test]
+    fn node_ips_are_one_per_family_and_real_addresses() {
+        let with = |ips: &[&str]| Config {
+            kubelet: KubeletSection {
+                node_ips: ips.iter().filter_map(|s| s.parse().ok()).collect(),
+                ..KubeletSection::default()
+            },
+            ..Config::default()
+        };
+        assert!(with(&[]).validate().is_ok());
+        assert!(with(&["192.0.2.2", "fd00::2"]).validate().is_ok());
+        let e = with(&["192.0.2.2", "192.0.2.3"]).validate().unwrap_err();
+        assert!(e.to_string().contains("one IPv4"), "{e}");
+        let e = with(&["0.0.0.0"]).validate().unwrap_err();
+        assert!(e.to_string().contains("kubelet.node_ips: 0.0.0.0"), "{e}");
     }
 
     #[test]

@@ -210,6 +210,7 @@ impl Daemon {
                 dir: self.config.root.join("kubelet"),
                 node_name,
                 node_labels,
+                node_ips: crate::kubelet::node::host_ips(&k.node_ips),
             },
             Cri::new(runtime, images),
         )?;

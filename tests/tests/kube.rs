@@ -8,10 +8,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use common::kube::{
-    KubeEnv, condition, container_id, container_status, kube_env, phase, restarts, running,
-    waiting_message, waiting_reason,
+    KubeEnv, condition, container_id, container_status, kube_env, kube_env_with, phase, restarts,
+    running, waiting_message, waiting_reason,
 };
 use corral_cri_api::corral::{DeleteRequest, GetRequest};
+use corral_tests::daemon::DaemonOptions;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -1083,4 +1084,93 @@ spec:
     assert_eq!((res.cpu_quota, res.cpu_period), (25_000, 100_000));
     assert_eq!(res.memory_limit_in_bytes, 64 << 20);
     k.delete_all_and_assert_clean().await
+}
+
+/// A host-network pod printing the addresses the downward API gives it.
+const HOST_NET: &str = r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hostnet}
+spec:
+  hostNetwork: true
+  restartPolicy: Never
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["env"]
+    env:
+    - name: POD_IP
+      valueFrom: {fieldRef: {fieldPath: status.podIP}}
+    - name: HOST_IP
+      valueFrom: {fieldRef: {fieldPath: status.hostIP}}
+"#;
+
+/// Runs [`HOST_NET`] and returns (podIP, hostIP) from the status, checking the container saw
+/// the same.
+async fn host_network_addresses(k: &mut KubeEnv) -> Result<(String, String)> {
+    k.apply(HOST_NET).await?;
+    let p = k.wait_phase("hostnet", "Succeeded", MINUTE).await?;
+    let st = p.status.unwrap_or_default();
+    let (pod_ip, host_ip) = (
+        st.pod_ip.unwrap_or_default(),
+        st.host_ip.unwrap_or_default(),
+    );
+    let log = k.log("hostnet", "main").await?;
+    for line in [format!("POD_IP={pod_ip}"), format!("HOST_IP={host_ip}")] {
+        assert!(log.lines().any(|l| l == line), "no {line:?} in {log}");
+    }
+    k.delete_all_and_assert_clean().await?;
+    Ok((pod_ip, host_ip))
+}
+
+/// The IPv4 address `ip` shows on the default route's interface (127.0.0.1 with no default
+/// route), worked out apart from the daemon's own reading of /proc.
+fn default_route_ipv4() -> Result<String> {
+    let out = std::process::Command::new("ip")
+        .args(["-o", "-4", "route", "show", "default"])
+        .output()?;
+    let routes = String::from_utf8_lossy(&out.stdout).into_owned();
+    let Some(dev) = routes
+        .lines()
+        .find_map(|l| l.split_whitespace().skip_while(|w| *w != "dev").nth(1))
+    else {
+        return Ok("127.0.0.1".into());
+    };
+    let out = std::process::Command::new("ip")
+        .args(["-o", "-4", "addr", "show", "dev", dev, "scope", "global"])
+        .output()?;
+    let addrs = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok(addrs
+        .lines()
+        .find_map(|l| {
+            let cidr = l.split_whitespace().skip_while(|w| *w != "inet").nth(1)?;
+            Some(cidr.split('/').next()?.to_string())
+        })
+        .unwrap_or_else(|| "127.0.0.1".into()))
+}
+
+#[tokio::test]
+async fn host_network_pods_report_the_default_route_address_as_the_kubelet_does() -> Result<()> {
+    let expected = default_route_ipv4()?;
+    let mut k = kube_env().await?;
+    let (pod_ip, host_ip) = host_network_addresses(&mut k).await?;
+    assert_eq!(host_ip, expected);
+    assert_eq!(pod_ip, expected);
+    Ok(())
+}
+
+#[tokio::test]
+async fn configured_node_ips_are_the_host_and_host_network_pod_addresses() -> Result<()> {
+    let mut k = kube_env_with(DaemonOptions {
+        extra_config: "[kubelet]\nnode_ips = [\"198.51.100.77\", \"2001:db8::77\"]\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    let (pod_ip, host_ip) = host_network_addresses(&mut k).await?;
+    assert_eq!(
+        (pod_ip.as_str(), host_ip.as_str()),
+        ("198.51.100.77", "198.51.100.77")
+    );
+    Ok(())
 }

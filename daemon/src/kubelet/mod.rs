@@ -15,6 +15,7 @@
 //! `pods/<uid>/` (`volumes/`, `logs/` — the sandbox's log directory —, `etc-hosts`).
 
 mod cri;
+pub mod node;
 pub mod probe;
 mod probes;
 mod recorder;
@@ -49,6 +50,9 @@ pub struct KubeletConfig {
     pub node_name: String,
     /// The node's labels, which `nodeSelector` is matched against.
     pub node_labels: BTreeMap<String, String>,
+    /// The node's addresses (`status.hostIPs`, and host-network pods' IPs), from
+    /// [`node::host_ips`].
+    pub node_ips: Vec<String>,
 }
 
 /// Why a pod manager call failed.
@@ -114,33 +118,6 @@ pub struct Kubelet {
     hugepage_sizes: Vec<String>,
 }
 
-/// The huge page sizes the kernel offers, as Kubernetes names them (`hugepages-2048kB` is
-/// "2MB").
-fn hugepage_sizes() -> Vec<String> {
-    let mut out: Vec<String> = std::fs::read_dir("/sys/kernel/mm/hugepages")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let kb: u64 = name
-                .strip_prefix("hugepages-")?
-                .strip_suffix("kB")?
-                .parse()
-                .ok()?;
-            Some(if kb.is_multiple_of(1 << 20) {
-                format!("{}GB", kb >> 20)
-            } else if kb.is_multiple_of(1024) {
-                format!("{}MB", kb >> 10)
-            } else {
-                format!("{kb}KB")
-            })
-        })
-        .collect();
-    out.sort();
-    out
-}
-
 /// The current time (jiff is built here without its clock, so from `SystemTime`).
 pub(crate) fn now() -> Timestamp {
     let nanos = std::time::SystemTime::now()
@@ -171,7 +148,7 @@ impl Kubelet {
             this: this.clone(),
             memory_capacity: volumes::mem_total().unwrap_or(0),
             cpus,
-            hugepage_sizes: hugepage_sizes(),
+            hugepage_sizes: node::hugepage_sizes(),
         }))
     }
 
@@ -217,9 +194,9 @@ impl Kubelet {
         ])
     }
 
-    /// The host's addresses for `status.hostIP` (loopback: Corral runs one node).
+    /// The node's addresses for `status.hostIP(s)`.
     fn host_ips(&self) -> Vec<String> {
-        vec!["127.0.0.1".to_string()]
+        self.config.node_ips.clone()
     }
 
     fn unschedulable(&self, pod: &Pod) -> Option<String> {

@@ -13,7 +13,9 @@ use corral_cri_api::v1::{ExecSyncRequest, ListPodSandboxRequest};
 use corral_kube::k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use tonic::transport::Channel;
 
-use super::pod::{PodEnv, env};
+use corral_tests::daemon::DaemonOptions;
+
+use super::pod::{PodEnv, env_with};
 
 pub type Kube = KubeServiceClient<Channel>;
 
@@ -24,7 +26,12 @@ pub struct KubeEnv {
 }
 
 pub async fn kube_env() -> Result<KubeEnv> {
-    let pods = env().await?;
+    kube_env_with(DaemonOptions::default()).await
+}
+
+/// [`kube_env`] with a daemon started with `opts`.
+pub async fn kube_env_with(opts: DaemonOptions) -> Result<KubeEnv> {
+    let pods = env_with(opts).await?;
     let kube = KubeServiceClient::new(pods.d.channel().await?);
     Ok(KubeEnv { kube, pods })
 }
