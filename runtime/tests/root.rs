@@ -371,18 +371,28 @@ fn exec_with_terminal(t: &Test) -> R {
 
 fn seccomp(t: &Test) -> R {
     // Deny-list: mkdir fails with EPERM, sethostname with a custom errno; the rest is allowed.
+    // mkdir also has a conditional entry, which must not narrow the unconditional one; kill
+    // has two conditions on one argument, which are ORed (as runc does): `kill -0` is denied.
     let cmd = "mkdir /tmp/x 2>/dev/null || echo denied; hostname other 2>/dev/null || echo sethostname-denied; \
-               grep Seccomp: /proc/self/status; echo ok";
+               kill -0 $$ 2>/dev/null || echo kill-denied; grep Seccomp: /proc/self/status; echo ok";
     let profile = json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [
+        {"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 2, "value": 0o123, "op": "SCMP_CMP_EQ"}]},
         {"names": ["mkdir", "mkdirat", "no_such_syscall"], "action": "SCMP_ACT_ERRNO"},
         {"names": ["sethostname"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38},
+        {"names": ["kill"], "action": "SCMP_ACT_ERRNO",
+         "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"},
+                  {"index": 1, "value": 28, "op": "SCMP_CMP_EQ"}]},
     ]});
     let spec = t.spec(
         json!(["sh", "-c", cmd]),
         json!({"linux": {"seccomp": profile}}),
     );
     let (out, _) = t.run(&spec)?;
-    check_eq(&out, "denied\nsethostname-denied\nSeccomp:\t2\nok\n")?;
+    check_eq(
+        &out,
+        "denied\nsethostname-denied\nkill-denied\nSeccomp:\t2\nok\n",
+    )?;
     // Allow-list with a default errno: what busybox sh needs is allowed, mkdir is denied by
     // the default action, personality only with argument 0 (exercises conditions).
     let profile = json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [

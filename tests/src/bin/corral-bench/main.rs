@@ -20,7 +20,8 @@
 //!
 //! Usage: corral-bench [--runs N] [--big-mib N] [--layers N] [--iterations N] [--warmups N]
 //!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--forward-mib N] [--forward-rounds N]
-//!   [--kube-pods N] [--kube-rounds N] [--sections pulls,pods,exec,streaming,memory,kube]
+//!   [--kube-pods N] [--kube-rounds N] [--seccomp runtime-default|unconfined]
+//!   [--sections pulls,pods,exec,streaming,memory,kube]
 //!   (as root; `make bench`)
 
 mod containerd;
@@ -58,6 +59,7 @@ struct Args {
     forward_rounds: usize,
     kube_pods: usize,
     kube_rounds: usize,
+    seccomp_default: bool,
     sections: Vec<String>,
 }
 
@@ -77,6 +79,7 @@ fn args() -> Result<Args> {
         forward_rounds: 5,
         kube_pods: 20,
         kube_rounds: 3,
+        seccomp_default: false,
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
     };
     let mut it = std::env::args().skip(1);
@@ -95,6 +98,13 @@ fn args() -> Result<Args> {
             "--kube-pods" => a.kube_pods = value.parse()?,
             "--kube-rounds" => a.kube_rounds = value.parse()?,
             "--forward-rounds" => a.forward_rounds = value.parse()?,
+            "--seccomp" => {
+                a.seccomp_default = match value.as_str() {
+                    "runtime-default" => true,
+                    "unconfined" => false,
+                    other => bail!("--seccomp {other}: use runtime-default or unconfined"),
+                }
+            }
             "--sections" => {
                 a.sections = value.split(',').map(str::to_owned).collect();
                 if let Some(bad) = a.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
@@ -102,7 +112,7 @@ fn args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --sections"
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --seccomp, --sections"
             ),
         }
     }
@@ -271,6 +281,8 @@ async fn main() -> Result<()> {
             socket: containerd.socket(),
         },
     )?;
+    c.seccomp_default = a.seccomp_default;
+    d.seccomp_default = a.seccomp_default;
 
     let mut failures = Vec::new();
     let mut start_ratio = None;

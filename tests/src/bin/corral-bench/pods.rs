@@ -5,12 +5,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use corral_cri_api::v1::runtime_service_client::RuntimeServiceClient;
+use corral_cri_api::v1::security_profile::ProfileType;
 use corral_cri_api::v1::{
     ContainerConfig, ContainerMetadata, CreateContainerRequest, ExecSyncRequest, ImageSpec,
     LinuxContainerConfig, LinuxContainerSecurityContext, LinuxPodSandboxConfig,
     LinuxSandboxSecurityContext, ListPodSandboxRequest, NamespaceMode, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopPodSandboxRequest,
+    RunPodSandboxRequest, SecurityProfile, StartContainerRequest, StopPodSandboxRequest,
 };
 use tonic::transport::Channel;
 
@@ -34,6 +35,8 @@ pub struct Target {
     pub cgroup_parent: String,
     pub daemon_pid: u32,
     pub kind: Kind,
+    /// Containers get the RuntimeDefault seccomp profile (a kubelet's `--seccomp-default`).
+    pub seccomp_default: bool,
     seq: u32,
 }
 
@@ -78,6 +81,7 @@ impl Target {
             cgroup_parent,
             daemon_pid,
             kind,
+            seccomp_default: false,
             seq: 0,
         })
     }
@@ -128,6 +132,10 @@ impl Target {
             linux: Some(LinuxContainerConfig {
                 security_context: Some(LinuxContainerSecurityContext {
                     namespace_options: Some(ns_option(host_net)),
+                    seccomp: self.seccomp_default.then(|| SecurityProfile {
+                        profile_type: ProfileType::RuntimeDefault as i32,
+                        ..Default::default()
+                    }),
                     ..Default::default()
                 }),
                 ..Default::default()
