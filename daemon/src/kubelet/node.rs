@@ -67,6 +67,12 @@ fn interface_addresses() -> Vec<(String, IpAddr)> {
     .collect()
 }
 
+/// Whether a route's hex flags say it is up and not a reject route (`None`: not hex).
+fn usable(flags: &str) -> Option<bool> {
+    let flags = u32::from_str_radix(flags, 16).ok()?;
+    Some(flags & RTF_UP != 0 && flags & RTF_REJECT == 0)
+}
+
 /// The interface of the IPv4 default route with the lowest metric, from `/proc/net/route`.
 fn default_route_v4(table: &str) -> Option<String> {
     table
@@ -77,9 +83,7 @@ fn default_route_v4(table: &str) -> Option<String> {
             if f.len() < 8 {
                 return None;
             }
-            let flags = u32::from_str_radix(f[3], 16).ok()?;
-            let up = flags & RTF_UP != 0 && flags & RTF_REJECT == 0;
-            if !(up && f[1] == "00000000" && f[7] == "00000000") {
+            if !(usable(f[3])? && f[1] == "00000000" && f[7] == "00000000") {
                 return None;
             }
             Some((f[6].parse::<u32>().ok()?, f[0].to_string()))
@@ -99,10 +103,8 @@ fn default_route_v6(table: &str) -> Option<String> {
             if f.len() < 10 {
                 return None;
             }
-            let flags = u32::from_str_radix(f[8], 16).ok()?;
-            let up = flags & RTF_UP != 0 && flags & RTF_REJECT == 0;
             let default = f[0].bytes().all(|b| b == b'0') && f[1] == "00";
-            if !(up && default && f[9] != "lo") {
+            if !(usable(f[8])? && default && f[9] != "lo") {
                 return None;
             }
             Some((u32::from_str_radix(f[5], 16).ok()?, f[9].to_string()))
