@@ -13,7 +13,7 @@ use oci_spec::runtime::{LinuxSeccomp, Process};
 use crate::container::{ChildStdio, Stdio};
 use crate::process::ProcessPlan;
 use crate::report::{ChildResult, Msg, Step, recv, send, unexpected};
-use crate::sys::{self, Forked};
+use crate::sys::{self, Forked, KeepFds};
 use crate::{Error, cgroups};
 
 /// A process started by [`spawn`]; a child of the caller.
@@ -24,6 +24,22 @@ pub struct Spawned {
     pub pidfd: OwnedFd,
     /// The controller side of its terminal, for [`Stdio::Terminal`].
     pub terminal: Option<OwnedFd>,
+}
+
+/// The process an exec runs in a container whose init runs `init`: what to run (args, env,
+/// cwd, terminal) comes from `requested`, every confinement from `init` (user, groups, umask,
+/// capabilities, `no_new_privs`, rlimits, AppArmor profile, SELinux label, `oom_score_adj`),
+/// so an exec'd process is confined exactly like the init whatever the caller asked. The
+/// seccomp filter is the container's `linux.seccomp` ([`spawn_with_seccomp`]).
+pub fn confined(init: &Process, requested: &Process) -> Process {
+    let mut p = init.clone();
+    p.set_args(requested.args().clone());
+    p.set_command_line(requested.command_line().clone());
+    p.set_env(requested.env().clone());
+    p.set_cwd(requested.cwd().clone());
+    p.set_terminal(requested.terminal());
+    p.set_console_size(requested.console_size().clone());
+    p
 }
 
 /// The namespaces of `pid` that differ from the caller's, in `setns` order.
@@ -81,9 +97,31 @@ pub fn spawn_with_seccomp(
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
 
+    // Each child keeps only what it uses (see `container::create`).
+    let keep = Keep {
+        intermediate: KeepFds::default()
+            .with([
+                init_pidfd.as_raw_fd(),
+                sync_r.as_raw_fd(),
+                status_w.as_raw_fd(),
+            ])
+            .with(stdio.child.fds()),
+        process: KeepFds::default()
+            .with([status_w.as_raw_fd()])
+            .with(stdio.child.fds()),
+        exec: KeepFds::default().with([status_w.as_raw_fd()]),
+    };
     let a = match sys::fork().map_err(Error::sys("fork"))? {
         Forked::Child => sys::run_child(|| {
-            let r = intermediate(&plan, &init_pidfd, flags, &sync_r, &status_w, &stdio.child);
+            let r = intermediate(
+                &plan,
+                &init_pidfd,
+                flags,
+                &sync_r,
+                &status_w,
+                &stdio.child,
+                &keep,
+            );
             match r {
                 Ok(()) => 0,
                 Err(e) => {
@@ -152,6 +190,16 @@ pub fn spawn_with_seccomp(
     }
 }
 
+/// The descriptors each forked process keeps.
+struct Keep {
+    /// The intermediate: the init's pidfd (for `setns`), the pipes, stdio.
+    intermediate: KeepFds,
+    /// The new process, born in the container's PID namespace: its status pipe and stdio.
+    process: KeepFds,
+    /// The new process once its stdio is in place: the status pipe (close-on-exec).
+    exec: KeepFds,
+}
+
 fn intermediate(
     plan: &ProcessPlan,
     init_pidfd: &OwnedFd,
@@ -159,7 +207,13 @@ fn intermediate(
     sync: &OwnedFd,
     status: &OwnedFd,
     stdio: &ChildStdio,
+    keep: &Keep,
 ) -> ChildResult {
+    // Non-dumpable before it joins anything (the new process inherits it until execve).
+    sys::set_non_dumpable().step("PR_SET_DUMPABLE")?;
+    keep.intermediate
+        .close_others()
+        .step("close inherited descriptors")?;
     let mut b = [0u8; 1];
     match nix::unistd::read(sync.as_raw_fd(), &mut b) {
         Ok(1) => {}
@@ -169,6 +223,7 @@ fn intermediate(
     if !flags.is_empty() {
         nix::sched::setns(init_pidfd, flags).step("setns into the container")?;
     }
+    keep.process.close_others().step("close the init's pidfd")?;
     match sys::clone_parent().step("clone")? {
         Forked::Child => sys::run_child(|| {
             let r = (|| {
@@ -191,6 +246,7 @@ fn intermediate(
                         plan.setup_stdio([fd, fd, fd])?
                     }
                 }
+                keep.exec.close_others().step("close descriptors")?;
                 plan.apply_rlimits()?;
                 plan.apply_credentials()?;
                 plan.chdir()

@@ -220,9 +220,17 @@ impl ProcessPlan {
         Ok(())
     }
 
-    /// Child: enters the working directory.
+    /// Child: enters the working directory and checks it lies inside the process's root (as
+    /// runc does since CVE-2024-21626: a cwd reached through a leaked host descriptor would
+    /// hand the container the host's file system).
     pub fn chdir(&self) -> ChildResult {
-        nix::unistd::chdir(self.cwd.as_c_str()).step_with(|| format!("chdir {:?}", self.cwd))
+        nix::unistd::chdir(self.cwd.as_c_str()).step_with(|| format!("chdir {:?}", self.cwd))?;
+        match sys::cwd_inside_root() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(Errno::EPERM)
+                .step_with(|| format!("cwd {:?} is outside the container's root", self.cwd)),
+            Err(e) => Err(e).step("getcwd"),
+        }
     }
 
     /// Child: `no_new_privs`, every inherited descriptor above 2 close-on-exec, `PATH` lookup

@@ -192,6 +192,73 @@ pub(crate) fn close_range_from(first: u32, cloexec: bool) -> Result<(), Errno> {
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
 
+/// Child side: closes every descriptor from 3 up except those in `keep`, which must be sorted
+/// ascending (see [`KeepFds`]). No allocation, so it is safe in any forked child.
+pub(crate) fn close_all_except(keep: &[RawFd]) -> Result<(), Errno> {
+    let mut next: u32 = 3;
+    for &fd in keep {
+        let Ok(fd) = u32::try_from(fd) else { continue };
+        if fd < next {
+            continue;
+        }
+        if fd > next {
+            close_range(next, fd - 1)?;
+        }
+        next = fd + 1;
+    }
+    close_range(next, u32::MAX)
+}
+
+fn close_range(first: u32, last: u32) -> Result<(), Errno> {
+    // SAFETY: only called in a forked child that owns its whole fd table; the descriptors it
+    // keeps using are exactly the ones `close_all_except` skips.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, last, 0 as libc::c_uint) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// The descriptors a forked child keeps, collected (and sorted) in the caller before the
+/// fork, so the child only reads them.
+#[derive(Default)]
+pub(crate) struct KeepFds(Vec<RawFd>);
+
+impl KeepFds {
+    /// Adds descriptors.
+    pub fn with(mut self, fds: impl IntoIterator<Item = RawFd>) -> Self {
+        self.0.extend(fds);
+        self.0.sort_unstable();
+        self.0.dedup();
+        self
+    }
+    /// Child side: [`close_all_except`] these.
+    pub fn close_others(&self) -> Result<(), Errno> {
+        close_all_except(&self.0)
+    }
+}
+
+/// `PR_SET_DUMPABLE 0`: until `execve` resets it, no process in the container's namespaces can
+/// open this process's `/proc/<pid>` files (fd, root, cwd, environ, mem) or ptrace it.
+pub(crate) fn set_non_dumpable() -> Result<(), Errno> {
+    nix::sys::prctl::set_dumpable(false)
+}
+
+/// Whether the working directory is reachable from the process's root: `getcwd(2)` prefixes
+/// "(unreachable)" to a directory outside it (an inherited host descriptor used as cwd, the
+/// CVE-2024-21626 escape). No allocation.
+pub(crate) fn cwd_inside_root() -> Result<bool, Errno> {
+    let mut buf = [0u8; 4096];
+    // SAFETY: `buf` is valid for writes of its length for the duration of the call.
+    let ret = unsafe { libc::syscall(libc::SYS_getcwd, buf.as_mut_ptr(), buf.len()) };
+    match ret {
+        r if r < 0 => match Errno::last() {
+            // Longer than a page: not unreachable (that prefix would fit), just deep.
+            Errno::ENAMETOOLONG => Ok(true),
+            Errno::ENOENT => Ok(false),
+            e => Err(e),
+        },
+        _ => Ok(buf[0] == b'/'),
+    }
+}
+
 /// `F_DUPFD_CLOEXEC` to a descriptor >= `min`, returning the raw number (child-side use).
 pub(crate) fn dup_cloexec_above(fd: RawFd, min: RawFd) -> Result<RawFd, Errno> {
     // SAFETY: fcntl with integer arguments.

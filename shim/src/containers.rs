@@ -13,7 +13,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::{Pid, pipe2};
-use oci_spec::runtime::Spec;
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use crate::log;
 use crate::output::{self, Chunk};
@@ -26,6 +26,10 @@ pub struct Ctr {
     process: Option<Container>,
     exit_token: Option<u64>,
     pub cgroups_path: PathBuf,
+    /// The init's process and seccomp profile: every exec in the container is confined the
+    /// same way ([`corral_runtime::exec::confined`]).
+    pub init_process: Process,
+    pub seccomp: Option<LinuxSeccomp>,
     log: Option<LogFile>,
     /// The write end of the container's stdin (or the pty), kept for attach.
     pub stdin: Option<OwnedFd>,
@@ -151,6 +155,11 @@ impl Shim {
             .as_ref()
             .and_then(|l| l.cgroups_path().clone())
             .ok_or_else(|| Error::Protocol("the spec has no linux.cgroupsPath".into()))?;
+        let init_process = spec
+            .process()
+            .clone()
+            .ok_or_else(|| Error::Protocol("the spec has no process".into()))?;
+        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
         let log = match &req.log_path {
             Some(path) => Some(LogFile::open(path).map_err(|e| Error::io(path, e))?),
             None => None,
@@ -167,6 +176,8 @@ impl Shim {
             process: None,
             exit_token: None,
             cgroups_path,
+            init_process,
+            seccomp,
             log,
             stdin: pipes.stdin,
             tty: req.tty,
@@ -267,7 +278,16 @@ impl Shim {
         };
         if ctr.exit.is_none() {
             let _ = kill(Pid::from_raw(ctr.pid), Signal::SIGKILL);
-            self.on_exit(id);
+            // The init may be its PID namespace's init, waiting for its exec'd processes
+            // (our children) to be reaped before it can exit.
+            let exited = |s: &Shim| s.ctrs.get(id).is_none_or(|c| c.exit.is_some());
+            self.reap_until(exited, "a killed container", crate::server::KILL_WAIT);
+            if !exited(self) {
+                return Response::error(
+                    ErrorKind::Internal,
+                    format!("container {id} did not exit after SIGKILL"),
+                );
+            }
         }
         let Some(mut ctr) = self.ctrs.remove(id) else {
             return Response::Ok;

@@ -9,7 +9,7 @@ use corral_shim::proto::{ErrorKind, ExecRequest, MAX_EXEC_OUTPUT, Response};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
-use oci_spec::runtime::Process;
+use oci_spec::runtime::{LinuxSeccomp, Process};
 
 use crate::log;
 use crate::output::{self, Chunk};
@@ -40,14 +40,35 @@ impl ExecSession {
     }
 }
 
+/// Where and how an exec runs: the container's init, cgroup, and the process to run confined
+/// like the init.
+pub struct ExecTarget {
+    pub init: i32,
+    pub cgroups_path: std::path::PathBuf,
+    pub process: Process,
+    pub seccomp: Option<LinuxSeccomp>,
+}
+
+impl ExecTarget {
+    /// Starts the process in the container.
+    pub fn spawn(&self, stdio: Stdio) -> Result<corral_runtime::exec::Spawned, Error> {
+        Ok(corral_runtime::exec::spawn_with_seccomp(
+            self.init,
+            &self.cgroups_path,
+            &self.process,
+            self.seccomp.as_ref(),
+            stdio,
+        )?)
+    }
+}
+
 impl Shim {
-    /// The init pid and cgroup of running container `id`, and `process` decoded; the answer
-    /// to give otherwise.
+    /// Where and how to run `process` in running container `id`; the answer to give otherwise.
     pub fn exec_target(
         &self,
         id: &str,
         process: serde_json::Value,
-    ) -> Result<(i32, std::path::PathBuf, Process), Response> {
+    ) -> Result<ExecTarget, Response> {
         let Some(ctr) = self.ctrs.get(id) else {
             let msg = format!("container {id} not found in the shim");
             return Err(Response::error(ErrorKind::NotFound, msg));
@@ -59,28 +80,26 @@ impl Shim {
         let process: Process = serde_json::from_value(process).map_err(|e| {
             Response::error(ErrorKind::InvalidArgument, format!("exec process: {e}"))
         })?;
-        Ok((ctr.pid, ctr.cgroups_path.clone(), process))
+        Ok(ExecTarget {
+            init: ctr.pid,
+            cgroups_path: ctr.cgroups_path.clone(),
+            process: corral_runtime::exec::confined(&ctr.init_process, &process),
+            seccomp: ctr.seccomp.clone(),
+        })
     }
 
     pub fn exec(&mut self, conn: u64, req: ExecRequest) -> Option<Response> {
-        let (init, cgroups_path, process) = match self.exec_target(&req.id, req.process) {
+        let target = match self.exec_target(&req.id, req.process) {
             Ok(t) => t,
             Err(answer) => return Some(answer),
         };
-        match self.spawn_exec(conn, init, &cgroups_path, &process, req.timeout_ms) {
+        match self.spawn_exec(conn, &target, req.timeout_ms) {
             Ok(()) => None,
             Err(e) => Some(Response::error(ErrorKind::Internal, format!("exec: {e}"))),
         }
     }
 
-    fn spawn_exec(
-        &mut self,
-        conn: u64,
-        init: i32,
-        cgroups_path: &std::path::Path,
-        process: &Process,
-        timeout_ms: u64,
-    ) -> Result<(), Error> {
+    fn spawn_exec(&mut self, conn: u64, target: &ExecTarget, timeout_ms: u64) -> Result<(), Error> {
         let output::OutputPipes {
             stdout: out_w,
             stderr: err_w,
@@ -91,7 +110,7 @@ impl Shim {
             stdout: out_w,
             stderr: err_w,
         };
-        let spawned = corral_runtime::exec::spawn(init, cgroups_path, process, stdio)?;
+        let spawned = target.spawn(stdio)?;
         let exec = self.next_exec_id();
         let exit_token = self
             .reg

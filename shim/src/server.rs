@@ -120,6 +120,9 @@ pub struct Shim {
     exiting: bool,
 }
 
+/// How long the shim waits for a SIGKILLed process to be gone.
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
+
 impl Shim {
     /// Reads the pod's configuration, pins its namespaces and binds the socket.
     pub fn new(dir: PathBuf) -> Result<Shim, Error> {
@@ -445,6 +448,35 @@ impl Shim {
         }
     }
 
+    /// Blocks until `done` holds, reaping every child that exits meanwhile through its own
+    /// handler. Killing a PID namespace's init makes the kernel wait until every other process
+    /// of the namespace is reaped, and the exec'd ones are our children: a `waitid` on that
+    /// init alone would wait for us forever. Gives up after `limit` (a process stuck in the
+    /// kernel), saying so in the log.
+    pub fn reap_until(&mut self, done: impl Fn(&Self) -> bool, what: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            self.reap_children();
+            if done(self) {
+                return;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                log!("gave up waiting for {what} after {limit:?}");
+                return;
+            }
+            // SIGCHLD wakes us through the signalfd; the timeout covers one already consumed.
+            let wait = left.min(Duration::from_millis(50));
+            let mut fds = [nix::poll::PollFd::new(
+                self.signals.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            let ms = u16::try_from(wait.as_millis()).unwrap_or(50);
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(ms));
+            while let Ok(Some(_)) = self.signals.read_signal() {}
+        }
+    }
+
     fn holder_gone(&mut self) {
         if let Some((holder, token)) = self.holder.take() {
             let _ = waitid(Id::PIDFd(holder.pidfd.as_fd()), WaitPidFlag::WEXITED);
@@ -461,7 +493,7 @@ impl Shim {
         }
         if let Some((holder, _)) = &self.holder {
             let _ = kill(Pid::from_raw(holder.pid), Signal::SIGKILL);
-            let _ = waitid(Id::PIDFd(holder.pidfd.as_fd()), WaitPidFlag::WEXITED);
+            self.reap_until(|s| s.holder.is_none(), "the PID holder", KILL_WAIT);
         }
         let _ = std::fs::remove_file(self.dir.join(SOCKET_FILE));
         log!("shut down");

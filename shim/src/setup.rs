@@ -29,11 +29,14 @@ pub fn handled_signals() -> SigSet {
     set
 }
 
-/// Detaches: new session, child subreaper, `/` as cwd, stdin from `/dev/null`, stdout and
+/// Detaches: new session, child subreaper, non-dumpable, `/` as cwd, stdin from `/dev/null`, stdout and
 /// stderr appended to `<dir>/shim.log`, and every inherited descriptor closed except `keep`.
 pub fn detach(dir: &Path, keep: &File) -> Result<(), Error> {
     setsid().map_err(|e| Error::sys("setsid", e))?;
     prctl::set_child_subreaper(true).map_err(|e| Error::sys("PR_SET_CHILD_SUBREAPER", e))?;
+    // Nothing of the shim (descriptors, memory, environment) is for the pod's processes, even
+    // one that shares the host PID namespace and runs as root.
+    prctl::set_dumpable(false).map_err(|e| Error::sys("PR_SET_DUMPABLE", e))?;
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&handled_signals()), None)
         .map_err(|e| Error::sys("sigprocmask", e))?;
     let null = File::open("/dev/null").map_err(|e| Error::io("/dev/null", e))?;

@@ -126,12 +126,12 @@ fn exit_of(status: nix::Result<WaitStatus>) -> ExitRecord {
 
 impl Shim {
     pub fn exec_stream(&mut self, conn: u64, req: ExecStreamRequest) -> Option<Response> {
-        let (init, cgroups_path, process) = match self.exec_target(&req.id, req.process.clone()) {
+        let target = match self.exec_target(&req.id, req.process.clone()) {
             Ok(t) => t,
             Err(answer) => return Some(answer),
         };
         let spawned = exec_stdio(&req).and_then(|(stdio, mut passed)| {
-            let mut spawned = corral_runtime::exec::spawn(init, &cgroups_path, &process, stdio)?;
+            let mut spawned = target.spawn(stdio)?;
             if let Some(pty) = spawned.terminal.take() {
                 passed.push((StreamFd::Pty, pty));
             }

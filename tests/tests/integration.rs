@@ -6,6 +6,7 @@ mod common;
 
 mod checkpoint;
 mod cli;
+mod confinement;
 mod daemon;
 mod events;
 mod harness;

@@ -29,7 +29,7 @@ async fn read_all(mut s: Sink) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn exec_url(
+pub(crate) async fn exec_url(
     e: &mut PodEnv,
     ctr: &str,
     cmd: &[&str],

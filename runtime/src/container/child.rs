@@ -11,7 +11,7 @@ use super::ChildStdio;
 use super::mounts;
 use super::plan::Plan;
 use crate::report::{ChildError, ChildResult, Msg, Step, send};
-use crate::sys::{self, Forked};
+use crate::sys::{self, Forked, KeepFds};
 
 /// Descriptors the children use.
 pub(super) struct ChildFds<'a> {
@@ -19,6 +19,12 @@ pub(super) struct ChildFds<'a> {
     pub sync: &'a OwnedFd,
     pub start: &'a OwnedFd,
     pub stdio: &'a ChildStdio,
+    /// What the intermediate keeps open (namespace files, the init's).
+    pub keep_intermediate: &'a KeepFds,
+    /// What the init is born with (pipes, stdio, mount sources).
+    pub keep_init: &'a KeepFds,
+    /// What the init keeps once its stdio and mounts are in place (the pipes).
+    pub keep_exec: &'a KeepFds,
 }
 
 /// The intermediate process: waits until the caller put it in the cgroup, joins and creates
@@ -34,6 +40,12 @@ pub(super) fn intermediate(plan: &Plan, fds: &ChildFds<'_>) -> ! {
 }
 
 fn intermediate_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
+    // Non-dumpable from the start (the init inherits it): a process of the pod that can see
+    // the init before its execve cannot open its /proc files or ptrace it.
+    sys::set_non_dumpable().step("PR_SET_DUMPABLE")?;
+    fds.keep_intermediate
+        .close_others()
+        .step("close inherited descriptors")?;
     let mut b = [0u8; 1];
     match nix::unistd::read(fds.sync.as_raw_fd(), &mut b) {
         Ok(1) => {}
@@ -52,6 +64,7 @@ fn intermediate_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
         crate::userns::enter_checked(u.expect.as_ref())?;
     }
     nix::sched::unshare(plan.unshare).step("unshare")?;
+    fds.keep_init.close_others().step("close namespace files")?;
     match sys::clone_parent().step("clone init")? {
         Forked::Child => init(plan, fds),
         Forked::Parent(pid) => {
@@ -102,6 +115,8 @@ fn init_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
     }
     mounts::finalize(plan)?;
     mounts::create_cwd(plan.process.cwd())?;
+    // Stdio is in place and every mount made: only the status and start pipes stay.
+    fds.keep_exec.close_others().step("close descriptors")?;
     plan.process.apply_rlimits()?;
     plan.process.apply_credentials()?;
     plan.process.chdir()

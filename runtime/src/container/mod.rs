@@ -19,7 +19,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::Spec;
 
 use crate::report::{Msg, recv, unexpected};
-use crate::sys::{self, Forked};
+use crate::sys::{self, Forked, KeepFds};
 use crate::{Error, cgroups, process, terminal};
 
 /// The stdio the container's process gets.
@@ -45,6 +45,16 @@ pub(crate) enum ChildStdio {
     Fds([RawFd; 3]),
     /// Make a terminal and send its controller side over this socket.
     Terminal(RawFd),
+}
+
+impl ChildStdio {
+    /// The descriptors the child must keep open until its stdio is in place.
+    pub(crate) fn fds(&self) -> Vec<RawFd> {
+        match self {
+            ChildStdio::Fds(fds) => fds.to_vec(),
+            ChildStdio::Terminal(socket) => vec![*socket],
+        }
+    }
 }
 
 /// [`Stdio`] made ready for a fork: what the child uses, and what keeps it open in the caller
@@ -200,6 +210,21 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     let (start_r, start_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
 
+    // Each child keeps only what it uses; everything else the caller holds (other containers'
+    // logs and pipes, the shim's sockets, libraries' cached handles) is closed before the
+    // process can be seen from the container.
+    let pipes = [status_w.as_raw_fd(), start_r.as_raw_fd()];
+    let keep_init = KeepFds::default()
+        .with(pipes)
+        .with(stdio.child.fds())
+        .with(plan.init_fds());
+    let keep_intermediate = KeepFds::default()
+        .with(pipes)
+        .with([sync_r.as_raw_fd()])
+        .with(stdio.child.fds())
+        .with(plan.init_fds())
+        .with(plan.namespace_fds());
+    let keep_exec = KeepFds::default().with(pipes);
     let a = match sys::fork().map_err(Error::sys("fork"))? {
         Forked::Child => {
             let fds = child::ChildFds {
@@ -207,6 +232,9 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
                 sync: &sync_r,
                 start: &start_r,
                 stdio: &stdio.child,
+                keep_intermediate: &keep_intermediate,
+                keep_init: &keep_init,
+                keep_exec: &keep_exec,
             };
             child::intermediate(&plan, &fds)
         }

@@ -123,6 +123,7 @@ pub(super) fn fd_path(fd: &OwnedFd) -> PathBuf {
 /// the console, and `pivot_root`s into it.
 pub(super) fn setup_rootfs(plan: &Plan, stdio: &ChildStdio) -> ChildResult {
     mount(NONE, "/", NONE, plan.root_propagation, NONE).step("rootfs propagation")?;
+    make_parent_mount_private(&plan.rootfs)?;
     match &plan.rootfs_tree {
         // The idmapped copy goes on top of the rootfs (in this mount namespace only).
         Some(tree) => {
@@ -186,6 +187,25 @@ pub(super) fn setup_rootfs(plan: &Plan, stdio: &ChildStdio) -> ChildResult {
     }
     drop(root);
     pivot(&plan.rootfs)
+}
+
+/// Makes the mount holding `rootfs` private (runc's `rootfsParentMountPrivate`): with a
+/// shared `/` (an `rshared` rootfs propagation, or a host whose mounts are all shared),
+/// `pivot_root` refuses a new root whose parent mount is shared. Only that one mount changes,
+/// so a Bidirectional volume bound below the rootfs still propagates both ways.
+fn make_parent_mount_private(rootfs: &Path) -> ChildResult {
+    let mut at = Some(rootfs);
+    while let Some(p) = at {
+        match mount(NONE, p, NONE, MsFlags::MS_PRIVATE, NONE) {
+            Ok(()) => return Ok(()),
+            // Not a mount point: try the directory above it.
+            Err(Errno::EINVAL) => at = p.parent(),
+            Err(e) => {
+                return Err(e).step_with(|| format!("make {} private", p.display()));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[allow(unsafe_code)]
@@ -324,8 +344,20 @@ fn locked_flags(path: &Path) -> MsFlags {
 }
 
 fn pivot(rootfs: &Path) -> ChildResult {
+    let old_root = nix::fcntl::open(
+        "/",
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .step("open old root")?;
+    let old_root = owned(old_root);
     nix::unistd::chdir(rootfs).step("chdir rootfs")?;
     nix::unistd::pivot_root(".", ".").step("pivot_root")?;
+    // The old root is now stacked on the new one. Enter it explicitly (as runc does): "." of a
+    // cwd that was the new root names the new root's mount, and making *that* rslave would
+    // turn every Bidirectional mount of the container into a one-way slave.
+    nix::unistd::fchdir(old_root.as_raw_fd()).step("enter old root")?;
+    drop(old_root);
     mount(NONE, ".", NONE, MsFlags::MS_SLAVE | MsFlags::MS_REC, NONE)
         .step("make old root rslave")?;
     umount2(".", MntFlags::MNT_DETACH).step("unmount old root")?;

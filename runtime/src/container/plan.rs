@@ -1,7 +1,7 @@
 //! Validating a spec and turning it into a [`Plan`]: everything the container's processes need,
 //! computed in the caller before the fork.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Component, Path, PathBuf};
 
 use nix::fcntl::{OFlag, open};
@@ -88,6 +88,30 @@ pub(super) struct Plan {
     pub process: ProcessPlan,
     pub cgroups_path: PathBuf,
     pub resources: LinuxResources,
+}
+
+impl Plan {
+    /// Descriptors the init uses while it sets up its mounts (detached trees).
+    pub fn init_fds(&self) -> Vec<RawFd> {
+        let binds = self.mounts.iter().filter_map(|m| match &m.kind {
+            MountKind::Bind { tree, .. } => tree.as_ref().map(AsRawFd::as_raw_fd),
+            _ => None,
+        });
+        self.rootfs_tree
+            .iter()
+            .map(AsRawFd::as_raw_fd)
+            .chain(binds)
+            .collect()
+    }
+
+    /// Namespace files the intermediate joins.
+    pub fn namespace_fds(&self) -> Vec<RawFd> {
+        self.join
+            .iter()
+            .map(|(fd, _)| fd.as_raw_fd())
+            .chain(self.userns.iter().map(|u| u.fd.as_raw_fd()))
+            .collect()
+    }
 }
 
 fn invalid(msg: impl Into<String>) -> Error {
