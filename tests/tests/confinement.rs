@@ -491,7 +491,7 @@ async fn mount_propagation_works_both_ways_with_shared_host_mounts() -> Result<(
         ..Default::default()
     });
     let pod = e.run_pod_with(pod_config).await?;
-    let script = "grep -E 'both|down' /proc/self/mountinfo; mount -t tmpfs inside /both/from-container && touch /both/from-container/made-inside; \
+    let script = "mount -t tmpfs inside /both/from-container && touch /both/from-container/made-inside; \
         i=0; while [ ! -e /down/from-host/made-outside ] && [ $i -lt 200 ]; do sleep 0.1; i=$((i+1)); done; \
         ls /down/from-host /both/from-host; sleep 3600";
     let mut config: ContainerConfig = e.ctr_config("prop", &["sh", "-c", script]);
