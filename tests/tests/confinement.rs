@@ -32,11 +32,11 @@ n=0
 while [ $(date +%s) -lt $end ]; do
   for p in /proc/[0-9]*; do
     [ "$p" = /proc/$$ ] && continue
+    n=$((n+1))
     h=$(cat $p/root/etc/hostname 2>/dev/null) && [ "$h" != "$me" ] \
       && echo "ROOT $p $(cat $p/comm 2>/dev/null) $h"
     for f in $p/fd/*; do
       t=$(readlink "$f" 2>/dev/null) || continue
-      n=$((n+1))
       case "$t" in /*) ;; *) continue;; esac
       # Only what the descriptor still shows (the process may be gone by now).
       s=$(stat -L -c '%d:%i %F' "$f" 2>/dev/null) || continue
@@ -52,9 +52,11 @@ echo "done $n"
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nothing_outside_the_root_is_visible_before_execve() -> Result<()> {
     let mut e = env().await?;
-    // The default namespace options: one PID namespace for the pod, so the watcher sees its
-    // sibling's init (waiting for StartContainer) and every exec'd process.
-    let pod = e.run_pod("watched").await?;
+    // One PID namespace for the pod, so the watcher sees its sibling's init (waiting for
+    // StartContainer) and every exec'd process.
+    let pod = e
+        .run_pod_with(pod_pid_namespace(e.pod_config("watched")))
+        .await?;
     let waiting = e.ctr_config("waiting", &["true"]);
     e.create(&pod, "watched", waiting).await?;
     let watcher = e
@@ -96,7 +98,7 @@ async fn nothing_outside_the_root_is_visible_before_execve() -> Result<()> {
         .find(|l| l.starts_with("done"))
         .context("watcher output")?;
     let seen: u32 = done.trim_start_matches("done ").parse()?;
-    assert!(seen > 0, "the watcher saw no descriptor at all: {lines:?}");
+    assert!(seen > 0, "the watcher saw no other process: {lines:?}");
     e.remove_pod(&pod).await?;
     e.assert_clean();
     Ok(())
@@ -170,6 +172,21 @@ fn sc_profile(typ: ProfileType, localhost_ref: &str) -> Option<SecurityProfile> 
         profile_type: typ as i32,
         localhost_ref: localhost_ref.into(),
     })
+}
+
+/// `config` with one PID namespace for the whole pod (its init is the shim's PID holder).
+fn pod_pid_namespace(mut config: PodSandboxConfig) -> PodSandboxConfig {
+    config.linux = Some(LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(NamespaceOption {
+                pid: NamespaceMode::Pod as i32,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    config
 }
 
 fn own_pid_namespace(mut config: PodSandboxConfig, userns: bool) -> PodSandboxConfig {
@@ -390,8 +407,10 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stopping_a_pod_while_an_exec_runs_in_its_pid_namespace_finishes() -> Result<()> {
     let mut e = env().await?;
-    // The default options: a PID namespace for the pod, whose init is the shim's PID holder.
-    let pod = e.run_pod("busy").await?;
+    // A PID namespace for the pod, whose init is the shim's PID holder.
+    let pod = e
+        .run_pod_with(pod_pid_namespace(e.pod_config("busy")))
+        .await?;
     let ctr = e.start(&pod, "busy", "main", &["sleep", "3600"]).await?;
     let mut rt = e.rt.clone();
     let exec = tokio::spawn(async move {
@@ -403,6 +422,15 @@ async fn stopping_a_pod_while_an_exec_runs_in_its_pid_namespace_finishes() -> Re
         .await
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !exec.is_finished(),
+        "the exec is not running: {:?}",
+        exec.await
+    );
+    assert!(
+        !common::pod::shim_pids(&e.d.state()).is_empty(),
+        "no shim found"
+    );
     let began = Instant::now();
     let stop = e.rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
@@ -420,6 +448,12 @@ async fn stopping_a_pod_while_an_exec_runs_in_its_pid_namespace_finishes() -> Re
         .context("the exec never ended")??
         .ok();
     e.remove_pod(&pod).await?;
+    // The shim itself is gone, not stuck waiting for its PID holder.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !common::pod::shim_pids(&e.d.state()).is_empty() {
+        anyhow::ensure!(Instant::now() < deadline, "the pod's shim is still running");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     e.assert_clean();
     Ok(())
 }
