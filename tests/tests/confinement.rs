@@ -582,3 +582,81 @@ async fn mount_propagation_works_both_ways_with_shared_host_mounts() -> Result<(
     e.assert_clean();
     Ok(())
 }
+
+/// Swaps `a` and `b` (`renameat2(RENAME_EXCHANGE)`) until `stop` is set: the attacker's loop
+/// of CVE-2021-25741, run here from the host on the directory a pod shares.
+fn swap_loop(a: PathBuf, b: PathBuf, stop: std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    use nix::fcntl::{RenameFlags, renameat2};
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        renameat2(None, &a, None, &b, RenameFlags::RENAME_EXCHANGE).expect("renameat2");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sub_path_swapped_for_a_symlink_never_mounts_the_host() -> Result<()> {
+    let mut k = kube_env().await?;
+    // `sub` (a directory with a marker) and `evil` (a symlink to /) trade places all the time.
+    let shared = tempfile::Builder::new()
+        .prefix("corral-subpath-")
+        .tempdir()?;
+    std::fs::create_dir(shared.path().join("sub"))?;
+    std::fs::write(shared.path().join("sub/marker"), "inside")?;
+    std::os::unix::fs::symlink("/", shared.path().join("evil"))?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (a, b, stop) = (
+            shared.path().join("sub"),
+            shared.path().join("evil"),
+            stop.clone(),
+        );
+        std::thread::spawn(move || swap_loop(a, b, stop))
+    };
+    let containers: String = (0..10)
+        .map(|i| {
+            format!(
+                "  - name: c{i}\n    image: IMAGE\n    imagePullPolicy: IfNotPresent\n    \
+                 command: [sh, -c, 'cat /mnt/marker 2>/dev/null || ls -d /mnt/etc /mnt/proc; sleep 3600']\n    \
+                 volumeMounts: [{{name: shared, mountPath: /mnt, subPath: sub}}]\n"
+            )
+        })
+        .collect();
+    let (mut started, mut escaped) = (0, Vec::new());
+    for round in 0..5 {
+        let name = format!("victim{round}");
+        k.apply(&format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec:\n  volumes:\n  \
+             - {{name: shared, hostPath: {{path: {}}}}}\n  containers:\n{containers}",
+            shared.path().display()
+        ))
+        .await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let p = k.pod(&name).await?;
+        for i in 0..10 {
+            let c = format!("c{i}");
+            if common::kube::container_id(&p, &c).is_none() {
+                continue;
+            }
+            let Ok(log) = k.log(&name, &c).await else {
+                continue;
+            };
+            if log.is_empty() {
+                continue;
+            }
+            started += 1;
+            if log.trim() != "inside" {
+                escaped.push(format!("{name}/{c}: {log}"));
+            }
+        }
+        k.delete(&name, Some(0)).await?;
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper
+        .join()
+        .map_err(|_| anyhow::anyhow!("the swap loop panicked"))?;
+    assert!(
+        escaped.is_empty(),
+        "the host's root was mounted: {escaped:#?}"
+    );
+    assert!(started >= 10, "only {started} containers started");
+    k.delete_all_and_assert_clean().await
+}

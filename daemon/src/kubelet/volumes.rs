@@ -32,11 +32,13 @@
 //! [`PodVolumes::mounts`] turns a container's `volumeMounts` into CRI mounts: `readOnly`
 //! (always for configMap, secret, downwardAPI and projected volumes, as the kubelet does),
 //! `recursiveReadOnly`, `mountPropagation`, and `subPath` / `subPathExpr` (expanded against the
-//! container's environment). A subPath that does not exist is created as a directory with the
-//! mode of the volume's root, one component at a time without following symlinks; the result
-//! must resolve inside the volume. A subPath is resolved when the mounts are made and the
-//! resolved path is handed to the runtime, so a file mounted by subPath (a configMap key, say)
-//! does not see later updates, as with the kubelet.
+//! container's environment). A subPath is resolved once, beneath the volume, to a descriptor
+//! (`openat2(RESOLVE_BENEATH)`; a missing part is created as a directory with the mode of the
+//! volume's root, one component at a time without following symlinks), and that descriptor is
+//! bind-mounted on `<dir>/.subpaths/<volume>/<container>/<n>`, the path handed to the runtime:
+//! no container can reach it, so nothing it swaps later changes what is mounted (the kubelet's
+//! own fix for CVE-2017-1002101). A file mounted by subPath (a configMap key, say) does not see
+//! later updates, as with the kubelet.
 //!
 //! [`PodVolumes::refresh`] rewrites configMap, secret, downwardAPI and projected contents after
 //! their sources changed (the kubelet's periodic remount). [`teardown`] unmounts every mount
@@ -57,6 +59,8 @@ use corral_kube::k8s_openapi::api::core::v1::{
     Container, DownwardAPIVolumeFile, KeyToPath, Pod, Volume, VolumeMount,
 };
 use corral_kube::quantity::Quantity;
+use nix::errno::Errno;
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::mount::{MntFlags, MsFlags};
 
 /// The kubelet's default file mode for configMap, secret, downwardAPI and projected files.
@@ -384,13 +388,15 @@ impl PodVolumes {
             .volume_mounts
             .iter()
             .flatten()
-            .map(|vm| self.mount(container, vm, env))
+            .enumerate()
+            .map(|(index, vm)| self.mount(container, index, vm, env))
             .collect()
     }
 
     fn mount(
         &self,
         container: &Container,
+        index: usize,
         vm: &VolumeMount,
         env: Option<&Environment>,
     ) -> Result<Mount, VolumeError> {
@@ -417,7 +423,17 @@ impl PodVolumes {
         let host_path = if sub_path.is_empty() {
             volume.path.clone()
         } else {
-            resolve_sub_path(&volume.path, &sub_path).map_err(|r| sub_path_error(&sub_path, r))?
+            let resolved = resolve_sub_path(&volume.path, &sub_path)
+                .map_err(|r| sub_path_error(&sub_path, r))?;
+            let target = self
+                .dir
+                .join(SUBPATHS)
+                .join(&vm.name)
+                .join(&container.name)
+                .join(index.to_string());
+            bind_sub_path(&resolved, &target)
+                .map_err(|e| sub_path_error(&sub_path, format!("{}: {e}", target.display())))?;
+            target
         };
         let propagation = match vm.mount_propagation.as_deref() {
             None | Some("") | Some("None") => MountPropagation::PropagationPrivate,
@@ -1295,10 +1311,14 @@ fn expand_sub_path_expr(expr: &str, env: Option<&Environment>) -> Result<String,
     Ok(out)
 }
 
-/// Resolves `sub` inside the volume at `root`, creating missing directories (with the root's
-/// mode) one component at a time without following symlinks; refuses absolute paths, `..` and
-/// anything that resolves outside the volume.
-fn resolve_sub_path(root: &Path, sub: &str) -> Result<PathBuf, String> {
+/// Resolves `sub` beneath the volume at `root` once, to an `O_PATH` descriptor: the existing
+/// part in one `openat2(RESOLVE_BENEATH)` (symlinks are followed only while they stay inside
+/// the volume), then each missing directory created (with the root's mode) and opened relative
+/// to its parent without following any symlink. Refuses absolute paths, `..` and anything that
+/// resolves outside the volume. The descriptor, not a path, is what gets mounted
+/// ([`bind_sub_path`]): a container that swaps a directory for a symlink afterwards changes
+/// nothing (CVE-2017-1002101, CVE-2021-25741).
+fn resolve_sub_path(root: &Path, sub: &str) -> Result<File, String> {
     let rel = Path::new(sub);
     if rel.is_absolute() {
         return Err(format!("subPath {sub:?} must not be an absolute path"));
@@ -1306,58 +1326,140 @@ fn resolve_sub_path(root: &Path, sub: &str) -> Result<PathBuf, String> {
     if rel.components().any(|c| c == Component::ParentDir) {
         return Err(format!("subPath {sub:?} must not contain '..'"));
     }
-    let root = fs::canonicalize(root).map_err(|e| format!("{}: {e}", root.display()))?;
-    let inside = |p: &Path| -> Result<(), String> {
-        if p.starts_with(&root) {
-            Ok(())
-        } else {
-            Err(format!(
-                "subpath {:?} not within volume path {:?}",
-                p.display().to_string(),
-                root.display().to_string()
-            ))
-        }
+    let root_fd = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(root)
+        .map_err(|e| format!("{}: {e}", root.display()))?;
+    let escapes = || {
+        format!(
+            "subpath {sub:?} not within volume path {:?}",
+            root.display().to_string()
+        )
     };
     let parts: Vec<_> = rel
         .components()
         .filter(|c| matches!(c, Component::Normal(_)))
         .collect();
-    // The longest prefix that exists (possibly through symlinks), resolved.
+    // The longest prefix that exists, resolved beneath the root.
     let mut existing = parts.len();
-    while existing > 0 {
+    let mut dir = loop {
         let prefix: PathBuf = parts[..existing].iter().collect();
-        if fs::symlink_metadata(root.join(&prefix)).is_ok() {
-            break;
-        }
-        existing -= 1;
-    }
-    let prefix: PathBuf = parts[..existing].iter().collect();
-    let resolved = fs::canonicalize(root.join(&prefix)).map_err(|e| format!("{sub}: {e}"))?;
-    inside(&resolved)?;
-    if existing == parts.len() {
-        return Ok(resolved);
-    }
-    let mode = fs::metadata(&root)
-        .map(|m| m.mode() & 0o7777)
-        .map_err(|e| e.to_string())?;
-    let mut dir = open_path(&resolved).map_err(|e| format!("{}: {e}", resolved.display()))?;
-    for part in &parts[existing..] {
-        let next = fd_path(&dir).join(part);
-        match fs::DirBuilder::new().mode(mode).create(&next) {
-            Ok(()) => fs::set_permissions(&next, fs::Permissions::from_mode(mode))
-                .map_err(|e| format!("{sub}: {e}"))?,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        let prefix = if existing == 0 {
+            PathBuf::from(".")
+        } else {
+            prefix
+        };
+        let resolve = ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_MAGICLINKS;
+        match open_beneath(&root_fd, &prefix, OFlag::empty(), resolve) {
+            Ok(f) => break f,
+            Err(Errno::ENOENT) if existing > 0 => existing -= 1,
+            Err(Errno::EXDEV | Errno::ELOOP) => return Err(escapes()),
             Err(e) => return Err(format!("{sub}: {e}")),
         }
-        let child = open_path(&next).map_err(|e| format!("{sub}: {e}"))?;
-        if !child.metadata().map_err(|e| e.to_string())?.is_dir() {
-            return Err(format!("subPath {sub:?}: {part:?} is not a directory"));
-        }
-        dir = child;
+    };
+    if existing == parts.len() {
+        return Ok(dir);
     }
-    let final_path = fs::read_link(fd_path(&dir)).map_err(|e| format!("{sub}: {e}"))?;
-    inside(&final_path)?;
-    Ok(final_path)
+    let mode = root_fd
+        .metadata()
+        .map(|m| m.mode() & 0o7777)
+        .map_err(|e| e.to_string())?;
+    for part in &parts[existing..] {
+        let name = Path::new(part.as_os_str());
+        match nix::sys::stat::mkdirat(
+            Some(dir.as_raw_fd()),
+            name,
+            nix::sys::stat::Mode::from_bits_truncate(mode),
+        ) {
+            Ok(()) => {
+                let made = open_beneath(&dir, name, OFlag::O_DIRECTORY, no_symlinks())
+                    .map_err(|e| format!("{sub}: {e}"))?;
+                fs::set_permissions(fd_path(&made), fs::Permissions::from_mode(mode))
+                    .map_err(|e| format!("{sub}: {e}"))?;
+            }
+            Err(Errno::EEXIST) => {}
+            Err(e) => return Err(format!("{sub}: {e}")),
+        }
+        dir = match open_beneath(&dir, name, OFlag::O_DIRECTORY, no_symlinks()) {
+            Ok(f) => f,
+            Err(Errno::ENOTDIR) => {
+                return Err(format!("subPath {sub:?}: {part:?} is not a directory"));
+            }
+            Err(Errno::ELOOP | Errno::EXDEV) => return Err(escapes()),
+            Err(e) => return Err(format!("{sub}: {e}")),
+        };
+    }
+    Ok(dir)
+}
+
+fn no_symlinks() -> ResolveFlag {
+    ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS
+}
+
+/// `openat2(dir, path, O_PATH | flags, resolve)`.
+fn open_beneath(dir: &File, path: &Path, flags: OFlag, resolve: ResolveFlag) -> nix::Result<File> {
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | flags)
+        .resolve(resolve);
+    let fd = nix::fcntl::openat2(dir.as_raw_fd(), path, how)?;
+    // SAFETY: openat2 returned a new descriptor that nobody else owns.
+    #[allow(unsafe_code)]
+    Ok(unsafe { <File as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
+/// Where the subPath mounts of a pod's containers are bound (`<volumes>/.subpaths/<volume>/
+/// <container>/<index of the volumeMount>`): under the pod's volume dir, which no container
+/// reaches, so the runtime resolving this path again cannot be redirected. [`teardown`]
+/// unmounts them with the rest.
+const SUBPATHS: &str = ".subpaths";
+
+/// Binds the file or directory `resolved` refers to on `target` (created as a file or a
+/// directory to match; an older bind there is detached first), from the descriptor.
+fn bind_sub_path(resolved: &File, target: &Path) -> io::Result<()> {
+    let is_dir = resolved.metadata()?.is_dir();
+    if let Some(parent) = target.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)?;
+    }
+    // A container restarted: its earlier bind is detached (the old container keeps its own
+    // copy of the mount in its namespace).
+    for _ in 0..8 {
+        if nix::mount::umount2(target, MntFlags::MNT_DETACH).is_err() {
+            break;
+        }
+    }
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() == is_dir && !m.file_type().is_symlink() => {}
+        Ok(m) if m.is_dir() => fs::remove_dir(target)?,
+        Ok(_) => fs::remove_file(target)?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    if is_dir {
+        match fs::DirBuilder::new().mode(0o700).create(target) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
+            _ => {}
+        }
+    } else {
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(target)?;
+    }
+    nix::mount::mount(
+        Some(&fd_path(resolved)),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(io::Error::from)
 }
 
 // ---- tmpfs and mounts ----
