@@ -259,6 +259,24 @@ pub(crate) fn cwd_inside_root() -> Result<bool, Errno> {
     }
 }
 
+/// `open_tree(OPEN_TREE_CLONE)`: a detached copy of the mount at `path` (with its submounts when
+/// `recursive`), to attach elsewhere with `move_mount`. The path is resolved here, once.
+pub(crate) fn open_tree_clone(path: &CStr, recursive: bool) -> Result<OwnedFd, Errno> {
+    let rec = if recursive {
+        libc::AT_RECURSIVE as libc::c_uint
+    } else {
+        0
+    };
+    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | rec;
+    // SAFETY: `path` is NUL-terminated and outlives the call; integer arguments otherwise.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: open_tree returned a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) })
+}
+
 /// `F_DUPFD_CLOEXEC` to a descriptor >= `min`, returning the raw number (child-side use).
 pub(crate) fn dup_cloexec_above(fd: RawFd, min: RawFd) -> Result<RawFd, Errno> {
     // SAFETY: fcntl with integer arguments.

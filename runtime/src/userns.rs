@@ -20,7 +20,7 @@
 #![allow(unsafe_code)]
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -297,19 +297,7 @@ pub fn idmapped_tree(
         errno,
     };
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| fail("path", Errno::EINVAL))?;
-    let rec = if recursive {
-        libc::AT_RECURSIVE as libc::c_uint
-    } else {
-        0
-    };
-    let flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | rec;
-    // SAFETY: `c` is NUL-terminated and outlives the call; integer arguments otherwise.
-    let ret = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, c.as_ptr(), flags) };
-    if ret < 0 {
-        return Err(fail("open_tree", Errno::last()));
-    }
-    // SAFETY: open_tree returned a new descriptor nobody else owns.
-    let tree = unsafe { OwnedFd::from_raw_fd(ret as RawFd) };
+    let tree = crate::sys::open_tree_clone(&c, recursive).map_err(|e| fail("open_tree", e))?;
     let at = if recursive { libc::AT_RECURSIVE } else { 0 };
     let ret =
         crate::sys::mount_setattr(tree.as_fd(), at, crate::sys::MOUNT_ATTR_IDMAP, Some(userns));

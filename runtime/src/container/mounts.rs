@@ -241,11 +241,7 @@ fn mount_one(root: &Root, m: &MountPlan) -> ChildResult {
             match tree {
                 Some(tree) => {
                     crate::userns::attach_tree(tree.as_fd(), target.as_fd()).step_with(|| {
-                        format!(
-                            "attach idmapped {} on /{}",
-                            source.display(),
-                            m.dest.display()
-                        )
+                        format!("attach {} on /{}", source.display(), m.dest.display())
                     })?
                 }
                 None => mount(Some(source), &fd_path(&target), NONE, flags, NONE)

@@ -23,8 +23,9 @@ pub(super) enum MountKind {
         source: PathBuf,
         recursive: bool,
         dir: bool,
-        /// With `uidMappings`/`gidMappings`: the source as a detached idmapped tree (made in the
-        /// caller, see [`crate::userns`]), attached with `move_mount` instead of a bind.
+        /// The source as a detached tree made in the caller, attached with `move_mount`
+        /// instead of a bind by path: idmapped with `uidMappings`/`gidMappings` (see
+        /// [`crate::userns`]), else a plain clone of a private bind ([`detached_bind`]).
         tree: Option<OwnedFd>,
     },
     /// A filesystem (`proc`, `tmpfs`, ...).
@@ -528,6 +529,17 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
         )));
     }
     let data = (!data.is_empty()).then(|| data.join(","));
+    let mut kind = kind;
+    if let MountKind::Bind {
+        source,
+        recursive,
+        tree,
+        ..
+    } = &mut kind
+        && propagation.iter().all(|p| p.contains(MsFlags::MS_PRIVATE))
+    {
+        *tree = detached_bind(source, *recursive);
+    }
     Ok(MountPlan {
         dest,
         kind,
@@ -536,6 +548,17 @@ fn mount_plan(m: &oci_spec::runtime::Mount, cgroups_path: &Path) -> Result<Mount
         propagation,
         recursive_readonly,
     })
+}
+
+/// A private bind's source, cloned here (in the caller, before any container process exists)
+/// as a detached tree the init attaches: the path is resolved once, so nothing written later
+/// where the source lies (a symlink swapped in by another container) changes what is mounted.
+/// A source that cannot be cloned (missing, or a kernel before 5.2) is bound by path in the
+/// child, which reports the failure as before. Mounts with shared or slave propagation keep
+/// the path bind: a detached copy joins no peer group on kernels before 6.15.
+fn detached_bind(source: &Path, recursive: bool) -> Option<OwnedFd> {
+    let c = std::ffi::CString::new(source.as_os_str().as_encoded_bytes()).ok()?;
+    crate::sys::open_tree_clone(&c, recursive).ok()
 }
 
 /// The container's init sets the container up as the user namespace's root, by host paths:
