@@ -279,6 +279,9 @@ pub fn spawn_pid_holder_in(dir: &Path, userns: Option<&Path>) -> Result<PidHolde
                 // Blocked before the holder exists, so no signal can reach the caller's
                 // handlers (inherited by the holder) in the window before it waits.
                 SigSet::all().thread_block().step("block signals")?;
+                // The holder never execs: it stays non-dumpable for its whole life, so the
+                // pod's processes cannot open its /proc files (its root is the host's).
+                sys::set_non_dumpable().step("PR_SET_DUMPABLE")?;
                 if let Some(fd) = &userns {
                     nix::sched::setns(fd, CloneFlags::CLONE_NEWUSER).step("setns user")?;
                     crate::userns::become_root()?;
