@@ -38,7 +38,7 @@ pub fn confined(init: &Process, requested: &Process) -> Process {
     p.set_env(requested.env().clone());
     p.set_cwd(requested.cwd().clone());
     p.set_terminal(requested.terminal());
-    p.set_console_size(requested.console_size().clone());
+    p.set_console_size(requested.console_size());
     p
 }
 
