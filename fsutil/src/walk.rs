@@ -68,6 +68,18 @@ impl WalkError {
     }
 }
 
+/// For callers whose errors carry an `io::Error`: the message is kept, the kind comes from
+/// the operating-system error when there is one.
+impl From<WalkError> for io::Error {
+    fn from(e: WalkError) -> io::Error {
+        let kind = match &e {
+            WalkError::Io { source, .. } => source.kind(),
+            WalkError::TooDeep { .. } | WalkError::Moved { .. } => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
 /// One entry met by [`walk`].
 #[derive(Debug)]
 pub struct Entry<'a> {
