@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod events;
 mod harness;
+mod host_files;
 mod images;
 mod install;
 mod kube;
