@@ -60,6 +60,16 @@ fn deep_tree(root: &Path, depth: usize) -> Result<()> {
     Ok(())
 }
 
+/// Removes a [`deep_tree`] on drop, before the test daemon's directory goes (a recursive
+/// removal of it would overflow the test's own stack when the daemon failed to).
+struct DeepTree(std::path::PathBuf);
+
+impl Drop for DeepTree {
+    fn drop(&mut self) {
+        let _ = corral_fsutil::remove_tree(&self.0.join("d"));
+    }
+}
+
 fn daemon_alive(pid: Option<u32>) -> bool {
     pid.is_some_and(|p| Path::new(&format!("/proc/{p}")).exists())
         && pid.is_some_and(|p| {
@@ -241,6 +251,7 @@ async fn a_deep_writable_layer_is_counted_and_removed_and_the_daemon_lives() -> 
     let ctr = e.start(&pod, "deep", "deep", &["sleep", "3600"]).await?;
     let upper = e.d.root().join("containers").join(&ctr).join("upper");
     deep_tree(&upper, 20_000)?;
+    let _tree = DeepTree(upper.clone());
     let stats =
         e.rt.container_stats(ContainerStatsRequest {
             container_id: ctr.clone(),
@@ -254,18 +265,21 @@ async fn a_deep_writable_layer_is_counted_and_removed_and_the_daemon_lives() -> 
         .as_ref()
         .and_then(|w| w.inodes_used.as_ref())
         .map_or(0, |v| v.value);
-    assert!(inodes >= 20_000, "writable layer inodes: {inodes}");
     e.rt.stop_container(StopContainerRequest {
         container_id: ctr.clone(),
         timeout: 0,
     })
     .await?;
-    e.rt.remove_container(RemoveContainerRequest {
-        container_id: ctr.clone(),
-    })
-    .await?;
+    let removed =
+        e.rt.remove_container(RemoveContainerRequest {
+            container_id: ctr.clone(),
+        })
+        .await;
+    assert!(daemon_alive(e.d.pid()), "corrald died removing the layer");
+    removed?;
     assert!(daemon_alive(e.d.pid()), "corrald died removing the layer");
     assert!(!upper.exists());
+    assert!(inodes >= 20_000, "writable layer inodes: {inodes}");
     e.d.restart().await?;
     e.rt = e.d.runtime().await?;
     e.remove_pod(&pod).await?;
@@ -305,6 +319,7 @@ spec:
         .join(&uid)
         .join("volumes/kubernetes.io~empty-dir/work");
     deep_tree(&vol, 20_000)?;
+    let _tree = DeepTree(vol.clone());
     // The ownership walk runs again when the daemon starts.
     k.pods.d.restart().await?;
     k.kube = corral_cri_api::corral::kube_service_client::KubeServiceClient::new(
