@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod cri;
 pub mod deadline;
+pub mod dirs;
 pub mod events;
 pub mod kubelet;
 pub mod lock;

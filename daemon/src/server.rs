@@ -50,6 +50,8 @@ pub enum DaemonError {
     Streaming(String),
     #[error("metrics endpoint: {0}")]
     Metrics(String),
+    #[error("setting the modes of the daemon's directories: {0}")]
+    Dirs(std::io::Error),
     #[error("pod manager: {0}")]
     Kubelet(#[from] crate::kubelet::KubeletError),
     #[error("gRPC server: {0}")]
@@ -72,6 +74,7 @@ impl Daemon {
     pub fn open(config: Config) -> Result<Daemon, DaemonError> {
         let root_lock = lock::lock_dir(&config.root)?;
         let state_lock = lock::lock_dir(&config.state)?;
+        crate::dirs::secure(&config.root, &config.state).map_err(DaemonError::Dirs)?;
         let mut icfg = ImageConfig::new(config.root.clone());
         icfg.hosts = HostsConfig {
             config_path: config.images.registry_config_path.clone(),

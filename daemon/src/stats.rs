@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 use std::os::fd::AsFd as _;
-use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -244,34 +243,41 @@ impl Stats {
 }
 
 /// Bytes (allocated blocks) and inodes under a writable layer's upper directory, without
-/// following symlinks or leaving its filesystem; `None` when it does not exist.
+/// following symlinks or leaving its filesystem; `None` when it does not exist or cannot be
+/// walked. The layer is the container's to shape (thousands of levels deep, renamed while we
+/// look): `corral_fsutil::walk` has no recursion and a bounded number of descriptors, and a
+/// tree it refuses is this container's missing number, not the daemon's crash.
 fn layer_usage(upper: &Path) -> Option<(u64, u64)> {
-    let root = std::fs::symlink_metadata(upper).ok()?;
-    let mut bytes = 0u64;
-    let mut inodes = 0u64;
-    let mut seen_links = std::collections::HashSet::new();
-    let mut stack = vec![upper.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let Ok(md) = entry.metadata() else { continue };
-            if md.dev() != root.dev() {
-                continue;
-            }
+    #[derive(Default)]
+    struct Usage {
+        bytes: u64,
+        inodes: u64,
+        seen_links: std::collections::HashSet<(u64, u64)>,
+    }
+    impl corral_fsutil::Visitor for Usage {
+        fn entry(&mut self, e: &corral_fsutil::Entry<'_>) -> std::io::Result<()> {
             // A hard-linked file counts once.
-            if md.nlink() > 1 && !md.is_dir() && !seen_links.insert(md.ino()) {
-                continue;
+            if e.stat.st_nlink > 1
+                && !e.is_dir()
+                && !self.seen_links.insert((e.stat.st_dev, e.stat.st_ino))
+            {
+                return Ok(());
             }
-            inodes += 1;
-            bytes += md.blocks() * 512;
-            if md.is_dir() {
-                stack.push(entry.path());
-            }
+            self.inodes += 1;
+            self.bytes += u64::try_from(e.stat.st_blocks).unwrap_or(0) * 512;
+            Ok(())
         }
     }
-    Some((bytes, inodes))
+    let mut usage = Usage::default();
+    match corral_fsutil::walk(upper, &mut usage) {
+        Ok(()) => Some((usage.bytes, usage.inodes)),
+        Err(e) => {
+            if e.raw_os_error() != Some(libc::ENOENT) {
+                tracing::warn!(error = %e, "writable layer usage");
+            }
+            None
+        }
+    }
 }
 
 /// One line of `/proc/net/dev`: the interface and its counters.

@@ -53,14 +53,10 @@ pub fn create_private_dir(path: &Path) -> Result<()> {
         .map_err(ImageError::io("create directory", path))
 }
 
-/// Removes a path of any kind; a missing path is not an error.
+/// Removes a path of any kind; a missing path is not an error. Snapshots hold what a layer
+/// shaped, so the removal never recurses and holds few descriptors (`corral_fsutil`).
 pub fn remove_any(path: &Path) -> std::io::Result<()> {
-    match fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
-        Ok(m) if m.is_dir() => fs::remove_dir_all(path),
-        Ok(_) => fs::remove_file(path),
-    }
+    corral_fsutil::remove_tree(path).map_err(std::io::Error::from)
 }
 
 /// A random name for temporary entries.

@@ -213,17 +213,49 @@ fn check_name(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically: temporary file, fsync, rename, fsync of the directory.
+/// Mode of the store's directories: Secrets and pod specs are root's alone.
+const DIR_MODE: u32 = 0o700;
+/// Mode of every object file.
+const FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` and its missing parents with [`DIR_MODE`].
+fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(dir)
+        .map_err(io(dir))
+}
+
+/// Sets `mode` on `path` unless it has it (a store written by an older version was 0755/0644).
+fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let md = fs::symlink_metadata(path).map_err(io(path))?;
+    if md.file_type().is_symlink() || md.mode() & 0o7777 == mode {
+        return Ok(());
+    }
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
+/// Writes `bytes` to `path` atomically: temporary file (mode 0600), fsync, rename, fsync of
+/// the directory (created 0700 when missing).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir).map_err(io(dir))?;
+    create_private_dir(dir)?;
     let file_name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("object");
     let tmp = dir.join(format!(".tmp-{file_name}-{:016x}", rand::random::<u64>()));
     let result = (|| {
-        let mut f = fs::File::create(&tmp).map_err(io(&tmp))?;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(FILE_MODE)
+            .open(&tmp)
+            .map_err(io(&tmp))?;
         f.write_all(bytes).map_err(io(&tmp))?;
         f.sync_all().map_err(io(&tmp))?;
         fs::rename(&tmp, path).map_err(io(path))?;
@@ -273,7 +305,8 @@ impl Store {
     /// removed. The `default` namespace is created when missing.
     pub fn open(dir: impl Into<PathBuf>, now: Timestamp) -> Result<Store, StoreError> {
         let dir = dir.into();
-        fs::create_dir_all(&dir).map_err(io(&dir))?;
+        create_private_dir(&dir)?;
+        restrict(&dir, DIR_MODE)?;
         let meta_path = dir.join("store.json");
         let mut resource_version = match fs::read(&meta_path) {
             Ok(b) => serde_json::from_slice::<StoreMeta>(&b)
@@ -290,12 +323,16 @@ impl Store {
         };
         for kind in Kind::ALL {
             let base = store.dir.join(kind.resource());
+            if base.is_dir() {
+                restrict(&base, DIR_MODE)?;
+            }
             let mut files = Vec::new();
             if kind == Kind::Namespace {
                 files.extend(list_dir(&base)?);
             } else {
                 for ns_dir in list_dir(&base)? {
                     if ns_dir.is_dir() {
+                        restrict(&ns_dir, DIR_MODE)?;
                         files.extend(list_dir(&ns_dir)?);
                     }
                 }
@@ -309,6 +346,7 @@ impl Store {
                 if !name.ends_with(".json") {
                     continue;
                 }
+                restrict(&f, FILE_MODE)?;
                 match load(&f, kind) {
                     Ok(o) => {
                         let rv = o

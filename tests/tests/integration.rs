@@ -10,6 +10,7 @@ mod confinement;
 mod daemon;
 mod events;
 mod harness;
+mod host_files;
 mod images;
 mod install;
 mod kube;

@@ -1251,7 +1251,7 @@ fn set_ownership(root: &Path, own: Ownership, read_only: bool) -> io::Result<()>
         }
     }
     apply_group(&dir, &meta, own.gid, read_only)?;
-    walk_ownership(&dir, own.gid, read_only)
+    walk_ownership(root, own.gid, read_only)
 }
 
 /// fsGroup on `root` itself only.
@@ -1261,23 +1261,27 @@ fn set_ownership_shallow(root: &Path, own: Ownership, read_only: bool) -> io::Re
     apply_group(&dir, &meta, own.gid, read_only)
 }
 
-fn walk_ownership(dir: &File, gid: u32, read_only: bool) -> io::Result<()> {
-    let base = fd_path(dir);
-    for entry in fs::read_dir(&base)? {
-        let name = entry?.file_name();
-        let child_path = base.join(&name);
-        let child = open_path(&child_path)?;
-        let meta = child.metadata()?;
-        if meta.file_type().is_symlink() {
-            std::os::unix::fs::lchown(&child_path, None, Some(gid))?;
-            continue;
-        }
-        apply_group(&child, &meta, gid, read_only)?;
-        if meta.is_dir() {
-            walk_ownership(&child, gid, read_only)?;
+/// fsGroup on everything below `root`. The tree is the pod's (an emptyDir can be thousands of
+/// levels deep): `corral_fsutil::walk` goes through it without recursion, with a bounded
+/// number of descriptors and without following symlinks; each entry is opened `O_PATH |
+/// O_NOFOLLOW` through its directory's descriptor and changed through that handle.
+fn walk_ownership(root: &Path, gid: u32, read_only: bool) -> io::Result<()> {
+    struct Group {
+        gid: u32,
+        read_only: bool,
+    }
+    impl corral_fsutil::Visitor for Group {
+        fn entry(&mut self, e: &corral_fsutil::Entry<'_>) -> io::Result<()> {
+            let path = e.proc_path();
+            let child = open_path(&path)?;
+            let meta = child.metadata()?;
+            if meta.file_type().is_symlink() {
+                return std::os::unix::fs::lchown(&path, None, Some(self.gid));
+            }
+            apply_group(&child, &meta, self.gid, self.read_only)
         }
     }
-    Ok(())
+    corral_fsutil::walk(root, &mut Group { gid, read_only }).map_err(io::Error::from)
 }
 
 fn apply_group(f: &File, meta: &fs::Metadata, gid: u32, read_only: bool) -> io::Result<()> {
@@ -1598,7 +1602,8 @@ pub fn teardown(dir: &Path) -> Result<(), VolumeError> {
             path,
         });
     }
-    fs::remove_dir_all(&canonical).map_err(teardown_err(&canonical))?;
+    // emptyDirs are container-shaped trees: removed without recursion (`corral_fsutil`).
+    corral_fsutil::remove_tree(&canonical).map_err(|e| teardown_err(&canonical)(e.into()))?;
     tracing::debug!(dir = %canonical.display(), "pod volumes removed");
     Ok(())
 }

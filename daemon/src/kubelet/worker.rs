@@ -46,6 +46,9 @@ const RESYNC: Duration = Duration::from_secs(2);
 /// Grace period when the pod names none (Kubernetes' default).
 const DEFAULT_GRACE: i64 = 30;
 
+/// Mode of the pod's directory and its `containers/<name>` directories (the kubelet's 0750).
+const POD_DIR_MODE: u32 = 0o750;
+
 /// What a sync asks for next.
 enum Next {
     /// Sync again after this long, or sooner when woken.
@@ -578,7 +581,12 @@ impl Worker {
             let dir = self.pod_dir.join("volumes");
             let kubelet = Arc::clone(&self.kubelet);
             let ctx = ctx.clone();
+            let pod_dir = self.pod_dir.clone();
             tokio::task::spawn_blocking(move || {
+                // 0750 as the kubelet makes it: no host user reaches the pod's volumes, logs or
+                // termination-log files (which are 0666 for the container's user).
+                crate::dirs::create(&pod_dir, POD_DIR_MODE)
+                    .map_err(|e| format!("{}: {e}", pod_dir.display()))?;
                 std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
                 let store = kubelet.store();
                 PodVolumes::prepare(&pod, &dir, &*store, &ctx).map_err(|e| e.to_string())
@@ -843,12 +851,16 @@ impl Worker {
         }
     }
 
-    /// The host file behind a container's `terminationMessagePath` (world-writable, as the
-    /// kubelet makes it, so any container user can write it).
+    /// The host file behind a container's `terminationMessagePath`: world-writable, as the
+    /// kubelet makes it, so any container user can write it through its bind mount, inside
+    /// 0750 directories (the pod's and the container's), so no host user can.
     fn termination_log(&self, name: &str, attempt: u32) -> Result<PathBuf, String> {
         use std::os::unix::fs::PermissionsExt;
-        let dir = self.pod_dir.join("containers").join(name);
-        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let containers = self.pod_dir.join("containers");
+        let dir = containers.join(name);
+        for d in [&self.pod_dir, &containers, &dir] {
+            crate::dirs::create(d, POD_DIR_MODE).map_err(|e| format!("{}: {e}", d.display()))?;
+        }
         let file = dir.join(format!("{attempt}-termination-log"));
         std::fs::write(&file, b"").map_err(|e| format!("{}: {e}", file.display()))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
@@ -1106,11 +1118,8 @@ impl Worker {
         let dir = self.pod_dir.clone();
         tokio::task::spawn_blocking(move || {
             volumes::teardown(&dir.join("volumes")).map_err(|e| e.to_string())?;
-            match std::fs::remove_dir_all(&dir) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(format!("{}: {e}", dir.display())),
-            }
+            // Iterative and descriptor-bounded: what is left here may be container-shaped.
+            corral_fsutil::remove_tree(&dir).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| e.to_string())??;

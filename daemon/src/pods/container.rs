@@ -161,21 +161,31 @@ impl Pods {
         let ns = dir.join("ns");
         let userns = spec::userns::container_userns(&sandbox.config, config)?;
         let (upper, work) = (records.join("upper"), records.join("work"));
-        match &userns {
+        let root_ids = userns.as_ref().map(|m| {
+            let root = |l: &[oci_spec::runtime::LinuxIdMapping]| {
+                corral_runtime::userns::IdMappings::host_of(l, 0).unwrap_or(0)
+            };
+            (root(&m.uids), root(&m.gids))
+        });
+        // Root's alone (see `dirs`): the writable layer and its records, and the bundle with
+        // the rootfs mount point. A user-namespaced container's init (the pod's root, a host
+        // UID) sets its rootfs up by path, so its bundle belongs to that UID instead.
+        crate::dirs::create(records, crate::dirs::PRIVATE).map_err(|e| PodError::io(records, e))?;
+        crate::dirs::create(bundle, crate::dirs::PRIVATE).map_err(|e| PodError::io(bundle, e))?;
+        if let Some((uid, gid)) = root_ids {
+            std::os::unix::fs::chown(bundle, Some(uid), Some(gid))
+                .map_err(|e| PodError::io(bundle, e))?;
+        }
+        match root_ids {
             None => rootfs::mount_overlay(lowerdirs, &upper, &work, &rootfs_dir)?,
-            Some(m) => {
-                let root = |l: &[oci_spec::runtime::LinuxIdMapping]| {
-                    corral_runtime::userns::IdMappings::host_of(l, 0).unwrap_or(0)
-                };
-                rootfs::mount_overlay_idmapped(
-                    lowerdirs,
-                    &upper,
-                    &work,
-                    &rootfs_dir,
-                    &ns.join("user"),
-                    (root(&m.uids), root(&m.gids)),
-                )?
-            }
+            Some(ids) => rootfs::mount_overlay_idmapped(
+                lowerdirs,
+                &upper,
+                &work,
+                &rootfs_dir,
+                &ns.join("user"),
+                ids,
+            )?,
         }
         let pod_ns = super::sandbox::pod_namespaces(&sandbox.config)?;
         let pin = |kind: &str| {
@@ -184,6 +194,11 @@ impl Pods {
         };
         let (net, ipc, uts, pid) = (pin("net"), pin("ipc"), pin("uts"), pin("pid"));
         let shm = dir.join("shm");
+        // The pod files' tmpfs; a pod made by an older daemon has them in its directory.
+        let files = match dir.join(rootfs::POD_FILES_DIR) {
+            f if f.is_dir() => f,
+            _ => dir.clone(),
+        };
         let cgroups_path = PathBuf::from(&meta.cgroups_path);
         let inputs = ContainerInputs {
             id: &meta.id,
@@ -197,9 +212,9 @@ impl Pods {
                 ipc: ipc.as_deref(),
                 uts: uts.as_deref(),
                 pid: pid.as_deref(),
-                hosts: &dir.join("hosts"),
-                resolv_conf: &dir.join("resolv.conf"),
-                hostname: &dir.join("hostname"),
+                hosts: &files.join("hosts"),
+                resolv_conf: &files.join("resolv.conf"),
+                hostname: &files.join("hostname"),
                 shm: (!pod_ns.host_ipc).then_some(shm.as_path()),
             },
             target_pid_ns: None,
@@ -213,7 +228,19 @@ impl Pods {
         let spec_path = bundle.join("config.json");
         let body =
             serde_json::to_vec_pretty(&spec).map_err(|e| PodError::Internal(e.to_string()))?;
-        std::fs::write(&spec_path, body).map_err(|e| PodError::io(&spec_path, e))?;
+        {
+            use std::io::Write;
+            use std::os::unix::fs::OpenOptionsExt;
+            // The spec carries the container's environment: root's alone.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&spec_path)
+                .and_then(|mut f| f.write_all(&body))
+                .map_err(|e| PodError::io(&spec_path, e))?;
+        }
         model::save(&records.join("meta.json"), meta)?;
         let request = Request::Create(CreateRequest {
             id: meta.id.clone(),

@@ -103,11 +103,45 @@ pub fn mount_shm(target: &Path) -> Result<()> {
     .map_err(|e| PodError::Internal(format!("mounting /dev/shm at {}: {e}", target.display())))
 }
 
-/// Removes a directory tree; absent is fine.
+/// Where a pod's `hosts`, `resolv.conf` and `hostname` live in its state directory: a tmpfs of
+/// its own (see [`mount_pod_files`]).
+pub const POD_FILES_DIR: &str = "files";
+
+/// Room left in the pod files' tmpfs beyond what is written there at first.
+const POD_FILES_SLACK: u64 = 64 * 1024;
+
+/// Mounts the tmpfs that holds the pod's `hosts`, `resolv.conf` and `hostname` at `target`.
+///
+/// Containers get these files read-write, as from containerd and CRI-O, and the state
+/// directory is on `/run` by default, a tmpfs shared with the host's services: a root
+/// container with no memory limit could fill it by writing to `/etc/resolv.conf`. A tmpfs per
+/// pod, `size=` what the files need (`needed`: the host's `/etc/hosts` and `/etc/resolv.conf`
+/// may be copied in) plus 64 KiB, 16 inodes, bounds what a pod can write there; a full one
+/// harms only that pod (its pages are charged to the writer's memory cgroup).
+pub fn mount_pod_files(target: &Path, needed: u64) -> Result<()> {
+    crate::dirs::create(target, crate::dirs::PRIVATE).map_err(|e| PodError::io(target, e))?;
+    let flags = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
+    let size = needed.saturating_add(POD_FILES_SLACK);
+    let data = format!("mode=0755,size={size},nr_inodes=16");
+    mount(
+        Some("corral-pod-files"),
+        target,
+        Some("tmpfs"),
+        flags,
+        Some(data.as_str()),
+    )
+    .map_err(|e| {
+        PodError::Internal(format!(
+            "mounting the pod files' tmpfs at {}: {e}",
+            target.display()
+        ))
+    })
+}
+
+/// Removes a directory tree; absent is fine. The tree may be a container's writable layer,
+/// shaped by the container (thousands of levels deep): `corral_fsutil` removes it without
+/// recursion and with a bounded number of descriptors, and a failure is this container's
+/// error, never the daemon's.
 pub fn remove_tree(dir: &Path) -> Result<()> {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(PodError::io(dir, e)),
-    }
+    corral_fsutil::remove_tree(dir).map_err(|e| PodError::io(dir, e.into()))
 }

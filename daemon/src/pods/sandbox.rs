@@ -23,9 +23,11 @@ pub(super) const NETWORK_FILE: &str = "network.json";
 /// How long a shim may take to shut down.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Unpins the pod's namespaces and unmounts its `/dev/shm` (whatever of them exists).
+/// Unpins the pod's namespaces and unmounts its `/dev/shm` and pod files (whatever of them
+/// exists).
 pub fn release_pod_namespaces(dir: &Path) -> Result<()> {
     corral_runtime::sandbox::unpin_namespaces(&dir.join("ns"))?;
+    rootfs::unmount(&dir.join(rootfs::POD_FILES_DIR))?;
     rootfs::unmount(&dir.join("shm"))
 }
 
@@ -275,7 +277,7 @@ impl Pods {
         meta: &SandboxMeta,
         network: Option<&NetworkList>,
     ) -> Result<Option<NetworkRecord>> {
-        std::fs::create_dir_all(dir).map_err(|e| PodError::io(dir, e))?;
+        crate::dirs::create(dir, crate::dirs::PRIVATE).map_err(|e| PodError::io(dir, e))?;
         if !ns.host_ipc {
             rootfs::mount_shm(&dir.join("shm"))?;
         }
@@ -298,7 +300,14 @@ impl Pods {
                 model::save(&records.join(NETWORK_FILE), rec)?;
             }
             let pod_ip = attachment.as_ref().and_then(|r| r.ips.first().copied());
-            spec::write_pod_files(config, dir, pod_ip)?;
+            // Never on the state directory's own filesystem (`/run`): a tmpfs of the pod's.
+            let files = dir.join(rootfs::POD_FILES_DIR);
+            let host_len = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
+            rootfs::mount_pod_files(
+                &files,
+                host_len("/etc/hosts") + host_len("/etc/resolv.conf"),
+            )?;
+            spec::write_pod_files(config, &files, pod_ip)?;
             model::save(&records.join("meta.json"), meta)?;
             model::save(
                 &records.join("status.json"),

@@ -6,10 +6,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::rc::Rc;
 
-use nix::NixPath;
-use nix::dir::Dir;
 use nix::errno::Errno;
-use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::fcntl::{AtFlags, OFlag, OpenHow, ResolveFlag, openat2};
 use nix::sys::stat::{FileStat, Mode, fchmod, fstat, fstatat, futimens, mkdirat};
 use nix::unistd::{Gid, Uid, UnlinkatFlags, fchown, unlinkat};
 use tracing::debug;
@@ -131,8 +129,7 @@ impl Unpacker<'_> {
         }
         self.cache = None;
         if is_dir(&st) {
-            self.remove_tree(parent, name)
-                .map_err(io_err(raw, "remove replaced directory"))?;
+            self.remove_tree(raw, parent, name)?;
         } else {
             self.forget_inode(&st);
             unlinkat(Some(parent), name, UnlinkatFlags::NoRemoveDir)
@@ -154,39 +151,24 @@ impl Unpacker<'_> {
         Ok(false)
     }
 
-    /// Removes the directory `parent/name` and its contents without following symlinks.
-    pub(super) fn remove_tree<P: ?Sized + NixPath>(
+    /// Removes the directory `parent/name` and its contents without following symlinks,
+    /// without recursion and with a bounded number of descriptors (`corral_fsutil`).
+    pub(super) fn remove_tree(
         &mut self,
+        raw: &[u8],
         parent: RawFd,
-        name: &P,
-    ) -> Result<(), Errno> {
-        let fd = openat(
-            Some(parent),
-            name,
-            OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
-            Mode::empty(),
-        )?;
-        let mut dir = Dir::from_fd(fd)?;
-        let mut names = Vec::new();
-        for item in dir.iter() {
-            let item = item?;
-            let n = item.file_name();
-            if n != c"." && n != c".." {
-                names.push(n.to_owned());
-            }
-        }
-        let dirfd = dir.as_raw_fd();
-        for n in &names {
-            let st = fstatat(Some(dirfd), n.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)?;
-            if is_dir(&st) {
-                self.remove_tree(dirfd, n.as_c_str())?;
-            } else {
-                self.forget_inode(&st);
-                unlinkat(Some(dirfd), n.as_c_str(), UnlinkatFlags::NoRemoveDir)?;
-            }
-        }
-        drop(dir);
-        unlinkat(Some(parent), name, UnlinkatFlags::RemoveDir)
+        name: &OsStr,
+    ) -> Result<(), UnpackError> {
+        let name = std::ffi::CString::new(name.as_bytes())
+            .map_err(|_| io_err(raw, "remove replaced directory")(Errno::EINVAL))?;
+        corral_fsutil::remove_tree_at(parent, &name, std::path::Path::new(&lossy(raw)), |st| {
+            self.forget_inode(st)
+        })
+        .map_err(|e| UnpackError::Io {
+            entry: lossy(raw),
+            op: "remove replaced directory",
+            source: e.into(),
+        })
     }
 
     pub(super) fn count_created(&mut self, st: FileStat) {

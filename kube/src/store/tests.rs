@@ -263,3 +263,37 @@ fn atomic_write_replaces_whole_file() {
     );
     assert_ne!(new_uid(), new_uid());
 }
+
+#[test]
+fn objects_are_root_only_and_an_old_open_store_is_closed_at_open() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = |p: &Path| fs::metadata(p).unwrap().mode() & 0o7777;
+    let dir = tempfile::tempdir().unwrap();
+    let store_dir = dir.path().join("store");
+    let mut s = Store::open(&store_dir, now()).unwrap();
+    s.create(
+        one("apiVersion: v1\nkind: Secret\nmetadata: {name: sec}\nstringData: {p: q}\n"),
+        now(),
+    )
+    .unwrap();
+    let secret = store_dir.join("secrets/default/sec.json");
+    assert_eq!(mode(&secret), 0o600);
+    assert_eq!(mode(&store_dir.join("secrets/default")), 0o700);
+    assert_eq!(mode(&store_dir.join("secrets")), 0o700);
+    assert_eq!(mode(&store_dir), 0o700);
+    drop(s);
+    // As an older version left it.
+    for (p, m) in [
+        (&store_dir, 0o755),
+        (&store_dir.join("secrets"), 0o755),
+        (&store_dir.join("secrets/default"), 0o755),
+        (&secret, 0o644),
+    ] {
+        fs::set_permissions(p, fs::Permissions::from_mode(m)).unwrap();
+    }
+    let _s = Store::open(&store_dir, now()).unwrap();
+    assert_eq!(mode(&secret), 0o600);
+    assert_eq!(mode(&store_dir.join("secrets/default")), 0o700);
+    assert_eq!(mode(&store_dir.join("secrets")), 0o700);
+    assert_eq!(mode(&store_dir), 0o700);
+}
