@@ -9,6 +9,7 @@ mod cli;
 mod daemon;
 mod events;
 mod harness;
+mod image_user;
 mod images;
 mod install;
 mod kube;
