@@ -26,4 +26,5 @@ mod security;
 mod security_context;
 mod stats;
 mod streaming;
+mod tar_headers;
 mod userns;
