@@ -14,6 +14,7 @@ mod images;
 mod install;
 mod kube;
 mod kube_cli;
+mod kube_validation;
 mod listing;
 mod logging;
 mod metrics;
