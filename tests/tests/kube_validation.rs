@@ -20,7 +20,7 @@ async fn setuid_modes_and_negative_ids_are_refused_at_apply() -> Result<()> {
             "spec.volumes[0].configMap.defaultMode: Invalid value: 2541: must be a number between 0 and 0777 (octal), both inclusive",
         ),
         (
-            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - {name: a, image: IMAGE}\n  volumes:\n  - name: v\n    downwardAPI: {items: [{path: n, mode: 3565, fieldRef: {fieldPath: metadata.name}}]}\n",
+            "apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n  - {name: a, image: IMAGE}\n  volumes:\n  - name: v\n    downwardAPI: {items: [{path: pname, mode: 3565, fieldRef: {fieldPath: metadata.name}}]}\n",
             "spec.volumes[0].downwardAPI.items[0].mode: Invalid value: 3565",
         ),
         (

@@ -38,7 +38,7 @@ fn header(name: &str, typeflag: u8, size: u64) -> [u8; 512] {
 /// A gzip layer: a PAX header of [`PAX_BYTES`] zeros, then a small file. Compressed while it is
 /// generated, never held uncompressed.
 fn pax_bomb() -> Result<LayerBlob> {
-    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    let mut gz = GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(&header("PaxHeaders/f", b'x', PAX_BYTES))?;
     let zeros = vec![0u8; 1 << 20];
     let mut left = PAX_BYTES;
