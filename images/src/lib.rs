@@ -17,6 +17,7 @@ pub mod registry;
 pub mod snapshot;
 pub mod store;
 pub mod unpack;
+pub mod user;
 
 pub use auth::{Credentials, CredentialsFile};
 pub use digest::Digest;

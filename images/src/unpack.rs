@@ -50,9 +50,11 @@
 //! * **Limits**: the uncompressed stream (including what follows the end-of-archive marker) is
 //!   capped at [`UnpackLimits::max_tar_bytes`]; the same cap bounds the total logical size of
 //!   the files written (only GNU sparse entries can exceed their bytes in the stream); entries
-//!   are capped at [`UnpackLimits::max_entries`]. The `tar` crate keeps a GNU long name or PAX
-//!   header in memory while parsing it, so one such record can use memory up to
-//!   `max_tar_bytes`; keep that limit in proportion to the daemon's memory.
+//!   are capped at [`UnpackLimits::max_entries`]. What the `tar` crate keeps in memory to find an
+//!   entry (its PAX extended header, GNU long name and link, GNU sparse map) is capped at
+//!   [`MAX_HEADER_BYTES`] while it reads it (`headers`), so an unpack's memory is bounded
+//!   whatever the layer says. Data an entry leaves unread (a skipped device node, say) is
+//!   drained before the next entry and counts towards the logical size cap.
 //!
 //! # Format
 //!
@@ -70,10 +72,11 @@
 //! declared one only produces a warning when it disagrees. xz and bzip2 are refused clearly.
 //!
 //! Layout: this file holds the API and the stream plumbing (decompression, hashing, limits);
-//! `layer` creates each entry, `tree` resolves, creates and clears paths inside the target,
+//! `layer` creates each entry, `headers` bounds the `tar` crate's header reads, `tree` resolves, creates and clears paths inside the target,
 //! `meta` reads entry paths and metadata and wraps the few syscalls nix 0.29 lacks (the only
 //! `unsafe` code).
 
+mod headers;
 mod layer;
 mod meta;
 #[cfg(test)]
@@ -88,6 +91,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tracing::{debug, warn};
 
+pub use headers::MAX_HEADER_BYTES;
 use layer::Unpacker;
 
 /// The compression of a layer blob.
@@ -216,6 +220,12 @@ pub enum UnpackError {
     #[error("layer is larger than the limit of {limit} uncompressed bytes")]
     TooLarge { limit: u64 },
 
+    #[error(
+        "a tar header (PAX extended header, GNU long name or link, or sparse map) is larger \
+         than the limit of {limit} bytes"
+    )]
+    HeaderTooLarge { limit: u64 },
+
     #[error("layer has more than the limit of {limit} entries")]
     TooManyEntries { limit: u64 },
 
@@ -302,15 +312,24 @@ pub fn unpack_layer<R: Read>(
         limit: limits.max_tar_bytes,
         exceeded: false,
     };
-    let mut archive = tar::Archive::new(tee);
+    let budget = headers::HeaderBudget::default();
+    let mut archive = tar::Archive::new(headers::Bounded {
+        inner: tee,
+        budget: budget.clone(),
+    });
     let mut unpacker = Unpacker::new(OwnedFd::from(root), limits);
-    let result = unpacker.run(&mut archive);
-    let mut tee = archive.into_inner();
+    let result = unpacker.run(&mut archive, &budget);
+    let mut tee = archive.into_inner().inner;
     let too_large = UnpackError::TooLarge {
         limit: limits.max_tar_bytes,
     };
     if tee.exceeded {
         return Err(too_large);
+    }
+    if budget.exceeded() {
+        return Err(UnpackError::HeaderTooLarge {
+            limit: MAX_HEADER_BYTES,
+        });
     }
     result?;
     // The diff ID covers the whole stream: the end-of-archive blocks and any padding after them.

@@ -64,15 +64,23 @@ pub fn to_cri(r: &ImageRecord) -> Image {
 }
 
 /// Splits an image config `User` (`name`, `uid`, `uid:gid`, `name:group`) into the uid when
-/// numeric, else the user name, the way kubelet reads it.
+/// numeric, else the user name, the way kubelet reads it, through the one parser of `User`
+/// (`corral_images::user`). A value that parser refuses (`-1`, `4294967296`, `00`) is reported
+/// whole as a user name, never as a uid: the kubelet then refuses it under `runAsNonRoot`
+/// ("non-numeric user"), and the spec builder refuses it at CreateContainer in any case.
 fn user_of(user: &str) -> (Option<i64>, String) {
-    let name = user.split(':').next().unwrap_or("");
-    if name.is_empty() {
-        return (None, String::new());
-    }
-    match name.parse::<i64>() {
-        Ok(uid) => (Some(uid), String::new()),
-        Err(_) => (None, name.to_owned()),
+    use corral_images::user::{Id, ImageUser, parse_user};
+    match parse_user(user) {
+        Ok(ImageUser {
+            user: Some(Id::Num(uid)),
+            ..
+        }) => (Some(i64::from(uid)), String::new()),
+        Ok(ImageUser {
+            user: Some(Id::Name(name)),
+            ..
+        }) => (None, name.to_owned()),
+        Ok(ImageUser { user: None, .. }) => (None, String::new()),
+        Err(_) => (None, user.to_owned()),
     }
 }
 
@@ -262,5 +270,16 @@ mod tests {
         assert_eq!(user_of("1000"), (Some(1000), String::new()));
         assert_eq!(user_of("1000:50"), (Some(1000), String::new()));
         assert_eq!(user_of("nobody:nogroup"), (None, "nobody".to_owned()));
+        // Never a uid (the old i64 parse made `4294967296` and `-1` non-root numbers).
+        for bad in [
+            "4294967296",
+            "-1",
+            "4294967296:4294967296",
+            "+0",
+            "00",
+            " 0",
+        ] {
+            assert_eq!(user_of(bad), (None, bad.to_owned()), "{bad:?}");
+        }
     }
 }

@@ -1195,7 +1195,8 @@ fn apparmor_from_annotation(v: &str) -> Option<AppArmorProfile> {
 }
 
 /// The kubelet's `verifyRunAsNonRoot`, with the image's user as `ImageStatus` gives it: its
-/// numeric `image_uid`, else its `image_user` name; neither means root.
+/// numeric `image_uid`, else its `image_user` name; neither means root. A name that the image
+/// `User` parser refuses (ImageStatus reports those whole) is refused naming the problem.
 pub fn verify_run_as_non_root(
     pod: &Pod,
     c: &Container,
@@ -1225,10 +1226,21 @@ pub fn verify_run_as_non_root(
         (Some(0), _) | (None, "") => Err(format!(
             "container has runAsNonRoot and image will run as root ({who})"
         )),
-        (None, name) => Err(format!(
-            "container has runAsNonRoot and image has non-numeric user ({name}), cannot verify \
-             user is non-root ({who})"
-        )),
+        (None, name) => match corral_images::user::parse_user(name) {
+            // ImageStatus reports a `User` its parser refuses whole, as a name.
+            Err(e) => Err(format!(
+                "container has runAsNonRoot and image has an invalid user: {e} ({who})"
+            )),
+            Ok(_) => Err(format!(
+                "container has runAsNonRoot and image has non-numeric user ({name}), cannot \
+                 verify user is non-root ({who})"
+            )),
+        },
+        (Some(uid), _) if u32::try_from(uid).map_or(true, |u| u > corral_images::user::MAX_ID) => {
+            Err(format!(
+                "container has runAsNonRoot and image has an invalid uid {uid} ({who})"
+            ))
+        }
         (Some(_), _) => Ok(()),
     }
 }

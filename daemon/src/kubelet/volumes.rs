@@ -17,8 +17,10 @@
 //!   atomic writer does: the data lives in a `..<timestamp>` directory, `..data` is a symlink to
 //!   it, and each visible top-level entry is a symlink into `..data`. An update writes a new
 //!   timestamped directory and swaps `..data` with a rename, so readers see either the old or
-//!   the new set of files, never a mix. `secret` and `projected` volumes live on a tmpfs (never
-//!   on disk), `configMap` and `downwardAPI` on disk. Item paths that are absolute or contain
+//!   the new set of files, never a mix. Each of these volumes is a tmpfs of its own mounted
+//!   `nosuid,nodev` (secrets never touch the disk, and the container's bind mount keeps those
+//!   flags, so a file can never be setuid or a device however its mode was written); modes
+//!   are masked to 0777 (validation refuses more). Item paths that are absolute or contain
 //!   `..` are refused. `projected` `serviceAccountToken`, `clusterTrustBundle` and
 //!   `podCertificate` sources are refused: there is no API server to issue them.
 //! - `fsGroup` (pod `securityContext.fsGroup`): as the kubelet's `SetVolumeOwnership`, the
@@ -276,9 +278,11 @@ impl Kind {
         )
     }
 
-    /// API data volumes kept on a tmpfs.
+    /// API data volumes kept on a tmpfs of their own (`nosuid,nodev`, which the container's
+    /// bind mount keeps): all of them, so no file the pod manager writes from a manifest is
+    /// setuid or a device anywhere, whatever its mode.
     fn in_memory(self) -> bool {
-        matches!(self, Kind::Secret | Kind::Projected)
+        self.is_api_data()
     }
 }
 
@@ -722,8 +726,10 @@ fn check_item_path(volume: &str, path: &str) -> Result<(), VolumeError> {
     }
 }
 
+/// A file mode from a manifest: permission bits only (the API server refuses anything above
+/// 0777; setuid, setgid and sticky bits are dropped should one get here).
 fn mode_bits(mode: Option<i32>, default: u32) -> u32 {
-    mode.map_or(default, |m| m as u32 & 0o7777)
+    mode.map_or(default, |m| m as u32 & 0o777)
 }
 
 fn uid_of(user: Option<i64>) -> Option<u32> {

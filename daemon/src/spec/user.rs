@@ -45,19 +45,15 @@ struct GroupEntry {
     members: Vec<String>,
 }
 
-/// A user or group as written: a number or a name.
-#[derive(Debug, Clone, Copy)]
-enum Id<'a> {
-    Num(u32),
-    Name(&'a str),
-}
+/// A user or group as written: a number or a name (the image `User` parser's).
+type Id<'a> = corral_images::user::Id<'a>;
 
-fn parse_id(s: &str) -> Id<'_> {
-    s.parse::<u32>().map_or(Id::Name(s), Id::Num)
-}
-
+/// A CRI id: 0 to 4294967294 (`u32::MAX` is `(uid_t)-1`, "no id").
 fn id_from_i64(field: &str, v: i64) -> Result<u32, SpecError> {
-    u32::try_from(v).map_err(|_| SpecError::invalid(format!("{field}: {v} is not a valid id")))
+    u32::try_from(v)
+        .ok()
+        .filter(|v| *v <= corral_images::user::MAX_ID)
+        .ok_or_else(|| SpecError::invalid(format!("{field}: {v} is not a valid id")))
 }
 
 /// Resolves the user: the security context's `run_as_user`/`run_as_username`/`run_as_group`
@@ -82,24 +78,21 @@ pub(super) fn resolve(
                         "security_context.run_as_group: set without run_as_user or run_as_username",
                     ));
                 }
-                let (u, g) = match image_user.split_once(':') {
-                    Some((u, g)) => (u, Some(g)),
-                    None => (image_user, None),
-                };
-                if u.is_empty() && g.is_some() {
-                    return Err(SpecError::invalid(format!(
-                        "image config User: {image_user:?} names a group but no user"
-                    )));
-                }
-                let u = if u.is_empty() {
-                    Id::Num(0)
-                } else {
-                    parse_id(u)
-                };
-                let g = g.filter(|g| !g.is_empty()).map(parse_id);
+                let parsed = corral_images::user::parse_user(image_user)
+                    .map_err(|e| SpecError::invalid(e.to_string()))?;
+                let u = parsed.user.unwrap_or(Id::Num(0));
+                let g = parsed.group;
                 (u, g, "image config User", "image config User")
             }
-            (name, None) => (Id::Name(name), None, "security_context.run_as_username", ""),
+            (name, None) => {
+                // The kubelet passes ImageStatus's user name on here: the same rule applies.
+                let id = corral_images::user::parse_id(name).map_err(|reason| {
+                    SpecError::invalid(format!(
+                        "security_context.run_as_username: {name:?} {reason}: not a valid user id"
+                    ))
+                })?;
+                (id, None, "security_context.run_as_username", "")
+            }
             ("", Some(uid)) => (
                 Id::Num(id_from_i64("security_context.run_as_user", uid)?),
                 None,

@@ -17,6 +17,7 @@ use nix::unistd::{fchownat, linkat, symlinkat};
 use tar::EntryType;
 use tracing::{debug, warn};
 
+use super::headers::HeaderBudget;
 use super::meta::{
     Meta, apply_meta, clean_path, invalid, io_err, is_dir, lossy, open_nofollow, own, owner,
     read_meta, resolve_error, set_xattr, set_xattr_nofollow, xattr_result,
@@ -63,15 +64,23 @@ impl<'l> Unpacker<'l> {
         }
     }
 
+    /// Creates every entry of `archive`. `budget` is armed while the `tar` crate looks for the
+    /// next entry (what it buffers there is bounded) and every entry is read to its end before
+    /// that, so the crate never skips entry data under the budget.
     pub(super) fn run<R: Read>(
         &mut self,
         archive: &mut tar::Archive<R>,
+        budget: &HeaderBudget,
     ) -> Result<(), UnpackError> {
-        let entries = archive
+        let mut entries = archive
             .entries()
             .map_err(|source| UnpackError::Stream { source })?;
         let mut count = 0u64;
-        for entry in entries {
+        loop {
+            budget.arm();
+            let next = entries.next();
+            budget.disarm();
+            let Some(entry) = next else { break };
             let mut entry = entry.map_err(|source| UnpackError::Stream { source })?;
             count += 1;
             if count > self.limits.max_entries {
@@ -80,6 +89,28 @@ impl<'l> Unpacker<'l> {
                 });
             }
             self.entry(&mut entry)?;
+            self.drain(&mut entry)?;
+        }
+        Ok(())
+    }
+
+    /// Reads what `entry` left unread (a skipped entry's data). Counted with the files'
+    /// logical bytes: a skipped GNU sparse entry expands to its logical size when read.
+    fn drain<R: Read>(&mut self, entry: &mut tar::Entry<'_, R>) -> Result<(), UnpackError> {
+        let left = self.limits.max_tar_bytes.saturating_sub(self.written);
+        let copied = io::copy(
+            &mut (&mut *entry).take(left.saturating_add(1)),
+            &mut io::sink(),
+        );
+        let n = copied.map_err(|source| UnpackError::EntryData {
+            entry: lossy(&entry.path_bytes()),
+            source,
+        })?;
+        self.written = self.written.saturating_add(n);
+        if self.written > self.limits.max_tar_bytes {
+            return Err(UnpackError::TooLarge {
+                limit: self.limits.max_tar_bytes,
+            });
         }
         Ok(())
     }

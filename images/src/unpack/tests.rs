@@ -680,3 +680,55 @@ fn unpack_rejects_paths_longer_than_path_max() {
     let err = unpack(&tar, &target).unwrap_err();
     assert!(matches!(err, UnpackError::PathTooLong { .. }), "{err}");
 }
+
+#[test]
+fn unpack_refuses_oversized_pax_and_long_name_headers() {
+    let big = vec![b'a'; (MAX_HEADER_BYTES + 1) as usize];
+    // A PAX header (one huge record), a GNU long name and a GNU long link, each past the cap.
+    let mut pax = Layer::new();
+    pax.pax(&[("comment", &big)]).file("f", 0o644, b"x");
+    let mut name = Layer::new();
+    name.add(
+        header(EntryType::GNULongName, 0o644, big.len() as u64),
+        "././@LongLink",
+        &big,
+    )
+    .file("f", 0o644, b"x");
+    let mut link = Layer::new();
+    link.add(
+        header(EntryType::GNULongLink, 0o644, big.len() as u64),
+        "././@LongLink",
+        &big,
+    )
+    .symlink("l", "t");
+    for (what, mut l) in [("pax", pax), ("long name", name), ("long link", link)] {
+        let (_base, target) = setup();
+        let e = unpack(&l.finish(), &target).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                UnpackError::HeaderTooLarge {
+                    limit: MAX_HEADER_BYTES
+                }
+            ),
+            "{what}: {e}"
+        );
+    }
+    // Below the cap, and skipped data (a global header, a device node with data) around it,
+    // is fine.
+    let (_base, target) = setup();
+    let mut l = Layer::new();
+    let ok = vec![b'a'; 512 << 10];
+    l.add(
+        header(EntryType::XGlobalHeader, 0o644, big.len() as u64),
+        "g",
+        &big,
+    );
+    let mut h = header(EntryType::Char, 0o666, big.len() as u64);
+    h.set_device_major(1).unwrap();
+    h.set_device_minor(3).unwrap();
+    l.add(h, "dev/null", &big);
+    l.pax(&[("comment", &ok)]).file("f", 0o644, b"x");
+    unpack(&l.finish(), &target).unwrap();
+    assert_eq!(fs::read(target.join("f")).unwrap(), b"x");
+}

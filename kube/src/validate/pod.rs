@@ -101,6 +101,7 @@ impl PodCheck<'_> {
     fn spec(&mut self) {
         let spec = self.spec;
         let volumes = self.volumes();
+        self.pod_security(spec.security_context.as_ref());
         if spec.containers.is_empty() {
             self.push(FieldError::required("spec.containers", ""));
         }
@@ -226,6 +227,7 @@ impl PodCheck<'_> {
                 }
             }
             self.volume_source(v, &path);
+            self.volume_files(v, &path);
         }
         names_seen
     }
@@ -373,6 +375,8 @@ impl PodCheck<'_> {
             ));
         }
         self.ports(c, path);
+        self.container_security(c, path);
+        self.container_files(c, path);
         self.env(c, path);
         self.resources(c, path);
         self.mounts(c, path, volumes);
@@ -423,6 +427,8 @@ pub fn subscript<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
 }
 
 mod container;
+mod files;
+mod security;
 
 #[cfg(test)]
 mod tests;

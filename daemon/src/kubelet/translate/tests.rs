@@ -662,6 +662,29 @@ fn run_as_non_root_messages() {
         check(&strict, None, "nginx"),
         Err("container has runAsNonRoot and image has non-numeric user (nginx), cannot verify user is non-root (pod: \"web_prod(u-1)\", container: app)".into())
     );
+    for bad in [
+        "4294967296",
+        "-1",
+        "4294967296:4294967296",
+        "+0",
+        "00",
+        " 0",
+    ] {
+        let e = check(&strict, None, bad).unwrap_err();
+        assert!(
+            e.starts_with(&format!(
+                "container has runAsNonRoot and image has an invalid user: image config User {bad:?}: "
+            )),
+            "{e}"
+        );
+    }
+    for bad in [-1, 4294967295, 4294967296] {
+        assert!(
+            check(&strict, Some(bad), "")
+                .unwrap_err()
+                .contains("invalid uid")
+        );
+    }
     let root = p(json!({"runAsNonRoot": true, "runAsUser": 0}));
     assert_eq!(
         check(&root, Some(1000), ""),

@@ -257,7 +257,7 @@ fn config_map_files_are_atomic_writer_symlinks() {
     assert!(ts.starts_with("..20") && ts.len() > 22, "{ts}");
     assert_eq!(mode(&root.join(ts).join("a.conf")), 0o644);
     assert_eq!(mode(&root.join(ts)), 0o755);
-    assert!(mounts_at(&root).is_empty(), "configMaps stay on disk");
+    assert_eq!(mounts_at(&root), vec!["tmpfs".to_string()]);
     // Unchanged contents are not rewritten.
     PodVolumes::prepare(&p, &f.dir, &objects(), &ctx()).unwrap();
     assert_eq!(fs::read_link(root.join("..data")).unwrap(), Path::new(ts));
@@ -283,6 +283,43 @@ fn config_map_items_modes_and_nested_paths() {
     );
     assert_eq!(mode(&fs::canonicalize(root.join("b")).unwrap()), 0o400);
     assert!(!root.join("a.conf").exists(), "unlisted keys are left out");
+}
+
+#[test]
+fn api_data_volumes_are_nosuid_nodev_and_drop_setuid_bits() {
+    let f = Fixture::new();
+    let p = pod(json!([
+        {"name": "cfg", "configMap": {"name": "cfg", "defaultMode": 0o4755,
+            "items": [{"key": "a.conf", "path": "a", "mode": 0o6755}, {"key": "b.conf", "path": "b"}]}},
+        {"name": "info", "downwardAPI": {"defaultMode": 0o2755, "items": [
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+        {"name": "s", "secret": {"secretName": "sec", "defaultMode": 0o4755}},
+        {"name": "all", "projected": {"defaultMode": 0o4755, "sources": [
+            {"configMap": {"name": "cfg"}}]}}
+    ]));
+    let v = PodVolumes::prepare(&p, &f.dir, &objects(), &ctx()).unwrap();
+    for (name, file) in [
+        ("cfg", "a"),
+        ("cfg", "b"),
+        ("info", "name"),
+        ("s", "password"),
+        ("all", "a.conf"),
+    ] {
+        let root = v.volume_path(name).unwrap();
+        let line = mount_options(root);
+        let opts = line.split(' ').nth(5).unwrap();
+        assert!(
+            opts.split(',').any(|o| o == "nosuid") && opts.split(',').any(|o| o == "nodev"),
+            "{name}: {line}"
+        );
+        assert_eq!(
+            mode(&fs::canonicalize(root.join(file)).unwrap()),
+            0o755,
+            "{name}/{file}"
+        );
+    }
+    drop(v);
+    teardown(&f.dir).unwrap();
 }
 
 #[test]

@@ -60,6 +60,37 @@ fn unknown_names_are_invalid() {
 }
 
 #[test]
+fn number_like_users_that_are_not_ids_are_refused_not_looked_up() {
+    let mut f = Fixture::new();
+    // A hostile image maps each of these names to root.
+    let names = ["4294967296", "-1", "+0", "00", " 0", "4294967295"];
+    let passwd: String = names
+        .iter()
+        .map(|n| format!("{n}:x:0:0::/:/bin/sh\n"))
+        .collect();
+    std::fs::write(f.rootfs().join("etc/passwd"), passwd).unwrap();
+    for user in names
+        .iter()
+        .copied()
+        .chain(["4294967296:4294967296", "1000:-1"])
+    {
+        with_user(&mut f, user);
+        let e = invalid(f.spec());
+        assert!(
+            e.starts_with(&format!("image config User {user:?}: ")) && e.contains("not a valid"),
+            "{user:?}: {e}"
+        );
+    }
+    // The same rule for a user name passed on by the kubelet, and for CRI ids.
+    let mut f = Fixture::new();
+    f.sc().run_as_username = "4294967296".into();
+    assert!(invalid(f.spec()).contains("run_as_username: \"4294967296\" is out of range"));
+    let mut f = Fixture::new();
+    f.sc().run_as_user = Some(Int64Value { value: 4294967295 });
+    assert!(invalid(f.spec()).contains("run_as_user: 4294967295 is not a valid id"));
+}
+
+#[test]
 fn security_context_overrides_the_image_user() {
     let mut f = Fixture::new();
     with_user(&mut f, "app");

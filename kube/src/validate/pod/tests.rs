@@ -193,3 +193,68 @@ fn subscripts() {
         None
     );
 }
+
+#[test]
+fn volume_file_modes_above_0777_are_refused() {
+    // Decimal in the YAML: 2541 is 04755 (the manifest reader does not take YAML 1.1 octal).
+    let e = errors(&with_spec(&format!(
+        "{ONE}  volumes:\n  - name: a\n    configMap: {{name: c, optional: true, defaultMode: 2541, items: [{{key: k, path: p, mode: 1517}}]}}\n  - name: b\n    secret: {{secretName: s, optional: true, defaultMode: -1, items: [{{key: k, path: p, mode: 511}}]}}\n  - name: c\n    downwardAPI: {{defaultMode: 1023, items: [{{path: p, mode: 2048, fieldRef: {{fieldPath: metadata.name}}}}]}}\n  - name: d\n    projected:\n      defaultMode: 420\n      sources:\n      - configMap: {{name: c, optional: true, items: [{{key: k, path: p, mode: 3565}}]}}\n      - secret: {{name: s, optional: true, items: [{{key: k, path: q, mode: 512}}]}}\n      - downwardAPI: {{items: [{{path: r, mode: 2468, fieldRef: {{fieldPath: metadata.name}}}}]}}\n"
+    )));
+    let msg = "must be a number between 0 and 0777 (octal), both inclusive";
+    let want: Vec<String> = [
+        "spec.volumes[0].configMap.defaultMode: Invalid value: 2541",
+        "spec.volumes[0].configMap.items[0].mode: Invalid value: 1517",
+        "spec.volumes[1].secret.defaultMode: Invalid value: -1",
+        "spec.volumes[2].downwardAPI.defaultMode: Invalid value: 1023",
+        "spec.volumes[2].downwardAPI.items[0].mode: Invalid value: 2048",
+        "spec.volumes[3].projected.sources[0].configMap.items[0].mode: Invalid value: 3565",
+        "spec.volumes[3].projected.sources[1].secret.items[0].mode: Invalid value: 512",
+        "spec.volumes[3].projected.sources[2].downwardAPI.items[0].mode: Invalid value: 2468",
+    ]
+    .iter()
+    .map(|s| format!("{s}: {msg}"))
+    .collect();
+    assert_eq!(e, want);
+}
+
+#[test]
+fn volume_item_paths_host_paths_and_termination_paths() {
+    let e = errors(&with_spec(
+        "  containers:\n  - name: web\n    image: nginx\n    terminationMessagePath: dev/log\n  - name: side\n    image: nginx\n    terminationMessagePath: /dev/../etc/x\n  volumes:\n  - name: a\n    configMap: {name: c, optional: true, items: [{key: '', path: /abs}, {key: k, path: 'x/../../y'}, {key: k, path: '..data'}, {key: k, path: ''}]}\n  - name: b\n    downwardAPI: {items: [{path: ok}, {path: ../up, fieldRef: {fieldPath: metadata.name}, resourceFieldRef: {resource: limits.cpu}}]}\n  - name: c\n    hostPath: {path: 'rel/../x'}\n  - name: d\n    projected: {sources: [{serviceAccountToken: {path: /token}}]}\n",
+    ));
+    let want = [
+        "spec.volumes[0].configMap.items[0].key: Required value",
+        r#"spec.volumes[0].configMap.items[0].path: Invalid value: "/abs": must be a relative path"#,
+        r#"spec.volumes[0].configMap.items[1].path: Invalid value: "x/../../y": must not contain '..'"#,
+        r#"spec.volumes[0].configMap.items[2].path: Invalid value: "..data": must not start with '..'"#,
+        "spec.volumes[0].configMap.items[3].path: Required value",
+        "spec.volumes[1].downwardAPI.items[0]: Required value: one of fieldRef and resourceFieldRef is required",
+        r#"spec.volumes[1].downwardAPI.items[1].path: Invalid value: "../up": must not contain '..'"#,
+        r#"spec.volumes[1].downwardAPI.items[1]: Invalid value: "resource": fieldRef and resourceFieldRef can not be specified simultaneously"#,
+        r#"spec.volumes[2].hostPath.path: Invalid value: "rel/../x": must not contain '..'"#,
+        r#"spec.volumes[2].hostPath.path: Invalid value: "rel/../x": must be an absolute path"#,
+        r#"spec.volumes[3].projected.sources[0].serviceAccountToken.path: Invalid value: "/token": must be a relative path"#,
+        r#"spec.containers[0].terminationMessagePath: Invalid value: "dev/log": must be an absolute path"#,
+        r#"spec.containers[1].terminationMessagePath: Invalid value: "/dev/../etc/x": must not contain '..'"#,
+    ];
+    assert_eq!(e, want);
+}
+
+#[test]
+fn security_context_ids_must_be_ids() {
+    let e = errors(&with_spec(
+        "  securityContext: {fsGroup: -5, runAsUser: -1, runAsGroup: 4294967295, supplementalGroups: [1, -2]}\n  containers:\n  - name: web\n    image: nginx\n    securityContext: {runAsUser: -3, runAsGroup: -4}\n  initContainers:\n  - name: init\n    image: nginx\n    securityContext: {runAsUser: 4294967296}\n",
+    ));
+    let want = [
+        "spec.securityContext.runAsUser: Invalid value: -1: must be greater than or equal to 0",
+        "spec.securityContext.runAsGroup: Invalid value: 4294967295: must be less than or equal to 4294967294",
+        "spec.securityContext.fsGroup: Invalid value: -5: must be greater than or equal to 0",
+        "spec.securityContext.supplementalGroups[1]: Invalid value: -2: must be greater than or equal to 0",
+        "spec.initContainers[0].securityContext.runAsUser: Invalid value: 4294967296: must be less than or equal to 4294967294",
+        "spec.containers[0].securityContext.runAsUser: Invalid value: -3: must be greater than or equal to 0",
+        "spec.containers[0].securityContext.runAsGroup: Invalid value: -4: must be greater than or equal to 0",
+    ];
+    assert_eq!(e, want);
+    let ok = "  securityContext: {fsGroup: 0, runAsUser: 0, runAsGroup: 4294967294, supplementalGroups: [0]}\n  containers:\n  - name: web\n    image: nginx\n    securityContext: {runAsUser: 1000}\n    terminationMessagePath: /dev/termination-log\n";
+    assert_eq!(errors(&with_spec(ok)), Vec::<String>::new());
+}
