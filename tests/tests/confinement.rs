@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail};
 use common::kube::kube_env;
-use common::pod::{PodEnv, env, parse_log};
+use common::pod::{PodEnv, env, parse_log, with_pod_ns};
 use corral_cri_api::v1::security_profile::ProfileType;
 use corral_cri_api::v1::{
     ContainerConfig, ExecSyncRequest, IdMapping, Int64Value, LinuxContainerConfig,
@@ -175,45 +175,35 @@ fn sc_profile(typ: ProfileType, localhost_ref: &str) -> Option<SecurityProfile> 
 }
 
 /// `config` with one PID namespace for the whole pod (its init is the shim's PID holder).
-fn pod_pid_namespace(mut config: PodSandboxConfig) -> PodSandboxConfig {
-    config.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                pid: NamespaceMode::Pod as i32,
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
+fn pod_pid_namespace(config: PodSandboxConfig) -> PodSandboxConfig {
+    let ns = NamespaceOption {
+        pid: NamespaceMode::Pod as i32,
         ..Default::default()
-    });
-    config
+    };
+    with_pod_ns(config, ns)
 }
 
-fn own_pid_namespace(mut config: PodSandboxConfig, userns: bool) -> PodSandboxConfig {
-    let ids = || {
-        vec![IdMapping {
-            host_id: 100000,
-            container_id: 0,
-            length: 65536,
-        }]
-    };
-    let options = NamespaceOption {
+/// The ID mapping of a user-namespaced pod: 0 → 100000, 65536 IDs.
+fn mapping() -> Vec<IdMapping> {
+    vec![IdMapping {
+        host_id: 100000,
+        container_id: 0,
+        length: 65536,
+    }]
+}
+
+/// PID namespace options for a pod whose containers each have their own (and with `userns`,
+/// the pod's user namespace).
+fn own_pid_namespace(userns: bool) -> NamespaceOption {
+    NamespaceOption {
         pid: NamespaceMode::Container as i32,
         userns_options: userns.then(|| UserNamespace {
             mode: NamespaceMode::Pod as i32,
-            uids: ids(),
-            gids: ids(),
+            uids: mapping(),
+            gids: mapping(),
         }),
         ..Default::default()
-    };
-    config.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(options),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    config
+    }
 }
 
 /// A streaming Exec without stdin: how it ended, and its stdout.
@@ -296,28 +286,12 @@ async fn exec_processes_are_confined_like_the_init() -> Result<()> {
     ];
     for (case, userns, sc) in cases {
         let pod_name = format!("conf-{case}");
-        let config = own_pid_namespace(e.pod_config(&pod_name), userns);
+        let config = with_pod_ns(e.pod_config(&pod_name), own_pid_namespace(userns));
         let pod = e.run_pod_with(config).await?;
         let mut ctr = e.ctr_config(case, &["sleep", "3600"]);
         let mut sc = sc;
         if userns {
-            sc.namespace_options = Some(NamespaceOption {
-                pid: NamespaceMode::Container as i32,
-                userns_options: Some(UserNamespace {
-                    mode: NamespaceMode::Pod as i32,
-                    uids: vec![IdMapping {
-                        host_id: 100000,
-                        container_id: 0,
-                        length: 65536,
-                    }],
-                    gids: vec![IdMapping {
-                        host_id: 100000,
-                        container_id: 0,
-                        length: 65536,
-                    }],
-                }),
-                ..Default::default()
-            });
+            sc.namespace_options = Some(own_pid_namespace(true));
         }
         ctr.linux = Some(LinuxContainerConfig {
             security_context: Some(sc),

@@ -10,11 +10,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use common::assert_status;
-use common::pod::{PodEnv, env};
+use common::pod::{PodEnv, env, with_pod_ns};
 use corral_cri_api::v1::{
     ContainerConfig, ExecSyncRequest, IdMapping, LinuxContainerConfig,
-    LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext,
-    ListContainersRequest, Mount, NamespaceMode, NamespaceOption, PodSandboxConfig,
+    LinuxContainerSecurityContext, ListContainersRequest, Mount, NamespaceMode, NamespaceOption,
     PodSandboxStatusRequest, RunPodSandboxRequest, StatusRequest, UserNamespace,
 };
 use tonic::Code;
@@ -53,17 +52,6 @@ fn pod_mapping() -> NamespaceOption {
     );
     o.pid = NamespaceMode::Pod as i32;
     o
-}
-
-fn with_pod_ns(mut config: PodSandboxConfig, ns: NamespaceOption) -> PodSandboxConfig {
-    config.linux = Some(LinuxPodSandboxConfig {
-        security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(ns),
-            ..Default::default()
-        }),
-        ..Default::default()
-    });
-    config
 }
 
 fn with_ctr_ns(mut config: ContainerConfig, ns: NamespaceOption) -> ContainerConfig {

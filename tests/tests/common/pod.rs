@@ -313,20 +313,28 @@ pub fn iptables_rules_for(subnet: &str) -> Vec<String> {
         .collect()
 }
 
-/// `config` with the host's network namespace (NamespaceMode NODE).
-pub fn host_network(mut config: PodSandboxConfig) -> PodSandboxConfig {
-    use corral_cri_api::v1::{
-        LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceMode, NamespaceOption,
-    };
+/// `config` with these namespace options.
+pub fn with_pod_ns(
+    mut config: PodSandboxConfig,
+    ns: corral_cri_api::v1::NamespaceOption,
+) -> PodSandboxConfig {
+    use corral_cri_api::v1::{LinuxPodSandboxConfig, LinuxSandboxSecurityContext};
     config.linux = Some(LinuxPodSandboxConfig {
         security_context: Some(LinuxSandboxSecurityContext {
-            namespace_options: Some(NamespaceOption {
-                network: NamespaceMode::Node as i32,
-                ..Default::default()
-            }),
+            namespace_options: Some(ns),
             ..Default::default()
         }),
         ..Default::default()
     });
     config
+}
+
+/// `config` with the host's network namespace (NamespaceMode NODE).
+pub fn host_network(config: PodSandboxConfig) -> PodSandboxConfig {
+    use corral_cri_api::v1::{NamespaceMode, NamespaceOption};
+    let ns = NamespaceOption {
+        network: NamespaceMode::Node as i32,
+        ..Default::default()
+    };
+    with_pod_ns(config, ns)
 }
