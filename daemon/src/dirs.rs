@@ -9,11 +9,10 @@
 //! - `<state>/containers`: that same pod root reaches `<id>/rootfs`; each `<id>` below is 0700,
 //!   owned by the pod's root for a user-namespaced container and by root otherwise.
 //!
-//! Modes are set at creation and set again (`chmod`) whatever the umask, and [`secure`] puts
+//! Modes are set at creation and set again (`chmod`) whatever the umask (`corral_fsutil::mode`), and [`secure`] puts
 //! them back at every start, so a tree made by an older daemon (0755) is closed on upgrade.
 
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
 use std::path::Path;
 
 /// Root's alone.
@@ -32,30 +31,8 @@ const ROOT_DIRS: &[&str] = &[
     "kubelet",
 ];
 
-/// Creates `path` (and missing parents, with the same mode) and sets exactly `mode` on it,
-/// whatever the umask; an existing directory gets `mode` too.
-pub fn create(path: &Path, mode: u32) -> io::Result<()> {
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(path)?;
-    chmod(path, mode)
-}
-
-/// Sets `mode` on the directory `path` (not following a symlink there).
-pub fn chmod(path: &Path, mode: u32) -> io::Result<()> {
-    let md = std::fs::symlink_metadata(path)?;
-    if !md.is_dir() {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("{} is not a directory", path.display()),
-        ));
-    }
-    if md.mode() & 0o7777 != mode {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
-    }
-    Ok(())
-}
+pub use corral_fsutil::mode::create_dir as create;
+use corral_fsutil::mode::restrict;
 
 /// At start-up: the modes above on `<root>`, `<state>` and their top-level directories, and
 /// 0700 on every container bundle directory an older daemon left open.
@@ -76,7 +53,7 @@ pub fn secure(root: &Path, state: &Path) -> io::Result<()> {
     create(&containers, SEARCHABLE).map_err(at(&containers))?;
     for entry in std::fs::read_dir(&containers).map_err(at(&containers))? {
         let path = entry.map_err(at(&containers))?.path();
-        if let Err(e) = chmod(&path, PRIVATE) {
+        if let Err(e) = restrict(&path, PRIVATE) {
             tracing::warn!(path = %path.display(), error = %e, "closing a container bundle directory");
         }
     }
@@ -86,6 +63,7 @@ pub fn secure(root: &Path, state: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
 
     fn mode(p: &Path) -> u32 {
         std::fs::metadata(p).expect("stat").mode() & 0o7777

@@ -43,14 +43,9 @@ fn parent(path: &Path) -> Result<PathBuf> {
         .ok_or_else(|| ImageError::Internal(format!("{} has no parent directory", path.display())))
 }
 
-/// Creates a directory and its parents with mode 0700 for the leaf.
+/// Creates a directory and its parents with mode 0700 (exactly, whatever the umask) for the leaf.
 pub fn create_private_dir(path: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(ImageError::io("create directory", path))
+    corral_fsutil::mode::create_dir(path, 0o700).map_err(ImageError::io("create directory", path))
 }
 
 /// Removes a path of any kind; a missing path is not an error. Snapshots hold what a layer

@@ -218,24 +218,14 @@ const DIR_MODE: u32 = 0o700;
 /// Mode of every object file.
 const FILE_MODE: u32 = 0o600;
 
-/// Creates `dir` and its missing parents with [`DIR_MODE`].
+/// Creates `dir` and its missing parents with [`DIR_MODE`] (exactly, whatever the umask).
 fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::DirBuilderExt;
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(dir)
-        .map_err(io(dir))
+    corral_fsutil::mode::create_dir(dir, DIR_MODE).map_err(io(dir))
 }
 
 /// Sets `mode` on `path` unless it has it (a store written by an older version was 0755/0644).
 fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let md = fs::symlink_metadata(path).map_err(io(path))?;
-    if md.file_type().is_symlink() || md.mode() & 0o7777 == mode {
-        return Ok(());
-    }
-    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io(path))
+    corral_fsutil::mode::restrict(path, mode).map_err(io(path))
 }
 
 /// Writes `bytes` to `path` atomically: temporary file (mode 0600), fsync, rename, fsync of
@@ -306,7 +296,6 @@ impl Store {
     pub fn open(dir: impl Into<PathBuf>, now: Timestamp) -> Result<Store, StoreError> {
         let dir = dir.into();
         create_private_dir(&dir)?;
-        restrict(&dir, DIR_MODE)?;
         let meta_path = dir.join("store.json");
         let mut resource_version = match fs::read(&meta_path) {
             Ok(b) => serde_json::from_slice::<StoreMeta>(&b)

@@ -2,13 +2,14 @@
 
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
 
 use crate::container::{ChildStdio, Stdio};
 use crate::process::ProcessPlan;
@@ -26,20 +27,51 @@ pub struct Spawned {
     pub terminal: Option<OwnedFd>,
 }
 
-/// The process an exec runs in a container whose init runs `init`: what to run (args, env,
-/// cwd, terminal) comes from `requested`, every confinement from `init` (user, groups, umask,
-/// capabilities, `no_new_privs`, rlimits, AppArmor profile, SELinux label, `oom_score_adj`),
-/// so an exec'd process is confined exactly like the init whatever the caller asked. The
-/// seccomp filter is the container's `linux.seccomp` ([`spawn_with_seccomp`]).
-pub fn confined(init: &Process, requested: &Process) -> Process {
-    let mut p = init.clone();
-    p.set_args(requested.args().clone());
-    p.set_command_line(requested.command_line().clone());
-    p.set_env(requested.env().clone());
-    p.set_cwd(requested.cwd().clone());
-    p.set_terminal(requested.terminal());
-    p.set_console_size(requested.console_size());
-    p
+/// A running container as an exec joins it: its init, its cgroup, and the confinement every
+/// process started in it gets (the init's `process` and the spec's `linux.seccomp`), so no
+/// caller can start a process in a container that is confined less than its init.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Host PID of the container's init.
+    pub init_pid: i32,
+    /// The container's cgroup (`linux.cgroupsPath`).
+    pub cgroups_path: PathBuf,
+    init: Process,
+    seccomp: Option<LinuxSeccomp>,
+}
+
+impl Target {
+    /// The container created from `spec` whose init has host PID `init_pid`.
+    pub fn of(spec: &Spec, init_pid: i32) -> Result<Target, Error> {
+        let linux = spec.linux().as_ref();
+        let cgroups_path = linux
+            .and_then(|l| l.cgroups_path().clone())
+            .ok_or_else(|| Error::InvalidSpec("linux.cgroupsPath missing".into()))?;
+        let init = spec
+            .process()
+            .clone()
+            .ok_or_else(|| Error::InvalidSpec("process missing".into()))?;
+        Ok(Target {
+            init_pid,
+            cgroups_path,
+            init,
+            seccomp: linux.and_then(|l| l.seccomp().clone()),
+        })
+    }
+
+    /// The process an exec runs: what to run (args, env, cwd, terminal) from `requested`,
+    /// every confinement from the init (user, groups, umask, capabilities, `no_new_privs`,
+    /// rlimits, AppArmor profile, SELinux label, `oom_score_adj`).
+    fn confined(&self, requested: &Process) -> Process {
+        let mut p = self.init.clone();
+        p.set_args(requested.args().clone());
+        p.set_command_line(requested.command_line().clone());
+        p.set_env(requested.env().clone());
+        p.set_cwd(requested.cwd().clone());
+        p.set_terminal(requested.terminal());
+        p.set_console_size(requested.console_size());
+        p
+    }
 }
 
 /// The namespaces of `pid` that differ from the caller's, in `setns` order.
@@ -67,29 +99,16 @@ fn differing_namespaces(pid: i32) -> Result<CloneFlags, Error> {
     Ok(flags)
 }
 
-/// Starts `process` inside the container whose init has host PID `init_pid`: joins every
-/// namespace of the init that differs from the caller's (user, mnt, pid, net, ipc, uts, cgroup),
-/// joins the cgroup at `cgroups_path`, then applies `process` (cwd, env, user, capabilities,
-/// no_new_privs, rlimits, terminal) and execs. Returns once `execve` succeeded.
-pub fn spawn(
-    init_pid: i32,
-    cgroups_path: &std::path::Path,
-    process: &Process,
-    stdio: Stdio,
-) -> Result<Spawned, Error> {
-    spawn_with_seccomp(init_pid, cgroups_path, process, None, stdio)
-}
-
-/// [`spawn`] with the container's `linux.seccomp` profile applied to the new process too (as
-/// runc does for `exec`).
-pub fn spawn_with_seccomp(
-    init_pid: i32,
-    cgroups_path: &std::path::Path,
-    process: &Process,
-    seccomp: Option<&LinuxSeccomp>,
-    stdio: Stdio,
-) -> Result<Spawned, Error> {
-    let plan = ProcessPlan::new(process)?.with_seccomp(seccomp)?;
+/// Starts `requested` inside `target`, confined exactly like the container's init (see
+/// [`Target`]; the seccomp filter too, as runc does for `exec`): joins every namespace of the
+/// init that differs from the caller's (user, mnt, pid, net, ipc, uts, cgroup), joins the
+/// cgroup, applies the process (cwd, env, user, capabilities, no_new_privs, rlimits, terminal)
+/// and execs. Returns once `execve` succeeded.
+pub fn spawn(target: &Target, requested: &Process, stdio: Stdio) -> Result<Spawned, Error> {
+    let init_pid = target.init_pid;
+    let cgroups_path = target.cgroups_path.as_path();
+    let plan =
+        ProcessPlan::new(&target.confined(requested))?.with_seccomp(target.seccomp.as_ref())?;
     let init_pidfd =
         sys::pidfd_open(Pid::from_raw(init_pid)).map_err(Error::sys("pidfd_open init"))?;
     let flags = differing_namespaces(init_pid)?;

@@ -10,7 +10,8 @@
 //! The contract used by `corral-shim`:
 //! - [`container::create`] builds the container process up to the point of `execve` and leaves it
 //!   waiting; [`container::Container::start`] releases it and returns once `execve` succeeded.
-//! - [`exec::spawn`] starts an extra process inside a running container (ExecSync, exec).
+//! - [`exec::spawn`] starts an extra process inside a running container (ExecSync, exec),
+//!   confined exactly like its init ([`exec::Target`]).
 //! - [`sandbox::pin_namespaces`] creates a pod's namespaces and pins them to files;
 //!   [`sandbox::spawn_pid_holder`] keeps a pod-wide PID namespace alive.
 //! - [`userns`] makes user namespaces with ID mappings and idmapped mount trees, and probes

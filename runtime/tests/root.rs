@@ -204,13 +204,13 @@ fn exec_into_running(t: &Test) -> R {
     let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
     let result = (|| {
         c.start().map_err(|e| e.to_string())?;
+        let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
         let process = serde_json::from_value(json!({
             "args": ["sh", "-c", "hostname; cat /proc/1/comm; echo $(( $$ > 1 ))"],
             "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
         .map_err(s)?;
         let (stdio, r) = t.stdio()?;
-        let spawned =
-            exec::spawn(c.pid(), &t.cgroup, &process, stdio).map_err(|e| e.to_string())?;
+        let spawned = exec::spawn(&target, &process, stdio).map_err(|e| e.to_string())?;
         let out = read_all(r)?;
         check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
         check_eq(&out, "exechost\nsleep\n1\n")?;
@@ -219,7 +219,7 @@ fn exec_into_running(t: &Test) -> R {
         )
         .map_err(s)?;
         let (stdio, _r) = t.stdio()?;
-        match exec::spawn(c.pid(), &t.cgroup, &bad, stdio) {
+        match exec::spawn(&target, &bad, stdio) {
             Err(Error::NotFound(name)) => check_eq(&name.as_str(), &"nope"),
             other => Err(format!(
                 "exec of a missing binary: {:?}",
@@ -352,12 +352,13 @@ fn exec_with_terminal(t: &Test) -> R {
     let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
     let result = (|| {
         c.start().map_err(|e| e.to_string())?;
+        let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
         let cmd = format!("test -t 1 && echo tty; {OWN_DEVPTS}");
         let process = serde_json::from_value(json!({
             "args": ["sh", "-c", cmd], "terminal": true,
             "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
         .map_err(s)?;
-        let mut spawned = exec::spawn(c.pid(), &t.cgroup, &process, container::Stdio::Terminal)
+        let mut spawned = exec::spawn(&target, &process, container::Stdio::Terminal)
             .map_err(|e| e.to_string())?;
         let controller = spawned.terminal.take().ok_or("no terminal from spawn")?;
         let out = read_terminal(&controller);

@@ -120,6 +120,7 @@ fn exec_joins_the_user_namespace(t: &Test) -> R {
     let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
     let result = (|| {
         c.start().map_err(|e| e.to_string())?;
+        let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
         let status = std::fs::read_to_string(format!("/proc/{}/status", c.pid())).map_err(s)?;
         let uid_line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
         check_eq(
@@ -131,8 +132,7 @@ fn exec_joins_the_user_namespace(t: &Test) -> R {
             "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
         .map_err(s)?;
         let (stdio, r) = t.stdio()?;
-        let spawned =
-            exec::spawn(c.pid(), &t.cgroup, &process, stdio).map_err(|e| e.to_string())?;
+        let spawned = exec::spawn(&target, &process, stdio).map_err(|e| e.to_string())?;
         let out = read_all(r)?;
         check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
         let ns = std::fs::read_link(format!("/proc/{}/ns/user", c.pid())).map_err(s)?;

@@ -1,10 +1,10 @@
 //! The pod's containers: create, start, signal, wait, exit, reopen the log, remove.
 
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use corral_runtime::container::{self, Container, Stdio};
+use corral_runtime::exec;
 use corral_shim::crilog::{LogFile, Stream};
 use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, Response};
 use corral_shim::records;
@@ -13,7 +13,7 @@ use nix::fcntl::OFlag;
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::{Pid, pipe2};
-use oci_spec::runtime::{LinuxSeccomp, Process, Spec};
+use oci_spec::runtime::Spec;
 
 use crate::log;
 use crate::output::{self, Chunk};
@@ -22,14 +22,10 @@ use crate::server::{Error, Shim, Source};
 /// One container of the pod.
 pub struct Ctr {
     pub id: String,
-    pub pid: i32,
+    /// The init's pid, cgroup and confinement, which every exec in the container gets.
+    pub target: exec::Target,
     process: Option<Container>,
     exit_token: Option<u64>,
-    pub cgroups_path: PathBuf,
-    /// The init's process and seccomp profile: every exec in the container is confined the
-    /// same way ([`corral_runtime::exec::confined`]).
-    pub init_process: Process,
-    pub seccomp: Option<LinuxSeccomp>,
     log: Option<LogFile>,
     /// The write end of the container's stdin (or the pty), kept for attach.
     pub stdin: Option<OwnedFd>,
@@ -46,10 +42,15 @@ pub struct Ctr {
 }
 
 impl Ctr {
+    /// Host PID of the container's init.
+    pub fn pid(&self) -> i32 {
+        self.target.init_pid
+    }
+
     pub fn info(&self) -> ContainerInfo {
         ContainerInfo {
             id: self.id.clone(),
-            pid: self.pid,
+            pid: self.pid(),
             started_at: self.started_at,
             exit: self.exit,
         }
@@ -57,7 +58,7 @@ impl Ctr {
 
     /// Whether `pid` is this container's init and it has not been reaped yet.
     pub fn is_live(&self, pid: i32) -> bool {
-        self.pid == pid && self.exit.is_none()
+        self.pid() == pid && self.exit.is_none()
     }
 
     pub fn running(&self) -> bool {
@@ -150,16 +151,8 @@ impl Shim {
         let config = req.bundle.join("config.json");
         let spec = Spec::load(&config)
             .map_err(|e| Error::Protocol(format!("{}: {e}", config.display())))?;
-        let cgroups_path = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.cgroups_path().clone())
-            .ok_or_else(|| Error::Protocol("the spec has no linux.cgroupsPath".into()))?;
-        let init_process = spec
-            .process()
-            .clone()
-            .ok_or_else(|| Error::Protocol("the spec has no process".into()))?;
-        let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().clone());
+        // Checked before anything is created; the pid is known once the init exists.
+        let mut target = exec::Target::of(&spec, 0)?;
         let log = match &req.log_path {
             Some(path) => Some(LogFile::open(path).map_err(|e| Error::io(path, e))?),
             None => None,
@@ -170,14 +163,12 @@ impl Shim {
             pipes.terminal(&req, pty)?;
         }
         let pid = process.pid();
+        target.init_pid = pid;
         let mut ctr = Ctr {
             id: req.id.clone(),
-            pid,
+            target,
             process: None,
             exit_token: None,
-            cgroups_path,
-            init_process,
-            seccomp,
             log,
             stdin: pipes.stdin,
             tty: req.tty,
@@ -225,7 +216,7 @@ impl Shim {
                 ctr.started_at = Some(started_at);
                 log!("started container {id}");
                 Response::Started {
-                    pid: ctr.pid,
+                    pid: ctr.pid(),
                     started_at,
                 }
             }
@@ -242,7 +233,7 @@ impl Shim {
         };
         // The init is our child and unreaped until `on_exit`, so its pid cannot be reused yet.
         if ctr.exit.is_none()
-            && let Err(e) = kill(Pid::from_raw(ctr.pid), sig)
+            && let Err(e) = kill(Pid::from_raw(ctr.pid()), sig)
             && e != nix::errno::Errno::ESRCH
         {
             return Response::error(ErrorKind::Internal, format!("kill: {e}"));
@@ -277,7 +268,7 @@ impl Shim {
             return Response::Ok;
         };
         if ctr.exit.is_none() {
-            let _ = kill(Pid::from_raw(ctr.pid), Signal::SIGKILL);
+            let _ = kill(Pid::from_raw(ctr.pid()), Signal::SIGKILL);
             // The init may be its PID namespace's init, waiting for its exec'd processes
             // (our children) to be reaped before it can exit.
             let exited = |s: &Shim| s.ctrs.get(id).is_none_or(|c| c.exit.is_some());
@@ -350,7 +341,7 @@ impl Shim {
         for (stream, data) in rest {
             write_output(ctr, stream, &data);
         }
-        let oom_killed = corral_runtime::cgroups::oom_kills(&ctr.cgroups_path)
+        let oom_killed = corral_runtime::cgroups::oom_kills(&ctr.target.cgroups_path)
             .map(|n| n > 0)
             .unwrap_or_else(|e| {
                 log!("container {id}: reading the OOM counter: {e}");

@@ -4,12 +4,13 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use corral_runtime::container::Stdio;
+use corral_runtime::exec::Target;
 use corral_shim::crilog::Stream;
 use corral_shim::proto::{ErrorKind, ExecRequest, MAX_EXEC_OUTPUT, Response};
 use nix::sys::signal::{Signal, kill};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use nix::unistd::Pid;
-use oci_spec::runtime::{LinuxSeccomp, Process};
+use oci_spec::runtime::Process;
 
 use crate::log;
 use crate::output::{self, Chunk};
@@ -40,35 +41,14 @@ impl ExecSession {
     }
 }
 
-/// Where and how an exec runs: the container's init, cgroup, and the process to run confined
-/// like the init.
-pub struct ExecTarget {
-    pub init: i32,
-    pub cgroups_path: std::path::PathBuf,
-    pub process: Process,
-    pub seccomp: Option<LinuxSeccomp>,
-}
-
-impl ExecTarget {
-    /// Starts the process in the container.
-    pub fn spawn(&self, stdio: Stdio) -> Result<corral_runtime::exec::Spawned, Error> {
-        Ok(corral_runtime::exec::spawn_with_seccomp(
-            self.init,
-            &self.cgroups_path,
-            &self.process,
-            self.seccomp.as_ref(),
-            stdio,
-        )?)
-    }
-}
-
 impl Shim {
-    /// Where and how to run `process` in running container `id`; the answer to give otherwise.
+    /// Running container `id` (its init, cgroup and confinement), and `process` decoded; the
+    /// answer to give otherwise.
     pub fn exec_target(
         &self,
         id: &str,
         process: serde_json::Value,
-    ) -> Result<ExecTarget, Response> {
+    ) -> Result<(Target, Process), Response> {
         let Some(ctr) = self.ctrs.get(id) else {
             let msg = format!("container {id} not found in the shim");
             return Err(Response::error(ErrorKind::NotFound, msg));
@@ -80,26 +60,27 @@ impl Shim {
         let process: Process = serde_json::from_value(process).map_err(|e| {
             Response::error(ErrorKind::InvalidArgument, format!("exec process: {e}"))
         })?;
-        Ok(ExecTarget {
-            init: ctr.pid,
-            cgroups_path: ctr.cgroups_path.clone(),
-            process: corral_runtime::exec::confined(&ctr.init_process, &process),
-            seccomp: ctr.seccomp.clone(),
-        })
+        Ok((ctr.target.clone(), process))
     }
 
     pub fn exec(&mut self, conn: u64, req: ExecRequest) -> Option<Response> {
-        let target = match self.exec_target(&req.id, req.process) {
+        let (target, process) = match self.exec_target(&req.id, req.process) {
             Ok(t) => t,
             Err(answer) => return Some(answer),
         };
-        match self.spawn_exec(conn, &target, req.timeout_ms) {
+        match self.spawn_exec(conn, &target, &process, req.timeout_ms) {
             Ok(()) => None,
             Err(e) => Some(Response::error(ErrorKind::Internal, format!("exec: {e}"))),
         }
     }
 
-    fn spawn_exec(&mut self, conn: u64, target: &ExecTarget, timeout_ms: u64) -> Result<(), Error> {
+    fn spawn_exec(
+        &mut self,
+        conn: u64,
+        target: &Target,
+        process: &Process,
+        timeout_ms: u64,
+    ) -> Result<(), Error> {
         let output::OutputPipes {
             stdout: out_w,
             stderr: err_w,
@@ -110,7 +91,7 @@ impl Shim {
             stdout: out_w,
             stderr: err_w,
         };
-        let spawned = target.spawn(stdio)?;
+        let spawned = corral_runtime::exec::spawn(target, process, stdio)?;
         let exec = self.next_exec_id();
         let exit_token = self
             .reg

@@ -126,12 +126,12 @@ fn exit_of(status: nix::Result<WaitStatus>) -> ExitRecord {
 
 impl Shim {
     pub fn exec_stream(&mut self, conn: u64, req: ExecStreamRequest) -> Option<Response> {
-        let target = match self.exec_target(&req.id, req.process.clone()) {
+        let (target, process) = match self.exec_target(&req.id, req.process.clone()) {
             Ok(t) => t,
             Err(answer) => return Some(answer),
         };
         let spawned = exec_stdio(&req).and_then(|(stdio, mut passed)| {
-            let mut spawned = target.spawn(stdio)?;
+            let mut spawned = corral_runtime::exec::spawn(&target, &process, stdio)?;
             if let Some(pty) = spawned.terminal.take() {
                 passed.push((StreamFd::Pty, pty));
             }
@@ -252,7 +252,7 @@ impl Shim {
         }
         ctr.sinks.extend(sinks);
         ctr.attached.push(conn);
-        let pid = ctr.pid;
+        let pid = ctr.pid();
         let (roles, fds): (Vec<StreamFd>, Vec<OwnedFd>) = passed.into_iter().unzip();
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
         self.respond_keep(conn, &Response::Streams { pid, fds: roles }, &borrowed);

@@ -1377,20 +1377,15 @@ fn resolve_sub_path(root: &Path, sub: &str) -> Result<File, String> {
         .map_err(|e| e.to_string())?;
     for part in &parts[existing..] {
         let name = Path::new(part.as_os_str());
-        match nix::sys::stat::mkdirat(
+        let created = match nix::sys::stat::mkdirat(
             Some(dir.as_raw_fd()),
             name,
             nix::sys::stat::Mode::from_bits_truncate(mode),
         ) {
-            Ok(()) => {
-                let made = open_beneath(&dir, name, OFlag::O_DIRECTORY, no_symlinks())
-                    .map_err(|e| format!("{sub}: {e}"))?;
-                fs::set_permissions(fd_path(&made), fs::Permissions::from_mode(mode))
-                    .map_err(|e| format!("{sub}: {e}"))?;
-            }
-            Err(Errno::EEXIST) => {}
+            Ok(()) => true,
+            Err(Errno::EEXIST) => false,
             Err(e) => return Err(format!("{sub}: {e}")),
-        }
+        };
         dir = match open_beneath(&dir, name, OFlag::O_DIRECTORY, no_symlinks()) {
             Ok(f) => f,
             Err(Errno::ENOTDIR) => {
@@ -1399,6 +1394,11 @@ fn resolve_sub_path(root: &Path, sub: &str) -> Result<File, String> {
             Err(Errno::ELOOP | Errno::EXDEV) => return Err(escapes()),
             Err(e) => return Err(format!("{sub}: {e}")),
         };
+        if created {
+            // The exact mode, whatever the umask took away.
+            fs::set_permissions(fd_path(&dir), fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("{sub}: {e}"))?;
+        }
     }
     Ok(dir)
 }

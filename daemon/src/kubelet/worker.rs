@@ -856,11 +856,9 @@ impl Worker {
     /// 0750 directories (the pod's and the container's), so no host user can.
     fn termination_log(&self, name: &str, attempt: u32) -> Result<PathBuf, String> {
         use std::os::unix::fs::PermissionsExt;
-        let containers = self.pod_dir.join("containers");
-        let dir = containers.join(name);
-        for d in [&self.pod_dir, &containers, &dir] {
-            crate::dirs::create(d, POD_DIR_MODE).map_err(|e| format!("{}: {e}", d.display()))?;
-        }
+        // The pod's directory is made 0750 with its volumes; the missing ones here get it too.
+        let dir = self.pod_dir.join("containers").join(name);
+        crate::dirs::create(&dir, POD_DIR_MODE).map_err(|e| format!("{}: {e}", dir.display()))?;
         let file = dir.join(format!("{attempt}-termination-log"));
         std::fs::write(&file, b"").map_err(|e| format!("{}: {e}", file.display()))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))
