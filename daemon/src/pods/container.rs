@@ -365,8 +365,11 @@ impl Pods {
         });
     }
 
-    /// Records an exit (once: later calls keep the first record).
+    /// Records an exit (once: later calls keep the first record) and publishes its STOPPED
+    /// event. A second caller (the stop and the follower both see the exit) returns only once the
+    /// first one has published, so no later event can overtake it.
     pub(super) fn record_exit(&self, ctr: &Container, record: &ExitRecord) -> Result<()> {
+        let _exit = lock(&ctr.exit);
         if ctr.status().finished_at != 0 {
             return Ok(());
         }
@@ -423,7 +426,11 @@ impl Pods {
         ctr: &Container,
         timeout: i64,
     ) -> Result<()> {
-        let status = ctr.status();
+        let status = {
+            // An exit being recorded right now is published before this stop reports done.
+            let _exit = lock(&ctr.exit);
+            ctr.status()
+        };
         if status.is_over() {
             return Ok(());
         }

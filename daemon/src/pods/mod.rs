@@ -113,6 +113,9 @@ pub struct Container {
     pub status: Mutex<ContainerStatus>,
     /// Serialises lifecycle operations on this container.
     pub op: tokio::sync::Mutex<()>,
+    /// Held while an exit is recorded and its event published, so whoever sees the exit
+    /// recorded (a stop, a remove) acts only after the STOPPED event went out.
+    pub exit: Mutex<()>,
     /// `<state>/containers/<id>`: `config.json` and the `rootfs` mount point.
     pub bundle: PathBuf,
     /// The process user from the bundle's spec, read once (ContainerStatus reports it).
@@ -248,6 +251,7 @@ impl Pods {
             config,
             status: Mutex::new(status),
             op: tokio::sync::Mutex::new(()),
+            exit: Mutex::new(()),
             user: std::sync::OnceLock::new(),
             bundle: self.ctr_bundle(&meta.id),
             meta,

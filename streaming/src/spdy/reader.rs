@@ -47,7 +47,12 @@ async fn read_frames<R: AsyncRead + Unpin>(shared: &Arc<Shared>, mut io: R) -> R
     loop {
         while let Some(frame) = decoder.decode(&mut buf)? {
             trace!(frame = frame.name(), stream_id = ?frame.stream_id(), "SPDY frame in");
-            shared.write_space().await;
+            // Only frames we may answer wait for the write queue to drain. DATA must not: the
+            // queue may be full of what a stream's task writes back once it has read its input to
+            // the end, so waiting here would stop the very reads that let it get there.
+            if matches!(frame, Frame::Ping(_) | Frame::SynStream(_)) {
+                shared.write_space().await;
+            }
             dispatch(shared, frame).await;
         }
         buf.reserve(16 << 10);
