@@ -44,7 +44,8 @@ pub async fn attach(cri: &Cri, args: AttachArgs) -> anyhow::Result<ExitCode> {
         interactive: args.interactive,
         tty: args.tty,
     };
-    session::run(&response.url, args.transport, streams)
+    let code = session::run(&response.url, args.transport, streams)
         .await
-        .with_context(|| format!("attached to container {:?}", args.id))
+        .with_context(|| format!("attached to container {:?}", args.id))?;
+    Ok(ExitCode::from(crate::exec::exit_status(code)))
 }

@@ -58,7 +58,7 @@ pub fn exit_status(code: i32) -> u8 {
 }
 
 pub async fn exec(cri: &Cri, mut args: ExecArgs) -> anyhow::Result<ExitCode> {
-    args.id = crate::kube::pod_target::container_id(
+    let target = crate::kube::pod_target::container_id(
         cri,
         &args.id,
         args.namespace.as_deref(),
@@ -66,11 +66,17 @@ pub async fn exec(cri: &Cri, mut args: ExecArgs) -> anyhow::Result<ExitCode> {
         false,
     )
     .await?;
-    exec_in(cri, args).await
+    args.id = target.id;
+    let code = exec_in(cri, args).await?;
+    if target.via_pod && code != 0 {
+        // What kubectl says before it exits with the command's status.
+        eprintln!("command terminated with exit code {code}");
+    }
+    Ok(ExitCode::from(exit_status(code)))
 }
 
-/// Runs the command in the container `args.id` names (a CRI id).
-pub async fn exec_in(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
+/// Runs the command in the container `args.id` names (a CRI id); returns its exit code.
+pub async fn exec_in(cri: &Cri, args: ExecArgs) -> anyhow::Result<i32> {
     if args.timeout < 0 {
         bail!("--timeout must not be negative");
     }
@@ -102,7 +108,7 @@ pub async fn exec_in(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("running {:?} in container {:?}", args.cmd, args.id))
 }
 
-async fn exec_sync(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
+async fn exec_sync(cri: &Cri, args: ExecArgs) -> anyhow::Result<i32> {
     let mut client = cri.runtime().await?;
     let request = v1::ExecSyncRequest {
         container_id: args.id.clone(),
@@ -119,7 +125,7 @@ async fn exec_sync(cri: &Cri, args: ExecArgs) -> anyhow::Result<ExitCode> {
     let mut stderr = std::io::stderr();
     stderr.write_all(&response.stderr)?;
     stderr.flush()?;
-    Ok(ExitCode::from(exit_status(response.exit_code)))
+    Ok(response.exit_code)
 }
 
 #[cfg(test)]

@@ -176,10 +176,20 @@ pub fn parse_lines(data: &[u8], joiner: &mut Joiner) -> anyhow::Result<Vec<Line>
     Ok(lines)
 }
 
+/// Where a container's stderr records go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Streams {
+    /// To our stderr (crictl).
+    Apart,
+    /// To our stdout with the stdout records, in log order (kubectl).
+    Merged,
+}
+
 /// Where lines go and how they are shown.
 pub struct Printer<O: Write, E: Write> {
     pub stdout: O,
     pub stderr: E,
+    pub streams: Streams,
     pub timestamps: bool,
     pub since: Option<i64>,
 }
@@ -190,9 +200,9 @@ impl<O: Write, E: Write> Printer<O, E> {
             if self.since.is_some_and(|since| line.time < since) {
                 continue;
             }
-            let out: &mut dyn Write = match line.stream {
-                Stream::Stdout => &mut self.stdout,
-                Stream::Stderr => &mut self.stderr,
+            let out: &mut dyn Write = match (line.stream, self.streams) {
+                (Stream::Stderr, Streams::Apart) => &mut self.stderr,
+                _ => &mut self.stdout,
             };
             if self.timestamps {
                 write!(out, "{} ", go_rfc3339_nano(&line.time_text))?;
@@ -344,7 +354,7 @@ fn is_running(status: &v1::ContainerStatusResponse) -> bool {
 }
 
 pub async fn logs(cri: &Cri, args: LogsArgs) -> anyhow::Result<()> {
-    let id = crate::kube::pod_target::container_id(
+    let target = crate::kube::pod_target::container_id(
         cri,
         &args.id,
         args.namespace.as_deref(),
@@ -352,11 +362,22 @@ pub async fn logs(cri: &Cri, args: LogsArgs) -> anyhow::Result<()> {
         args.previous,
     )
     .await?;
-    container_logs(cri, &id, &args).await
+    // kubectl writes both streams, in log order, to its stdout; crictl keeps them apart.
+    let streams = if target.via_pod {
+        Streams::Merged
+    } else {
+        Streams::Apart
+    };
+    container_logs(cri, &target.id, &args, streams).await
 }
 
 /// The logs of one container by its CRI id.
-pub async fn container_logs(cri: &Cri, id: &str, args: &LogsArgs) -> anyhow::Result<()> {
+pub async fn container_logs(
+    cri: &Cri,
+    id: &str,
+    args: &LogsArgs,
+    streams: Streams,
+) -> anyhow::Result<()> {
     let since = args.since.as_deref().map(since_nanos).transpose()?;
     let mut client = cri.runtime().await?;
     let status = container_status(cri, &mut client, id, false).await?;
@@ -375,6 +396,7 @@ pub async fn container_logs(cri: &Cri, id: &str, args: &LogsArgs) -> anyhow::Res
     let mut printer = Printer {
         stdout: io::stdout(),
         stderr: io::stderr(),
+        streams,
         timestamps: args.timestamps,
         since,
     };

@@ -20,9 +20,19 @@ fn lines(data: &str) -> Vec<Line> {
 }
 
 fn render(lines: &[Line], timestamps: bool, since: Option<i64>) -> (String, String) {
+    render_as(lines, Streams::Apart, timestamps, since)
+}
+
+fn render_as(
+    lines: &[Line],
+    streams: Streams,
+    timestamps: bool,
+    since: Option<i64>,
+) -> (String, String) {
     let mut printer = Printer {
         stdout: Vec::new(),
         stderr: Vec::new(),
+        streams,
         timestamps,
         since,
     };
@@ -54,6 +64,16 @@ fn partials_join_per_stream_and_streams_split() {
     let (out, err) = render(&lines(LOG), false, None);
     assert_eq!(out, "first line\npartial done\n\nlast line\n");
     assert_eq!(err, "oops\nerr-err-end\n");
+}
+
+#[test]
+fn merged_streams_go_to_stdout_in_log_order() {
+    let (out, err) = render_as(&lines(LOG), Streams::Merged, false, None);
+    assert_eq!(
+        out,
+        "first line\noops\npartial done\nerr-err-end\n\nlast line\n"
+    );
+    assert_eq!(err, "");
 }
 
 #[test]

@@ -2,14 +2,11 @@
 //! flag, wiring the local stdio (and terminal) to the session, and mapping how it ended to an
 //! exit status.
 
-use std::process::ExitCode;
-
 use anyhow::{Context as _, anyhow, bail};
 use clap::ValueEnum;
 use corral_streaming::client::{self, ClientError, CommandIo, Outcome, Transport};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::exec::exit_status;
 use crate::terminal::{self, RawMode};
 
 /// `--transport`: the protocol of the streaming session.
@@ -37,7 +34,7 @@ pub struct Streams {
 }
 
 /// Runs the remote command behind `url` with the local stdio and returns its exit status.
-pub async fn run(url: &str, transport: TransportArg, streams: Streams) -> anyhow::Result<ExitCode> {
+pub async fn run(url: &str, transport: TransportArg, streams: Streams) -> anyhow::Result<i32> {
     // Raw mode and window sizes only make sense with a TTY and a terminal to drive it.
     let terminal = streams.tty && terminal::stdin_is_terminal();
     // A TTY session has a resize stream (a SPDY server waits for it); without a terminal
@@ -78,11 +75,11 @@ pub async fn run(url: &str, transport: TransportArg, streams: Streams) -> anyhow
     exit_code(outcome.context("streaming session")?)
 }
 
-/// The exit status of a finished session: the command's exit code, or an error for a failure
-/// the server reported without one.
-pub fn exit_code(outcome: Outcome) -> anyhow::Result<ExitCode> {
+/// The command's exit code from a finished session, or an error for a failure the server
+/// reported without one.
+pub fn exit_code(outcome: Outcome) -> anyhow::Result<i32> {
     match outcome {
-        Outcome::Exited(code) => Ok(ExitCode::from(exit_status(code))),
+        Outcome::Exited(code) => Ok(code),
         Outcome::Failed(message) => bail!("{message}"),
     }
 }
@@ -105,19 +102,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outcomes_map_to_exit_statuses() {
-        assert_eq!(
-            exit_code(Outcome::Exited(0)).expect("ok"),
-            ExitCode::SUCCESS
-        );
-        assert_eq!(
-            exit_code(Outcome::Exited(7)).expect("ok"),
-            ExitCode::from(7)
-        );
-        assert_eq!(
-            exit_code(Outcome::Exited(300)).expect("ok"),
-            ExitCode::from(255)
-        );
+    fn outcomes_give_the_exit_code_or_the_failure() {
+        assert_eq!(exit_code(Outcome::Exited(0)).expect("ok"), 0);
+        assert_eq!(exit_code(Outcome::Exited(7)).expect("ok"), 7);
+        assert_eq!(exit_code(Outcome::Exited(300)).expect("ok"), 300);
         let err = exit_code(Outcome::Failed("container not running".into())).expect_err("fails");
         assert_eq!(err.to_string(), "container not running");
     }

@@ -6,6 +6,7 @@ mod common;
 
 mod checkpoint;
 mod cli;
+mod clients;
 mod confinement;
 mod daemon;
 mod events;

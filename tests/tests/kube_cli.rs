@@ -76,7 +76,7 @@ spec:
   - name: b
     image: IMAGE
     imagePullPolicy: IfNotPresent
-    command: ["sh", "-c", "echo from-b > /tmp/mark; echo from-b; while true; do sleep 1; done"]
+    command: ["sh", "-c", "echo from-b > /tmp/mark; echo from-b; sleep 0.1; echo b-err >&2; while true; do sleep 1; done"]
 "#;
 
 #[tokio::test]
@@ -130,9 +130,27 @@ async fn kubectl_style_verbs_on_a_two_container_pod() -> Result<()> {
     let o = ctl(&k, &["get", "pods", "-l", "app=pair,tier", "--show-labels"])?;
     assert!(out(&o).contains("app=pair,tier=front"), "{}", out(&o));
 
-    // logs and exec by container name.
-    let o = ctl(&k, &["logs", "pair", "-c", "b"])?;
-    assert_eq!(out(&o), "from-b\n", "{}", err(&o));
+    // logs and exec by container name. Like kubectl, a pod's logs are both streams on stdout,
+    // in log order; a container id (crictl's form) keeps stderr on stderr.
+    let both = until(&k, &["logs", "pair", "-c", "b"], "b-err").await?;
+    assert_eq!(both, "from-b\nb-err\n");
+    let b_id = k
+        .pod("pair")
+        .await?
+        .status
+        .and_then(|s| s.container_statuses)
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.name == "b")
+        .and_then(|c| c.container_id)
+        .unwrap_or_default();
+    let b_id = b_id.trim_start_matches("corral://");
+    assert!(!b_id.is_empty(), "container b has an id");
+    let o = ctl(&k, &["logs", b_id])?;
+    assert_eq!(
+        (out(&o).as_str(), err(&o).as_str()),
+        ("from-b\n", "b-err\n")
+    );
     let o = ctl(&k, &["logs", "pair"])?;
     assert_eq!(out(&o), "from-a\n");
     assert!(
@@ -143,7 +161,19 @@ async fn kubectl_style_verbs_on_a_two_container_pod() -> Result<()> {
     let o = ctl(&k, &["exec", "pair", "-c", "b", "--", "cat", "/tmp/mark"])?;
     assert_eq!(out(&o), "from-b\n", "{}", err(&o));
     let o = ctl(&k, &["exec", "pair", "-c", "a", "--", "cat", "/tmp/mark"])?;
-    assert!(!o.status.success(), "the mark is only in b");
+    assert_eq!(o.status.code(), Some(1), "the mark is only in b");
+    assert!(
+        err(&o).ends_with("command terminated with exit code 1\n"),
+        "kubectl's last words: {}",
+        err(&o)
+    );
+    let o = ctl(&k, &["exec", b_id, "--", "sh", "-c", "exit 3"])?;
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        !err(&o).contains("command terminated"),
+        "kubectl's words only for pods: {}",
+        err(&o)
+    );
 
     // describe shows the containers and the pod's events.
     let o = ctl(&k, &["describe", "pod", "pair"])?;

@@ -11,7 +11,7 @@ use corral_cri_api::v1::ContainerStatusRequest;
 use corral_tests::daemon::{DaemonOptions, TestDaemon};
 
 /// The metrics URL the daemon logged (it binds port 0).
-async fn metrics_url(d: &TestDaemon) -> Result<String> {
+pub(crate) async fn metrics_url(d: &TestDaemon) -> Result<String> {
     let until = Instant::now() + Duration::from_secs(10);
     loop {
         if let Some(url) = d

@@ -231,19 +231,31 @@ async fn known_sandbox(cri: &Cri, prefix: &str) -> anyhow::Result<bool> {
     Ok(pods.iter().any(|p| p.id.starts_with(prefix)))
 }
 
-/// The container id `logs`/`exec` work on: the argument, or the pod's container.
+/// The container `logs`/`exec` work on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerTarget {
+    /// Its CRI id: the argument, or the pod's container.
+    pub id: String,
+    /// Named through a pod (kubectl's form), so the command behaves as kubectl's does.
+    pub via_pod: bool,
+}
+
+/// The container `logs`/`exec` work on: the argument, or the pod's container.
 pub async fn container_id(
     cri: &Cri,
     arg: &str,
     namespace: Option<&str>,
     container: Option<&str>,
     previous: bool,
-) -> anyhow::Result<String> {
+) -> anyhow::Result<ContainerTarget> {
     let flags = namespace.is_some() || container.is_some() || previous;
     let target = route(arg, flags, async |a: &str| known_container(cri, a).await).await?;
     let ns = super::namespace_or_default(namespace);
     match pod_of(cri, &target, &ns).await? {
-        None => Ok(arg_of(&target)),
+        None => Ok(ContainerTarget {
+            id: arg_of(&target),
+            via_pod: false,
+        }),
         Some((name, pod)) => {
             let picked = pick(&pod, container, previous)?;
             if let Some(msg) = &picked.defaulted {
@@ -255,7 +267,10 @@ pub async fn container_id(
                     picked.name, picked.id
                 )
             });
-            Ok(picked.id)
+            Ok(ContainerTarget {
+                id: picked.id,
+                via_pod: true,
+            })
         }
     }
 }
