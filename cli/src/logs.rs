@@ -5,7 +5,8 @@
 //! next records of the same stream until an `F` record ends the line. `--tail` counts joined
 //! lines; `--since` compares a line's first record time; `--follow` polls the file, reopens it
 //! when it is rotated (new inode, or shorter than what was read) and stops once the container
-//! no longer runs.
+//! no longer runs. Files the log was rotated to (`<log>.<YYYYMMDD-HHMMSS>[.gz]`, the kubelet's
+//! names) are read first, oldest first, so the whole log is shown.
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -322,7 +323,59 @@ fn since_nanos(since: &str) -> anyhow::Result<i64> {
         .with_context(|| format!("invalid --since {since:?}: expected a duration or RFC 3339 time"))
 }
 
-/// Reads what the file holds now and prints it with `--tail` and `--since` applied.
+/// The files a log rotator (the kubelet's, the pod manager's) renamed `log` to, oldest first:
+/// `<log>.<YYYYMMDD-HHMMSS>`, gzip-compressed with `.gz` after it.
+pub fn rotated_files(log: &Path) -> io::Result<Vec<PathBuf>> {
+    let (Some(dir), Some(name)) = (log.parent(), log.file_name()) else {
+        return Ok(Vec::new());
+    };
+    let prefix = format!("{}.", name.to_string_lossy());
+    let is_stamp = |s: &str| {
+        s.len() == 15
+            && s.char_indices()
+                .all(|(i, c)| if i == 8 { c == '-' } else { c.is_ascii_digit() })
+    };
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let file_name = entry.file_name().to_string_lossy().into_owned();
+        let Some(rest) = file_name.strip_prefix(&prefix) else {
+            continue;
+        };
+        let stamp = rest.strip_suffix(".gz").unwrap_or(rest);
+        if is_stamp(stamp) {
+            found.push((stamp.to_owned(), entry.path()));
+        }
+    }
+    found.sort();
+    Ok(found.into_iter().map(|(_, path)| path).collect())
+}
+
+/// Everything the rotated files of `log` hold, oldest first, in whole records.
+fn rotated_data(log: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut data = Vec::new();
+    for file in rotated_files(log).unwrap_or_default() {
+        let mut raw = Vec::new();
+        let read = match File::open(&file) {
+            Ok(f) if file.to_string_lossy().ends_with(".gz") => {
+                flate2::read::GzDecoder::new(f).read_to_end(&mut raw)
+            }
+            Ok(mut f) => f.read_to_end(&mut raw),
+            // Removed by the rotator meanwhile: its records are gone.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => Err(e),
+        };
+        read.with_context(|| format!("reading rotated log file {}", file.display()))?;
+        if !raw.is_empty() && !raw.ends_with(b"\n") {
+            raw.push(b'\n');
+        }
+        data.extend(raw);
+    }
+    Ok(data)
+}
+
+/// Reads what the rotated files and the file hold now and prints it with `--tail` and `--since`
+/// applied.
 fn print_existing<O: Write, E: Write>(
     log: &mut LogFile,
     joiner: &mut Joiner,
@@ -330,8 +383,9 @@ fn print_existing<O: Write, E: Write>(
     tail: i64,
     finish: bool,
 ) -> anyhow::Result<()> {
+    let mut lines = parse_lines(&rotated_data(&log.path)?, joiner)?;
     let data = log.read_lines()?;
-    let mut lines = parse_lines(&data, joiner)?;
+    lines.extend(parse_lines(&data, joiner)?);
     if finish {
         lines.extend(finish_lines(log, joiner)?);
     }

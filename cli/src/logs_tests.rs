@@ -196,3 +196,52 @@ fn timestamps_print_like_go() {
         "2024-05-01T10:00:02Z"
     );
 }
+
+#[test]
+fn rotated_files_are_read_first_oldest_first_gzipped_or_not() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let log = dir.path().join("0.log");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(b"2024-05-01T10:00:00Z stdout F one\n")
+        .expect("gzip");
+    std::fs::write(
+        dir.path().join("0.log.20240501-100001.gz"),
+        gz.finish().expect("gzip"),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("0.log.20240501-100002"),
+        "2024-05-01T10:00:01Z stderr F two\n",
+    )
+    .expect("write");
+    // Not rotated files of this log.
+    std::fs::write(dir.path().join("0.log.old"), "garbage\n").expect("write");
+    std::fs::write(dir.path().join("1.log.20240501-100000"), "garbage\n").expect("write");
+    std::fs::write(&log, "2024-05-01T10:00:02Z stdout F three\n").expect("write");
+
+    let mut file = LogFile::open(&log).expect("open");
+    let mut printer = Printer {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        streams: Streams::Merged,
+        timestamps: false,
+        since: None,
+    };
+    print_existing(&mut file, &mut Joiner::default(), &mut printer, -1, true).expect("print");
+    assert_eq!(
+        String::from_utf8(printer.stdout).expect("utf8"),
+        "one\ntwo\nthree\n"
+    );
+    let mut file = LogFile::open(&log).expect("open");
+    let mut printer = Printer {
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        streams: Streams::Apart,
+        timestamps: false,
+        since: None,
+    };
+    print_existing(&mut file, &mut Joiner::default(), &mut printer, 2, true).expect("print");
+    assert_eq!(String::from_utf8(printer.stdout).expect("utf8"), "three\n");
+    assert_eq!(String::from_utf8(printer.stderr).expect("utf8"), "two\n");
+}

@@ -28,7 +28,7 @@ pub struct Config {
     pub kubelet: KubeletSection,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(default, deny_unknown_fields)]
 pub struct KubeletSection {
     /// The node's name for pods run from manifests (`corralctl apply`); the host name when
@@ -41,6 +41,59 @@ pub struct KubeletSection {
     /// family, like the kubelet's `--node-ip`; the default route's interface addresses when
     /// empty.
     pub node_ips: Vec<std::net::IpAddr>,
+    /// A container log this large is rotated (a Kubernetes quantity: `10Mi`), as the kubelet's
+    /// `containerLogMaxSize`.
+    pub container_log_max_size: String,
+    /// Log files kept per container, the current one included (kubelet's
+    /// `containerLogMaxFiles`; at least 2).
+    pub container_log_max_files: usize,
+    /// How often log sizes are checked, in seconds (kubelet's `containerLogMonitorInterval`).
+    pub container_log_monitor_interval_secs: u64,
+}
+
+impl Default for KubeletSection {
+    fn default() -> Self {
+        KubeletSection {
+            node_name: None,
+            node_labels: Default::default(),
+            node_ips: Vec::new(),
+            container_log_max_size: "10Mi".into(),
+            container_log_max_files: 5,
+            container_log_monitor_interval_secs: 10,
+        }
+    }
+}
+
+impl KubeletSection {
+    /// The log rotation policy these settings describe.
+    pub fn log_policy(&self) -> Result<crate::kubelet::logs::LogPolicy, ConfigError> {
+        let bad =
+            |why: String| ConfigError::Invalid(format!("kubelet.container_log_max_size: {why}"));
+        let size = corral_kube::quantity::Quantity::parse(&self.container_log_max_size)
+            .map_err(|e| bad(e.to_string()))?
+            .value();
+        let max_size = u64::try_from(size).ok().filter(|&n| n > 0).ok_or_else(|| {
+            bad(format!(
+                "{:?} is not a positive size",
+                self.container_log_max_size
+            ))
+        })?;
+        if self.container_log_max_files < 2 {
+            return Err(ConfigError::Invalid(
+                "kubelet.container_log_max_files must be at least 2".into(),
+            ));
+        }
+        if self.container_log_monitor_interval_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "kubelet.container_log_monitor_interval_secs must be at least 1".into(),
+            ));
+        }
+        Ok(crate::kubelet::logs::LogPolicy {
+            max_size,
+            max_files: self.container_log_max_files,
+            interval: std::time::Duration::from_secs(self.container_log_monitor_interval_secs),
+        })
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -363,6 +416,7 @@ impl Config {
             corral_cni::config::check_subnet(cidr)
                 .map_err(|e| ConfigError::Invalid(format!("network.pod_cidrs: {e}")))?;
         }
+        self.kubelet.log_policy()?;
         let ips = &self.kubelet.node_ips;
         if let Some(ip) = ips
             .iter()

@@ -17,7 +17,7 @@ use crate::config::Config;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
 use crate::events::EventBus;
-use crate::kubelet::{Cri, KubeApi, Kubelet, KubeletConfig};
+use crate::kubelet::{Cri, KubeApi, Kubelet, KubeletConfig, KubeletError};
 use crate::lock::{self, DirLock, LockError};
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::network::Network;
@@ -214,6 +214,9 @@ impl Daemon {
                 node_name,
                 node_labels,
                 node_ips: crate::kubelet::node::host_ips(&k.node_ips),
+                logs: k
+                    .log_policy()
+                    .map_err(|e| KubeletError::BadRequest(e.to_string()))?,
             },
             Cri::new(runtime, images),
         )?;

@@ -17,6 +17,7 @@ mod images;
 mod install;
 mod kube;
 mod kube_cli;
+mod kube_logs;
 mod kube_validation;
 mod listing;
 mod logging;

@@ -120,6 +120,38 @@ impl Cri {
             .containers)
     }
 
+    /// The running containers the pod manager made (they carry its pod-uid label).
+    pub async fn running_pod_containers(&self) -> Result<Vec<Container>, Status> {
+        let running = corral_cri_api::v1::ContainerStateValue {
+            state: corral_cri_api::v1::ContainerState::ContainerRunning as i32,
+        };
+        let mut containers = self
+            .runtime
+            .list_containers(Request::new(ListContainersRequest {
+                filter: Some(ContainerFilter {
+                    state: Some(running),
+                    ..Default::default()
+                }),
+            }))
+            .await?
+            .into_inner()
+            .containers;
+        containers.retain(|c| c.labels.contains_key(POD_UID_LABEL));
+        Ok(containers)
+    }
+
+    /// Has the runtime write the container's log to a new file at its log path.
+    pub async fn reopen_container_log(&self, id: &str) -> Result<(), Status> {
+        self.runtime
+            .reopen_container_log(Request::new(
+                corral_cri_api::v1::ReopenContainerLogRequest {
+                    container_id: id.into(),
+                },
+            ))
+            .await
+            .map(drop)
+    }
+
     pub async fn container_status(&self, id: &str) -> Result<ContainerStatus, Status> {
         self.runtime
             .container_status(Request::new(ContainerStatusRequest {

@@ -15,6 +15,7 @@
 //! `pods/<uid>/` (`volumes/`, `logs/` — the sandbox's log directory —, `etc-hosts`).
 
 mod cri;
+pub mod logs;
 pub mod node;
 pub mod probe;
 mod probes;
@@ -53,6 +54,8 @@ pub struct KubeletConfig {
     /// The node's addresses (`status.hostIPs`, and host-network pods' IPs), from
     /// [`node::host_ips`].
     pub node_ips: Vec<String>,
+    /// When container logs are rotated.
+    pub logs: logs::LogPolicy,
 }
 
 /// Why a pod manager call failed.
@@ -116,6 +119,8 @@ pub struct Kubelet {
     cpus: i64,
     /// The host's huge page sizes ("2MB", "1GB").
     hugepage_sizes: Vec<String>,
+    /// The log rotation task, once started.
+    log_rotation: Mutex<Option<tokio::task::AbortHandle>>,
 }
 
 /// The current time (jiff is built here without its clock, so from `SystemTime`).
@@ -149,6 +154,7 @@ impl Kubelet {
             memory_capacity: volumes::mem_total().unwrap_or(0),
             cpus,
             hugepage_sizes: node::hugepage_sizes(),
+            log_rotation: Mutex::new(None),
         }))
     }
 
@@ -166,6 +172,8 @@ impl Kubelet {
         for p in pods {
             self.spawn_worker(&p);
         }
+        let rotation = tokio::spawn(logs::run(self.cri.clone(), self.config.logs));
+        *lock(&self.log_rotation) = Some(rotation.abort_handle());
     }
 
     pub(crate) fn store(&self) -> MutexGuard<'_, Store> {
@@ -303,6 +311,9 @@ impl Kubelet {
     /// Stops every worker (the daemon is shutting down; pods keep running and are adopted at
     /// the next start).
     pub fn shutdown(&self) {
+        if let Some(rotation) = lock(&self.log_rotation).take() {
+            rotation.abort();
+        }
         for (_, w) in lock(&self.workers).drain() {
             if let Some(a) = w.abort {
                 a.abort();
