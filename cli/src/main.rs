@@ -10,7 +10,6 @@ use clap::{Parser, Subcommand};
 
 mod attach;
 mod client;
-mod config_container;
 mod config_file;
 mod containers;
 mod events;

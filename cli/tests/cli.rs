@@ -5,6 +5,8 @@
 use std::time::{Duration, Instant};
 
 mod common;
+#[path = "fixtures/expected.rs"]
+mod expected;
 mod runtime;
 
 use common::*;

@@ -159,6 +159,33 @@ async fn run_does_runp_pull_create_start_in_order() {
     );
 }
 
+/// Every field of both config files reaches the requests, from YAML with camelCase names and
+/// from JSON with proto names; the command line still picks the runtime handler.
+#[tokio::test(flavor = "multi_thread")]
+async fn run_sends_every_field_of_the_config_files() {
+    let fixture = |name: &str| format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    for (container, pod) in [
+        ("container.yaml", "pod.yaml"),
+        ("container.json", "pod.json"),
+    ] {
+        let server = serve(Fake::default()).await;
+        let args = ["run", "--runtime-handler", "kata"];
+        let files = [fixture(container), fixture(pod)];
+        let args: Vec<&str> = args
+            .into_iter()
+            .chain(files.iter().map(String::as_str))
+            .collect();
+        let out = run(&server.socket, &args).await;
+        assert!(out.status.success(), "{container}: {}", stderr(&out));
+        let rt = server.fake.rt();
+        assert_eq!(rt.run_pod[0].runtime_handler, "kata");
+        assert_eq!(rt.run_pod[0].config, Some(crate::expected::pod()));
+        assert_eq!(rt.pulls[0].image, crate::expected::container().image);
+        assert_eq!(rt.create[0].config, Some(crate::expected::container()));
+        assert_eq!(rt.create[0].sandbox_config, Some(crate::expected::pod()));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn start_stop_rm_and_pod_teardown() {
     let server = serve(Fake::with_images()).await;
