@@ -14,15 +14,17 @@
 //!   copies between the client's streams (by role) and a [`ProcessIo`] and writes the status;
 //!   [`session::forward_port`] forwards one connection.
 //! - [`transport`]: the seam a transport plugs into ([`transport::SpdyTransport`]).
-//! - [`websocket`]: the WebSocket transport (channel framing, subprotocols).
+//! - [`websocket`]: the WebSocket transport (channel framing, subprotocols) and the tunnel that
+//!   carries an SPDY session in binary messages (`SPDY/3.1+portforward.k8s.io`).
 //! - [`spdy`]: SPDY/3.1 framing and a multiplexed session over any async byte stream, wire
 //!   compatible with `github.com/moby/spdystream` (what kubectl, the kubelet and crictl use).
 //! - [`client`]: the client side of sessions, for corralctl, the tests and the benchmark.
 //! - the server: routing, tokens ([`token`]), upgrades, TLS, counters, shutdown.
 //!
 //! The SPDY/3.1 transport ([`spdy_transport()`], module [`mod@spdy_transport`]) implements
-//! [`transport::SpdyTransport`] on the `spdy` session; every server serves it
-//! ([`StreamingServer::start_with_spdy`] takes one with other timeouts, for tests).
+//! [`transport::SpdyTransport`] on the `spdy` session; every server serves it, on upgraded
+//! connections and on WebSocket tunnels ([`StreamingServer::start_with_spdy`] takes one with
+//! other timeouts, for tests).
 
 pub mod backend;
 pub mod client;

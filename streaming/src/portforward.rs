@@ -10,6 +10,11 @@
 //! per connection, headers `streamtype` (`data` or `error`), `port` and `requestid` (the pair's
 //! key). [`PairTable`] pairs them up.
 //!
+//! SPDY through a WebSocket (KEP-4006, what kubectl 1.30+ and `crictl port-forward --transport
+//! websocket` ask for): WebSocket subprotocol `SPDY/3.1+portforward.k8s.io`, and the binary
+//! messages carry the bytes of the same SPDY session
+//! ([`websocket::tunnel`](crate::websocket::tunnel)).
+//!
 //! Errors go on the error stream as plain text: `error forwarding port <port> to pod <sandbox>,
 //! uid : <error>`.
 
@@ -19,6 +24,9 @@ use crate::backend::BoxStream;
 
 /// The SPDY port-forward subprotocol (`X-Stream-Protocol-Version`).
 pub const PROTOCOL_V1: &str = "portforward.k8s.io";
+/// The WebSocket subprotocol tunnelling a [`PROTOCOL_V1`] SPDY session: client-go's
+/// `WebsocketsSPDYTunnelingPrefix` (`SPDY/3.1+`) and the SPDY subprotocol.
+pub const TUNNEL_PROTOCOL_V1: &str = "SPDY/3.1+portforward.k8s.io";
 /// SPDY header and WebSocket query parameter naming the port (`api.PortHeader`).
 pub const PORT_HEADER: &str = "port";
 /// SPDY header pairing a connection's data and error streams (`api.PortForwardRequestIDHeader`,

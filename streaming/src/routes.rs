@@ -5,8 +5,8 @@
 //! As in the kubelet's `server.go`, the token is consumed before the upgrade is checked, so a
 //! malformed request still uses it up; and the stored CRI request decides the streams: the
 //! `command`, `stdin`, `stdout`, `stderr` and `tty` query parameters a kubelet URL carries are
-//! ignored. Only a WebSocket port-forward whose CRI request named no port reads `port` from the
-//! query.
+//! ignored. Only a WebSocket port-forward over channels whose CRI request named no port reads
+//! `port` from the query (in an SPDY session, tunnelled or not, each stream names its port).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -27,7 +27,7 @@ use crate::remotecommand::{Protocol, StreamType};
 use crate::server::{Shared, Stored};
 use crate::session::RemoteCommandStreams;
 use crate::transport::{CommandRequest, PortForwardSession, RemoteCommandSession, UpgradedIo};
-use crate::websocket::{self, Channels, Codec, HandshakeError};
+use crate::websocket::{self, Channels, Codec, HandshakeError, PortForwardCarrier, Tunnel};
 
 /// `X-Stream-Protocol-Version`, the SPDY subprotocol negotiation header.
 pub const STREAM_PROTOCOL_HEADER: &str = "x-stream-protocol-version";
@@ -47,7 +47,11 @@ const REMOTE_COMMAND_SUBPROTOCOLS: &[&str] = &[
     "base64.channel.k8s.io",
 ];
 /// The WebSocket subprotocols served for port-forward.
-const PORT_FORWARD_SUBPROTOCOLS: &[&str] = &["v4.channel.k8s.io", "v4.base64.channel.k8s.io"];
+const PORT_FORWARD_SUBPROTOCOLS: &[&str] = &[
+    portforward::TUNNEL_PROTOCOL_V1,
+    "v4.channel.k8s.io",
+    "v4.base64.channel.k8s.io",
+];
 
 type Body = Full<Bytes>;
 
@@ -207,7 +211,7 @@ fn websocket_upgrade(
             chosen
         }
         Streaming::PortForward(spec) => {
-            let (chosen, codec) = match websocket::negotiate(
+            let (chosen, carrier) = match websocket::negotiate(
                 &handshake.requested,
                 PORT_FORWARD_SUBPROTOCOLS,
                 websocket::port_forward_subprotocol,
@@ -215,21 +219,47 @@ fn websocket_upgrade(
                 Ok(chosen) => chosen,
                 Err(e) => return text(StatusCode::FORBIDDEN, e.to_string()),
             };
-            let ports = if spec.ports.is_empty() {
-                match portforward::ports_from_query(req.uri().query()) {
-                    Ok(ports) => ports,
-                    Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
-                }
-            } else {
-                spec.ports.clone()
-            };
-            let session = PortForwardSession::new(spec.pod_sandbox_id, spec.ports, backend);
-            spawn_upgraded(shared, &mut req, move |io, shutdown| async move {
-                let ws =
-                    WebSocketStream::from_raw_socket(io, Role::Server, Some(websocket::config()))
+            match carrier {
+                PortForwardCarrier::SpdyTunnel => {
+                    // Each SPDY stream names its port; the CRI request's ports (if any) bound them.
+                    let spdy = Arc::clone(&shared.spdy);
+                    let session = Arc::new(PortForwardSession::new(
+                        spec.pod_sandbox_id,
+                        spec.ports,
+                        backend,
+                    ));
+                    spawn_upgraded(shared, &mut req, move |io, shutdown| async move {
+                        let ws = WebSocketStream::from_raw_socket(
+                            io,
+                            Role::Server,
+                            Some(websocket::config()),
+                        )
                         .await;
-                websocket_port_forward(ws, codec, &session, &ports, &shutdown).await;
-            });
+                        let tunnel = Box::new(Tunnel::new(ws));
+                        spdy.serve_port_forward(tunnel, session, shutdown).await;
+                    });
+                }
+                PortForwardCarrier::Channels(codec) => {
+                    let ports = if spec.ports.is_empty() {
+                        match portforward::ports_from_query(req.uri().query()) {
+                            Ok(ports) => ports,
+                            Err(e) => return text(StatusCode::BAD_REQUEST, e.to_string()),
+                        }
+                    } else {
+                        spec.ports.clone()
+                    };
+                    let session = PortForwardSession::new(spec.pod_sandbox_id, spec.ports, backend);
+                    spawn_upgraded(shared, &mut req, move |io, shutdown| async move {
+                        let ws = WebSocketStream::from_raw_socket(
+                            io,
+                            Role::Server,
+                            Some(websocket::config()),
+                        )
+                        .await;
+                        websocket_port_forward(ws, codec, &session, &ports, &shutdown).await;
+                    });
+                }
+            }
             chosen
         }
     };
@@ -344,7 +374,7 @@ fn spdy_upgrade(
             let protocol = Protocol::from_name(chosen).unwrap_or(Protocol::V1);
             let session = RemoteCommandSession::new(protocol, request, backend);
             spawn_upgraded(shared, &mut req, move |io, shutdown| {
-                spdy.serve_remote_command(io, session, shutdown)
+                spdy.serve_remote_command(Box::new(io), session, shutdown)
             });
         }
         Streaming::PortForward(spec) => {
@@ -354,7 +384,7 @@ fn spdy_upgrade(
                 backend,
             ));
             spawn_upgraded(shared, &mut req, move |io, shutdown| {
-                spdy.serve_port_forward(io, session, shutdown)
+                spdy.serve_port_forward(Box::new(io), session, shutdown)
             });
         }
     }

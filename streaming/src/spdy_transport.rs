@@ -34,7 +34,7 @@ use crate::remotecommand::STREAM_TYPE_HEADER;
 use crate::spdy::{Incoming, Session, Stream};
 use crate::transport::{
     PortForwardSession, RemoteCommandSession, STREAM_CREATION_TIMEOUT, SpdyTransport,
-    StreamCollector, UpgradedIo,
+    StreamCollector,
 };
 
 /// How long a finished connection may take to flush its last frames before it is dropped.
@@ -61,7 +61,7 @@ struct Spdy {
 /// Runs `handle` over an SPDY server session on `io` until it ends or `shutdown` fires, then
 /// finishes the connection.
 fn serve<F>(
-    io: UpgradedIo,
+    io: BoxStream,
     shutdown: CancellationToken,
     handle: impl FnOnce(Incoming) -> F + Send + 'static,
 ) -> BoxFuture<'static, ()>
@@ -81,7 +81,7 @@ where
 impl SpdyTransport for Spdy {
     fn serve_remote_command(
         &self,
-        io: UpgradedIo,
+        io: BoxStream,
         session: RemoteCommandSession,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {
@@ -93,7 +93,7 @@ impl SpdyTransport for Spdy {
 
     fn serve_port_forward(
         &self,
-        io: UpgradedIo,
+        io: BoxStream,
         session: Arc<PortForwardSession>,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()> {

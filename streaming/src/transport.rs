@@ -6,7 +6,9 @@
 //! [`PortForwardSession`] (one data/error pair per forwarded connection), which do the rest:
 //! calling the [`Backend`], copying, writing the status.
 //!
-//! The WebSocket transport lives in this crate. The SPDY/3.1 one implements [`SpdyTransport`]:
+//! The WebSocket transport lives in this crate. The SPDY/3.1 one implements [`SpdyTransport`]
+//! on a byte stream: the upgraded connection itself, or a WebSocket tunnelling SPDY
+//! ([`websocket::Tunnel`](crate::websocket::Tunnel), port-forward only):
 //! for remote commands it accepts the client's streams, feeds their `streamtype` headers into a
 //! [`StreamCollector`] until complete (or [`STREAM_CREATION_TIMEOUT`]) and runs the session; for
 //! port-forward it feeds each stream's `streamtype`, `port` and `requestid` headers into a
@@ -191,12 +193,14 @@ impl PortForwardSession {
 /// [`StreamingServer::start`](crate::StreamingServer::start).
 ///
 /// The server has already checked `Upgrade: SPDY/3.1`, negotiated `X-Stream-Protocol-Version`
-/// and sent the `101` answer carrying it; the transport speaks SPDY on `io`.
+/// and sent the `101` answer carrying it (or, for a tunnel, negotiated
+/// `SPDY/3.1+portforward.k8s.io` and answered the WebSocket handshake); the transport speaks
+/// SPDY on `io`.
 pub trait SpdyTransport: Send + Sync + 'static {
     /// Runs a remote command connection: collect the streams, [`RemoteCommandSession::run`].
     fn serve_remote_command(
         &self,
-        io: UpgradedIo,
+        io: BoxStream,
         session: RemoteCommandSession,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()>;
@@ -204,7 +208,7 @@ pub trait SpdyTransport: Send + Sync + 'static {
     /// Runs a port-forward connection: pair the streams, [`PortForwardSession::forward`] each.
     fn serve_port_forward(
         &self,
-        io: UpgradedIo,
+        io: BoxStream,
         session: Arc<PortForwardSession>,
         shutdown: CancellationToken,
     ) -> BoxFuture<'static, ()>;

@@ -1,7 +1,8 @@
 //! Exec, Attach and PortForward through the socket and the streaming server, with the
 //! `corral-streaming` client: stdin round trips, separate stdout and stderr, exit codes, a TTY
 //! whose resize `stty size` sees, attach to a container's stdio, port-forward to an HTTP server
-//! in a pod, and a client that goes away killing its process.
+//! in a pod (over WebSocket channels, SPDY/3.1, and SPDY tunnelled through a WebSocket), and a
+//! client that goes away killing its process.
 
 use crate::common;
 
@@ -479,6 +480,68 @@ async fn spdy_exec_and_port_forward_through_the_daemon() -> Result<()> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(answer.contains("hello-spdy"), "{answer:?}");
+    forwarder.close();
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+/// `crictl port-forward --transport websocket` (cri-tools 1.32) and kubectl 1.30+ (KEP-4006): a
+/// WebSocket asking for `SPDY/3.1+portforward.k8s.io`, whose binary messages carry the SPDY
+/// session in which the client opens an error and a data stream per connection.
+#[tokio::test]
+async fn port_forward_over_spdy_tunnelled_through_a_websocket() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("tunnel").await?;
+    // `big`: "tunnel." 2^17 times (917504 bytes), so a lost or repeated piece shows.
+    let httpd = "mkdir -p /tmp/www && echo hello-tunnel > /tmp/www/index.html && s=tunnel. && \
+                 for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17; do s=$s$s; done && \
+                 printf %s \"$s\" > /tmp/www/big && exec httpd -f -p 8080 -h /tmp/www";
+    e.start(&pod, "tunnel", "httpd", &["sh", "-c", httpd])
+        .await?;
+    let url =
+        e.rt.port_forward(PortForwardRequest {
+            pod_sandbox_id: pod.clone(),
+            port: vec![8080],
+        })
+        .await?
+        .into_inner()
+        .url;
+    let forwarder = client::spdy::PortForwarder::connect_websocket(&url).await?;
+    // The server's Sec-WebSocket-Protocol.
+    assert_eq!(forwarder.protocol(), "SPDY/3.1+portforward.k8s.io");
+    // Each GET is a new connection: a new pair of streams in the one tunnelled session.
+    let get = async |path: &str| -> Result<Vec<u8>> {
+        let (mut conn, _errors) = forwarder.open(8080).await?;
+        let request = format!("GET {path} HTTP/1.0\r\n\r\n");
+        conn.write_all(request.as_bytes()).await?;
+        let mut answer = Vec::new();
+        let read = conn.read_to_end(&mut answer);
+        let _ = tokio::time::timeout(Duration::from_secs(10), read).await;
+        Ok(answer)
+    };
+    let mut answer = String::new();
+    for _ in 0..100 {
+        answer = String::from_utf8_lossy(&get("/").await?).into_owned();
+        if answer.contains("hello-tunnel") {
+            break;
+        }
+        // httpd not listening yet.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(answer.contains("hello-tunnel"), "{answer:?}");
+    // Many tunnel messages' worth, whole and in order.
+    let big = get("/big").await?;
+    let start = big
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no end of the response head")?;
+    let expected: Vec<u8> = b"tunnel.".iter().copied().cycle().take(7 << 17).collect();
+    assert!(
+        big[start + 4..] == expected[..],
+        "{} body bytes",
+        big.len() - start - 4
+    );
     forwarder.close();
     e.remove_pod(&pod).await?;
     e.assert_clean();

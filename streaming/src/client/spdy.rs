@@ -13,7 +13,9 @@
 //!   each is an `error` stream (write side closed at once) and a `data` stream with headers
 //!   `port` and `requestid` (a counter).
 //!
-//! Only `http://` URLs: `https://` is refused (no TLS for the SPDY client yet).
+//! Only `http://` URLs: `https://` is refused (no TLS for the SPDY client yet). A port-forward
+//! session may also run through a WebSocket ([`PortForwarder::connect_websocket`], subprotocol
+//! `SPDY/3.1+portforward.k8s.io`, as client-go's tunneling dialer), which takes `https://` too.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,9 +25,10 @@ use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
 use super::{ClientError, CommandIo, Outcome, outcome};
-use crate::portforward::{PORT_HEADER, PROTOCOL_V1, REQUEST_ID_HEADER};
+use crate::portforward::{PORT_HEADER, PROTOCOL_V1, REQUEST_ID_HEADER, TUNNEL_PROTOCOL_V1};
 use crate::remotecommand::{Protocol, STREAM_TYPE_HEADER};
 use crate::spdy::{Headers, Session, Stream};
+use crate::websocket::Tunnel;
 
 /// The largest HTTP response head accepted.
 const MAX_RESPONSE_HEAD: usize = 16 << 10;
@@ -286,6 +289,7 @@ pub async fn remote_command(url: &str, io: CommandIo) -> Result<Outcome, ClientE
 /// client-go's port forwarder does: every [`open`](Self::open) is a new connection.
 pub struct PortForwarder {
     session: Session,
+    protocol: String,
     next_request_id: AtomicU64,
 }
 
@@ -296,11 +300,30 @@ pub type ForwardResult = Result<(), ClientError>;
 impl PortForwarder {
     /// Connects and upgrades to a `portforward.k8s.io` SPDY session.
     pub async fn connect(url: &str) -> Result<Arc<Self>, ClientError> {
-        let (session, _) = connect(url, &[PROTOCOL_V1]).await?;
-        Ok(Arc::new(Self {
+        let (session, protocol) = connect(url, &[PROTOCOL_V1]).await?;
+        Ok(Self::new(session, protocol))
+    }
+
+    /// Connects with a WebSocket offering `SPDY/3.1+portforward.k8s.io` and runs the SPDY
+    /// session in its binary messages (client-go's tunneling dialer, KEP-4006).
+    pub async fn connect_websocket(url: &str) -> Result<Arc<Self>, ClientError> {
+        let (ws, protocol) = super::websocket::connect(url, &[TUNNEL_PROTOCOL_V1]).await?;
+        let (session, _incoming) = Session::client(Tunnel::new(ws));
+        Ok(Self::new(session, protocol))
+    }
+
+    fn new(session: Session, protocol: String) -> Arc<Self> {
+        Arc::new(Self {
             session,
+            protocol,
             next_request_id: AtomicU64::new(0),
-        }))
+        })
+    }
+
+    /// The subprotocol the server chose: `portforward.k8s.io` (`X-Stream-Protocol-Version`),
+    /// or `SPDY/3.1+portforward.k8s.io` (`Sec-WebSocket-Protocol`) through a WebSocket.
+    pub fn protocol(&self) -> &str {
+        &self.protocol
     }
 
     /// Opens a connection to `port` in the pod. Returns its local end, and a receiver for how

@@ -1,5 +1,7 @@
 //! The WebSocket client: `v5.channel.k8s.io` (or `v4`) for remote commands, `v4.channel.k8s.io`
 //! for port-forward. One writer task owns the socket's sending half; readers and pumps feed it.
+//! SPDY tunnelled through a WebSocket is
+//! [`PortForwarder::connect_websocket`](super::spdy::PortForwarder::connect_websocket).
 
 use futures::{SinkExt as _, StreamExt as _};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _, DuplexStream};
@@ -20,10 +22,12 @@ const RESIZE: u8 = StreamType::Resize.channel();
 /// Bytes read from a local stream per message.
 const CHUNK: usize = 32 << 10;
 
-type Ws =
+pub(crate) type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-async fn connect(url: &str, protocols: &[&str]) -> Result<(Ws, String), ClientError> {
+/// Opens a WebSocket to `url` (`http(s)://` becomes `ws(s)://`) offering `protocols`; returns
+/// it and the subprotocol the server chose, which must be one of them.
+pub(crate) async fn connect(url: &str, protocols: &[&str]) -> Result<(Ws, String), ClientError> {
     let failed = |message: String| ClientError::Connect {
         url: url.to_owned(),
         message,

@@ -8,6 +8,7 @@ use hyper::header::{self, HeaderValue};
 use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 use super::Codec;
+use crate::portforward::TUNNEL_PROTOCOL_V1;
 use crate::remotecommand::Protocol;
 
 /// The remote command subprotocols: the kubelet's (`""`, `channel.k8s.io`,
@@ -27,11 +28,24 @@ pub fn remote_command_subprotocol(name: &str) -> Option<(Protocol, Codec)> {
     })
 }
 
-/// The port-forward subprotocols (`portforward/websocket.go`).
-pub fn port_forward_subprotocol(name: &str) -> Option<Codec> {
+/// How a port-forward WebSocket carries its connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PortForwardCarrier {
+    /// A data and an error channel per port, one connection each (`portforward/websocket.go`).
+    Channels(Codec),
+    /// An SPDY/3.1 port-forward session in the binary messages ([`super::tunnel`]).
+    SpdyTunnel,
+}
+
+/// The port-forward subprotocols: the kubelet's channels (`portforward/websocket.go`), and
+/// `SPDY/3.1+portforward.k8s.io`, the SPDY session the API server's `TunnelingHandler` takes
+/// from kubectl 1.30+ (and crictl 1.32's `--transport websocket`) and would pass to a kubelet
+/// over SPDY.
+pub fn port_forward_subprotocol(name: &str) -> Option<PortForwardCarrier> {
     match name {
-        "" | "v4.channel.k8s.io" => Some(Codec::Binary),
-        "v4.base64.channel.k8s.io" => Some(Codec::Base64),
+        "" | "v4.channel.k8s.io" => Some(PortForwardCarrier::Channels(Codec::Binary)),
+        "v4.base64.channel.k8s.io" => Some(PortForwardCarrier::Channels(Codec::Base64)),
+        TUNNEL_PROTOCOL_V1 => Some(PortForwardCarrier::SpdyTunnel),
         _ => None,
     }
 }
@@ -179,6 +193,41 @@ mod tests {
                 port_forward_subprotocol
             )
             .is_err()
+        );
+    }
+
+    #[test]
+    fn port_forward_subprotocols() {
+        // client-go's tunneling dialer: `SPDY/3.1+` and the SPDY subprotocol.
+        assert_eq!(
+            TUNNEL_PROTOCOL_V1,
+            format!("SPDY/3.1+{}", crate::portforward::PROTOCOL_V1)
+        );
+        const SUPPORTED: &[&str] = &[TUNNEL_PROTOCOL_V1, "v4.channel.k8s.io"];
+        let requested = vec![
+            "SPDY/3.1+v4.channel.k8s.io".to_owned(),
+            TUNNEL_PROTOCOL_V1.to_owned(),
+            "v4.channel.k8s.io".to_owned(),
+        ];
+        assert_eq!(
+            negotiate(&requested, SUPPORTED, port_forward_subprotocol).unwrap(),
+            (
+                TUNNEL_PROTOCOL_V1.to_owned(),
+                PortForwardCarrier::SpdyTunnel
+            )
+        );
+        assert_eq!(
+            negotiate(&[], SUPPORTED, port_forward_subprotocol).unwrap(),
+            (String::new(), PortForwardCarrier::Channels(Codec::Binary))
+        );
+        assert_eq!(
+            port_forward_subprotocol("v4.base64.channel.k8s.io"),
+            Some(PortForwardCarrier::Channels(Codec::Base64))
+        );
+        // Remote commands are not tunnelled (kubectl speaks v5 for those).
+        assert_eq!(
+            remote_command_subprotocol("SPDY/3.1+v4.channel.k8s.io"),
+            None
         );
     }
 
