@@ -242,6 +242,11 @@ impl ProcessPlan {
     }
 
     fn try_exec(&self) -> Msg {
+        // Ignored signals survive execve: the container starts with every one at its default
+        // action, as under runc. (Before seccomp, which may not allow rt_sigaction.)
+        if let Err(e) = sys::reset_ignored_signals().step("reset signal actions") {
+            return Msg::Failed(e);
+        }
         if let Some(l) = &self.lsm
             && let Err(e) = l.apply()
         {

@@ -241,6 +241,54 @@ pub(crate) fn set_non_dumpable() -> Result<(), Errno> {
     nix::sys::prctl::set_dumpable(false)
 }
 
+/// Sets every signal a process ignores back to its default action. An ignored signal stays
+/// ignored across `execve` (a handled one is reset), so whatever the forking process ignores
+/// (SIGPIPE in any Rust program, and the two real-time signals the C library keeps for itself,
+/// which its `sigaction` refuses to touch) would be ignored in the container too. Raw
+/// `rt_sigaction`, so those two are reached; async-signal-safe.
+pub(crate) fn reset_ignored_signals() -> Result<(), Errno> {
+    // The kernel's `struct sigaction` starts with the handler; 4 words hold every layout.
+    const SIGSET_SIZE: usize = 8;
+    let default = [0u64; 4]; // SIG_DFL, no flags, empty mask
+    // The kernel's highest signal number (the C library's SIGRTMAX is the same).
+    for signo in 1..=64 {
+        if signo == libc::SIGKILL || signo == libc::SIGSTOP {
+            continue;
+        }
+        let mut old = [0u64; 4];
+        // SAFETY: a null new action only writes the current one into `old`, which is large
+        // enough for the kernel's structure.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                signo,
+                std::ptr::null::<u64>(),
+                old.as_mut_ptr(),
+                SIGSET_SIZE,
+            )
+        };
+        if ret != 0 {
+            return Err(Errno::last());
+        }
+        if old[0] == libc::SIG_IGN as u64 {
+            // SAFETY: `default` is a valid kernel `sigaction` for the duration of the call.
+            let ret = unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signo,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    SIGSET_SIZE,
+                )
+            };
+            if ret != 0 {
+                return Err(Errno::last());
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Whether the working directory is reachable from the process's root: `getcwd(2)` prefixes
 /// "(unreachable)" to a directory outside it (an inherited host descriptor used as cwd, the
 /// CVE-2024-21626 escape). No allocation.

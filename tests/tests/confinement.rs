@@ -137,6 +137,41 @@ async fn a_working_directory_through_an_inherited_descriptor_is_refused() -> Res
     Ok(())
 }
 
+/// Processes start with every signal at its default action, as under runc: the shim (a Rust
+/// program, which ignores SIGPIPE) must not hand its ignored signals down, or `yes | head` never
+/// ends in a container.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_and_execs_start_with_no_signal_ignored() -> Result<()> {
+    let mut e = env().await?;
+    let pod = e.run_pod("sig").await?;
+    let ctr = e.start(&pod, "sig", "init", &["sleep", "1000"]).await?;
+    let ignored = |status: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigIgn:"))
+            .map(|v| v.trim().to_owned())
+            .unwrap_or_default()
+    };
+    let init = exec_sync(&mut e, &ctr, &["cat", "/proc/1/status"]).await?;
+    assert_eq!(
+        ignored(&init),
+        "0000000000000000",
+        "the init's ignored signals"
+    );
+    let exec = exec_sync(&mut e, &ctr, &["cat", "/proc/self/status"]).await?;
+    assert_eq!(
+        ignored(&exec),
+        "0000000000000000",
+        "an exec's ignored signals"
+    );
+    // What the ignored SIGPIPE broke: a pipeline whose reader goes first.
+    let piped = exec_sync(&mut e, &ctr, &["sh", "-c", "yes | head -c 3; echo"]).await?;
+    assert_eq!(piped, "y\ny\n");
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
 /// `/proc/1/status` and `/proc/self/status` lines that confinement shows in, then the
 /// namespaces and limits of both.
 const COMPARE: &str = r#"
