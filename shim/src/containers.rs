@@ -39,6 +39,8 @@ pub struct Ctr {
     started_at: Option<i64>,
     pub exit: Option<ExitRecord>,
     waiters: Vec<u64>,
+    /// A stop signal the init would lose now, sent once it catches it.
+    pub held_signal: Option<crate::stop_signal::Held>,
 }
 
 impl Ctr {
@@ -178,6 +180,7 @@ impl Shim {
             started_at: None,
             exit: None,
             waiters: Vec::new(),
+            held_signal: None,
         };
         ctr.exit_token = Some(self.reg.add(
             process.pidfd(),
@@ -231,9 +234,22 @@ impl Shim {
         let Ok(sig) = Signal::try_from(signal) else {
             return Response::error(ErrorKind::InvalidArgument, format!("bad signal {signal}"));
         };
+        if ctr.exit.is_some() {
+            return Response::Ok;
+        }
+        // A namespace init that would drop it now gets it once it catches it (stop_signal.rs).
+        if crate::stop_signal::must_hold(ctr.pid(), sig) {
+            log!("holding {sig} for {id} until its init catches it");
+            if let Some(ctr) = self.ctrs.get_mut(id) {
+                ctr.held_signal = Some(crate::stop_signal::Held {
+                    signal: sig,
+                    since: std::time::Instant::now(),
+                });
+            }
+            return Response::Ok;
+        }
         // The init is our child and unreaped until `on_exit`, so its pid cannot be reused yet.
-        if ctr.exit.is_none()
-            && let Err(e) = kill(Pid::from_raw(ctr.pid()), sig)
+        if let Err(e) = kill(Pid::from_raw(ctr.pid()), sig)
             && e != nix::errno::Errno::ESRCH
         {
             return Response::error(ErrorKind::Internal, format!("kill: {e}"));

@@ -12,6 +12,7 @@ mod exec;
 mod output;
 mod server;
 mod setup;
+mod stop_signal;
 mod streams;
 
 use std::io::{Read, Write};

@@ -211,7 +211,11 @@ impl Shim {
     pub fn serve(mut self) -> Result<(), Error> {
         let mut events = vec![EpollEvent::empty(); 64];
         while !self.exiting {
-            let timeout = self.next_deadline().map_or(EpollTimeout::NONE, |d| {
+            let next = match (self.next_deadline(), self.next_signal_poll()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let timeout = next.map_or(EpollTimeout::NONE, |d| {
                 let left = d.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
                 EpollTimeout::try_from(left).unwrap_or(EpollTimeout::MAX)
             });
@@ -228,6 +232,7 @@ impl Shim {
                 }
             }
             self.expire_execs();
+            self.deliver_held_signals();
         }
         self.teardown();
         Ok(())

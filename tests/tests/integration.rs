@@ -30,6 +30,7 @@ mod registry;
 mod security;
 mod security_context;
 mod stats;
+mod stop_signals;
 mod streaming;
 mod tar_headers;
 mod userns;
