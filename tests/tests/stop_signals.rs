@@ -16,7 +16,7 @@ use corral_cri_api::v1::{
 };
 
 /// Cycles per program; each ends in well under a second when the signal is not lost.
-const CYCLES: usize = 100;
+const CYCLES: usize = 200;
 /// The grace period: a lost signal means this long, then SIGKILL (exit 137).
 const GRACE: i64 = 10;
 
