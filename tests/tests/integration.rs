@@ -12,6 +12,7 @@ mod daemon;
 mod events;
 mod harness;
 mod host_files;
+mod hostile_requests;
 mod image_user;
 mod images;
 mod install;

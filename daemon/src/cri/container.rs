@@ -23,6 +23,7 @@ impl RuntimeApi {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("CreateContainer: config is missing"))?;
+        super::limits::check_container_config(&config)?;
         let id = self
             .pods
             .create_container(&req.pod_sandbox_id, config)

@@ -6,6 +6,7 @@ mod container;
 mod events;
 pub mod image;
 mod info;
+mod limits;
 pub mod runtime;
 mod sandbox;
 mod stats;

@@ -22,6 +22,7 @@ impl RuntimeApi {
         let config = req
             .config
             .ok_or_else(|| Status::invalid_argument("RunPodSandbox: config is missing"))?;
+        super::limits::check_sandbox_config(&config)?;
         let id = self
             .pods
             .run_sandbox(config, req.runtime_handler)
