@@ -4,9 +4,30 @@ use corral_images::ImageError;
 use corral_images::unpack::UnpackError;
 use tonic::Status;
 
+/// Whether a file system ran out of space (or quota) somewhere in the error's chain: the call
+/// failed for want of a resource, RESOURCE_EXHAUSTED, whatever the operation was.
+fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
 /// Chooses the gRPC code for an image error; the message keeps the error's full context.
 pub fn image_status(e: ImageError) -> Status {
     let message = error_chain(&e);
+    if out_of_space(&e) {
+        return Status::resource_exhausted(message);
+    }
     match &e {
         ImageError::InvalidReference { .. } => Status::invalid_argument(message),
         ImageError::NotFound(_) | ImageError::RemoteNotFound { .. } => Status::not_found(message),
@@ -49,6 +70,9 @@ pub fn pod_status(e: crate::pods::PodError) -> Status {
     use crate::pods::PodError as E;
     use crate::spec::SpecError;
     let message = error_chain(&e);
+    if out_of_space(&e) {
+        return Status::resource_exhausted(message);
+    }
     match e {
         E::NotFound(_) | E::Spec(SpecError::NotFound(_)) => Status::not_found(message),
         E::AlreadyExists(_) => Status::already_exists(message),

@@ -35,6 +35,8 @@ pub struct DaemonOptions {
     /// Extra lines of TOML for the `[network]` table (which already sets `conf_dir`, `bridge`
     /// and `pod_cidrs` to this daemon's own).
     pub network_config: String,
+    /// Put the root directory on a tmpfs of this many MiB (a disk that fills up).
+    pub root_tmpfs_mib: Option<u64>,
 }
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
@@ -66,6 +68,18 @@ impl TestDaemon {
             std::os::unix::fs::PermissionsExt::from_mode(0o711),
         )?;
         std::fs::create_dir_all(dir.path().join("hosts"))?;
+        if let Some(mib) = opts.root_tmpfs_mib {
+            // Unmounted with the rest by `cleanup::pods` when the daemon is dropped.
+            let root = dir.path().join("root");
+            std::fs::create_dir(&root)?;
+            nix::mount::mount(
+                Some("tmpfs"),
+                &root,
+                Some("tmpfs"),
+                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+                Some(format!("size={mib}m,mode=0700").as_str()),
+            )?;
+        }
         let mut d = TestDaemon {
             dir,
             child: None,

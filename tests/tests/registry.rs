@@ -398,3 +398,41 @@ async fn a_daemon_killed_mid_pull_leaves_nothing_after_restart() -> Result<()> {
     let mut c = d.images().await?;
     assert_empty(&d, &mut c).await
 }
+
+/// A pull onto a full disk fails with RESOURCE_EXHAUSTED naming the cause, leaves nothing, and
+/// the daemon goes on.
+#[tokio::test]
+async fn a_pull_onto_a_full_disk_is_resource_exhausted_and_leaves_nothing() -> Result<()> {
+    let reg = Registry::start().await?;
+    let pushed = reg
+        .client()
+        .push_image("big", "v1", &big_image(96 << 20, 3)?, ManifestFormat::Oci)
+        .await?;
+    let d = TestDaemon::start_with(DaemonOptions {
+        root_tmpfs_mib: Some(24),
+        ..Default::default()
+    })
+    .await?;
+    let mut c = d.images().await?;
+    let err = c
+        .pull_image(PullImageRequest {
+            image: spec(&pushed.reference),
+            ..Default::default()
+        })
+        .await
+        .expect_err("the layers do not fit in 24 MiB");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("No space left on device"),
+        "the cause is named: {}",
+        err.message()
+    );
+    assert_empty(&d, &mut c).await?;
+    // The daemon still answers, and a small image still fits once the space is back.
+    let small = reg
+        .client()
+        .push_image("small", "v1", &busybox_image()?, ManifestFormat::Oci)
+        .await?;
+    pull(&mut c, &small.reference).await?;
+    Ok(())
+}
