@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use corral_runtime::container::{self, Container, Stdio};
 use corral_runtime::exec;
-use corral_shim::crilog::{LogFile, Stream};
+use corral_shim::crilog::{LogFile, Stream, Written};
 use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, Response};
 use corral_shim::records;
 use corral_shim::timefmt::unix_nanos;
@@ -391,13 +391,22 @@ fn write_output(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
 }
 
 fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
-    if let Some(log) = ctr.log.as_mut()
-        && let Err(e) = log.write(stream, data, unix_nanos(SystemTime::now()))
-    {
-        log!(
-            "container {}: writing {}: {e}",
+    let Some(log) = ctr.log.as_mut() else {
+        return;
+    };
+    // The container goes on whatever happens to its log; one line per run of losses.
+    match log.write(stream, data, unix_nanos(SystemTime::now())) {
+        Written::Ok | Written::Dropped(None) => {}
+        Written::Dropped(Some(e)) => log!(
+            "container {}: writing {}: {e}; dropping its output until the log can be written",
             ctr.id,
             log.path().display()
-        );
+        ),
+        Written::Resumed(d) => log!(
+            "container {}: writing {} again after dropping {} bytes",
+            ctr.id,
+            log.path().display(),
+            d.bytes
+        ),
     }
 }

@@ -55,20 +55,51 @@ pub fn format_records(out: &mut Vec<u8>, stream: Stream, data: &[u8], nanos: i64
 }
 
 /// A container's log file, reopened on request (log rotation).
+///
+/// A write that fails (a full disk, a quota) loses that output but never the container or the
+/// file's shape: a record cut short is cut off again, the bytes that could not be written are
+/// counted, and the first record written once space returns is a marker saying how much was
+/// dropped and why.
 #[derive(Debug)]
 pub struct LogFile {
     path: PathBuf,
     file: File,
+    /// The file's length after the last whole record.
+    len: u64,
     scratch: Vec<u8>,
+    /// Output lost since the last successful write, and the first error that lost it.
+    dropped: Option<Dropped>,
+}
+
+/// Output a log could not take.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub bytes: u64,
+    pub error: String,
+}
+
+/// What a [`LogFile::write`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Written {
+    /// The records are in the file.
+    Ok,
+    /// Written again after output was lost; the marker says what was.
+    Resumed(Dropped),
+    /// Lost; the first loss of a run carries its error, later ones `None`.
+    Dropped(Option<String>),
 }
 
 impl LogFile {
     /// Opens (creating, mode 0640) `path` for appending.
     pub fn open(path: &Path) -> io::Result<LogFile> {
+        let file = open_append(path)?;
+        let len = file.metadata()?.len();
         Ok(LogFile {
             path: path.to_path_buf(),
-            file: open_append(path)?,
+            file,
+            len,
             scratch: Vec::new(),
+            dropped: None,
         })
     }
 
@@ -76,17 +107,50 @@ impl LogFile {
         &self.path
     }
 
+    /// Output lost and not yet reported in the file.
+    pub fn dropped(&self) -> Option<&Dropped> {
+        self.dropped.as_ref()
+    }
+
     /// Writes the records for one read; each read is a single `write` so records never
     /// interleave.
-    pub fn write(&mut self, stream: Stream, data: &[u8], nanos: i64) -> io::Result<()> {
+    pub fn write(&mut self, stream: Stream, data: &[u8], nanos: i64) -> Written {
         self.scratch.clear();
+        if let Some(d) = &self.dropped {
+            let marker = format!(
+                "corral: {} bytes of container output were dropped: the log could not be written ({})\n",
+                d.bytes, d.error
+            );
+            format_records(&mut self.scratch, Stream::Stderr, marker.as_bytes(), nanos);
+        }
         format_records(&mut self.scratch, stream, data, nanos);
-        self.file.write_all(&self.scratch)
+        match self.file.write_all(&self.scratch) {
+            Ok(()) => {
+                self.len += self.scratch.len() as u64;
+                match self.dropped.take() {
+                    Some(d) => Written::Resumed(d),
+                    None => Written::Ok,
+                }
+            }
+            Err(e) => {
+                // A record cut short would run into the next one: cut it off (which also
+                // frees what it took).
+                let _ = self.file.set_len(self.len);
+                let first = self.dropped.is_none();
+                let d = self.dropped.get_or_insert_with(|| Dropped {
+                    bytes: 0,
+                    error: e.to_string(),
+                });
+                d.bytes += data.len() as u64;
+                Written::Dropped(first.then(|| e.to_string()))
+            }
+        }
     }
 
     /// Opens the path again (the old file may have been renamed away).
     pub fn reopen(&mut self) -> io::Result<()> {
         self.file = open_append(&self.path)?;
+        self.len = self.file.metadata()?.len();
         Ok(())
     }
 }
@@ -137,14 +201,49 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.log");
         let mut log = LogFile::open(&path).unwrap();
-        log.write(Stream::Stderr, b"a\n", T).unwrap();
+        assert_eq!(log.write(Stream::Stderr, b"a\n", T), Written::Ok);
         std::fs::rename(&path, dir.path().join("c.log.1")).unwrap();
-        log.write(Stream::Stderr, b"b\n", T).unwrap();
+        assert_eq!(log.write(Stream::Stderr, b"b\n", T), Written::Ok);
         log.reopen().unwrap();
-        log.write(Stream::Stdout, b"c\n", T).unwrap();
+        assert_eq!(log.write(Stream::Stdout, b"c\n", T), Written::Ok);
         let old = std::fs::read_to_string(dir.path().join("c.log.1")).unwrap();
         let new = std::fs::read_to_string(&path).unwrap();
         assert!(old.ends_with("stderr F a\n2016-10-06T00:17:09.669794202Z stderr F b\n"));
         assert_eq!(new, "2016-10-06T00:17:09.669794202Z stdout F c\n");
+    }
+
+    #[test]
+    fn a_full_disk_drops_whole_records_and_the_next_write_says_so() {
+        let mut log = LogFile::open(Path::new("/dev/full")).unwrap();
+        assert_eq!(
+            log.write(Stream::Stdout, b"lost\n", T),
+            Written::Dropped(Some("No space left on device (os error 28)".into()))
+        );
+        assert_eq!(
+            log.write(Stream::Stdout, b"lost too", T),
+            Written::Dropped(None)
+        );
+        assert_eq!(
+            log.dropped(),
+            Some(&Dropped {
+                bytes: 13,
+                error: "No space left on device (os error 28)".into()
+            })
+        );
+        // Space is back (here: another file under the same writer).
+        let dir = tempfile::tempdir().unwrap();
+        log.file = open_append(&dir.path().join("c.log")).unwrap();
+        log.len = 0;
+        assert!(matches!(
+            log.write(Stream::Stdout, b"back\n", T),
+            Written::Resumed(Dropped { bytes: 13, .. })
+        ));
+        let text = std::fs::read_to_string(dir.path().join("c.log")).unwrap();
+        assert_eq!(
+            text,
+            "2016-10-06T00:17:09.669794202Z stderr F corral: 13 bytes of container output were dropped: the log could not be written (No space left on device (os error 28))\n\
+             2016-10-06T00:17:09.669794202Z stdout F back\n"
+        );
+        assert_eq!(log.dropped(), None);
     }
 }

@@ -2,6 +2,8 @@
 //! `[log] level`), a bad level keeps the old one, and `format = "json"` writes one JSON object
 //! per line.
 
+use crate::common;
+
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
@@ -115,5 +117,101 @@ async fn json_format_writes_one_object_per_line() -> Result<()> {
     let text = String::from_utf8(out.stdout)?;
     assert!(text.contains("format = \"json\""), "{text}");
     assert!(text.contains("level = \"warn\""), "{text}");
+    Ok(())
+}
+
+/// A container whose log's file system is full keeps running and its shim keeps serving; its
+/// output meanwhile is dropped in whole records, and once there is space again the log goes on
+/// with a marker of what was lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_log_disk_drops_output_and_resumes_with_a_marker() -> Result<()> {
+    let mut e = common::pod::env().await?;
+    let logs = e.d.dir().join("small-logs");
+    std::fs::create_dir(&logs)?;
+    // Unmounted by the harness's cleanup with the daemon's other mounts.
+    nix::mount::mount(
+        Some("tmpfs"),
+        &logs,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some("size=1m,mode=0755"),
+    )?;
+    let mut config = e.pod_config("full");
+    config.log_directory = logs.display().to_string();
+    let pod = e.run_pod_with(config).await?;
+    let mut ctr = e.ctr_config(
+        "talker",
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo \"line $i\"; sleep 0.01; done",
+        ],
+    );
+    ctr.log_path = "talker.log".into();
+    let id = e.create(&pod, "full", ctr).await?;
+    e.rt.start_container(corral_cri_api::v1::StartContainerRequest {
+        container_id: id.clone(),
+    })
+    .await?;
+    let log = logs.join("talker.log");
+    // Fill the file system to the last byte.
+    let filler = logs.join("filler");
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&filler)?;
+        let block = vec![0u8; 4096];
+        while f.write_all(&block).is_ok() {}
+        while f.write_all(&[0]).is_ok() {}
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let status = e.status(&id).await?;
+    assert_eq!(
+        status.state,
+        corral_cri_api::v1::ContainerState::ContainerRunning as i32,
+        "the container runs on"
+    );
+    let alive =
+        e.rt.exec_sync(corral_cri_api::v1::ExecSyncRequest {
+            container_id: id.clone(),
+            cmd: vec!["true".into()],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    assert_eq!(alive.exit_code, 0, "the shim still serves");
+    std::fs::remove_file(&filler)?;
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&log)?;
+        if text.contains("bytes of container output were dropped") && text.ends_with('\n') {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "no marker after the space came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    // Every record is whole: nothing cut short ran into the next one.
+    for line in text.lines() {
+        let fields: Vec<&str> = line.splitn(4, ' ').collect();
+        assert!(
+            fields.len() == 4
+                && ["stdout", "stderr"].contains(&fields[1])
+                && ["F", "P"].contains(&fields[2]),
+            "a torn record: {line:?}"
+        );
+    }
+    let marker = text
+        .lines()
+        .position(|l| l.contains("bytes of container output were dropped"))
+        .unwrap_or_default();
+    assert!(
+        text.lines().skip(marker + 1).any(|l| l.contains("line ")),
+        "the output goes on after the marker"
+    );
+    e.remove_pod(&pod).await?;
+    nix::mount::umount(&logs)?;
+    e.assert_clean();
     Ok(())
 }
