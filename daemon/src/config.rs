@@ -230,6 +230,11 @@ pub struct ImagesConfig {
     pub max_layer_bytes: u64,
     /// Images reported as pinned (kubelet never garbage-collects them).
     pub pinned_images: Vec<String>,
+    /// A layer download slower than this on average over a window fails (UNAVAILABLE) instead
+    /// of hanging.
+    pub min_pull_rate_bytes_per_sec: u64,
+    /// The window, in seconds, over which that rate is measured.
+    pub pull_rate_window_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -279,6 +284,8 @@ impl Default for ImagesConfig {
             max_config_bytes: 16 << 20,
             max_layer_bytes: 64 << 30,
             pinned_images: Vec::new(),
+            min_pull_rate_bytes_per_sec: 1024,
+            pull_rate_window_secs: 30,
         }
     }
 }
@@ -348,6 +355,11 @@ impl Config {
                 "log.format {:?}: use \"text\" or \"json\"",
                 self.log.format
             )));
+        }
+        if self.images.pull_rate_window_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "images.pull_rate_window_secs must be at least 1".into(),
+            ));
         }
         if self.images.max_concurrent_layers == 0 {
             return Err(ConfigError::Invalid(

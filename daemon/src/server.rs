@@ -87,6 +87,10 @@ impl Daemon {
         icfg.max_config_bytes = config.images.max_config_bytes;
         icfg.unpack_limits.max_tar_bytes = config.images.max_layer_bytes;
         icfg.pinned = config.images.pinned_images.clone();
+        icfg.min_rate = corral_images::MinRate {
+            bytes_per_sec: config.images.min_pull_rate_bytes_per_sec,
+            window: std::time::Duration::from_secs(config.images.pull_rate_window_secs),
+        };
         let images = ImageManager::open(icfg).map_err(|source| DaemonError::Images {
             root: config.root.clone(),
             source: Box::new(source),

@@ -23,6 +23,6 @@ pub use auth::{Credentials, CredentialsFile};
 pub use digest::Digest;
 pub use error::ImageError;
 pub use hosts::HostsConfig;
-pub use manager::{ImageConfig, ImageManager, Platform, Usage};
+pub use manager::{ImageConfig, ImageManager, MinRate, Platform, Usage};
 pub use reference::ImageRef;
 pub use store::{ConfigSummary, ImageRecord};

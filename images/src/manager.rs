@@ -76,6 +76,26 @@ pub struct ImageConfig {
     pub unpack_limits: UnpackLimits,
     /// Image references never removed by RemoveImage (reported as pinned).
     pub pinned: Vec<String>,
+    /// A layer download that brings less than `min_rate.bytes_per_sec` over any
+    /// `min_rate.window` fails instead of hanging.
+    pub min_rate: MinRate,
+}
+
+/// The slowest a registry may send a layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MinRate {
+    pub bytes_per_sec: u64,
+    pub window: std::time::Duration,
+}
+
+impl Default for MinRate {
+    /// 1 KiB/s over 30 s: a link that slow is a stalled one.
+    fn default() -> Self {
+        MinRate {
+            bytes_per_sec: 1024,
+            window: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 impl ImageConfig {
@@ -90,6 +110,7 @@ impl ImageConfig {
             max_config_bytes: 16 << 20,
             unpack_limits: UnpackLimits::default(),
             pinned: Vec::new(),
+            min_rate: MinRate::default(),
         }
     }
 }

@@ -442,6 +442,7 @@ impl Pull<'_> {
     ) -> Result<(Staged, unpack::UnpackStats)> {
         let mut resp = None;
         let mut last = None;
+        let mut endpoint = String::new();
         for s in self.sources.iter().filter(|s| s.endpoint.pull) {
             match self
                 .mgr
@@ -451,6 +452,7 @@ impl Pull<'_> {
             {
                 Ok(r) => {
                     resp = Some(r);
+                    endpoint.clone_from(&s.endpoint.url);
                     break;
                 }
                 Err(e) => last = Some(self.fetch_error(s, &format!("layer {}", layer.digest), e)),
@@ -497,8 +499,40 @@ impl Pull<'_> {
 
         let mut stream = resp.bytes_stream();
         let mut network_error = None;
+        let mut too_slow = None;
         let mut received = 0u64;
-        while let Some(chunk) = stream.next().await {
+        let min_rate = self.mgr.cfg.min_rate;
+        let need = min_rate
+            .bytes_per_sec
+            .saturating_mul(min_rate.window.as_secs().max(1));
+        // Each window must bring `need` bytes; a window that does not ends the download.
+        let (mut window_start, mut window_bytes) = (tokio::time::Instant::now(), 0u64);
+        loop {
+            // A rate of 0 turns the check off.
+            let window = if need == 0 {
+                std::time::Duration::from_secs(365 * 86_400)
+            } else {
+                min_rate.window
+            };
+            let next = match tokio::time::timeout_at(window_start + window, stream.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    too_slow = Some(format!(
+                        "layer {}: the registry sent {window_bytes} bytes in {:?}, under the minimum rate of {} bytes/s (images.min_pull_rate_bytes_per_sec), after {received} bytes",
+                        layer.digest, min_rate.window, min_rate.bytes_per_sec
+                    ));
+                    break;
+                }
+            };
+            let Some(chunk) = next else {
+                break;
+            };
+            if let Ok(c) = &chunk {
+                window_bytes += c.len() as u64;
+                if window_bytes >= need {
+                    (window_start, window_bytes) = (tokio::time::Instant::now(), 0);
+                }
+            }
             match chunk {
                 Ok(chunk) => {
                     received += chunk.len() as u64;
@@ -520,13 +554,20 @@ impl Pull<'_> {
                 }
             }
         }
-        if network_error.is_none() {
+        if network_error.is_none() && too_slow.is_none() {
             finished.store(true, Ordering::Release);
         }
         drop(tx);
         let outcome = task
             .await
             .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
+        if let Some(detail) = too_slow {
+            return Err(ImageError::Registry {
+                image: self.image.clone(),
+                endpoint,
+                detail,
+            });
+        }
         if let Some(detail) = network_error {
             return Err(self.verification("layer", &layer.digest, detail));
         }

@@ -436,3 +436,34 @@ async fn a_pull_onto_a_full_disk_is_resource_exhausted_and_leaves_nothing() -> R
     pull(&mut c, &small.reference).await?;
     Ok(())
 }
+
+/// A registry that stops sending in the middle of a layer fails the pull once a window brings
+/// less than the minimum rate, with no deadline set, and leaves nothing.
+#[tokio::test]
+async fn a_download_under_the_minimum_rate_fails_instead_of_hanging() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    serve_stalling_image(&fake)?;
+    let d = TestDaemon::start_with(DaemonOptions {
+        // The harness puts extra lines in its `[images]` table.
+        extra_config: "min_pull_rate_bytes_per_sec = 1024\npull_rate_window_secs = 2\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    let mut c = d.images().await?;
+    let began = std::time::Instant::now();
+    let result = tokio::time::timeout(
+        Duration::from_secs(30),
+        c.pull_image(PullImageRequest {
+            image: spec(&format!("{}/slow:v1", fake.addr())),
+            ..Default::default()
+        }),
+    )
+    .await?;
+    assert_status(result, Code::Unavailable, &["minimum rate", "slow"]);
+    assert!(
+        began.elapsed() < Duration::from_secs(10),
+        "cut after one 2 s window, not {:?}",
+        began.elapsed()
+    );
+    assert_empty(&d, &mut c).await
+}
