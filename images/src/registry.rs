@@ -201,7 +201,10 @@ impl RegistryClient {
             .filter(|c| !c.registry_token.is_empty())
             .map(|c| format!("Bearer {}", c.registry_token))
             .or_else(|| self.cached_token(&token_key));
-        for attempt in 0..2 {
+        let mut backoff = RETRY_FIRST_WAIT;
+        let mut attempt = 0;
+        let mut retries = 0;
+        while attempt < 2 {
             let mut req = client.get(url).header(ACCEPT, accept.as_str());
             for (k, v) in &t.endpoint.headers {
                 req = req.header(k.as_str(), v.as_str());
@@ -209,12 +212,29 @@ impl RegistryClient {
             if let Some(a) = &auth {
                 req = req.header(AUTHORIZATION, a.as_str());
             }
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| FetchError::Other(format!("GET {url}: {}", error_chain(&e))))?;
+            let resp = match req.send().await {
+                Ok(resp) => resp,
+                // Refused or reset before an answer: the registry may be restarting.
+                Err(e) if retries < RETRIES && (e.is_connect() || e.is_request()) => {
+                    retries += 1;
+                    tracing::debug!(url, error = %error_chain(&e), ?backoff, "registry unreachable; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff *= 4;
+                    continue;
+                }
+                Err(e) => {
+                    return Err(FetchError::Other(format!("GET {url}: {}", error_chain(&e))));
+                }
+            };
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
+                s if retries < RETRIES && transient(s) => {
+                    retries += 1;
+                    let wait = retry_after(resp.headers()).unwrap_or(backoff);
+                    tracing::debug!(url, status = %s, ?wait, "registry answered a transient error; retrying");
+                    tokio::time::sleep(wait).await;
+                    backoff *= 4;
+                }
                 StatusCode::NOT_FOUND => {
                     return Err(FetchError::NotFound(format!(
                         "GET {url}: {}",
@@ -222,6 +242,7 @@ impl RegistryClient {
                     )));
                 }
                 StatusCode::UNAUTHORIZED if attempt == 0 => {
+                    attempt += 1;
                     let challenge = resp
                         .headers()
                         .get(WWW_AUTHENTICATE)
@@ -426,6 +447,38 @@ impl Challenge {
 }
 
 /// Reads a body, refusing (early, from Content-Length, or while reading) more than `limit`.
+/// Retries of one request after a transient failure (a 5xx gateway or overload answer, 429, or
+/// no connection), waiting 200 ms, then 800 ms, then 3.2 s (or what `Retry-After` asks, up to
+/// 10 s).
+const RETRIES: u32 = 3;
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(200);
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
+
+/// Answers worth asking again: the registry or a proxy in front of it is overloaded or
+/// restarting.
+fn transient(s: StatusCode) -> bool {
+    matches!(
+        s,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::INTERNAL_SERVER_ERROR
+            | StatusCode::BAD_GATEWAY
+            | StatusCode::SERVICE_UNAVAILABLE
+            | StatusCode::GATEWAY_TIMEOUT
+    )
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is not used by registries), capped.
+fn retry_after(h: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = h
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
+}
+
 async fn read_bounded(resp: reqwest::Response, limit: u64) -> Result<Bytes, FetchError> {
     if let Some(len) = content_length(resp.headers())
         && len > limit

@@ -467,3 +467,39 @@ async fn a_download_under_the_minimum_rate_fails_instead_of_hanging() -> Result<
     );
     assert_empty(&d, &mut c).await
 }
+
+/// A registry that answers 503 a few times (restarting, overloaded) is asked again with
+/// back-off, for the manifest and for blobs, and the pull succeeds.
+#[tokio::test]
+async fn transient_registry_errors_are_retried_with_back_off() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let img = busybox_image()?.build(ManifestFormat::Oci)?;
+    serve_image(&fake, "flaky", "v1", &img);
+    let layer = img.layers.last().expect("a layer");
+    fake.route(
+        "/v2/flaky/manifests/v1",
+        CannedResponse::new(200, img.manifest.clone())
+            .header("Content-Type", img.manifest_media_type())
+            .header(
+                "Docker-Content-Digest",
+                &corral_tests::fixtures::sha256_digest(&img.manifest),
+            )
+            .fail_first(2),
+    );
+    fake.route(
+        &format!("/v2/flaky/blobs/{}", layer.digest),
+        CannedResponse::new(200, layer.data.clone()).fail_first(2),
+    );
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let got = pull(&mut c, &format!("{}/flaky:v1", fake.addr())).await?;
+    assert_eq!(got, img.config_digest);
+    let asked = |path: &str| fake.requests().iter().filter(|r| r.contains(path)).count();
+    assert!(
+        asked("/v2/flaky/manifests/v1") >= 3,
+        "{:?}",
+        fake.requests()
+    );
+    assert_eq!(asked(&format!("/v2/flaky/blobs/{}", layer.digest)), 3);
+    Ok(())
+}

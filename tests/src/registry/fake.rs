@@ -27,6 +27,8 @@ pub struct CannedResponse {
     pub body: Vec<u8>,
     /// Send only this many body bytes, then hold the connection open without sending more.
     pub stall_after: Option<usize>,
+    /// Answer this many requests with `503 Service Unavailable` first.
+    pub fail_first: usize,
 }
 
 impl CannedResponse {
@@ -37,7 +39,14 @@ impl CannedResponse {
             headers: Vec::new(),
             body: body.into(),
             stall_after: None,
+            fail_first: 0,
         }
+    }
+
+    /// Answers the first `n` requests with 503 before this response.
+    pub fn fail_first(mut self, n: usize) -> Self {
+        self.fail_first = n;
+        self
     }
 
     /// Adds a header.
@@ -240,8 +249,15 @@ async fn handle(
     let resp = routes
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .get(path)
-        .cloned()
+        .get_mut(path)
+        .map(|r| {
+            if r.fail_first > 0 {
+                r.fail_first -= 1;
+                CannedResponse::new(503, "overloaded")
+            } else {
+                r.clone()
+            }
+        })
         .unwrap_or_else(|| {
             CannedResponse::new(
                 404,
