@@ -212,20 +212,12 @@ impl RegistryClient {
             if let Some(a) = &auth {
                 req = req.header(AUTHORIZATION, a.as_str());
             }
-            let resp = match req.send().await {
-                Ok(resp) => resp,
-                // Refused or reset before an answer: the registry may be restarting.
-                Err(e) if retries < RETRIES && (e.is_connect() || e.is_request()) => {
-                    retries += 1;
-                    tracing::debug!(url, error = %error_chain(&e), ?backoff, "registry unreachable; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff *= 4;
-                    continue;
-                }
-                Err(e) => {
-                    return Err(FetchError::Other(format!("GET {url}: {}", error_chain(&e))));
-                }
-            };
+            // No answer at all is not retried here: the next endpoint (a mirror's upstream) is
+            // tried at once, as containerd does.
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| FetchError::Other(format!("GET {url}: {}", error_chain(&e))))?;
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
                 s if retries < RETRIES && transient(s) => {
@@ -447,9 +439,8 @@ impl Challenge {
 }
 
 /// Reads a body, refusing (early, from Content-Length, or while reading) more than `limit`.
-/// Retries of one request after a transient failure (a 5xx gateway or overload answer, 429, or
-/// no connection), waiting 200 ms, then 800 ms, then 3.2 s (or what `Retry-After` asks, up to
-/// 10 s).
+/// Retries of one request after a transient answer (a 5xx gateway or overload answer, 429),
+/// waiting 200 ms, then 800 ms, then 3.2 s (or what `Retry-After` asks, up to 10 s).
 const RETRIES: u32 = 3;
 const RETRY_FIRST_WAIT: Duration = Duration::from_millis(200);
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
