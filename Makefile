@@ -69,7 +69,9 @@ FUZZ_SECONDS ?= 600
 FUZZ_TARGETS ?= unpack_layer image_manifest hosts_toml registry_credentials spdy_frames \
 	websocket_channels stream_protocols shim_proto cri_log kube_manifest kube_quantity \
 	kube_selector cni_result
-FUZZ_FLAGS := -rss_limit_mb=2048 -malloc_limit_mb=2048 -jobs=1 -workers=1
+# One process: -jobs=1 also sends its log to ./fuzz-0.log. The replay runs in the foreground.
+FUZZ_LIMITS := -rss_limit_mb=2048 -malloc_limit_mb=2048
+FUZZ_FLAGS := $(FUZZ_LIMITS) -jobs=1 -workers=1
 
 fuzz:
 	scripts/install-deps.sh fuzz
@@ -86,7 +88,7 @@ fuzz-check:
 	@for t in $(FUZZ_TARGETS); do \
 		dirs="fuzz/corpus/$$t"; [ -d fuzz/regressions/$$t ] && dirs="$$dirs fuzz/regressions/$$t"; \
 		echo "== replaying $$dirs"; \
-		$(CARGO) +nightly fuzz run $$t $$dirs -- -runs=0 $(FUZZ_FLAGS) || exit 1; \
+		$(CARGO) +nightly fuzz run $$t $$dirs -- -runs=0 $(FUZZ_LIMITS) || exit 1; \
 	done
 
 clean:
