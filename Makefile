@@ -2,7 +2,7 @@
 CARGO ?= cargo
 PROFILE_DIR := target/release
 
-.PHONY: run build test deps-test lint fmt bench clean install install-files
+.PHONY: run build test deps-test lint fmt bench fuzz fuzz-check clean install install-files
 
 ## Install what is missing, build, and run the daemon with built-in defaults.
 run:
@@ -60,6 +60,36 @@ bench:
 	scripts/install-deps.sh bench
 	$(CARGO) build --release --bins
 	CORRALD_BIN=$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/corrald $(CARGO) run --release -p corral-tests --bin corral-bench -- $(BENCH_ARGS)
+
+## Fuzz every parser of untrusted bytes (fuzz/, cargo-fuzz on nightly) for FUZZ_SECONDS each;
+## FUZZ_TARGETS picks some. Starts from the seeds in fuzz/corpus/<target>/; what it learns goes
+## to fuzz/work/<target>/ (not committed, kept between runs), findings to fuzz/artifacts/.
+## As root: the unpacker's target sandboxes itself in a mount namespace.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS ?= unpack_layer image_manifest hosts_toml registry_credentials spdy_frames \
+	websocket_channels stream_protocols shim_proto cri_log kube_manifest kube_quantity \
+	kube_selector cni_result
+# One process: -jobs=1 also sends its log to ./fuzz-0.log. The replay runs in the foreground.
+FUZZ_LIMITS := -rss_limit_mb=2048 -malloc_limit_mb=2048
+FUZZ_FLAGS := $(FUZZ_LIMITS) -jobs=1 -workers=1
+
+fuzz:
+	scripts/install-deps.sh fuzz
+	@for t in $(FUZZ_TARGETS); do \
+		echo "== fuzzing $$t for $(FUZZ_SECONDS) s"; \
+		mkdir -p fuzz/work/$$t; \
+		$(CARGO) +nightly fuzz run $$t fuzz/work/$$t fuzz/corpus/$$t -- -max_total_time=$(FUZZ_SECONDS) $(FUZZ_FLAGS) || exit 1; \
+	done
+
+## Regression mode (no fuzzing): replays each target's corpus and fuzz/regressions/<target>/ once.
+fuzz-check:
+	scripts/install-deps.sh fuzz
+	$(CARGO) +nightly fuzz build
+	@for t in $(FUZZ_TARGETS); do \
+		dirs="fuzz/corpus/$$t"; [ -d fuzz/regressions/$$t ] && dirs="$$dirs fuzz/regressions/$$t"; \
+		echo "== replaying $$dirs"; \
+		$(CARGO) +nightly fuzz run $$t $$dirs -- -runs=0 $(FUZZ_LIMITS) || exit 1; \
+	done
 
 clean:
 	$(CARGO) clean

@@ -3,15 +3,19 @@
 #   scripts/install-deps.sh run     what the daemon needs at run time
 #   scripts/install-deps.sh test    plus the loopback registry and fixture sources for tests
 #   scripts/install-deps.sh bench   plus containerd and runc, the benchmark peer
+#   scripts/install-deps.sh fuzz    only what `make fuzz` needs: nightly, cargo-fuzz, a C++ compiler
 set -euo pipefail
 
+mode="${1:-test}"
 # Pod networking: the standard CNI plugins, and the tools they call (iptables, tc via netlink).
 want=(containernetworking-plugins iptables iproute2)
-case "${1:-test}" in
+case "$mode" in
   run) ;;
   test) want+=(docker-registry busybox-static criu) ;;
   bench) want+=(docker-registry busybox-static containerd runc) ;;
-  *) echo "usage: $0 run|test|bench" >&2; exit 2 ;;
+  # libfuzzer-sys compiles libFuzzer (C++) from source.
+  fuzz) want=(g++) ;;
+  *) echo "usage: $0 run|test|bench|fuzz" >&2; exit 2 ;;
 esac
 
 # The toolchain pinned in rust-toolchain.toml: rustup cannot download on an offline machine, so
@@ -27,6 +31,12 @@ if command -v rustup >/dev/null && [ -n "$pinned" ] && ! rustup run "$pinned" ru
     fi
   done
   rustup run "$pinned" rustc --version >/dev/null 2>&1 || rustup toolchain install "$pinned"
+fi
+
+# The fuzz targets build with nightly (sanitizers, coverage instrumentation) through cargo-fuzz.
+if [ "$mode" = fuzz ]; then
+  rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
+  cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 fi
 
 missing=()

@@ -44,22 +44,6 @@ fn render_as(
 }
 
 #[test]
-fn records_parse() {
-    let record = parse_record(b"2024-05-01T10:00:00.5Z stderr P a b c").expect("parses");
-    assert_eq!(record.stream, Stream::Stderr);
-    assert!(record.partial);
-    assert_eq!(record.text, b"a b c");
-    assert_eq!(record.time_text, "2024-05-01T10:00:00.5Z");
-    assert_eq!(record.time % 1_000_000_000, 500_000_000);
-    let empty = parse_record(b"2024-05-01T10:00:00Z stdout F").expect("empty text");
-    assert_eq!(empty.text, b"");
-    assert!(parse_record(b"garbage").is_err());
-    assert!(parse_record(b"2024-05-01T10:00:00Z stdin F x").is_err());
-    assert!(parse_record(b"2024-05-01T10:00:00Z stdout X x").is_err());
-    assert!(parse_record(b"yesterday stdout F x").is_err());
-}
-
-#[test]
 fn partials_join_per_stream_and_streams_split() {
     let (out, err) = render(&lines(LOG), false, None);
     assert_eq!(out, "first line\npartial done\n\nlast line\n");

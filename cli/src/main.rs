@@ -18,6 +18,7 @@ mod filters;
 mod images;
 mod info;
 mod kube;
+mod logformat;
 mod logs;
 mod output;
 mod pods;
