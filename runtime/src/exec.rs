@@ -166,12 +166,9 @@ pub fn spawn(target: &Target, requested: &Process, stdio: Stdio) -> Result<Spawn
         })
     })?;
     drop(sync_w);
-    let msg = recv(&status_r);
+    let msg = crate::report::recv_pid(&status_r, "the process's pid");
     reap(a);
-    let b = match msg? {
-        Some(Msg::Pid(pid)) => Pid::from_raw(pid),
-        other => return Err(unexpected(other, "the process's pid")),
-    };
+    let (b, early) = msg?;
     let pidfd = match sys::pidfd_open(b) {
         Ok(fd) => fd,
         Err(e) => {
@@ -183,7 +180,11 @@ pub fn spawn(target: &Target, requested: &Process, stdio: Stdio) -> Result<Spawn
             });
         }
     };
-    let result = recv(&status_r);
+    // The process may have failed before the intermediate sent its pid.
+    let result = match early {
+        Some(m) => Ok(Some(m)),
+        None => recv(&status_r),
+    };
     if let (Ok(None), Some(adj)) = (&result, plan.oom_score_adj)
         && let Err(e) = crate::process::set_oom_score_adj(b, adj)
     {

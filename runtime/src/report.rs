@@ -145,6 +145,24 @@ impl From<ChildError> for Error {
 }
 
 /// Turns an unexpected message into an error.
+/// Reads the pid an intermediate reports for the process it cloned with `CLONE_PARENT`. That
+/// process runs at once and writes to the same pipe, so its own first report (Ready, or a quick
+/// failure) can arrive before its pid does; it is returned beside the pid, for the caller to
+/// take in its place. An intermediate that failed reports that failure.
+pub(crate) fn recv_pid(
+    fd: &OwnedFd,
+    waiting_for: &'static str,
+) -> Result<(nix::unistd::Pid, Option<Msg>), Error> {
+    let mut early = None;
+    loop {
+        match recv(fd)? {
+            Some(Msg::Pid(pid)) => return Ok((nix::unistd::Pid::from_raw(pid), early)),
+            Some(m) if early.is_none() => early = Some(m),
+            other => return Err(unexpected(early.or(other), waiting_for)),
+        }
+    }
+}
+
 pub(crate) fn unexpected(msg: Option<Msg>, waiting_for: &'static str) -> Error {
     match msg {
         Some(Msg::Failed(e)) => e.into(),
@@ -157,5 +175,52 @@ pub(crate) fn unexpected(msg: Option<Msg>, waiting_for: &'static str) -> Error {
             step: format!("child exited before reporting {waiting_for}"),
             errno: Errno::ECHILD,
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pipe() -> (OwnedFd, OwnedFd) {
+        nix::unistd::pipe().expect("pipe")
+    }
+
+    #[test]
+    fn a_report_that_overtakes_the_pid_is_kept_for_later() {
+        let (r, w) = pipe();
+        send(&w, &Msg::Ready);
+        send(&w, &Msg::Pid(42));
+        drop(w);
+        let (pid, early) = recv_pid(&r, "the init's pid").expect("a pid");
+        assert_eq!(pid.as_raw(), 42);
+        assert!(matches!(early, Some(Msg::Ready)), "{early:?}");
+    }
+
+    #[test]
+    fn the_pid_first_leaves_nothing_early() {
+        let (r, w) = pipe();
+        send(&w, &Msg::Pid(7));
+        send(&w, &Msg::Ready);
+        drop(w);
+        let (pid, early) = recv_pid(&r, "the init's pid").expect("a pid");
+        assert_eq!(pid.as_raw(), 7);
+        assert!(early.is_none());
+        assert!(matches!(recv(&r), Ok(Some(Msg::Ready))));
+    }
+
+    #[test]
+    fn an_intermediate_that_failed_reports_its_failure() {
+        let (r, w) = pipe();
+        send(
+            &w,
+            &Msg::Failed(ChildError {
+                step: "unshare".into(),
+                errno: Errno::EPERM,
+            }),
+        );
+        drop(w);
+        let e = recv_pid(&r, "the init's pid").expect_err("no pid");
+        assert!(e.to_string().contains("unshare"), "{e}");
     }
 }

@@ -270,11 +270,10 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
         ));
     }
     drop(sync_w);
-    let msg = recv(&status_r);
+    let msg = crate::report::recv_pid(&status_r, "the init's pid");
     reap(a);
-    let b = match msg {
-        Ok(Some(Msg::Pid(pid))) => Pid::from_raw(pid),
-        Ok(other) => return Err(fail(None, unexpected(other, "the init's pid"))),
+    let (b, early) = match msg {
+        Ok(got) => got,
         Err(e) => return Err(fail(None, e)),
     };
     let pidfd = match sys::pidfd_open(b) {
@@ -289,7 +288,12 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
             ));
         }
     };
-    match recv(&status_r) {
+    // The init may have reported before the intermediate sent its pid.
+    let setup = match early {
+        Some(m) => Ok(Some(m)),
+        None => recv(&status_r),
+    };
+    match setup {
         Ok(Some(Msg::Ready)) => {}
         Ok(other) => return Err(fail(Some(b), unexpected(other, "setup"))),
         Err(e) => return Err(fail(Some(b), e)),
