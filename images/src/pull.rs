@@ -499,7 +499,8 @@ impl Pull<'_> {
 
         let mut stream = resp.bytes_stream();
         let mut network_error = None;
-        let mut too_slow = None;
+        // The transfer failed (too slow, cut): the registry's fault, reported UNAVAILABLE.
+        let mut transfer_failed = None;
         let mut received = 0u64;
         let min_rate = self.mgr.cfg.min_rate;
         let need = min_rate
@@ -517,7 +518,7 @@ impl Pull<'_> {
             let next = match tokio::time::timeout_at(window_start + window, stream.next()).await {
                 Ok(next) => next,
                 Err(_) => {
-                    too_slow = Some(format!(
+                    transfer_failed = Some(format!(
                         "layer {}: the registry sent {window_bytes} bytes in {:?}, under the minimum rate of {} bytes/s (images.min_pull_rate_bytes_per_sec), after {received} bytes",
                         layer.digest, min_rate.window, min_rate.bytes_per_sec
                     ));
@@ -548,20 +549,25 @@ impl Pull<'_> {
                     }
                 }
                 Err(e) => {
-                    network_error =
-                        Some(format!("download interrupted after {received} bytes: {e}"));
+                    // The registry or the network failed, not the content: UNAVAILABLE, and a
+                    // retry may well succeed.
+                    transfer_failed = Some(format!(
+                        "layer {}: download interrupted after {received} bytes: {}",
+                        layer.digest,
+                        crate::registry::error_chain(&e)
+                    ));
                     break;
                 }
             }
         }
-        if network_error.is_none() && too_slow.is_none() {
+        if network_error.is_none() && transfer_failed.is_none() {
             finished.store(true, Ordering::Release);
         }
         drop(tx);
         let outcome = task
             .await
             .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
-        if let Some(detail) = too_slow {
+        if let Some(detail) = transfer_failed {
             return Err(ImageError::Registry {
                 image: self.image.clone(),
                 endpoint,

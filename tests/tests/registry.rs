@@ -503,3 +503,31 @@ async fn transient_registry_errors_are_retried_with_back_off() -> Result<()> {
     assert_eq!(asked(&format!("/v2/flaky/blobs/{}", layer.digest)), 3);
     Ok(())
 }
+
+/// A connection reset in the middle of a layer is the registry's failure (UNAVAILABLE, worth a
+/// retry), not bad content; it leaves nothing, and the same pull succeeds once the registry
+/// does.
+#[tokio::test]
+async fn a_connection_reset_mid_layer_is_unavailable_and_a_retry_succeeds() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let img = busybox_image()?.build(ManifestFormat::Oci)?;
+    serve_image(&fake, "reset", "v1", &img);
+    let layer = img.layers.last().expect("a layer");
+    let path = format!("/v2/reset/blobs/{}", layer.digest);
+    fake.route(
+        &path,
+        CannedResponse::new(200, layer.data.clone()).reset_after(layer.data.len() / 2),
+    );
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let image = format!("{}/reset:v1", fake.addr());
+    assert_status(
+        pull(&mut c, &image).await,
+        Code::Unavailable,
+        &["download interrupted", "reset"],
+    );
+    assert_empty(&d, &mut c).await?;
+    fake.route(&path, CannedResponse::new(200, layer.data.clone()));
+    assert_eq!(pull(&mut c, &image).await?, img.config_digest);
+    Ok(())
+}

@@ -29,6 +29,8 @@ pub struct CannedResponse {
     pub stall_after: Option<usize>,
     /// Answer this many requests with `503 Service Unavailable` first.
     pub fail_first: usize,
+    /// Send only this many body bytes, then reset the connection (TCP RST).
+    pub reset_after: Option<usize>,
 }
 
 impl CannedResponse {
@@ -40,7 +42,14 @@ impl CannedResponse {
             body: body.into(),
             stall_after: None,
             fail_first: 0,
+            reset_after: None,
         }
+    }
+
+    /// Resets the connection after `bytes` bytes of body.
+    pub fn reset_after(mut self, bytes: usize) -> Self {
+        self.reset_after = Some(bytes);
+        self
     }
 
     /// Answers the first `n` requests with 503 before this response.
@@ -356,7 +365,14 @@ async fn write_response(
             .stall_after
             .unwrap_or(resp.body.len())
             .min(resp.body.len());
+        let n = resp.reset_after.unwrap_or(n).min(n);
         stream.write_all(&resp.body[..n]).await?;
+        if resp.reset_after.is_some() {
+            stream.flush().await?;
+            // Closed with a zero linger: the peer sees a reset, not an end.
+            stream.set_zero_linger()?;
+            return Ok(());
+        }
         if resp.stall_after.is_some() {
             stream.flush().await?;
             std::future::pending::<()>().await;
