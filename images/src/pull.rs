@@ -497,85 +497,15 @@ impl Pull<'_> {
             Ok((staged, stats))
         });
 
-        let mut stream = resp.bytes_stream();
-        let mut network_error = None;
-        // The transfer failed (too slow, cut): the registry's fault, reported UNAVAILABLE.
-        let mut transfer_failed = None;
-        let mut received = 0u64;
-        let min_rate = self.mgr.cfg.min_rate;
-        let need = min_rate
-            .bytes_per_sec
-            .saturating_mul(min_rate.window.as_secs().max(1));
-        // Each window must bring `need` bytes; a window that does not ends the download.
-        let (mut window_start, mut window_bytes) = (tokio::time::Instant::now(), 0u64);
-        loop {
-            // A rate of 0 turns the check off.
-            let window = if need == 0 {
-                std::time::Duration::from_secs(365 * 86_400)
-            } else {
-                min_rate.window
-            };
-            let next = match tokio::time::timeout_at(window_start + window, stream.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    transfer_failed = Some(format!(
-                        "layer {}: the registry sent {window_bytes} bytes in {:?}, under the minimum rate of {} bytes/s (images.min_pull_rate_bytes_per_sec), after {received} bytes",
-                        layer.digest, min_rate.window, min_rate.bytes_per_sec
-                    ));
-                    break;
-                }
-            };
-            let Some(chunk) = next else {
-                break;
-            };
-            if let Ok(c) = &chunk {
-                window_bytes += c.len() as u64;
-                if window_bytes >= need {
-                    (window_start, window_bytes) = (tokio::time::Instant::now(), 0);
-                }
-            }
-            match chunk {
-                Ok(chunk) => {
-                    received += chunk.len() as u64;
-                    if received > layer.size {
-                        network_error = Some(format!(
-                            "registry sent more than the {} bytes the manifest names",
-                            layer.size
-                        ));
-                        break;
-                    }
-                    if tx.send(chunk).await.is_err() {
-                        break; // the unpacker stopped; its error tells why
-                    }
-                }
-                Err(e) => {
-                    // The registry or the network failed, not the content: UNAVAILABLE, and a
-                    // retry may well succeed.
-                    transfer_failed = Some(format!(
-                        "layer {}: download interrupted after {received} bytes: {}",
-                        layer.digest,
-                        crate::registry::error_chain(&e)
-                    ));
-                    break;
-                }
-            }
-        }
-        if network_error.is_none() && transfer_failed.is_none() {
+        let failed = self.forward_body(resp, layer, &endpoint, tx).await;
+        if failed.is_none() {
             finished.store(true, Ordering::Release);
         }
-        drop(tx);
         let outcome = task
             .await
             .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
-        if let Some(detail) = transfer_failed {
-            return Err(ImageError::Registry {
-                image: self.image.clone(),
-                endpoint,
-                detail,
-            });
-        }
-        if let Some(detail) = network_error {
-            return Err(self.verification("layer", &layer.digest, detail));
+        if let Some(e) = failed {
+            return Err(e);
         }
         match outcome {
             Ok(stats) => Ok(stats),
@@ -583,6 +513,69 @@ impl Pull<'_> {
             Err(LayerFailure::Blob(e)) => Err(e),
             Err(LayerFailure::DiffId(got)) => Err(self.diff_id_mismatch(layer, &got)),
             Err(LayerFailure::Internal) => Err(ImageError::Internal("layer writer lost".into())),
+        }
+    }
+
+    /// Forwards a layer's body to the unpacker, holding the registry to the minimum rate.
+    /// `None` when the body ended, or when the unpacker stopped (its own error tells why).
+    /// A cut or too slow transfer is the registry's failure (UNAVAILABLE, worth a retry); more
+    /// bytes than the manifest names is bad content.
+    async fn forward_body(
+        &self,
+        resp: reqwest::Response,
+        layer: &LayerRecord,
+        endpoint: &str,
+        tx: tokio::sync::mpsc::Sender<Bytes>,
+    ) -> Option<ImageError> {
+        let registry = |detail: String| ImageError::Registry {
+            image: self.image.clone(),
+            endpoint: endpoint.to_owned(),
+            detail,
+        };
+        let mut stream = resp.bytes_stream();
+        let mut rate = RateWindow::new(self.mgr.cfg.min_rate);
+        let mut received = 0u64;
+        loop {
+            let next = match rate.deadline() {
+                Some(deadline) => match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => {
+                        return Some(registry(format!(
+                            "layer {}: {}, after {received} bytes",
+                            layer.digest,
+                            rate.shortfall()
+                        )));
+                    }
+                },
+                None => stream.next().await,
+            };
+            match next {
+                None => return None,
+                Some(Ok(chunk)) => {
+                    rate.record(chunk.len() as u64);
+                    received += chunk.len() as u64;
+                    if received > layer.size {
+                        return Some(self.verification(
+                            "layer",
+                            &layer.digest,
+                            format!(
+                                "registry sent more than the {} bytes the manifest names",
+                                layer.size
+                            ),
+                        ));
+                    }
+                    if tx.send(chunk).await.is_err() {
+                        return None;
+                    }
+                }
+                Some(Err(e)) => {
+                    return Some(registry(format!(
+                        "layer {}: download interrupted after {received} bytes: {}",
+                        layer.digest,
+                        crate::registry::error_chain(&e)
+                    )));
+                }
+            }
         }
     }
 
@@ -739,4 +732,45 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+/// The minimum transfer rate, measured in windows: each window must bring the rate times its
+/// length, or the transfer is too slow.
+struct RateWindow {
+    rate: crate::MinRate,
+    need: u64,
+    start: tokio::time::Instant,
+    got: u64,
+}
+
+impl RateWindow {
+    fn new(rate: crate::MinRate) -> RateWindow {
+        RateWindow {
+            rate,
+            need: rate
+                .bytes_per_sec
+                .saturating_mul(rate.window.as_secs().max(1)),
+            start: tokio::time::Instant::now(),
+            got: 0,
+        }
+    }
+
+    /// When the current window ends; `None` when the check is off (a rate of 0).
+    fn deadline(&self) -> Option<tokio::time::Instant> {
+        (self.need > 0).then(|| self.start + self.rate.window)
+    }
+
+    fn record(&mut self, bytes: u64) {
+        self.got += bytes;
+        if self.got >= self.need {
+            (self.start, self.got) = (tokio::time::Instant::now(), 0);
+        }
+    }
+
+    fn shortfall(&self) -> String {
+        format!(
+            "the registry sent {} bytes in {:?}, under the minimum rate of {} bytes/s (images.min_pull_rate_bytes_per_sec)",
+            self.got, self.rate.window, self.rate.bytes_per_sec
+        )
+    }
 }

@@ -202,9 +202,9 @@ impl RegistryClient {
             .map(|c| format!("Bearer {}", c.registry_token))
             .or_else(|| self.cached_token(&token_key));
         let mut backoff = RETRY_FIRST_WAIT;
-        let mut attempt = 0;
+        let mut reauthorized = false;
         let mut retries = 0;
-        while attempt < 2 {
+        loop {
             let mut req = client.get(url).header(ACCEPT, accept.as_str());
             for (k, v) in &t.endpoint.headers {
                 req = req.header(k.as_str(), v.as_str());
@@ -233,8 +233,8 @@ impl RegistryClient {
                         body_hint(resp).await
                     )));
                 }
-                StatusCode::UNAUTHORIZED if attempt == 0 => {
-                    attempt += 1;
+                StatusCode::UNAUTHORIZED if !reauthorized => {
+                    reauthorized = true;
                     let challenge = resp
                         .headers()
                         .get(WWW_AUTHENTICATE)
@@ -256,9 +256,6 @@ impl RegistryClient {
                 }
             }
         }
-        Err(FetchError::Unauthorized(format!(
-            "GET {url}: credentials were refused"
-        )))
     }
 
     fn cached_token(&self, key: &(String, String)) -> Option<String> {

@@ -22,6 +22,18 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
+/// Mounts a tmpfs with `options` (`size=1m,mode=0700`) on `dir`; [`pods`] unmounts it with the
+/// daemon's other mounts when it lies under a test daemon's directory.
+pub fn mount_tmpfs(dir: &Path, options: &str) -> nix::Result<()> {
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
+        Some(options),
+    )
+}
+
 /// Asks the shim in `pod_dir` to shut down (it kills what still runs).
 pub fn shutdown_shim(pod_dir: &Path) {
     let Ok((_dir_fd, path)) = proto::socket_path(pod_dir) else {

@@ -72,13 +72,7 @@ impl TestDaemon {
             // Unmounted with the rest by `cleanup::pods` when the daemon is dropped.
             let root = dir.path().join("root");
             std::fs::create_dir(&root)?;
-            nix::mount::mount(
-                Some("tmpfs"),
-                &root,
-                Some("tmpfs"),
-                nix::mount::MsFlags::MS_NOSUID | nix::mount::MsFlags::MS_NODEV,
-                Some(format!("size={mib}m,mode=0700").as_str()),
-            )?;
+            crate::cleanup::mount_tmpfs(&root, &format!("size={mib}m,mode=0700"))?;
         }
         let mut d = TestDaemon {
             dir,

@@ -62,13 +62,7 @@ fn on_tmpfs(dir: &Path) -> Result<()> {
     let aside = dir.with_extension("disk");
     std::fs::rename(dir, &aside)?;
     std::fs::create_dir(dir)?;
-    nix::mount::mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("mode=0700"),
-    )?;
+    corral_tests::cleanup::mount_tmpfs(dir, "mode=0700")?;
     for rec in std::fs::read_dir(&aside)? {
         let rec = rec?.path();
         let to = dir.join(rec.file_name().context("name")?);

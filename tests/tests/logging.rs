@@ -129,13 +129,7 @@ async fn a_full_log_disk_drops_output_and_resumes_with_a_marker() -> Result<()> 
     let logs = e.d.dir().join("small-logs");
     std::fs::create_dir(&logs)?;
     // Unmounted by the harness's cleanup with the daemon's other mounts.
-    nix::mount::mount(
-        Some("tmpfs"),
-        &logs,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=1m,mode=0755"),
-    )?;
+    corral_tests::cleanup::mount_tmpfs(&logs, "size=1m,mode=0755")?;
     let mut config = e.pod_config("full");
     config.log_directory = logs.display().to_string();
     let pod = e.run_pod_with(config).await?;

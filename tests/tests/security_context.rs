@@ -268,13 +268,7 @@ async fn privileged_containers_and_recursive_read_only_mounts() -> Result<()> {
     let vol = tempfile::Builder::new().prefix("corral-rro-").tempdir()?;
     let sub = vol.path().join("sub");
     std::fs::create_dir(&sub)?;
-    nix::mount::mount(
-        Some("tmpfs"),
-        &sub,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
-        Some("size=1m"),
-    )?;
+    corral_tests::cleanup::mount_tmpfs(&sub, "size=1m")?;
     let _unmount = Unmount(sub.clone());
 
     let mut config = e.pod_config("priv");
