@@ -50,6 +50,15 @@ impl SnapshotStore {
             let entry = entry.map_err(ImageError::io("read", &staging))?;
             let _ = fsutil::remove_any(&entry.path());
         }
+        // Debris of an older daemon's interrupted removal: a directory without its record.
+        for entry in fs::read_dir(root).map_err(ImageError::io("read", root))? {
+            let entry = entry.map_err(ImageError::io("read", root))?;
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with('.') && !entry.path().join(META).is_file() {
+                tracing::info!(dir = %entry.path().display(), "removing a snapshot without its record");
+                let _ = fsutil::remove_any(&entry.path());
+            }
+        }
         Ok(SnapshotStore {
             root: root.to_path_buf(),
             staging,
@@ -106,13 +115,14 @@ impl SnapshotStore {
         fsutil::sync_dir(&self.root)
     }
 
-    /// Takes a snapshot out of the store with two quick operations (its record removed, its
-    /// directory renamed into staging) and returns the directory for the caller to delete
+    /// Takes a snapshot out of the store with one quick operation (its directory renamed into
+    /// staging) and returns the directory for the caller to delete
     /// without holding any lock. Staging is swept at start, so a crash before the deletion
     /// leaves nothing visible. `None` when the snapshot was not there.
     pub fn detach(&self, chain_id: &Digest) -> Result<Option<PathBuf>> {
         let dir = self.dir(chain_id);
-        let _ = fs::remove_file(dir.join(META));
+        // One rename, with its record inside: a crash leaves the snapshot whole or in staging
+        // (removing the record first left debris no listing saw).
         let trash = self
             .staging
             .join(format!("removed-{}", fsutil::random_name()));

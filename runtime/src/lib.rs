@@ -69,4 +69,4 @@ mod terminal;
 pub mod userns;
 
 pub use error::Error;
-pub use sys::has_mount_setattr;
+pub use sys::{has_mount_setattr, pidfd_open};

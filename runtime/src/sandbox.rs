@@ -287,8 +287,10 @@ pub fn spawn_pid_holder_in(dir: &Path, userns: Option<&Path>) -> Result<PidHolde
                     crate::userns::become_root()?;
                 }
                 nix::sched::unshare(CloneFlags::CLONE_NEWPID).step("unshare pid")?;
+                // The caller, which the holder must not outlive (see `holder`).
+                let caller = sys::pidfd_open(nix::unistd::getppid()).step("pidfd_open caller")?;
                 match sys::clone_parent().step("clone holder")? {
-                    Forked::Child => holder(null.as_raw_fd()),
+                    Forked::Child => holder(null.as_raw_fd(), caller.as_raw_fd()),
                     Forked::Parent(pid) => Ok(pid),
                 }
             })();
@@ -330,9 +332,23 @@ pub fn spawn_pid_holder_in(dir: &Path, userns: Option<&Path>) -> Result<PidHolde
     })
 }
 
-/// The holder: PID 1 of the new namespace. Never returns.
-fn holder(null: i32) -> ! {
+/// The holder: PID 1 of the new namespace. Never returns. It dies with the caller (a shim
+/// killed with SIGKILL would otherwise leave it, and the pod's PID namespace, behind): the
+/// kernel kills it when its parent dies, and `caller`, a pidfd of that parent taken before the
+/// clone, tells whether the parent died before that was set up.
+fn holder(null: i32, caller: i32) -> ! {
     sys::run_child(|| {
+        if nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).is_err() {
+            return 1;
+        }
+        // Open until `close_range_from` below.
+        let mut fds = [nix::poll::PollFd::new(
+            sys::borrow(caller),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).unwrap_or(0) > 0 {
+            return 0;
+        }
         let _ = nix::unistd::setsid();
         for fd in 0..3 {
             let _ = nix::unistd::dup2(null, fd);

@@ -64,7 +64,7 @@ pub(crate) unsafe fn raw_clone(flags: libc::c_int) -> Result<Forked, Errno> {
 }
 
 /// `pidfd_open(pid, 0)`.
-pub(crate) fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
+pub fn pidfd_open(pid: Pid) -> Result<OwnedFd, Errno> {
     // SAFETY: plain syscall with integer arguments.
     let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
     if ret < 0 {

@@ -16,7 +16,7 @@ mod stop_signal;
 mod streams;
 
 use std::io::{Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -84,7 +84,17 @@ fn report(rx: OwnedFd) -> ExitCode {
 /// The shim proper.
 fn run(dir: PathBuf, tx: OwnedFd) -> ExitCode {
     let mut tx = std::fs::File::from(tx);
-    let shim = match setup::detach(&dir, &tx).and_then(|()| server::Shim::new(dir)) {
+    // Held for the shim's whole life (see `proto::LOCK_FILE`).
+    let life = match setup::life_lock(&dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            let _ = writeln!(tx, "{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shim = match setup::detach(&dir, &[tx.as_raw_fd(), life.as_raw_fd()])
+        .and_then(|()| server::Shim::new(dir))
+    {
         Ok(shim) => shim,
         Err(e) => {
             log!("start failed: {e}");
@@ -95,7 +105,9 @@ fn run(dir: PathBuf, tx: OwnedFd) -> ExitCode {
     let _ = writeln!(tx, "ready {}", std::process::id());
     drop(tx);
     log!("serving pod {}", shim.pod_id());
-    match shim.serve() {
+    let served = shim.serve();
+    drop(life);
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log!("event loop failed: {e}");

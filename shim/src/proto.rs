@@ -19,6 +19,10 @@ pub const MAX_EXEC_OUTPUT: usize = 16 << 20;
 pub const CONFIG_FILE: &str = "shim.json";
 /// The shim's socket in the pod's state directory.
 pub const SOCKET_FILE: &str = "shim.sock";
+
+/// Locked (`flock`, exclusive) by the shim from before it sets anything up until it exits: a
+/// daemon that finds no socket yet can tell a shim still starting from none at all.
+pub const LOCK_FILE: &str = "shim.lock";
 /// The directory of exit records in the pod's state directory (`exits/<container-id>.json`).
 pub const EXITS_DIR: &str = "exits";
 

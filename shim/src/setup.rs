@@ -31,7 +31,7 @@ pub fn handled_signals() -> SigSet {
 
 /// Detaches: new session, child subreaper, non-dumpable, `/` as cwd, stdin from `/dev/null`, stdout and
 /// stderr appended to `<dir>/shim.log`, and every inherited descriptor closed except `keep`.
-pub fn detach(dir: &Path, keep: &File) -> Result<(), Error> {
+pub fn detach(dir: &Path, extra: &[RawFd]) -> Result<(), Error> {
     setsid().map_err(|e| Error::sys("setsid", e))?;
     prctl::set_child_subreaper(true).map_err(|e| Error::sys("PR_SET_CHILD_SUBREAPER", e))?;
     // Nothing of the shim (descriptors, memory, environment) is for the pod's processes, even
@@ -50,10 +50,27 @@ pub fn detach(dir: &Path, keep: &File) -> Result<(), Error> {
     for (from, to) in [(&null, 0), (&log, 1), (&log, 2)] {
         dup2(from.as_raw_fd(), to).map_err(|e| Error::sys("dup2", e))?;
     }
-    let keep = [0, 1, 2, keep.as_raw_fd(), null.as_raw_fd(), log.as_raw_fd()];
+    let mut keep = vec![0, 1, 2, null.as_raw_fd(), log.as_raw_fd()];
+    keep.extend_from_slice(extra);
     close_inherited(&keep)?;
     chdir("/").map_err(|e| Error::sys("chdir /", e))?;
     Ok(())
+}
+
+/// Takes the pod directory's `shim.lock` (see [`corral_shim::proto::LOCK_FILE`]); fails when
+/// another shim holds it.
+pub fn life_lock(dir: &Path) -> Result<nix::fcntl::Flock<File>, Error> {
+    let path = dir.join(corral_shim::proto::LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|(_, e)| Error::sys("flock shim.lock (another shim serves this pod?)", e))
 }
 
 /// Closes every descriptor not in `keep` (the daemon's sockets, its log files, ...).

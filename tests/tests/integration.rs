@@ -10,6 +10,7 @@ mod clients;
 mod confinement;
 mod daemon;
 mod events;
+mod faults;
 mod harness;
 mod host_files;
 mod hostile_requests;

@@ -168,44 +168,52 @@ impl Network {
         Ok(())
     }
 
-    /// Runs ADD of `list` (from [`Network::ready`]) for pod `id` whose network namespace is
-    /// pinned at `netns`. On failure nothing is left attached.
-    pub async fn attach(
+    /// The record of an attachment about to be made: saved before ADD runs, so a crash in
+    /// the middle still leads to DEL (which tolerates what ADD never made).
+    pub fn intent(
         &self,
         list: &NetworkList,
         id: &str,
         netns: &Path,
         pod: &PodSandboxConfig,
     ) -> Result<NetworkRecord, NetworkError> {
-        let attachment = Attachment {
-            container_id: id.to_owned(),
-            netns: netns.to_path_buf(),
-            ifname: POD_IFNAME.into(),
-            args: capabilities::cni_args(pod, id)?,
-            runtime_config: capabilities::runtime_config(pod)?,
-        };
-        let started = std::time::Instant::now();
-        let result = corral_cni::add(list, &self.plugins, &attachment).await;
-        self.metrics
-            .cni("ADD", result.is_ok(), started.elapsed().as_secs_f64());
-        let result = result?;
-        let ips = corral_cni::result::pod_ips(&result, POD_IFNAME);
-        tracing::debug!(pod = id, network = %list.name, ?ips, elapsed = ?started.elapsed(), "CNI ADD");
         Ok(NetworkRecord {
             version: RECORD_VERSION,
             network: list.to_json(),
-            attachment,
-            result,
-            ips,
+            attachment: Attachment {
+                container_id: id.to_owned(),
+                netns: netns.to_path_buf(),
+                ifname: POD_IFNAME.into(),
+                args: capabilities::cni_args(pod, id)?,
+                runtime_config: capabilities::runtime_config(pod)?,
+            },
+            result: Value::Null,
+            ips: Vec::new(),
             attached: true,
         })
+    }
+
+    /// Runs ADD for the record's attachment and fills in its result and IPs.
+    pub async fn add(&self, rec: &mut NetworkRecord) -> Result<(), NetworkError> {
+        let list = NetworkList::from_json(&rec.network, Path::new("network.json"))?;
+        let started = std::time::Instant::now();
+        let result = corral_cni::add(&list, &self.plugins, &rec.attachment).await;
+        self.metrics
+            .cni("ADD", result.is_ok(), started.elapsed().as_secs_f64());
+        let result = result?;
+        rec.ips = corral_cni::result::pod_ips(&result, POD_IFNAME);
+        tracing::debug!(pod = %rec.attachment.container_id, network = %list.name, ips = ?rec.ips, elapsed = ?started.elapsed(), "CNI ADD");
+        rec.result = result;
+        Ok(())
     }
 
     /// Runs DEL for an attachment (with the network config ADD used). Idempotent.
     pub async fn detach(&self, rec: &NetworkRecord) -> Result<(), NetworkError> {
         let list = NetworkList::from_json(&rec.network, Path::new("network.json"))?;
         let started = std::time::Instant::now();
-        let done = corral_cni::del(&list, &self.plugins, &rec.attachment, Some(&rec.result)).await;
+        // No result when a crash came between the record and ADD's answer.
+        let prev = (!rec.result.is_null()).then_some(&rec.result);
+        let done = corral_cni::del(&list, &self.plugins, &rec.attachment, prev).await;
         self.metrics
             .cni("DEL", done.is_ok(), started.elapsed().as_secs_f64());
         done?;

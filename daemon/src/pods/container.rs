@@ -171,6 +171,9 @@ impl Pods {
         // the rootfs mount point. A user-namespaced container's init (the pod's root, a host
         // UID) sets its rootfs up by path, so its bundle belongs to that UID instead.
         crate::dirs::create(records, crate::dirs::PRIVATE).map_err(|e| PodError::io(records, e))?;
+        // First, so a restart after a crash from here on finds what to undo (a container
+        // without `status.json` is discarded then).
+        model::save(&records.join("meta.json"), meta)?;
         crate::dirs::create(bundle, crate::dirs::PRIVATE).map_err(|e| PodError::io(bundle, e))?;
         if let Some((uid, gid)) = root_ids {
             std::os::unix::fs::chown(bundle, Some(uid), Some(gid))
@@ -241,7 +244,6 @@ impl Pods {
                 .and_then(|mut f| f.write_all(&body))
                 .map_err(|e| PodError::io(&spec_path, e))?;
         }
-        model::save(&records.join("meta.json"), meta)?;
         let request = Request::Create(CreateRequest {
             id: meta.id.clone(),
             bundle: bundle.to_path_buf(),
@@ -266,7 +268,7 @@ impl Pods {
 
     /// Undoes whatever a container creation did: the shim's process, the cgroup, the rootfs
     /// mount, the directories.
-    async fn discard_container(
+    pub(super) async fn discard_container(
         &self,
         shim: &ShimClient,
         meta: &ContainerMeta,

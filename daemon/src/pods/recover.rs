@@ -13,7 +13,7 @@ use corral_shim::proto::{ContainerInfo, Request, Response};
 use super::model::{
     self, ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus,
 };
-use super::{Container, PodError, Pods, Result, Sandbox, lock};
+use super::{Container, PodError, Pods, Result, Sandbox, lock, rootfs};
 
 /// How long one shim may take to answer during recovery.
 const INFO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,15 +33,29 @@ impl Pods {
     /// Loads every pod and container and reconciles them with their shims.
     pub async fn recover(self: &Arc<Self>) {
         for dir in record_dirs(&self.cfg.root.join("pods")) {
-            if let Err(e) = self.load_sandbox(&dir) {
+            if !dir.join("meta.json").exists() {
+                // A RunPodSandbox that a crash stopped before its first record (nothing else
+                // of the pod was made yet), or a removal after it was removed.
+                self.discard_leftover(&dir).await;
+            } else if let Err(e) = self.load_sandbox(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "skipping a pod sandbox record");
             }
         }
         for dir in record_dirs(&self.cfg.root.join("containers")) {
-            if let Err(e) = self.load_container(&dir) {
-                tracing::warn!(dir = %dir.display(), error = %e, "skipping a container record");
+            if !dir.join("meta.json").exists() {
+                // Creation stopped before its first record, or removal after it was removed.
+                self.discard_leftover(&dir).await;
+                continue;
+            }
+            match self.load_container(&dir) {
+                Ok(None) => {}
+                Ok(Some(meta)) => self.discard_half_made(meta).await,
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "skipping a container record")
+                }
             }
         }
+        self.discard_unrecorded_state().await;
         // Grouped once: asking for each pod's containers in turn is quadratic, minutes with
         // tens of thousands of records.
         let mut by_pod: HashMap<String, Vec<Arc<Container>>> = HashMap::new();
@@ -92,8 +106,13 @@ impl Pods {
         Ok(())
     }
 
-    fn load_container(&self, dir: &Path) -> Result<()> {
+    /// Loads a container; a creation that a crash interrupted (no status record yet) is
+    /// returned for discarding instead.
+    fn load_container(&self, dir: &Path) -> Result<Option<ContainerMeta>> {
         let meta: ContainerMeta = model::load(&dir.join("meta.json"))?;
+        if !dir.join("status.json").exists() {
+            return Ok(Some(meta));
+        }
         let status: ContainerStatus = match model::load(&dir.join("status.json")) {
             Ok(s) => s,
             Err(e) => {
@@ -113,7 +132,57 @@ impl Pods {
         let config: ContainerConfig = model::decode_pb(&meta.config, dir)?;
         self.ctr_names.insert(&meta.name, &meta.id);
         self.add_container(meta, config, status);
-        Ok(())
+        Ok(None)
+    }
+
+    /// Undoes a CreateContainer that never answered: its process in the shim, cgroup, rootfs
+    /// and directories.
+    async fn discard_half_made(&self, meta: ContainerMeta) {
+        tracing::info!(container = %meta.id, "discarding a container whose creation was interrupted");
+        let Ok(sb) = self.sandbox(&meta.sandbox_id) else {
+            tracing::warn!(container = %meta.id, "a half-made container of a pod that is gone");
+            return;
+        };
+        let (bundle, records) = (self.ctr_bundle(&meta.id), self.ctr_record_dir(&meta.id));
+        if let Err(e) = self
+            .discard_container(&sb.shim, &meta, &bundle, &records)
+            .await
+        {
+            tracing::warn!(container = %meta.id, error = %e, "discarding a half-made container");
+        }
+    }
+
+    /// Removes a record directory that holds no record (a creation a crash interrupted before
+    /// its first record was written).
+    async fn discard_leftover(&self, dir: &Path) {
+        tracing::info!(dir = %dir.display(), "removing a record directory without a record");
+        if let Err(e) = rootfs::remove_tree(dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "removing a leftover directory");
+        }
+    }
+
+    /// State directories no record owns: torn down (shim, namespaces, mounts) and removed.
+    async fn discard_unrecorded_state(&self) {
+        for dir in record_dirs(&self.cfg.state.join("pods")) {
+            let id = dir.file_name().unwrap_or_default().to_string_lossy();
+            if !self.pod_record_dir(&id).exists() {
+                tracing::warn!(dir = %dir.display(), "tearing down a pod directory without a record");
+                if let Err(e) = self.discard_pod_state(&dir).await {
+                    tracing::warn!(dir = %dir.display(), error = %e, "tearing down an unrecorded pod");
+                }
+            }
+        }
+        for dir in record_dirs(&self.cfg.state.join("containers")) {
+            let id = dir.file_name().unwrap_or_default().to_string_lossy();
+            if !self.ctr_record_dir(&id).exists() {
+                tracing::warn!(dir = %dir.display(), "removing a container bundle without a record");
+                let removed =
+                    rootfs::unmount(&dir.join("rootfs")).and_then(|()| rootfs::remove_tree(&dir));
+                if let Err(e) = removed {
+                    tracing::warn!(dir = %dir.display(), error = %e, "removing an unrecorded bundle");
+                }
+            }
+        }
     }
 
     /// Reconciles one pod with its shim.
@@ -125,7 +194,14 @@ impl Pods {
             return;
         }
         let info = match sb.shim.call_within(&Request::Info, INFO_TIMEOUT).await {
-            Ok(Response::Info { containers, .. }) => containers,
+            Ok(Response::Info {
+                containers,
+                shim_pid,
+                ..
+            }) => {
+                self.watch_shim(&sb.meta.id, shim_pid);
+                containers
+            }
             other => {
                 let why = match other {
                     Err(e) => e.to_string(),
@@ -174,6 +250,31 @@ impl Pods {
             }
             self.follow(sb.shim.clone(), ctr);
         }
+    }
+
+    /// Watches a READY pod's shim process (through a pidfd): when it dies with no stop asked,
+    /// the pod is marked not ready and its containers settled at once, even with no container
+    /// being followed.
+    pub(super) fn watch_shim(self: &Arc<Self>, sandbox_id: &str, pid: i32) {
+        let pods = Arc::clone(self);
+        let id = sandbox_id.to_owned();
+        let pidfd = corral_runtime::pidfd_open(nix::unistd::Pid::from_raw(pid));
+        tokio::spawn(async move {
+            match pidfd.map(exited) {
+                Ok(exit) => {
+                    if let Err(e) = exit.await {
+                        tracing::warn!(pod = %id, error = %e, "cannot watch the shim");
+                        return;
+                    }
+                }
+                Err(nix::errno::Errno::ESRCH) => {}
+                Err(e) => {
+                    tracing::warn!(pod = %id, error = %e, "cannot watch the shim");
+                    return;
+                }
+            }
+            pods.shim_lost(&id, "the shim exited").await;
+        });
     }
 
     /// A follower lost its shim: if the shim really is gone (it does not answer Info), the pod
@@ -250,4 +351,15 @@ impl Pods {
             ContainerEventType::ContainerStoppedEvent,
         );
     }
+}
+
+/// Waits until the process behind `pidfd` exits (a pidfd turns readable then).
+#[allow(unsafe_code)]
+async fn exited(pidfd: std::os::fd::OwnedFd) -> std::io::Result<()> {
+    // SAFETY: the `AsyncFd` owns `pidfd` from here on; nothing else closes or replaces it.
+    let fd = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)?
+    };
+    let _ = fd.readable().await?;
+    Ok(())
 }

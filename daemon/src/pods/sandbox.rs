@@ -1,6 +1,7 @@
 //! RunPodSandbox, StopPodSandbox, RemovePodSandbox.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use corral_cri_api::v1::{
@@ -29,6 +30,37 @@ pub fn release_pod_namespaces(dir: &Path) -> Result<()> {
     corral_runtime::sandbox::unpin_namespaces(&dir.join("ns"))?;
     rootfs::unmount(&dir.join(rootfs::POD_FILES_DIR))?;
     rootfs::unmount(&dir.join("shm"))
+}
+
+/// Writes a new pod's record as NOTREADY, before anything of the pod exists.
+fn write_intent(records: &Path, meta: &SandboxMeta) -> Result<()> {
+    crate::dirs::create(records, crate::dirs::PRIVATE).map_err(|e| PodError::io(records, e))?;
+    model::save(&records.join("meta.json"), meta)?;
+    model::save(
+        &records.join("status.json"),
+        &SandboxStatus::new(SandboxState::NotReady),
+    )
+}
+
+/// When a shim is still starting (it holds its lock but has no socket yet: a RunPodSandbox a
+/// crash interrupted), waits until it serves or exits, so it can be told to shut down.
+async fn wait_for_starting_shim(dir: &Path) {
+    use corral_shim::proto::{LOCK_FILE, SOCKET_FILE};
+    use nix::fcntl::{Flock, FlockArg};
+    let started = std::time::Instant::now();
+    while !dir.join(SOCKET_FILE).exists() {
+        let Ok(file) = std::fs::File::open(dir.join(LOCK_FILE)) else {
+            return;
+        };
+        if Flock::lock(file, FlockArg::LockSharedNonblock).is_ok() {
+            return;
+        }
+        if started.elapsed() > SHUTDOWN_TIMEOUT {
+            tracing::warn!(dir = %dir.display(), "a shim that holds its lock never served");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
 }
 
 /// The namespace choices of a pod.
@@ -127,7 +159,11 @@ fn cgroup_parent(config: &PodSandboxConfig, root: &str, id: &str) -> Result<(Str
 }
 
 impl Pods {
-    pub async fn run_sandbox(&self, config: PodSandboxConfig, handler: String) -> Result<String> {
+    pub async fn run_sandbox(
+        self: &Arc<Self>,
+        config: PodSandboxConfig,
+        handler: String,
+    ) -> Result<String> {
         let md = config.metadata.as_ref().ok_or_else(|| {
             PodError::InvalidArgument("pod sandbox config: metadata is missing".into())
         })?;
@@ -191,6 +227,14 @@ impl Pods {
             sysctls,
             userns,
         };
+        // The record comes first, as NOTREADY: whatever a crash interrupts below is found by
+        // it after a restart and listed, so the kubelet stops and removes it (containerd's
+        // way); nothing of a pod ever exists without it.
+        let records = self.pod_record_dir(&id);
+        if let Err(e) = write_intent(&records, &meta) {
+            let _ = rootfs::remove_tree(&records);
+            return Err(e);
+        }
         let prepared = match self.limit_pod(&meta, pod_limits).await {
             Ok(()) => {
                 self.prepare_pod(&config, &dir, &ns, &shim_config, &meta, network.as_ref())
@@ -198,15 +242,14 @@ impl Pods {
             }
             Err(e) => Err(e),
         };
-        let attachment = match prepared {
-            Ok(attachment) => attachment,
+        let (attachment, shim_pid) = match prepared {
+            Ok(prepared) => prepared,
             Err(e) => {
                 tracing::warn!(pod = %id, error = %e, "RunPodSandbox failed; cleaning up");
                 if let Err(ce) = self.teardown_pod_state(&dir).await {
                     tracing::warn!(pod = %id, error = %ce, "cleanup after a failed RunPodSandbox");
                 }
                 let _ = rootfs::remove_tree(&dir);
-                let _ = rootfs::remove_tree(&self.pod_record_dir(&id));
                 if meta.owns_cgroup {
                     let path = PathBuf::from(&meta.cgroup_parent);
                     let _ = tokio::task::spawn_blocking(move || {
@@ -214,10 +257,13 @@ impl Pods {
                     })
                     .await;
                 }
+                // Last: until it is gone, a restart finds the pod and lists it.
+                let _ = rootfs::remove_tree(&records);
                 return Err(e);
             }
         };
         self.add_sandbox(meta, config, SandboxState::Ready, attachment);
+        self.watch_shim(&id, shim_pid);
         reservation.commit();
         tracing::info!(pod = %id, "pod sandbox ready");
         if let Ok(sb) = self.sandbox(&id) {
@@ -276,7 +322,7 @@ impl Pods {
         shim_config: &ShimConfig,
         meta: &SandboxMeta,
         network: Option<&NetworkList>,
-    ) -> Result<Option<NetworkRecord>> {
+    ) -> Result<(Option<NetworkRecord>, i32)> {
         crate::dirs::create(dir, crate::dirs::PRIVATE).map_err(|e| PodError::io(dir, e))?;
         if !ns.host_ipc {
             rootfs::mount_shm(&dir.join("shm"))?;
@@ -287,14 +333,19 @@ impl Pods {
         std::fs::write(&cfg_path, body).map_err(|e| PodError::io(&cfg_path, e))?;
         let pid = ShimClient::spawn(&self.cfg.shim, dir).await?;
         tracing::debug!(pod = %meta.id, shim = pid, "shim ready");
+        let records = self.pod_record_dir(&meta.id);
         let attachment = match network {
             Some(list) => {
                 let netns = dir.join("ns").join("net");
-                Some(self.network.attach(list, &meta.id, &netns, config).await?)
+                // Recorded before ADD runs, so a crash during it still leads to DEL.
+                let mut rec = self.network.intent(list, &meta.id, &netns, config)?;
+                model::save(&records.join(NETWORK_FILE), &rec)?;
+                // A failed ADD has run DEL itself.
+                self.network.add(&mut rec).await?;
+                Some(rec)
             }
             None => None,
         };
-        let records = self.pod_record_dir(&meta.id);
         let saved = (|| {
             if let Some(rec) = &attachment {
                 model::save(&records.join(NETWORK_FILE), rec)?;
@@ -308,7 +359,6 @@ impl Pods {
                 host_len("/etc/hosts") + host_len("/etc/resolv.conf"),
             )?;
             spec::write_pod_files(config, &files, pod_ip)?;
-            model::save(&records.join("meta.json"), meta)?;
             model::save(
                 &records.join("status.json"),
                 &SandboxStatus::new(SandboxState::Ready),
@@ -322,7 +372,14 @@ impl Pods {
             }
             return Err(e);
         }
-        Ok(attachment)
+        Ok((attachment, pid))
+    }
+
+    /// Tears down what a pod's state directory holds (its shim, namespaces and mounts) and
+    /// removes it; for a directory no record owns.
+    pub(super) async fn discard_pod_state(&self, dir: &Path) -> Result<()> {
+        self.teardown_pod_state(dir).await?;
+        rootfs::remove_tree(dir)
     }
 
     /// Runs CNI DEL for the pod if it is attached, and records that it no longer is. After a
@@ -345,6 +402,7 @@ impl Pods {
     /// Stops the pod's shim (if it still runs) and releases its namespaces and `/dev/shm`.
     async fn teardown_pod_state(&self, dir: &Path) -> Result<()> {
         let shim = ShimClient::new(dir);
+        wait_for_starting_shim(dir).await;
         if dir.join(corral_shim::proto::SOCKET_FILE).exists()
             && let Err(e) = shim.call_within(&Request::Shutdown, SHUTDOWN_TIMEOUT).await
         {
@@ -387,15 +445,13 @@ impl Pods {
             let _cop = ctr.op.lock().await;
             self.stop_container_locked(&sandbox.shim, &ctr, 0).await?;
         }
+        // Namespaces (and a pod whose shim died keeps them) stay until DEL has run.
         self.detach_network(sandbox).await?;
-        if sandbox.state() == SandboxState::NotReady {
-            // A pod whose shim died keeps its namespaces until DEL has run (idempotent).
-            let dir = sandbox.dir.clone();
-            return tokio::task::spawn_blocking(move || release_pod_namespaces(&dir))
-                .await
-                .map_err(|e| PodError::Internal(e.to_string()))?;
-        }
+        // A NOTREADY pod may still have a shim: one whose RunPodSandbox a crash interrupted.
         self.teardown_pod_state(&sandbox.dir).await?;
+        if sandbox.state() == SandboxState::NotReady {
+            return Ok(());
+        }
         self.set_sandbox_state(sandbox, SandboxState::NotReady)?;
         tracing::info!(pod = %sandbox.meta.id, "pod sandbox stopped");
         Ok(())
