@@ -191,6 +191,9 @@ pub struct RuntimeConfig {
     pub shim_path: Option<PathBuf>,
     /// Parent cgroup (cgroupfs path) of pods whose config names none.
     pub cgroup_root: String,
+    /// CDI spec directories, lowest priority first; read again for every container that
+    /// names a CDI device.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 impl Default for RuntimeConfig {
@@ -198,6 +201,7 @@ impl Default for RuntimeConfig {
         RuntimeConfig {
             shim_path: None,
             cgroup_root: "/corral".into(),
+            cdi_spec_dirs: corral_cdi::DEFAULT_SPEC_DIRS.map(PathBuf::from).to_vec(),
         }
     }
 }

@@ -120,6 +120,7 @@ impl Daemon {
                 state: config.state.clone(),
                 shim,
                 cgroup_root: config.runtime.cgroup_root.clone(),
+                cdi_spec_dirs: config.runtime.cdi_spec_dirs.clone(),
             },
             Arc::clone(&images),
             Arc::clone(&network),

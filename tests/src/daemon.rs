@@ -37,6 +37,8 @@ pub struct DaemonOptions {
     pub network_config: String,
     /// Put the root directory on a tmpfs of this many MiB (a disk that fills up).
     pub root_tmpfs_mib: Option<u64>,
+    /// Extra lines of TOML for the `[runtime]` table (which already sets `cgroup_root`).
+    pub runtime_config: String,
 }
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
@@ -155,13 +157,14 @@ impl TestDaemon {
 
     fn write_config(&self) -> Result<()> {
         let config = format!(
-            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[runtime]\ncgroup_root = {:?}\n[network]\nconf_dir = {:?}\nbridge = {:?}\npod_cidrs = [{:?}]\n{}\n[log]\nlevel = {:?}\nformat = {:?}\n",
+            "root = {:?}\nstate = {:?}\n[grpc]\nsocket = {:?}\n[images]\nregistry_config_path = {:?}\n{}\n[runtime]\ncgroup_root = {:?}\n{}\n[network]\nconf_dir = {:?}\nbridge = {:?}\npod_cidrs = [{:?}]\n{}\n[log]\nlevel = {:?}\nformat = {:?}\n",
             self.root(),
             self.state(),
             self.socket(),
             self.hosts_dir(),
             self.opts.extra_config,
             self.cgroup_root,
+            self.opts.runtime_config,
             self.cni_conf_dir(),
             self.net.bridge,
             self.net.subnet,

@@ -4,6 +4,7 @@
 
 mod common;
 
+mod cdi;
 mod checkpoint;
 mod cli;
 mod clients;

@@ -225,6 +225,7 @@ impl Pods {
             lsm: spec::lsm::LsmHost::HOST,
         };
         let mut spec = spec::container_spec(&inputs)?;
+        self.inject_cdi_devices(config, &mut spec)?;
         if let Some(m) = &userns {
             spec::userns::apply(&mut spec, m, &ns.join("user"));
         }
@@ -264,6 +265,38 @@ impl Pods {
         status.pid = pid;
         model::save(&records.join("status.json"), &status)?;
         Ok(status)
+    }
+
+    /// Applies the CDI devices the container names (`CDI_devices`, and `cdi.k8s.io/*`
+    /// annotations holding comma-separated names) from the spec directories, read afresh.
+    fn inject_cdi_devices(
+        &self,
+        config: &ContainerConfig,
+        spec: &mut oci_spec::runtime::Spec,
+    ) -> Result<()> {
+        let mut names: Vec<&str> = config.cdi_devices.iter().map(|d| d.name.as_str()).collect();
+        let mut keys: Vec<&String> = config
+            .annotations
+            .keys()
+            .filter(|k| k.starts_with(corral_cdi::ANNOTATION_PREFIX))
+            .collect();
+        keys.sort();
+        for k in keys {
+            names.extend(
+                config.annotations[k]
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|n| !n.is_empty()),
+            );
+        }
+        if names.is_empty() {
+            return Ok(());
+        }
+        let registry = corral_cdi::Registry::load(&self.cfg.cdi_spec_dirs);
+        registry
+            .resolve(names)
+            .and_then(|edits| edits.apply(spec))
+            .map_err(|e| PodError::InvalidArgument(format!("container config: CDI_devices: {e}")))
     }
 
     /// Undoes whatever a container creation did: the shim's process, the cgroup, the rootfs

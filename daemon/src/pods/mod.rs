@@ -90,6 +90,8 @@ pub struct PodsConfig {
     pub shim: PathBuf,
     /// Parent cgroup of pods that name none.
     pub cgroup_root: String,
+    /// CDI spec directories, lowest priority first.
+    pub cdi_spec_dirs: Vec<PathBuf>,
 }
 
 /// A pod sandbox in memory.

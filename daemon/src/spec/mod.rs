@@ -184,11 +184,6 @@ pub fn container_spec(input: &ContainerInputs<'_>) -> Result<Spec, SpecError> {
     }
     // Checked against the pod's; the caller adds the pod's user namespace (`userns::apply`).
     userns::container_userns(input.pod, config)?;
-    if !config.cdi_devices.is_empty() {
-        return Err(SpecError::invalid(
-            "CDI_devices: CDI devices are not supported yet",
-        ));
-    }
     if !input.cgroups_path.is_absolute() {
         return Err(SpecError::invalid(format!(
             "cgroups path {:?} is not absolute",

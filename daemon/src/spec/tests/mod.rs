@@ -265,10 +265,6 @@ fn unsupported_features_are_rejected() {
     let mut f = Fixture::new();
     f.sc().privileged = true;
     assert!(invalid(f.spec()).contains("privileged"));
-
-    let mut f = Fixture::new();
-    f.config.cdi_devices.push(Default::default());
-    assert!(invalid(f.spec()).contains("CDI"));
 }
 
 #[test]
