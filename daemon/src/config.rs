@@ -239,6 +239,10 @@ pub struct ImagesConfig {
     pub min_pull_rate_bytes_per_sec: u64,
     /// The window, in seconds, over which that rate is measured.
     pub pull_rate_window_secs: u64,
+    /// Layers a failed or cancelled pull had completed are kept this long, in seconds, so a
+    /// retry does not fetch them again; then garbage-collected unless an image uses them.
+    /// 0: removed at once.
+    pub failed_pull_retention_secs: u64,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -290,6 +294,7 @@ impl Default for ImagesConfig {
             pinned_images: Vec::new(),
             min_pull_rate_bytes_per_sec: 1024,
             pull_rate_window_secs: 30,
+            failed_pull_retention_secs: 3600,
         }
     }
 }

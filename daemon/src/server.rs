@@ -91,6 +91,8 @@ impl Daemon {
             bytes_per_sec: config.images.min_pull_rate_bytes_per_sec,
             window: std::time::Duration::from_secs(config.images.pull_rate_window_secs),
         };
+        icfg.failed_pull_retention =
+            std::time::Duration::from_secs(config.images.failed_pull_retention_secs);
         let images = ImageManager::open(icfg).map_err(|source| DaemonError::Images {
             root: config.root.clone(),
             source: Box::new(source),

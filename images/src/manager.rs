@@ -3,12 +3,23 @@
 //! ImageService (pull, list, status, remove, filesystem usage).
 //!
 //! Garbage collection: removing an image deletes its record, then every blob and snapshot no
-//! record references and no pull in progress holds a lease on. The decision is taken under the
-//! lease lock, so a pull that is committing cannot lose a snapshot it relies on.
+//! record references, no pull in progress holds a lease on, and no failed pull retains. The
+//! decision is taken under the lease lock, so a pull that is committing cannot lose a snapshot
+//! it relies on.
+//!
+//! Retention: a pull that fails (or is cancelled) keeps the layers it had completed, verified
+//! blobs and committed snapshots, for `failed_pull_retention`, so the retry kubelet makes does
+//! not fetch them again (containerd keeps them too). Nothing partial is kept: ingest files and
+//! staging directories go at once. Retention lives in memory only: the collection that runs
+//! when it expires, or at start-up, removes what no image took up meanwhile. A pull that fails
+//! for want of disk space drops every retention and collects at once, so kept layers never
+//! hold the disk full.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Instant;
 
 use crate::auth::CredentialsFile;
 use crate::content::ContentStore;
@@ -79,6 +90,8 @@ pub struct ImageConfig {
     /// A layer download that brings less than `min_rate.bytes_per_sec` over any
     /// `min_rate.window` fails instead of hanging.
     pub min_rate: MinRate,
+    /// How long the layers a failed pull completed are kept for a retry (zero: not kept).
+    pub failed_pull_retention: std::time::Duration,
 }
 
 /// The slowest a registry may send a layer.
@@ -111,6 +124,7 @@ impl ImageConfig {
             unpack_limits: UnpackLimits::default(),
             pinned: Vec::new(),
             min_rate: MinRate::default(),
+            failed_pull_retention: std::time::Duration::from_secs(3600),
         }
     }
 }
@@ -133,6 +147,8 @@ pub struct ImageManager {
     pub(crate) layer_slots: Arc<tokio::sync::Semaphore>,
     flights: Mutex<HashMap<String, Weak<tokio::sync::Mutex<()>>>>,
     leases: Mutex<HashMap<Digest, usize>>,
+    /// What failed pulls completed (blobs and chain IDs), kept from collection until then.
+    retained: Mutex<HashMap<Digest, Instant>>,
     /// `cfg.pinned`, normalised once to repo tags.
     pinned_tags: HashSet<String>,
 }
@@ -168,6 +184,7 @@ impl ImageManager {
             layer_slots,
             flights: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
+            retained: Mutex::new(HashMap::new()),
         });
         // A daemon that died mid-pull may have committed layers no image references yet.
         manager.collect_garbage()?;
@@ -271,13 +288,20 @@ impl ImageManager {
         Ok(true)
     }
 
-    /// Deletes blobs and snapshots that no image references and no pull holds.
+    /// Deletes blobs and snapshots that no image references, no pull holds and no failed pull
+    /// retains any more.
     pub fn collect_garbage(&self) -> Result<()> {
         // Decide and detach under the lease lock (quick renames and unlinks only: pulls take
         // this lock from async code), then delete the detached trees without it.
         let detached = {
             let leases = self.lease_map();
             let mut keep: HashSet<Digest> = leases.keys().cloned().collect();
+            {
+                let now = Instant::now();
+                let mut retained = self.retained_map();
+                retained.retain(|_, until| *until > now);
+                keep.extend(retained.keys().cloned());
+            }
             for rec in self.records.all() {
                 keep.extend(rec.blobs());
                 keep.extend(rec.chain_ids.iter().cloned());
@@ -343,6 +367,52 @@ impl ImageManager {
         self.leases.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    fn retained_map(&self) -> MutexGuard<'_, HashMap<Digest, Instant>> {
+        self.retained.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps what a failed pull completed (of `digests`, the blobs and snapshots that exist) for
+    /// `failed_pull_retention`, and schedules on `runtime` the collection that removes it then
+    /// if no image took it up. A successful pull ends the retention of what it references.
+    fn retain_for_retry(self: &Arc<Self>, digests: &[Digest], runtime: &tokio::runtime::Handle) {
+        let keep_for = self.cfg.failed_pull_retention;
+        // Only what the pull completed: a digest it never stored must not protect what a later
+        // pull stores under it.
+        let done: Vec<&Digest> = digests
+            .iter()
+            .filter(|d| self.content.contains(d) || self.snapshots.exists(d))
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        let until = Instant::now() + keep_for;
+        {
+            let mut retained = self.retained_map();
+            for d in &done {
+                retained.insert((*d).clone(), until);
+            }
+        }
+        tracing::debug!(
+            kept = done.len(),
+            ?keep_for,
+            "keeping what a failed pull completed for its retry"
+        );
+        let manager = Arc::downgrade(self);
+        runtime.spawn(async move {
+            tokio::time::sleep(keep_for).await;
+            let Some(m) = manager.upgrade() else { return };
+            let collected = tokio::task::spawn_blocking(move || m.collect_garbage()).await;
+            if let Ok(Err(e)) = collected {
+                tracing::warn!(error = %e, "collecting layers kept after a failed pull");
+            }
+        });
+    }
+
+    /// Ends every retention: the disk is needed.
+    fn discard_retained(&self) {
+        self.retained_map().clear();
+    }
+
     /// Protects digests (blobs or chain IDs) from garbage collection until the guard drops.
     pub(crate) fn lease(self: &Arc<Self>, digests: Vec<Digest>) -> Lease {
         let mut map = self.lease_map();
@@ -352,7 +422,7 @@ impl ImageManager {
         Lease {
             manager: Arc::downgrade(self),
             digests,
-            sweep: std::sync::atomic::AtomicBool::new(true),
+            outcome: AtomicU8::new(Lease::RETAIN),
         }
     }
 
@@ -371,19 +441,29 @@ impl ImageManager {
 
 /// Keeps digests out of garbage collection while held. A pull shares its lease with every
 /// blocking task it starts, so the lease ends only when the last of them is done. A lease that
-/// ends without [`Lease::disarm`] (the pull failed or was cancelled) sweeps what the pull
-/// committed and no image references, so a failed pull leaves nothing behind.
+/// ends without [`Lease::disarm`] (the pull failed or was cancelled) hands what the pull
+/// completed over to retention (see the module documentation); partial state is gone already,
+/// removed by its own guards. [`Lease::discard`] (the pull ran out of disk space) collects at
+/// once instead, and ends every other retention too.
 pub(crate) struct Lease {
     manager: Weak<ImageManager>,
     digests: Vec<Digest>,
-    sweep: std::sync::atomic::AtomicBool,
+    outcome: AtomicU8,
 }
 
 impl Lease {
+    const RETAIN: u8 = 0;
+    const DISARMED: u8 = 1;
+    const DISCARD: u8 = 2;
+
     /// The pull succeeded: its image references what it committed.
     pub(crate) fn disarm(&self) {
-        self.sweep
-            .store(false, std::sync::atomic::Ordering::Release);
+        self.outcome.store(Lease::DISARMED, Ordering::Release);
+    }
+
+    /// The pull failed for want of disk space: keep nothing for a retry.
+    pub(crate) fn discard(&self) {
+        self.outcome.store(Lease::DISCARD, Ordering::Release);
     }
 }
 
@@ -392,6 +472,16 @@ impl Drop for Lease {
         let Some(m) = self.manager.upgrade() else {
             return;
         };
+        let outcome = self.outcome.load(Ordering::Acquire);
+        let runtime = tokio::runtime::Handle::try_current();
+        let retain = match &runtime {
+            Ok(h) if outcome == Lease::RETAIN && !m.cfg.failed_pull_retention.is_zero() => Some(h),
+            _ => None,
+        };
+        // Retained before the lease lets go, so no collection runs in between.
+        if let Some(h) = retain {
+            m.retain_for_retry(&self.digests, h);
+        }
         {
             let mut map = m.lease_map();
             for d in &self.digests {
@@ -403,16 +493,26 @@ impl Drop for Lease {
                 }
             }
         }
-        if self.sweep.load(std::sync::atomic::Ordering::Acquire) {
-            let sweep = move || {
-                if let Err(e) = m.collect_garbage() {
-                    tracing::warn!(error = %e, "cleaning up after a failed pull");
-                }
-            };
-            match tokio::runtime::Handle::try_current() {
-                Ok(h) => drop(h.spawn_blocking(sweep)),
-                Err(_) => sweep(),
+        if outcome == Lease::DISARMED {
+            // An image references all of it now: a retention has done its work.
+            let mine: HashSet<&Digest> = self.digests.iter().collect();
+            m.retained_map().retain(|d, _| !mine.contains(d));
+            return;
+        }
+        if retain.is_some() {
+            return;
+        }
+        if outcome == Lease::DISCARD {
+            m.discard_retained();
+        }
+        let sweep = move || {
+            if let Err(e) = m.collect_garbage() {
+                tracing::warn!(error = %e, "cleaning up after a failed pull");
             }
+        };
+        match runtime {
+            Ok(h) => drop(h.spawn_blocking(sweep)),
+            Err(_) => sweep(),
         }
     }
 }

@@ -45,6 +45,20 @@ struct Source {
     credentials: Option<Credentials>,
 }
 
+/// What a pull has resolved and verified before it fetches the layers.
+struct Fetched {
+    top_digest: Digest,
+    index: Option<(Digest, Bytes)>,
+    manifest_bytes: Bytes,
+    manifest_digest: Digest,
+    manifest_type: String,
+    config: ImageConfiguration,
+    config_bytes: Vec<u8>,
+    config_digest: Digest,
+    layers: Vec<LayerRecord>,
+    chains: Vec<Digest>,
+}
+
 /// One pull in progress.
 struct Pull<'a> {
     mgr: &'a Arc<ImageManager>,
@@ -96,12 +110,13 @@ impl Pull<'_> {
         }
     }
 
-    fn fetch_error(&self, s: &Source, what: &str, e: FetchError) -> ImageError {
+    /// What a failed fetch of `kind` `name` (a manifest reference, a blob digest) means.
+    fn fetch_error(&self, s: &Source, kind: &'static str, name: &str, e: FetchError) -> ImageError {
         let image = self.image.clone();
         match e {
             FetchError::NotFound(detail) => ImageError::RemoteNotFound {
                 image,
-                what: what.to_owned(),
+                what: format!("{kind} {name}"),
                 detail,
             },
             FetchError::Unauthorized(detail) => ImageError::Unauthorized { image, detail },
@@ -110,6 +125,12 @@ impl Pull<'_> {
                 what: "manifest or config",
                 size: limit + 1,
                 limit,
+            },
+            FetchError::Mismatch(detail) => ImageError::Verification {
+                image,
+                what: kind,
+                digest: name.to_owned(),
+                detail,
             },
             FetchError::Other(detail) => ImageError::Registry {
                 image,
@@ -130,11 +151,16 @@ impl Pull<'_> {
             }
         }) {
             match self.mgr.registry.manifest(&self.target(s), reference).await {
-                Ok(v) => return Ok(v),
-                Err(e @ FetchError::TooLarge(_)) => return Err(self.fetch_error(s, "manifest", e)),
+                Ok(m) => {
+                    self.check_claimed_digest(reference, m.claimed_digest.as_deref(), &m.bytes)?;
+                    return Ok((m.bytes, m.content_type));
+                }
+                Err(e @ FetchError::TooLarge(_)) => {
+                    return Err(self.fetch_error(s, "manifest", reference, e));
+                }
                 Err(e) => {
                     tracing::debug!(image = %self.image, endpoint = %s.endpoint.url, error = %e, "manifest fetch failed");
-                    last = Some(self.fetch_error(s, &format!("manifest {reference}"), e));
+                    last = Some(self.fetch_error(s, "manifest", reference, e));
                 }
             }
         }
@@ -143,6 +169,38 @@ impl Pull<'_> {
             endpoint: self.r.registry.clone(),
             detail: "no endpoint may resolve or pull (check capabilities in hosts.toml)".into(),
         }))
+    }
+
+    /// A registry that names a manifest's digest (`Docker-Content-Digest`, what containerd
+    /// resolves a tag to with a HEAD request and then fetches by) must have sent the bytes of
+    /// that digest: a tag that moved between two answers, or a proxy that rewrote the body, is
+    /// refused rather than half believed. A digest of another algorithm is not checked here;
+    /// the bytes are still what the image is built from.
+    fn check_claimed_digest(
+        &self,
+        reference: &str,
+        claimed: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<()> {
+        let Some(claimed) = claimed else {
+            return Ok(());
+        };
+        let got = Digest::of(bytes);
+        match Digest::parse(claimed) {
+            Ok(d) if d != got => Err(ImageError::Verification {
+                image: self.image.clone(),
+                what: "manifest",
+                digest: reference.to_owned(),
+                detail: format!(
+                    "the registry names it {claimed} (Docker-Content-Digest) but the manifest it sent hashes to {got}"
+                ),
+            }),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::debug!(image = %self.image, reference, claimed, error = %e, "Docker-Content-Digest not checked");
+                Ok(())
+            }
+        }
     }
 
     async fn run(self) -> Result<ImageRecord> {
@@ -236,53 +294,94 @@ impl Pull<'_> {
         leased.push(manifest_digest.clone());
         leased.extend(index.as_ref().map(|(d, _)| d.clone()));
         let lease = Arc::new(self.mgr.lease(leased));
-
-        let jobs = layers.iter().enumerate().map(|(i, layer)| {
-            self.ensure_layer(
-                layer,
-                &chains[i],
-                i.checked_sub(1).map(|p| &chains[p]),
+        let result = self
+            .fetch_and_record(
                 &lease,
+                Fetched {
+                    top_digest,
+                    index,
+                    manifest_bytes,
+                    manifest_digest,
+                    manifest_type,
+                    config,
+                    config_bytes,
+                    config_digest,
+                    layers,
+                    chains,
+                },
             )
+            .await;
+        match &result {
+            Ok(_) => lease.disarm(),
+            // Kept layers would hold the disk full: nothing is kept for a retry.
+            Err(e) if e.is_out_of_space() => lease.discard(),
+            // The layers completed stay for a retry (the lease hands them over when it ends).
+            Err(_) => {}
+        }
+        result
+    }
+
+    /// Makes sure every layer is unpacked, stores manifest, index and config, and records the
+    /// image.
+    async fn fetch_and_record(&self, lease: &Arc<Lease>, f: Fetched) -> Result<ImageRecord> {
+        // When one layer fails, layers already downloading finish (a retry will find them), but
+        // no other starts; the first failure is the pull's.
+        let stop = AtomicBool::new(false);
+        let first_error = std::sync::Mutex::new(None);
+        let chains = &f.chains;
+        let (stop_ref, first_ref) = (&stop, &first_error);
+        let jobs = f.layers.iter().enumerate().map(|(i, layer)| async move {
+            let parent = i.checked_sub(1).map(|p| &chains[p]);
+            if let Err(e) = self
+                .ensure_layer(layer, &chains[i], parent, lease, stop_ref)
+                .await
+            {
+                first_ref
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
+                stop_ref.store(true, Ordering::Release);
+            }
         });
-        futures::future::try_join_all(jobs).await?;
+        futures::future::join_all(jobs).await;
+        if let Some(e) = first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            return Err(e);
+        }
 
         let content = &self.mgr.content;
-        content.put(&self.image, &config_digest, &config_bytes)?;
-        content.put(&self.image, &manifest_digest, &manifest_bytes)?;
-        if let Some((d, bytes)) = &index {
+        content.put(&self.image, &f.config_digest, &f.config_bytes)?;
+        content.put(&self.image, &f.manifest_digest, &f.manifest_bytes)?;
+        if let Some((d, bytes)) = &f.index {
             content.put(&self.image, d, bytes)?;
         }
 
-        let size = layers.iter().map(|l| l.size).sum::<u64>()
-            + config_bytes.len() as u64
-            + manifest_bytes.len() as u64;
+        let size = f.layers.iter().map(|l| l.size).sum::<u64>()
+            + f.config_bytes.len() as u64
+            + f.manifest_bytes.len() as u64;
         let record = ImageRecord {
             version: ImageRecord::new_version(),
-            id: config_digest,
+            id: f.config_digest,
             repo_tags: self.r.repo_tag().into_iter().collect(),
-            repo_digests: vec![self.r.repo_digest(&top_digest)],
-            manifest_digest,
-            manifest_media_type: manifest_type,
-            index_digest: index.map(|(d, _)| d),
-            layers,
-            chain_ids: chains,
+            repo_digests: vec![self.r.repo_digest(&f.top_digest)],
+            manifest_digest: f.manifest_digest,
+            manifest_media_type: f.manifest_type,
+            index_digest: f.index.map(|(d, _)| d),
+            layers: f.layers,
+            chain_ids: f.chains,
             size,
-            config: summarise(&config),
+            config: summarise(&f.config),
             pulled_at: now(),
             pinned: false,
         };
         let mgr = Arc::clone(self.mgr);
         let tag = self.r.repo_tag();
-        let held = Arc::clone(&lease);
-        let committed = tokio::task::spawn_blocking(move || {
+        let held = Arc::clone(lease);
+        tokio::task::spawn_blocking(move || {
             let _lease = held;
             mgr.records.commit_pull(record, tag.as_deref())
         })
         .await
-        .map_err(|e| ImageError::Internal(format!("record task: {e}")))??;
-        lease.disarm();
-        Ok(committed)
+        .map_err(|e| ImageError::Internal(format!("record task: {e}")))?
     }
 
     /// Picks the host platform's manifest from an index.
@@ -334,7 +433,7 @@ impl Pull<'_> {
             match self
                 .mgr
                 .registry
-                .small_blob(&self.target(s), digest.as_str(), limit)
+                .small_blob(&self.target(s), digest.as_str(), size)
                 .await
             {
                 Ok(bytes) => {
@@ -351,7 +450,7 @@ impl Pull<'_> {
                     }
                     return Ok(bytes.to_vec());
                 }
-                Err(e) => last = Some(self.fetch_error(s, &format!("config {digest}"), e)),
+                Err(e) => last = Some(self.fetch_error(s, "config", digest.as_str(), e)),
             }
         }
         Err(last.unwrap_or_else(|| self.no_pull_endpoint()))
@@ -364,6 +463,7 @@ impl Pull<'_> {
         chain_id: &Digest,
         parent: Option<&Digest>,
         lease: &Arc<Lease>,
+        stop: &AtomicBool,
     ) -> Result<()> {
         let mgr = self.mgr;
         // One flight per blob: a second pull of the same layer waits, then finds it done.
@@ -377,6 +477,10 @@ impl Pull<'_> {
             .acquire()
             .await
             .map_err(|_| ImageError::Internal("layer slots closed".into()))?;
+        if stop.load(Ordering::Acquire) {
+            // Another layer failed the pull (its error is the one reported): start no download.
+            return Ok(());
+        }
         let staged = mgr.snapshots.stage()?;
         let target = staged.fs_dir();
         let limits = mgr.cfg.unpack_limits.clone();
@@ -447,7 +551,7 @@ impl Pull<'_> {
             match self
                 .mgr
                 .registry
-                .blob(&self.target(s), layer.digest.as_str())
+                .blob(&self.target(s), layer.digest.as_str(), layer.size)
                 .await
             {
                 Ok(r) => {
@@ -455,7 +559,7 @@ impl Pull<'_> {
                     endpoint.clone_from(&s.endpoint.url);
                     break;
                 }
-                Err(e) => last = Some(self.fetch_error(s, &format!("layer {}", layer.digest), e)),
+                Err(e) => last = Some(self.fetch_error(s, "layer", layer.digest.as_str(), e)),
             }
         }
         let resp = resp.ok_or_else(|| last.unwrap_or_else(|| self.no_pull_endpoint()))?;
@@ -550,6 +654,18 @@ impl Pull<'_> {
                 None => stream.next().await,
             };
             match next {
+                // A body that ends cleanly (no Content-Length, or a chunked one) short of the
+                // descriptor's size is the wrong blob, not a cut transfer.
+                None if received < layer.size => {
+                    return Some(self.verification(
+                        "layer",
+                        &layer.digest,
+                        format!(
+                            "the registry ended the body after {received} bytes, the manifest names {}",
+                            layer.size
+                        ),
+                    ));
+                }
                 None => return None,
                 Some(Ok(chunk)) => {
                     rate.record(chunk.len() as u64);

@@ -38,6 +38,9 @@ pub enum FetchError {
     NotFound(String),
     Unauthorized(String),
     TooLarge(u64),
+    /// The answer contradicts what the caller already knows: a `Content-Length` other than the
+    /// descriptor's size, a `Docker-Content-Digest` other than the body's digest.
+    Mismatch(String),
     Other(String),
 }
 
@@ -47,6 +50,7 @@ impl std::fmt::Display for FetchError {
             FetchError::NotFound(d) => write!(f, "not found: {d}"),
             FetchError::Unauthorized(d) => write!(f, "unauthorized: {d}"),
             FetchError::TooLarge(n) => write!(f, "more than {n} bytes"),
+            FetchError::Mismatch(d) => f.write_str(d),
             FetchError::Other(d) => f.write_str(d),
         }
     }
@@ -133,6 +137,7 @@ impl RegistryClient {
             .user_agent(concat!("corral/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(15))
             .read_timeout(Duration::from_secs(60))
+            .redirect(reqwest::redirect::Policy::custom(follow_redirect))
             .danger_accept_invalid_certs(ep.skip_verify);
         if !certs.is_empty() {
             builder = builder.tls_certs_merge(certs);
@@ -144,43 +149,65 @@ impl RegistryClient {
         Ok(client)
     }
 
-    /// Fetches a manifest; returns its bytes and the content type the registry named.
+    /// Fetches a manifest: its bytes, the content type the registry named, and the digest it
+    /// claims in `Docker-Content-Digest` (for the caller to check against the bytes).
     pub async fn manifest(
         &self,
         t: &Target<'_>,
         reference: &str,
-    ) -> Result<(Bytes, String), FetchError> {
+    ) -> Result<FetchedManifest, FetchError> {
         let resp = self
             .get(t, &t.url("manifests", reference), MANIFEST_TYPES.join(", "))
             .await?;
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned())
-            .unwrap_or_default();
-        let body = read_bounded(resp, self.max_manifest_bytes).await?;
-        Ok((body, content_type))
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|s| s.split(';').next().unwrap_or(s).trim().to_owned())
+        };
+        let content_type = header(CONTENT_TYPE.as_str()).unwrap_or_default();
+        let claimed_digest = header("docker-content-digest").filter(|d| !d.is_empty());
+        let bytes = read_bounded(resp, self.max_manifest_bytes).await?;
+        Ok(FetchedManifest {
+            bytes,
+            content_type,
+            claimed_digest,
+        })
     }
 
-    /// Fetches a small blob (an image config) whole, at most `limit` bytes.
+    /// Fetches a small blob (an image config) whole: exactly `size` bytes, the descriptor's.
     pub async fn small_blob(
         &self,
         t: &Target<'_>,
         digest: &str,
-        limit: u64,
+        size: u64,
     ) -> Result<Bytes, FetchError> {
-        let resp = self.blob(t, digest).await?;
-        read_bounded(resp, limit).await
+        let resp = self.blob(t, digest, size).await?;
+        read_bounded(resp, size).await.map_err(|e| match e {
+            FetchError::TooLarge(_) => FetchError::Mismatch(format!(
+                "the registry sent more than the {size} bytes the manifest names"
+            )),
+            e => e,
+        })
     }
 
-    /// Starts a blob download; the caller streams the body.
+    /// Starts a blob download of `size` bytes (the descriptor's); the caller streams the body
+    /// and holds it to that size. A `Content-Length` announcing another size is refused before
+    /// any of the body is read.
     pub async fn blob(
         &self,
         t: &Target<'_>,
         digest: &str,
+        size: u64,
     ) -> Result<reqwest::Response, FetchError> {
-        self.get(t, &t.url("blobs", digest), "*/*".into()).await
+        let url = t.url("blobs", digest);
+        let resp = self.get(t, &url, "*/*".into()).await?;
+        match content_length(resp.headers()) {
+            Some(announced) if announced != size => Err(FetchError::Mismatch(format!(
+                "GET {url}: the registry announces {announced} bytes (Content-Length), the manifest names {size}"
+            ))),
+            _ => Ok(resp),
+        }
     }
 
     async fn get(
@@ -214,10 +241,12 @@ impl RegistryClient {
             }
             // No answer at all is not retried here: the next endpoint (a mirror's upstream) is
             // tried at once, as containerd does.
-            let resp = req
-                .send()
-                .await
-                .map_err(|e| FetchError::Other(format!("GET {url}: {}", error_chain(&e))))?;
+            let resp = req.send().await.map_err(|e| {
+                // A redirect error would name the URL it came from, which may be a presigned
+                // one with credentials in its query; our own message names the request's URL.
+                let e = if e.is_redirect() { e.without_url() } else { e };
+                FetchError::Other(format!("GET {url}: {}", error_chain(&e)))
+            })?;
             match resp.status() {
                 s if s.is_success() => return Ok(resp),
                 s if retries < RETRIES && transient(s) => {
@@ -357,6 +386,48 @@ impl RegistryClient {
         }
         Ok(header)
     }
+}
+
+/// A manifest as the registry answered it.
+#[derive(Debug)]
+pub struct FetchedManifest {
+    pub bytes: Bytes,
+    /// The `Content-Type`, without parameters; empty when none.
+    pub content_type: String,
+    /// The `Docker-Content-Digest` header, when the registry sent one.
+    pub claimed_digest: Option<String>,
+}
+
+/// Redirects followed for one request at most, as containerd and Docker (Go's HTTP client).
+pub const MAX_REDIRECTS: usize = 10;
+
+/// Why a redirect was not followed.
+#[derive(Debug, thiserror::Error)]
+enum RedirectError {
+    #[error("redirect loop: the registry sent the request back to {0}, already visited")]
+    Loop(String),
+    #[error("stopped after {MAX_REDIRECTS} redirects (the next to {0})")]
+    TooMany(String),
+}
+
+/// The redirect policy: at most [`MAX_REDIRECTS`] hops, and none back to a URL already
+/// requested (a loop fails at once instead of after ten round trips). Blob downloads are
+/// commonly redirected to a storage service; reqwest drops `Authorization` when the host
+/// changes.
+fn follow_redirect(attempt: reqwest::redirect::Attempt<'_>) -> reqwest::redirect::Action {
+    // Named without the query string, which may hold a presigned URL's signature.
+    let url = attempt.url();
+    let mut shown = url.clone();
+    shown.set_query(None);
+    let shown = shown.to_string();
+    if attempt.previous().contains(url) {
+        return attempt.error(RedirectError::Loop(shown));
+    }
+    // The first of `previous` is the original request, not a redirect.
+    if attempt.previous().len() > MAX_REDIRECTS {
+        return attempt.error(RedirectError::TooMany(shown));
+    }
+    attempt.follow()
 }
 
 /// A digest of the credentials, so the token cache can tell callers apart without keeping

@@ -9,7 +9,9 @@ use anyhow::Result;
 use common::*;
 use corral_cri_api::v1::{AuthConfig, PullImageRequest};
 use corral_tests::daemon::{DaemonOptions, TestDaemon};
-use corral_tests::fixtures::{Compression, Layer, ManifestFormat, big_image, busybox_image};
+use corral_tests::fixtures::{
+    BuiltImage, Compression, Layer, ManifestFormat, big_image, busybox_image,
+};
 use corral_tests::registry::{CannedResponse, FakeRegistry, Registry, RegistryOptions};
 use tonic::Code;
 
@@ -171,14 +173,15 @@ async fn a_one_millisecond_deadline_leaves_nothing() -> Result<()> {
             || (err.code() == Code::Cancelled && err.message() == "Timeout expired"),
         "{err:?}"
     );
-    assert_empty(&d, &mut c).await?;
+    // A layer may have completed before the deadline: it is kept for the retry, whole.
+    assert_only_completed_layers_kept(&d, &mut c, &layer_digests(&pushed.image)).await?;
     // Nothing half-made stands in the way of a normal pull afterwards.
     assert_eq!(pull(&mut c, &pushed.reference).await?, pushed.config_digest);
     Ok(())
 }
 
 /// Serves `slow:v1`: busybox plus a 4 MiB layer whose download stops half-way, forever.
-fn serve_stalling_image(fake: &FakeRegistry) -> Result<()> {
+fn serve_stalling_image(fake: &FakeRegistry) -> Result<BuiltImage> {
     let big = Layer::new()
         .file(
             "blob",
@@ -194,13 +197,20 @@ fn serve_stalling_image(fake: &FakeRegistry) -> Result<()> {
         &format!("/v2/slow/blobs/{}", last.digest),
         CannedResponse::new(200, last.data.clone()).stall_after(last.data.len() / 2),
     );
-    Ok(())
+    Ok(img)
+}
+
+/// The layers of a stalling image that can complete: all but the stalled last one.
+fn completable(img: &BuiltImage) -> Vec<&str> {
+    let mut all = layer_digests(img);
+    all.pop();
+    all
 }
 
 #[tokio::test]
 async fn a_stalled_download_is_cut_by_the_deadline_and_cleaned_up() -> Result<()> {
     let fake = FakeRegistry::start().await?;
-    serve_stalling_image(&fake)?;
+    let img = serve_stalling_image(&fake)?;
     let d = TestDaemon::start().await?;
     let mut c = d.images().await?;
     let mut req = tonic::Request::new(PullImageRequest {
@@ -209,7 +219,8 @@ async fn a_stalled_download_is_cut_by_the_deadline_and_cleaned_up() -> Result<()
     });
     req.set_timeout(Duration::from_secs(2));
     assert_status(c.pull_image(req).await, Code::DeadlineExceeded, &["slow"]);
-    assert_empty(&d, &mut c).await
+    assert_only_completed_layers_kept(&d, &mut c, &completable(&img)).await?;
+    Ok(())
 }
 
 #[tokio::test]
@@ -442,7 +453,7 @@ async fn a_pull_onto_a_full_disk_is_resource_exhausted_and_leaves_nothing() -> R
 #[tokio::test]
 async fn a_download_under_the_minimum_rate_fails_instead_of_hanging() -> Result<()> {
     let fake = FakeRegistry::start().await?;
-    serve_stalling_image(&fake)?;
+    let img = serve_stalling_image(&fake)?;
     let d = TestDaemon::start_with(DaemonOptions {
         // The harness puts extra lines in its `[images]` table.
         extra_config: "min_pull_rate_bytes_per_sec = 1024\npull_rate_window_secs = 2\n".into(),
@@ -465,7 +476,8 @@ async fn a_download_under_the_minimum_rate_fails_instead_of_hanging() -> Result<
         "cut after one 2 s window, not {:?}",
         began.elapsed()
     );
-    assert_empty(&d, &mut c).await
+    assert_only_completed_layers_kept(&d, &mut c, &completable(&img)).await?;
+    Ok(())
 }
 
 /// A registry that answers 503 a few times (restarting, overloaded) is asked again with
@@ -530,4 +542,337 @@ async fn a_connection_reset_mid_layer_is_unavailable_and_a_retry_succeeds() -> R
     fake.route(&path, CannedResponse::new(200, layer.data.clone()));
     assert_eq!(pull(&mut c, &image).await?, img.config_digest);
     Ok(())
+}
+
+/// A blob whose `Content-Length` is not the descriptor's size (shorter or longer than the body,
+/// or a body of another size), or whose body ends early without one, is DATA_LOSS naming the
+/// image and the digest, at once (no hang, no byte past the descriptor's size accepted), and
+/// leaves nothing.
+#[tokio::test]
+async fn a_blob_length_other_than_the_descriptor_is_data_loss_and_leaves_nothing() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let img = busybox_image()?.build(ManifestFormat::Oci)?;
+    let layer = img.layers.last().expect("a layer");
+    let size = layer.data.len();
+    let mut longer_body = layer.data.clone();
+    longer_body.extend_from_slice(&[0u8; 4096]);
+    let short = (size - 100).to_string();
+    let long = (size + 100).to_string();
+    let cases = [
+        (
+            "shorter",
+            CannedResponse::new(200, layer.data.clone()).header("Content-Length", &short),
+            vec!["Content-Length", short.as_str()],
+        ),
+        (
+            "longer",
+            CannedResponse::new(200, layer.data.clone()).header("Content-Length", &long),
+            vec!["Content-Length", long.as_str()],
+        ),
+        (
+            "othersize",
+            CannedResponse::new(200, longer_body),
+            vec!["Content-Length"],
+        ),
+        (
+            "unannounced",
+            CannedResponse::new(200, layer.data[..size - 100].to_vec()).without_length(),
+            vec!["ended the body after", "the manifest names"],
+        ),
+    ];
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    for (name, resp, fragments) in cases {
+        serve_image(&fake, name, "v1", &img);
+        let path = format!("/v2/{name}/blobs/{}", layer.digest);
+        fake.route(&path, resp);
+        let pulled = tokio::time::timeout(
+            Duration::from_secs(30),
+            pull(&mut c, &format!("{}/{name}:v1", fake.addr())),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{name}: the pull hangs"));
+        let mut want = vec![name, layer.digest.as_str()];
+        want.extend(fragments);
+        assert_status(pulled, Code::DataLoss, &want);
+        assert_eq!(fake.gets(&path), 1, "{name}: {:#?}", fake.requests());
+        assert_empty(&d, &mut c).await?;
+    }
+
+    // The image config is held to its descriptor's size the same way.
+    serve_image(&fake, "config", "v1", &img);
+    let config_path = format!("/v2/config/blobs/{}", img.config_digest);
+    fake.route(
+        &config_path,
+        CannedResponse::new(200, img.config.clone())
+            .header("Content-Length", &(img.config.len() + 1).to_string()),
+    );
+    assert_status(
+        pull(&mut c, &format!("{}/config:v1", fake.addr())).await,
+        Code::DataLoss,
+        &["config", &img.config_digest, "Content-Length"],
+    );
+    assert_empty(&d, &mut c).await
+}
+
+/// A blob URL that redirects to itself or back and forth fails at once, saying it loops; a
+/// chain longer than 10 redirects (the cap of containerd and Docker) fails after 10 hops; a
+/// chain of 10 is followed.
+#[tokio::test]
+async fn redirect_loops_and_chains_over_ten_hops_fail_clearly() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let img = busybox_image()?.build(ManifestFormat::Oci)?;
+    let layer = img.layers.last().expect("a layer");
+    let blob = |name: &str| format!("/v2/{name}/blobs/{}", layer.digest);
+    let at = |name: &str| format!("{}/{name}:v1", fake.addr());
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+
+    serve_image(&fake, "self", "v1", &img);
+    fake.route(&blob("self"), CannedResponse::redirect(&blob("self")));
+    assert_status(
+        pull(&mut c, &at("self")).await,
+        Code::Unavailable,
+        &["self", &layer.digest, "redirect loop"],
+    );
+    assert_eq!(fake.gets(&blob("self")), 1, "{:#?}", fake.requests());
+
+    serve_image(&fake, "pingpong", "v1", &img);
+    fake.route(
+        &blob("pingpong"),
+        CannedResponse::redirect("/elsewhere/pong"),
+    );
+    fake.route(
+        "/elsewhere/pong",
+        CannedResponse::redirect(&blob("pingpong")),
+    );
+    assert_status(
+        pull(&mut c, &at("pingpong")).await,
+        Code::Unavailable,
+        &["pingpong", "redirect loop"],
+    );
+    assert_eq!(fake.gets(&blob("pingpong")), 1);
+    assert_eq!(fake.gets("/elsewhere/pong"), 1);
+
+    // Eleven hops: the eleventh redirect is not followed.
+    serve_image(&fake, "far", "v1", &img);
+    fake.route(&blob("far"), CannedResponse::redirect("/far/1"));
+    for i in 1..=11 {
+        fake.route(
+            &format!("/far/{i}"),
+            CannedResponse::redirect(&format!("/far/{}", i + 1)),
+        );
+    }
+    assert_status(
+        pull(&mut c, &at("far")).await,
+        Code::Unavailable,
+        &["far", "stopped after 10 redirects"],
+    );
+    let hops: usize = (1..=12).map(|i| fake.gets(&format!("/far/{i}"))).sum();
+    assert_eq!(hops, 10, "{:#?}", fake.requests());
+    assert_empty(&d, &mut c).await?;
+
+    // Ten hops, the last serving the blob: followed.
+    serve_image(&fake, "near", "v1", &img);
+    fake.route(&blob("near"), CannedResponse::redirect("/near/1"));
+    for i in 1..10 {
+        fake.route(
+            &format!("/near/{i}"),
+            CannedResponse::redirect(&format!("/near/{}", i + 1)),
+        );
+    }
+    fake.route("/near/10", CannedResponse::new(200, layer.data.clone()));
+    assert_eq!(pull(&mut c, &at("near")).await?, img.config_digest);
+    Ok(())
+}
+
+/// A registry that names a tag's manifest by one digest (`Docker-Content-Digest`, what a HEAD
+/// resolves to) and sends the bytes of another (the tag moved between two requests) fails
+/// DATA_LOSS naming both; nothing of either version is kept.
+#[tokio::test]
+async fn a_manifest_digest_header_that_disagrees_with_the_body_is_data_loss() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let v1 = busybox_image()?
+        .label("v", "1")
+        .build(ManifestFormat::Oci)?;
+    let v2 = busybox_image()?
+        .label("v", "2")
+        .build(ManifestFormat::Oci)?;
+    serve_image(&fake, "moving", "v1", &v1);
+    serve_image(&fake, "moving", "v2", &v2);
+    fake.route(
+        "/v2/moving/manifests/v1",
+        CannedResponse::new(200, v1.manifest.clone())
+            .header("Content-Type", v1.manifest_media_type())
+            .header("Docker-Content-Digest", &v2.manifest_digest),
+    );
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    assert_status(
+        pull(&mut c, &format!("{}/moving:v1", fake.addr())).await,
+        Code::DataLoss,
+        &[
+            "moving",
+            "Docker-Content-Digest",
+            &v2.manifest_digest,
+            &v1.manifest_digest,
+        ],
+    );
+    assert_empty(&d, &mut c).await
+}
+
+/// A tag that moves to another index between two requests: the pull resolves it once and
+/// builds the image from that index alone (child manifest, config and layers by digest, each
+/// verified), never from a mix of versions; the next pull gets the new version.
+#[tokio::test]
+async fn a_tag_that_moves_between_requests_yields_one_consistent_image() -> Result<()> {
+    use corral_tests::fixtures::build_index;
+    let fake = FakeRegistry::start().await?;
+    let idx1 = build_index(&[busybox_image()?.label("v", "1")], ManifestFormat::Oci)?;
+    let idx2 = build_index(&[busybox_image()?.label("v", "2")], ManifestFormat::Oci)?;
+    let index_response = |idx: &corral_tests::fixtures::BuiltIndex| {
+        CannedResponse::new(200, idx.bytes.clone())
+            .header("Content-Type", idx.media_type())
+            .header("Docker-Content-Digest", &idx.digest)
+    };
+    for img in idx1.images.iter().chain(&idx2.images) {
+        serve_image(&fake, "moving", &img.manifest_digest, img);
+    }
+    let tag = "/v2/moving/manifests/stable";
+    fake.route(tag, index_response(&idx1).then(index_response(&idx2)));
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let image = format!("{}/moving:stable", fake.addr());
+
+    let (one, two) = (&idx1.images[0], &idx2.images[0]);
+    assert_eq!(pull(&mut c, &image).await?, one.config_digest);
+    assert_eq!(fake.gets(tag), 1, "{:#?}", fake.requests());
+    let fetched_v2 = fake.gets(&format!("/v2/moving/manifests/{}", two.manifest_digest))
+        + fake.gets(&format!("/v2/moving/blobs/{}", two.config_digest));
+    assert_eq!(fetched_v2, 0, "{:#?}", fake.requests());
+    let st = status(&mut c, &image).await?.expect("pulled");
+    assert_eq!(
+        st.repo_digests,
+        vec![format!("{}/moving@{}", fake.addr(), idx1.digest)]
+    );
+
+    assert_eq!(pull(&mut c, &image).await?, two.config_digest);
+    let st = status(&mut c, &image).await?.expect("pulled");
+    assert_eq!(st.id, two.config_digest);
+    Ok(())
+}
+
+/// Busybox plus two more layers, the third failing with 404, served as `name:v1`; returns the
+/// image and the third layer's blob path.
+fn serve_image_failing_its_third_layer(
+    fake: &FakeRegistry,
+    name: &str,
+) -> Result<(BuiltImage, String)> {
+    let img = busybox_image()?
+        .layer(
+            Layer::new()
+                .file("a", vec![1u8; 256 << 10])
+                .build(Compression::Gzip)?,
+        )
+        .layer(
+            Layer::new()
+                .file("b", vec![2u8; 256 << 10])
+                .build(Compression::Gzip)?,
+        )
+        .label("image", name)
+        .build(ManifestFormat::Oci)?;
+    serve_image(fake, name, "v1", &img);
+    let third = format!("/v2/{name}/blobs/{}", img.layers[2].digest);
+    fake.route(
+        &third,
+        CannedResponse::new(404, r#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#),
+    );
+    Ok((img, third))
+}
+
+/// A pull that fails on one layer keeps the layers it completed (verified, whole), so the retry
+/// fetches only what is missing; what the pull never completed is not kept.
+#[tokio::test]
+async fn a_retried_pull_reuses_the_layers_a_failed_pull_completed() -> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let (img, third) = serve_image_failing_its_third_layer(&fake, "three")?;
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let image = format!("{}/three:v1", fake.addr());
+    assert_status(
+        pull(&mut c, &image).await,
+        Code::NotFound,
+        &["three", &img.layers[2].digest],
+    );
+    let kept = assert_only_completed_layers_kept(&d, &mut c, &layer_digests(&img)[..2]).await?;
+    assert_eq!(kept.len(), 2, "both completed layers kept");
+    assert_eq!(d.snapshots().len(), 2);
+
+    fake.serve_blob("three", &img.layers[2].digest, &img.layers[2].data);
+    assert_eq!(pull(&mut c, &image).await?, img.config_digest);
+    for (i, layer) in img.layers.iter().enumerate() {
+        let gets = fake.gets(&format!("/v2/three/blobs/{}", layer.digest));
+        assert_eq!(
+            gets,
+            if i == 2 { 2 } else { 1 },
+            "layer {i}: {:#?}",
+            fake.requests()
+        );
+    }
+    assert_eq!(fake.gets(&third), 2);
+    let view = mount_image(&d, &img.config_digest)?;
+    assert_eq!(std::fs::read(view.path().join("b"))?, vec![2u8; 256 << 10]);
+    drop(view);
+    remove(&mut c, &image).await?;
+    assert_empty(&d, &mut c).await
+}
+
+/// Layers kept after a failed pull are not kept forever: the collection at the end of
+/// `failed_pull_retention_secs` removes them, RemoveImage of another image does not (they are
+/// still within their retention), and a restart does.
+#[tokio::test]
+async fn layers_kept_after_a_failed_pull_are_collected_when_retention_ends_or_at_restart()
+-> Result<()> {
+    let fake = FakeRegistry::start().await?;
+    let (img, _) = serve_image_failing_its_third_layer(&fake, "three")?;
+    let image = format!("{}/three:v1", fake.addr());
+
+    let d = TestDaemon::start_with(DaemonOptions {
+        extra_config: "failed_pull_retention_secs = 3\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    let mut c = d.images().await?;
+    let began = std::time::Instant::now();
+    assert!(pull(&mut c, &image).await.is_err());
+    let kept = assert_only_completed_layers_kept(&d, &mut c, &layer_digests(&img)[..2]).await?;
+    assert_eq!(kept.len(), 2);
+    assert_empty(&d, &mut c).await?;
+    assert!(
+        began.elapsed() >= Duration::from_secs(3),
+        "collected before the retention ended: {:?}",
+        began.elapsed()
+    );
+    drop(c);
+    drop(d);
+
+    let mut d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    assert!(pull(&mut c, &image).await.is_err());
+    let unrelated = corral_tests::fixtures::Image::new()
+        .layer(Layer::new().file("other", "x").build(Compression::Gzip)?)
+        .build(ManifestFormat::Oci)?;
+    serve_image(&fake, "other", "v1", &unrelated);
+    let other = format!("{}/other:v1", fake.addr());
+    pull(&mut c, &other).await?;
+    remove(&mut c, &other).await?;
+    let kept = assert_only_completed_layers_kept(&d, &mut c, &layer_digests(&img)[..2]).await?;
+    assert_eq!(
+        kept.len(),
+        2,
+        "RemoveImage keeps layers still within their retention"
+    );
+    d.restart().await?;
+    let mut c = d.images().await?;
+    assert_empty(&d, &mut c).await
 }

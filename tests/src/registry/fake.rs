@@ -1,6 +1,6 @@
 //! A tiny HTTP server that answers with canned responses, for registry behaviour that a real
-//! registry refuses to produce: malformed or oversized manifests, lying digest headers, a
-//! response that stalls half way.
+//! registry refuses to produce: malformed or oversized manifests, lying digest and length
+//! headers, a response that stalls half way, redirect loops, a tag that moves between requests.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +31,11 @@ pub struct CannedResponse {
     pub fail_first: usize,
     /// Send only this many body bytes, then reset the connection (TCP RST).
     pub reset_after: Option<usize>,
+    /// Send no `Content-Length`: the body ends when the connection closes.
+    pub omit_length: bool,
+    /// Once this response has been served (after any `fail_first`), the route answers with
+    /// `next` instead: a tag that moves, a blob that appears.
+    pub next: Option<Box<CannedResponse>>,
 }
 
 impl CannedResponse {
@@ -43,7 +48,26 @@ impl CannedResponse {
             stall_after: None,
             fail_first: 0,
             reset_after: None,
+            omit_length: false,
+            next: None,
         }
+    }
+
+    /// A `307 Temporary Redirect` to `location` (a path on this server or a whole URL).
+    pub fn redirect(location: &str) -> Self {
+        Self::new(307, "").header("Location", location)
+    }
+
+    /// Sends no `Content-Length`; the body is delimited by closing the connection.
+    pub fn without_length(mut self) -> Self {
+        self.omit_length = true;
+        self
+    }
+
+    /// Serves this response once, then `next` for every later request.
+    pub fn then(mut self, next: CannedResponse) -> Self {
+        self.next = Some(Box::new(next));
+        self
     }
 
     /// Resets the connection after `bytes` bytes of body.
@@ -160,12 +184,21 @@ impl FakeRegistry {
         self.route(&format!("/v2/{name}/blobs/{digest}"), resp);
     }
 
-    /// Requests received so far, as `METHOD /path?query`.
     /// Demands bearer tokens from now on (see [`BearerGate`]).
     pub fn require_bearer(&self, gate: BearerGate) {
         *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = Some(gate);
     }
 
+    /// How many `GET` requests for exactly `path` (query ignored) arrived so far.
+    pub fn gets(&self, path: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter_map(|r| r.strip_prefix("GET "))
+            .filter(|t| t.split('?').next() == Some(path))
+            .count()
+    }
+
+    /// Requests received so far, as `METHOD /path?query`.
     pub fn requests(&self) -> Vec<String> {
         self.requests
             .lock()
@@ -263,6 +296,8 @@ async fn handle(
             if r.fail_first > 0 {
                 r.fail_first -= 1;
                 CannedResponse::new(503, "overloaded")
+            } else if let Some(next) = r.next.take() {
+                std::mem::replace(r, *next)
             } else {
                 r.clone()
             }
@@ -352,7 +387,7 @@ async fn write_response(
         .headers
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
-    if !has_len {
+    if !has_len && !resp.omit_length {
         out.push_str(&format!("Content-Length: {}\r\n", resp.body.len()));
     }
     for (k, v) in &resp.headers {

@@ -154,6 +154,8 @@ pub fn assert_status(
 }
 
 /// Asserts the daemon holds no image and no leftovers: records, blobs, snapshots, temporaries.
+/// After a failed pull that may have completed some layers, see
+/// [`assert_only_completed_layers_kept`].
 pub async fn assert_empty(d: &TestDaemon, c: &mut Images) -> Result<()> {
     assert!(list(c).await?.is_empty(), "images listed");
     assert_eq!(
@@ -170,6 +172,46 @@ pub async fn assert_empty(d: &TestDaemon, c: &mut Images) -> Result<()> {
     assert_eq!(d.blobs(), Vec::<String>::new(), "blobs left");
     assert_eq!(d.snapshots(), Vec::<String>::new(), "snapshots left");
     Ok(())
+}
+
+/// After a failed or cancelled pull: no image, no temporaries, and nothing partial. The layers
+/// the pull had completed may stay (kept for a retry until `failed_pull_retention_secs`), so
+/// every blob left must be one of `kept` (layer digests) with bytes that match its digest, and
+/// there is at most one snapshot per such layer. Returns the blobs left.
+pub async fn assert_only_completed_layers_kept(
+    d: &TestDaemon,
+    c: &mut Images,
+    kept: &[&str],
+) -> Result<Vec<String>> {
+    assert!(list(c).await?.is_empty(), "images listed");
+    assert_eq!(
+        d.wait_no_temporaries(std::time::Duration::from_secs(10))
+            .await,
+        Vec::<PathBuf>::new()
+    );
+    let blobs = d.blobs();
+    for b in &blobs {
+        assert!(
+            kept.iter().any(|k| k.trim_start_matches("sha256:") == b),
+            "blob {b} left, not one of the completed layers {kept:?}"
+        );
+        let path = d.root().join("content/blobs/sha256").join(b);
+        let got = corral_tests::fixtures::sha256_digest(&std::fs::read(&path)?);
+        assert_eq!(got, format!("sha256:{b}"), "blob {b} left unverified");
+    }
+    let snapshots = d.snapshots();
+    assert!(
+        snapshots.len() <= kept.len(),
+        "{} snapshots left for {} completed layers",
+        snapshots.len(),
+        kept.len()
+    );
+    Ok(blobs)
+}
+
+/// The layer digests of a built image.
+pub fn layer_digests(img: &corral_tests::fixtures::BuiltImage) -> Vec<&str> {
+    img.layers.iter().map(|l| l.digest.as_str()).collect()
 }
 
 /// Serves a built image from a fake registry under `name:tag`.
