@@ -11,6 +11,7 @@ pub mod events;
 pub mod kubelet;
 pub mod lock;
 pub mod logging;
+pub mod message_limit;
 pub mod metrics;
 pub mod network;
 pub mod pods;

@@ -19,6 +19,7 @@ use crate::cri::runtime::RuntimeApi;
 use crate::events::EventBus;
 use crate::kubelet::{Cri, KubeApi, Kubelet, KubeletConfig, KubeletError};
 use crate::lock::{self, DirLock, LockError};
+use crate::message_limit::MessageLimitLayer;
 use crate::metrics::{Metrics, MetricsLayer};
 use crate::network::Network;
 use crate::pods::{Pods, PodsConfig};
@@ -26,7 +27,8 @@ use crate::streaming::PodsBackend;
 use corral_cri_api::corral::kube_service_server::KubeServiceServer;
 use corral_streaming::{ServerConfig, StreamingServer, TlsConfig};
 
-/// Largest gRPC message accepted or sent (kubelet uses 16 MiB).
+/// Largest gRPC message accepted or sent (kubelet uses 16 MiB). A larger request is
+/// RESOURCE_EXHAUSTED ([`crate::message_limit`]).
 pub(crate) const MAX_MESSAGE: usize = 16 << 20;
 
 /// How long calls in flight may take to finish after shutdown begins. Idle client connections
@@ -300,6 +302,7 @@ impl Daemon {
             .layer(MetricsLayer {
                 metrics: Arc::clone(&self.metrics),
             })
+            .layer(MessageLimitLayer { limit: MAX_MESSAGE })
             .add_service(runtime)
             .add_service(image)
             .add_service(kube)

@@ -22,6 +22,14 @@ fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
     false
 }
 
+/// Whether a message from another program (a CNI plugin, which reports only text) says a file
+/// system is full or over quota: Go's texts for ENOSPC and EDQUOT, as the reference plugins
+/// print them (host-local writing its reservation on a full disk).
+fn says_out_of_space(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("no space left on device") || message.contains("disk quota exceeded")
+}
+
 /// Chooses the gRPC code for an image error; the message keeps the error's full context.
 pub fn image_status(e: ImageError) -> Status {
     let message = error_chain(&e);
@@ -98,6 +106,9 @@ fn network_status(e: crate::network::NetworkError, message: String) -> Status {
     use crate::network::NetworkError as N;
     use corral_cni::Error as C;
     match e {
+        N::Cni(C::Plugin { msg, .. }) if says_out_of_space(&msg) => {
+            Status::resource_exhausted(message)
+        }
         N::InvalidArgument(_) => Status::invalid_argument(message),
         N::NotReady(_) | N::Cni(C::PluginNotFound { .. } | C::Config { .. }) => {
             Status::failed_precondition(message)
@@ -120,5 +131,33 @@ pub fn kubelet_status(e: crate::kubelet::KubeletError) -> Status {
         E::Store(S::NamespaceNotEmpty(_)) => Status::failed_precondition(message),
         E::Store(S::Io { .. }) => Status::internal(message),
         E::Unavailable => Status::unavailable(message),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plugin_that_ran_out_of_space_is_resource_exhausted() {
+        let plugin = |msg: &str| {
+            crate::network::NetworkError::Cni(corral_cni::Error::Plugin {
+                network: "corral".into(),
+                plugin: "bridge".into(),
+                command: "ADD",
+                code: Some(999),
+                msg: msg.into(),
+            })
+        };
+        let full = plugin(
+            "failed to allocate for range 0: write /var/lib/corral/cni/networks/corral/10.88.0.2: no space left on device",
+        );
+        let message = full.to_string();
+        let status = network_status(full, message);
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert!(status.message().contains("no space left on device"));
+        let other = plugin("failed to set bridge addr: permission denied");
+        let message = other.to_string();
+        assert_eq!(network_status(other, message).code(), tonic::Code::Internal);
     }
 }

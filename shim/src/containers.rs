@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use corral_runtime::container::{self, Container, Stdio};
 use corral_runtime::exec;
 use corral_shim::crilog::{LogFile, Stream, Written};
-use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, Response};
+use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, LogDrops, Response};
 use corral_shim::records;
 use corral_shim::timefmt::unix_nanos;
 use nix::fcntl::OFlag;
@@ -56,6 +56,17 @@ impl Ctr {
             started_at: self.started_at,
             exit: self.exit,
         }
+    }
+
+    /// What the container's log lost, if anything.
+    pub fn log_drops(&self) -> Option<LogDrops> {
+        let log = self.log.as_ref().filter(|l| l.dropped_total() > 0)?;
+        Some(LogDrops {
+            id: self.id.clone(),
+            path: log.path().to_path_buf(),
+            bytes: log.dropped_total(),
+            error: log.dropped().map(|d| d.error.clone()),
+        })
     }
 
     /// Whether `pid` is this container's init and it has not been reaped yet.
@@ -315,7 +326,11 @@ impl Shim {
         };
         let chunk = output::read_chunk(ctr.outputs[pos].2.as_fd());
         match chunk {
-            Chunk::Data(data) => write_output(ctr, stream, &data),
+            Chunk::Data(data) => {
+                if write_output(ctr, stream, &data) {
+                    self.log_drops_changed();
+                }
+            }
             Chunk::Again => {}
             Chunk::Eof => {
                 let (token, _, fd) = ctr.outputs.remove(pos);
@@ -354,9 +369,12 @@ impl Shim {
             .iter()
             .flat_map(|(_, stream, fd)| output::drain(fd.as_fd()).into_iter().map(|d| (*stream, d)))
             .collect();
+        let mut drops_changed = false;
         for (stream, data) in rest {
-            write_output(ctr, stream, &data);
+            drops_changed |= write_output(ctr, stream, &data);
         }
+        // Still losing output at the end: the report gets the run's final count.
+        drops_changed |= ctr.log.as_ref().is_some_and(|l| l.dropped().is_some());
         let oom_killed = corral_runtime::cgroups::oom_kills(&ctr.target.cgroups_path)
             .map(|n| n > 0)
             .unwrap_or_else(|e| {
@@ -381,21 +399,27 @@ impl Shim {
         for conn in waiters.into_iter().chain(attached) {
             self.respond(conn, Response::Exited(record));
         }
+        if drops_changed {
+            self.log_drops_changed();
+        }
     }
 }
 
-/// Output of the container: to its log and to every attached client.
-fn write_output(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
+/// Output of the container: to its log and to every attached client. True when a run of lost
+/// log output began or ended (the daemon is told).
+fn write_output(ctr: &mut Ctr, stream: Stream, data: &[u8]) -> bool {
     crate::streams::feed_sinks(&mut ctr.sinks, stream, data);
-    write_log(ctr, stream, data);
+    write_log(ctr, stream, data)
 }
 
-fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
+fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) -> bool {
     let Some(log) = ctr.log.as_mut() else {
-        return;
+        return false;
     };
     // The container goes on whatever happens to its log; one line per run of losses.
-    match log.write(stream, data, unix_nanos(SystemTime::now())) {
+    let written = log.write(stream, data, unix_nanos(SystemTime::now()));
+    let changed = matches!(written, Written::Dropped(Some(_)) | Written::Resumed(_));
+    match written {
         Written::Ok | Written::Dropped(None) => {}
         Written::Dropped(Some(e)) => log!(
             "container {}: writing {}: {e}; dropping its output until the log can be written",
@@ -409,4 +433,5 @@ fn write_log(ctr: &mut Ctr, stream: Stream, data: &[u8]) {
             d.bytes
         ),
     }
+    changed
 }

@@ -69,6 +69,8 @@ pub struct LogFile {
     scratch: Vec<u8>,
     /// Output lost since the last successful write, and the first error that lost it.
     dropped: Option<Dropped>,
+    /// Bytes of output lost since the file was opened, in all.
+    dropped_total: u64,
 }
 
 /// Output a log could not take.
@@ -100,6 +102,7 @@ impl LogFile {
             len,
             scratch: Vec::new(),
             dropped: None,
+            dropped_total: 0,
         })
     }
 
@@ -110,6 +113,11 @@ impl LogFile {
     /// Output lost and not yet reported in the file.
     pub fn dropped(&self) -> Option<&Dropped> {
         self.dropped.as_ref()
+    }
+
+    /// Bytes of output lost since the file was opened (reopening keeps counting).
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_total
     }
 
     /// Writes the records for one read; each read is a single `write` so records never
@@ -142,6 +150,7 @@ impl LogFile {
                     error: e.to_string(),
                 });
                 d.bytes += data.len() as u64;
+                self.dropped_total += data.len() as u64;
                 Written::Dropped(first.then(|| e.to_string()))
             }
         }
@@ -245,5 +254,6 @@ mod tests {
              2016-10-06T00:17:09.669794202Z stdout F back\n"
         );
         assert_eq!(log.dropped(), None);
+        assert_eq!(log.dropped_total(), 13, "the total outlives the run");
     }
 }

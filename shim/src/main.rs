@@ -23,12 +23,16 @@ use std::process::ExitCode;
 use nix::fcntl::OFlag;
 use nix::unistd::{ForkResult, fork, pipe2};
 
-/// Writes one line to the shim's log (stderr, which is `shim.log` once detached).
+/// Writes one line to the shim's log (stderr, which is `shim.log` once detached). Never
+/// `eprintln!`, which panics when the write fails: `shim.log` is on the state directory's file
+/// system, which may be full, and a shim that died of it would take its pod with it. A line
+/// that cannot be written is lost.
 macro_rules! log {
-    ($($arg:tt)*) => {
-        eprintln!("{} {}", corral_shim::timefmt::rfc3339_nano(
-            corral_shim::timefmt::unix_nanos(std::time::SystemTime::now())), format_args!($($arg)*))
-    };
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), "{} {}", corral_shim::timefmt::rfc3339_nano(
+            corral_shim::timefmt::unix_nanos(std::time::SystemTime::now())), format_args!($($arg)*));
+    }};
 }
 pub(crate) use log;
 

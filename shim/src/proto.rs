@@ -76,6 +76,11 @@ pub enum Request {
     CloseStdin { id: String },
     /// Closes and reopens the container's log file (after a log rotation).
     ReopenLog { id: String },
+    /// Answers [`Response::LogDrops`] once the pod's report of lost log output has changed
+    /// since report `since` (0: at once if any container has lost output): a run of losses
+    /// began, output is written again, or a container exited while its log could not be
+    /// written. The daemon keeps one of these waiting per pod.
+    LogDrops { since: u64 },
     /// Forgets an exited (or never started) container, killing a created one.
     Remove { id: String },
     /// Stops the pod's PID holder and exits once every container is gone.
@@ -162,6 +167,19 @@ pub struct ContainerInfo {
     pub exit: Option<ExitRecord>,
 }
 
+/// A container whose log lost output (a full or failing log disk): the shim drops the output
+/// its log cannot take, in whole records, and marks the log when it is written again.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogDrops {
+    pub id: String,
+    /// The container's log file.
+    pub path: PathBuf,
+    /// Bytes of output lost since the container was created, in all.
+    pub bytes: u64,
+    /// While output is being lost: the error that began the run (None once written again).
+    pub error: Option<String>,
+}
+
 /// Why a request failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -207,6 +225,12 @@ pub enum Response {
     Error {
         kind: ErrorKind,
         message: String,
+    },
+    /// The pod's report of lost log output (see [`Request::LogDrops`]): report `seq`, with
+    /// each container that has lost any.
+    LogDrops {
+        seq: u64,
+        containers: Vec<LogDrops>,
     },
 }
 

@@ -117,6 +117,9 @@ pub struct Shim {
     pub ctrs: HashMap<String, Ctr>,
     pub execs: HashMap<u64, ExecSession>,
     pub stream_execs: HashMap<u64, StreamExec>,
+    /// The report of lost log output: its number, and the connections waiting for the next.
+    log_seq: u64,
+    log_watchers: Vec<u64>,
     exiting: bool,
 }
 
@@ -199,6 +202,8 @@ impl Shim {
             ctrs: HashMap::new(),
             execs: HashMap::new(),
             stream_execs: HashMap::new(),
+            log_seq: 0,
+            log_watchers: Vec::new(),
             exiting: false,
         })
     }
@@ -351,6 +356,7 @@ impl Shim {
             Request::Attach(req) => return self.attach(conn, req),
             Request::CloseStdin { id } => self.close_stdin(&id),
             Request::ReopenLog { id } => self.reopen_log(&id),
+            Request::LogDrops { since } => return self.log_drops(conn, since),
             Request::Remove { id } => self.remove(&id),
             Request::Shutdown => {
                 self.exiting = true;
@@ -392,6 +398,42 @@ impl Shim {
         if let Err(e) = sent {
             log!("answering a streaming request: {e}");
             self.drop_conn(token);
+        }
+    }
+
+    /// The report of lost log output now, or later (parked) when it has not changed since
+    /// `since`.
+    fn log_drops(&mut self, conn: u64, since: u64) -> Option<Response> {
+        let news = if since == 0 {
+            self.ctrs.values().any(|c| c.log_drops().is_some())
+        } else {
+            since != self.log_seq
+        };
+        if news {
+            return Some(self.log_drops_report());
+        }
+        self.log_watchers.push(conn);
+        None
+    }
+
+    fn log_drops_report(&self) -> Response {
+        Response::LogDrops {
+            seq: self.log_seq,
+            containers: self.ctrs.values().filter_map(Ctr::log_drops).collect(),
+        }
+    }
+
+    /// Forgets `conn` if it waits for a report of lost log output (its client went away).
+    pub fn forget_log_watcher(&mut self, conn: u64) {
+        self.log_watchers.retain(|c| *c != conn);
+    }
+
+    /// A run of lost log output began or ended: a new report for whoever waits.
+    pub fn log_drops_changed(&mut self) {
+        self.log_seq += 1;
+        let report = self.log_drops_report();
+        for conn in std::mem::take(&mut self.log_watchers) {
+            self.respond(conn, report.clone());
         }
     }
 

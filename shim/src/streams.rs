@@ -281,6 +281,7 @@ impl Shim {
             log!("exec pid {}: client gone; killing it", s.pid);
             let _ = kill(Pid::from_raw(s.pid), Signal::SIGKILL);
         }
+        self.forget_log_watcher(conn);
         for ctr in self.ctrs.values_mut() {
             ctr.sinks.retain(|s| s.conn != conn);
             ctr.attached.retain(|c| *c != conn);

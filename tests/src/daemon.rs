@@ -39,6 +39,8 @@ pub struct DaemonOptions {
     pub root_tmpfs_mib: Option<u64>,
     /// Extra lines of TOML for the `[runtime]` table (which already sets `cgroup_root`).
     pub runtime_config: String,
+    /// Put the state directory on a tmpfs of this many MiB.
+    pub state_tmpfs_mib: Option<u64>,
 }
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
@@ -70,11 +72,15 @@ impl TestDaemon {
             std::os::unix::fs::PermissionsExt::from_mode(0o711),
         )?;
         std::fs::create_dir_all(dir.path().join("hosts"))?;
-        if let Some(mib) = opts.root_tmpfs_mib {
+        for (name, size) in [
+            ("root", opts.root_tmpfs_mib),
+            ("state", opts.state_tmpfs_mib),
+        ] {
+            let Some(mib) = size else { continue };
             // Unmounted with the rest by `cleanup::pods` when the daemon is dropped.
-            let root = dir.path().join("root");
-            std::fs::create_dir(&root)?;
-            crate::cleanup::mount_tmpfs(&root, &format!("size={mib}m,mode=0700"))?;
+            let path = dir.path().join(name);
+            std::fs::create_dir(&path)?;
+            crate::cleanup::mount_tmpfs(&path, &format!("size={mib}m,mode=0700"))?;
         }
         let mut d = TestDaemon {
             dir,

@@ -12,6 +12,7 @@ mod confinement;
 mod daemon;
 mod events;
 mod faults;
+mod full_disk;
 mod harness;
 mod host_files;
 mod hostile_requests;

@@ -120,12 +120,52 @@ async fn json_format_writes_one_object_per_line() -> Result<()> {
     Ok(())
 }
 
+/// The value of the unlabelled sample `name` in the daemon's metrics.
+async fn metric(url: &str, name: &str) -> Result<Option<f64>> {
+    let text = reqwest::get(url).await?.text().await?;
+    Ok(text
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok()))
+}
+
+/// Waits until the daemon's log has a line with every one of `parts`.
+async fn wait_log_line(d: &TestDaemon, parts: &[&str]) -> Result<String> {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(line) = d
+            .log()
+            .lines()
+            .find(|l| parts.iter().all(|p| l.contains(p)))
+        {
+            return Ok(line.to_owned());
+        }
+        if Instant::now() > until {
+            bail!("no line with {parts:?} in the daemon's log:\n{}", d.log());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A container whose log's file system is full keeps running and its shim keeps serving; its
 /// output meanwhile is dropped in whole records, and once there is space again the log goes on
-/// with a marker of what was lost.
+/// with a marker of what was lost. The daemon reports it: a warning in its log when the output
+/// starts being dropped (naming the container, the log and the error) and another when the log
+/// is written again, and the bytes lost in `corral_container_log_dropped_bytes_total`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_log_disk_drops_output_and_resumes_with_a_marker() -> Result<()> {
-    let mut e = common::pod::env().await?;
+async fn a_full_log_disk_drops_output_resumes_with_a_marker_and_the_daemon_reports_it() -> Result<()>
+{
+    let mut e = common::pod::env_with(DaemonOptions {
+        extra_config: "[metrics]\naddress = \"127.0.0.1:0\"\n".into(),
+        ..DaemonOptions::default()
+    })
+    .await?;
+    let url = crate::metrics::metrics_url(&e.d).await?;
+    const COUNTER: &str = "corral_container_log_dropped_bytes_total";
+    assert_eq!(
+        metric(&url, COUNTER).await?,
+        Some(0.0),
+        "nothing dropped yet"
+    );
     let logs = e.d.dir().join("small-logs");
     std::fs::create_dir(&logs)?;
     // Unmounted by the harness's cleanup with the daemon's other mounts.
@@ -158,6 +198,16 @@ async fn a_full_log_disk_drops_output_and_resumes_with_a_marker() -> Result<()> 
         while f.write_all(&[0]).is_ok() {}
     }
     tokio::time::sleep(Duration::from_millis(1500)).await;
+    wait_log_line(
+        &e.d,
+        &[
+            "dropping the container's output",
+            &id,
+            "talker.log",
+            "No space left on device",
+        ],
+    )
+    .await?;
     let status = e.status(&id).await?;
     assert_eq!(
         status.state,
@@ -204,6 +254,30 @@ async fn a_full_log_disk_drops_output_and_resumes_with_a_marker() -> Result<()> 
         text.lines().skip(marker + 1).any(|l| l.contains("line ")),
         "the output goes on after the marker"
     );
+    // The daemon counted what the markers say was lost (a write that fails while the disk
+    // fills can be followed by a smaller one that fits: more than one run), and said the log
+    // goes on.
+    let lost: f64 = text
+        .lines()
+        .filter(|l| l.contains("bytes of container output were dropped"))
+        .map(|l| {
+            l.split("corral: ")
+                .nth(1)
+                .and_then(|rest| rest.split(' ').next()?.parse::<f64>().ok())
+                .expect("a marker's byte count")
+        })
+        .sum();
+    assert!(lost > 0.0);
+    wait_log_line(&e.d, &["log is written again", &id]).await?;
+    let until = Instant::now() + Duration::from_secs(10);
+    while metric(&url, COUNTER).await? != Some(lost) {
+        assert!(
+            Instant::now() < until,
+            "{COUNTER} is {:?}, not the {lost} bytes of the marker",
+            metric(&url, COUNTER).await?
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     e.remove_pod(&pod).await?;
     nix::mount::umount(&logs)?;
     e.assert_clean();

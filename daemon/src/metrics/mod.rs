@@ -1,6 +1,7 @@
 //! Prometheus metrics, served in the text exposition format on an optional loopback HTTP
 //! endpoint (`[metrics] address`): per-RPC latency and calls by gRPC code (`layer.rs`, a tower
-//! layer on the tonic server), image pulls, CNI calls, OOM kills, and at scrape time live pods,
+//! layer on the tonic server), image pulls, CNI calls, OOM kills, container output dropped for
+//! want of log space, and at scrape time live pods,
 //! containers and shims (`serve.rs`).
 
 mod layer;
@@ -57,6 +58,7 @@ pub struct Metrics {
     pull_failures: Counter,
     cni_seconds: Histograms<CniLabels>,
     oom_kills: Counter,
+    log_dropped_bytes: Counter,
     pods: Family<StateLabels, Gauge>,
     containers: Family<StateLabels, Gauge>,
     shims: Gauge,
@@ -81,6 +83,7 @@ impl Metrics {
             pull_failures: Counter::default(),
             cni_seconds: Family::new_with_constructor(latency),
             oom_kills: Counter::default(),
+            log_dropped_bytes: Counter::default(),
             pods: Family::default(),
             containers: Family::default(),
             shims: Gauge::default(),
@@ -122,6 +125,11 @@ impl Metrics {
             "oom_kills",
             "Containers that exited with an OOM kill in their cgroup",
             m.oom_kills.clone(),
+        );
+        registry.register(
+            "container_log_dropped_bytes",
+            "Container output the shims could not write to the containers' logs (a full or failing log disk), since start",
+            m.log_dropped_bytes.clone(),
         );
         registry.register("pods", "Pod sandboxes by state", m.pods.clone());
         registry.register("containers", "Containers by state", m.containers.clone());
@@ -183,6 +191,10 @@ impl Metrics {
         self.oom_kills.inc();
     }
 
+    pub fn log_dropped(&self, bytes: u64) {
+        self.log_dropped_bytes.inc_by(bytes);
+    }
+
     /// Sets the gauges that are counted at scrape time.
     pub fn set_live(&self, live: &Live) {
         for (state, n) in &live.pods {
@@ -235,6 +247,7 @@ mod tests {
         m.rpc("ContainerStatus", tonic::Code::NotFound, 0.001);
         m.cni("ADD", true, 0.03);
         m.oom_kill();
+        m.log_dropped(4096);
         m.set_live(&Live {
             pods: vec![("SANDBOX_READY", 2)],
             shims: 2,
@@ -246,6 +259,7 @@ mod tests {
             "corral_grpc_request_duration_seconds_count{method=\"Version\"} 1",
             "corral_cni_duration_seconds_count{command=\"ADD\",result=\"ok\"} 1",
             "corral_oom_kills_total 1",
+            "corral_container_log_dropped_bytes_total 4096",
             "corral_pods{state=\"SANDBOX_READY\"} 2",
             "corral_shims 2",
         ] {

@@ -7,6 +7,7 @@
 mod container;
 mod events;
 mod exec;
+mod log_drops;
 pub mod model;
 mod names;
 mod recover;

@@ -215,6 +215,7 @@ impl Pods {
                 return;
             }
         };
+        self.watch_log_drops(sb);
         for ctr in ctrs {
             let seen = info.iter().find(|i| i.id == ctr.meta.id);
             self.reconcile_container(sb, ctr, seen);

@@ -267,6 +267,7 @@ impl Pods {
         reservation.commit();
         tracing::info!(pod = %id, "pod sandbox ready");
         if let Ok(sb) = self.sandbox(&id) {
+            self.watch_log_drops(&sb);
             self.emit(&id, Some(&sb), ContainerEventType::ContainerCreatedEvent);
             self.emit(&id, Some(&sb), ContainerEventType::ContainerStartedEvent);
         }
