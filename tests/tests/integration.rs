@@ -17,6 +17,7 @@ mod harness;
 mod host_files;
 mod hostile_requests;
 mod image_user;
+mod image_volumes;
 mod images;
 mod install;
 mod kube;

@@ -211,15 +211,20 @@ impl ImageService for ImageApi {
         // (CRI-O refuses the same way; kubelet's image GC only removes unused images).
         if let Some(rec) = self.images.resolve(spec) {
             let id = rec.id.to_string();
-            if let Some(ctr) = self
-                .pods
-                .containers()
-                .iter()
-                .find(|c| c.meta.image_id == id)
-            {
+            let containers = self.pods.containers();
+            if let Some(ctr) = containers.iter().find(|c| c.meta.image_id == id) {
                 return Err(Status::failed_precondition(format!(
                     "image {spec} ({id}) is in use by container {}",
                     ctr.meta.id
+                )));
+            }
+            if let Some(ctr) = containers
+                .iter()
+                .find(|c| c.meta.image_volumes.contains(&id))
+            {
+                return Err(Status::failed_precondition(format!(
+                    "image {spec} ({id}) is mounted as an image volume by container {} (pod {})",
+                    ctr.meta.id, ctr.meta.sandbox_id
                 )));
             }
         }

@@ -255,6 +255,8 @@ enum Kind {
     Secret,
     DownwardApi,
     Projected,
+    /// An image's files (KEP-4639): nothing on disk here, the runtime mounts the image.
+    Image,
 }
 
 impl Kind {
@@ -267,6 +269,7 @@ impl Kind {
             Kind::Secret => "kubernetes.io~secret",
             Kind::DownwardApi => "kubernetes.io~downward-api",
             Kind::Projected => "kubernetes.io~projected",
+            Kind::Image => "kubernetes.io~image",
         }
     }
 
@@ -291,8 +294,11 @@ impl Kind {
 struct Prepared {
     name: String,
     kind: Kind,
-    /// The host path containers mount (the hostPath itself for hostPath volumes).
+    /// The host path containers mount (the hostPath itself for hostPath volumes; empty for an
+    /// image volume).
     path: PathBuf,
+    /// An image volume's reference and pull policy.
+    image: Option<(String, Option<String>)>,
 }
 
 /// A pod's materialized volumes: the pod's volume dir and where each volume is.
@@ -380,6 +386,19 @@ impl PodVolumes {
         self.volumes.iter().find(|v| v.name == name)
     }
 
+    /// The image volumes `container` mounts: (reference, pull policy), each once.
+    pub fn images_for(&self, container: &Container) -> Vec<(String, Option<String>)> {
+        let mut out: Vec<(String, Option<String>)> = Vec::new();
+        for vm in container.volume_mounts.iter().flatten() {
+            if let Some(image) = self.find(&vm.name).and_then(|v| v.image.clone())
+                && !out.contains(&image)
+            {
+                out.push(image);
+            }
+        }
+        out
+    }
+
     /// The CRI mounts of `container`'s `volumeMounts`. `env` is the container's environment,
     /// needed only to expand `subPathExpr` (a reference it does not define is an error, as with
     /// the kubelet; without `env` every reference is undefined).
@@ -424,6 +443,19 @@ impl PodVolumes {
             }
             _ => String::new(),
         };
+        if let Some((reference, _)) = &volume.image {
+            // The runtime resolves the subPath inside the image (`image_sub_path`).
+            return Ok(Mount {
+                container_path: vm.mount_path.clone(),
+                image: Some(corral_cri_api::v1::ImageSpec {
+                    image: reference.clone(),
+                    ..Default::default()
+                }),
+                image_sub_path: sub_path,
+                readonly: true,
+                ..Default::default()
+            });
+        }
         let host_path = if sub_path.is_empty() {
             volume.path.clone()
         } else {
@@ -533,6 +565,8 @@ fn kind_of(volume: &Volume) -> Option<Kind> {
         Kind::DownwardApi
     } else if volume.projected.is_some() {
         Kind::Projected
+    } else if volume.image.is_some() {
+        Kind::Image
     } else {
         return None;
     })
@@ -575,6 +609,24 @@ fn prepare_volume(
             name: name.into(),
             kind,
             path,
+            image: None,
+        });
+    }
+    if let Some(iv) = &volume.image {
+        let reference = iv
+            .reference
+            .clone()
+            .filter(|r| !r.trim().is_empty())
+            .ok_or_else(|| VolumeError::Unsupported {
+                volume: name.into(),
+                path: dir.join(name),
+                kind: "image without a reference".into(),
+            })?;
+        return Ok(Prepared {
+            name: name.into(),
+            kind,
+            path: PathBuf::new(),
+            image: Some((reference, iv.pull_policy.clone())),
         });
     }
     let plugin = dir.join(kind.plugin_dir());
@@ -616,6 +668,7 @@ fn prepare_volume(
         name: name.into(),
         kind,
         path,
+        image: None,
     })
 }
 

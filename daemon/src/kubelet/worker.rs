@@ -743,6 +743,27 @@ impl Worker {
         let Some((image, record)) = self.ensure_image(pod, c, &path, sandbox_config).await else {
             return;
         };
+        // Image volumes are pulled like the container's image, by their own pull policy.
+        let volume_images = self
+            .volumes
+            .as_ref()
+            .map(|v| v.images_for(c))
+            .unwrap_or_default();
+        for (reference, policy) in volume_images {
+            let as_container = Container {
+                name: c.name.clone(),
+                image: Some(reference),
+                image_pull_policy: policy,
+                ..Default::default()
+            };
+            if self
+                .ensure_image(pod, &as_container, &path, sandbox_config)
+                .await
+                .is_none()
+            {
+                return;
+            }
+        }
         // runAsNonRoot against the image's user, as the kubelet checks it before creating.
         if let Some(img) = record {
             let uid = img.uid.map(|u| u.value);

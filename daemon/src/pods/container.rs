@@ -13,7 +13,7 @@ use oci_spec::image::ImageConfiguration;
 use super::model::{self, ContainerMeta, ContainerStatus, SandboxState, VERSION};
 use super::names::new_id;
 use super::shim_client::ShimClient;
-use super::{Container, PodError, Pods, Result, Sandbox, lock, rootfs};
+use super::{Container, PodError, Pods, Result, Sandbox, image_volumes, lock, rootfs};
 use crate::spec::{self, ContainerInputs, PodPaths};
 
 /// How long to wait for a container to die after SIGKILL.
@@ -82,6 +82,7 @@ impl Pods {
             .resolve(image_name)
             .ok_or_else(|| PodError::NotFound(format!("image {image_name:?} not found")))?;
         let log_path = log_path(&sandbox.config.log_directory, &config.log_path)?;
+        let volumes = image_volumes::resolve(&self.images, &config)?;
         // Before anything is made: a request at odds with the pod's user namespace is refused.
         spec::userns::container_userns(&sandbox.config, &config)?;
         let bundle = self.ctr_bundle(&id);
@@ -106,6 +107,7 @@ impl Pods {
                 .cloned()
                 .unwrap_or_else(|| image.id.to_string()),
             log_path,
+            image_volumes: volumes.iter().map(|(_, r)| r.id.to_string()).collect(),
             cgroups_path,
             stop_signal: spec::stop_signal(&config, &image_config)?,
             created_at: unix_nanos(std::time::SystemTime::now()),
@@ -118,6 +120,7 @@ impl Pods {
                 &meta,
                 &image_config,
                 &lowerdirs,
+                &volumes,
                 &bundle,
                 &records,
             )
@@ -150,6 +153,7 @@ impl Pods {
         meta: &ContainerMeta,
         image: &ImageConfiguration,
         lowerdirs: &str,
+        volumes: &[(usize, corral_images::ImageRecord)],
         bundle: &Path,
         records: &Path,
     ) -> Result<ContainerStatus> {
@@ -190,6 +194,7 @@ impl Pods {
                 ids,
             )?,
         }
+        let volume_sources = image_volumes::mount_all(&self.images, config, volumes, bundle)?;
         let pod_ns = super::sandbox::pod_namespaces(&sandbox.config)?;
         let pin = |kind: &str| {
             let p = ns.join(kind);
@@ -223,6 +228,7 @@ impl Pods {
             target_pid_ns: None,
             cgroups_path: &cgroups_path,
             lsm: spec::lsm::LsmHost::HOST,
+            image_volumes: &volume_sources,
         };
         let mut spec = spec::container_spec(&inputs)?;
         self.inject_cdi_devices(config, &mut spec)?;
@@ -317,11 +323,11 @@ impl Pods {
             tracing::debug!(container = %meta.id, error = %e, "shim remove");
         }
         let cgroups = PathBuf::from(&meta.cgroups_path);
-        let rootfs_dir = bundle.join("rootfs");
         let (bundle, records) = (bundle.to_path_buf(), records.to_path_buf());
         tokio::task::spawn_blocking(move || -> Result<()> {
             corral_runtime::cgroups::kill_and_remove(&cgroups)?;
-            rootfs::unmount(&rootfs_dir)?;
+            // The rootfs and any image volumes.
+            rootfs::unmount_all_under(&bundle)?;
             rootfs::remove_tree(&bundle)?;
             rootfs::remove_tree(&records)
         })

@@ -7,6 +7,7 @@
 mod container;
 mod events;
 mod exec;
+mod image_volumes;
 mod log_drops;
 pub mod model;
 mod names;

@@ -71,6 +71,9 @@ pub struct ContainerMeta {
     /// A digest reference (`repo@sha256:...`) for ContainerStatus.image_ref.
     pub image_ref: String,
     pub log_path: Option<PathBuf>,
+    /// IDs of the images mounted as image volumes (RemoveImage refuses them meanwhile).
+    #[serde(default)]
+    pub image_volumes: Vec<String>,
     pub cgroups_path: String,
     pub stop_signal: i32,
     pub created_at: i64,

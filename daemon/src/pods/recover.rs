@@ -177,7 +177,7 @@ impl Pods {
             if !self.ctr_record_dir(&id).exists() {
                 tracing::warn!(dir = %dir.display(), "removing a container bundle without a record");
                 let removed =
-                    rootfs::unmount(&dir.join("rootfs")).and_then(|()| rootfs::remove_tree(&dir));
+                    rootfs::unmount_all_under(&dir).and_then(|()| rootfs::remove_tree(&dir));
                 if let Err(e) = removed {
                     tracing::warn!(dir = %dir.display(), error = %e, "removing an unrecorded bundle");
                 }

@@ -89,6 +89,24 @@ pub fn unmount(target: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Unmounts every mount point under `dir` (the rootfs, image volumes), deepest first.
+pub fn unmount_all_under(dir: &Path) -> Result<()> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| PodError::io(Path::new("/proc/self/mountinfo"), e))?;
+    let mut points: Vec<std::path::PathBuf> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(dir))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points.dedup();
+    for p in points {
+        unmount(&p)?;
+    }
+    Ok(())
+}
+
 /// Mounts the pod's private `/dev/shm` (a 64 MiB tmpfs) at `target`.
 pub fn mount_shm(target: &Path) -> Result<()> {
     std::fs::create_dir_all(target).map_err(|e| PodError::io(target, e))?;

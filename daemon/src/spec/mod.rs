@@ -130,6 +130,9 @@ pub struct ContainerInputs<'a> {
     pub cgroups_path: &'a Path,
     /// Where the host's AppArmor and SELinux state is read ([`lsm::LsmHost::HOST`]).
     pub lsm: lsm::LsmHost<'a>,
+    /// For each CRI mount naming an image (by index), the host path where that image's root
+    /// filesystem (or its `image_sub_path`) is mounted, read-only.
+    pub image_volumes: &'a [(usize, PathBuf)],
 }
 
 /// Annotation naming the kind of container (`container` or `sandbox`), as containerd sets it.

@@ -113,13 +113,23 @@ pub(super) fn build(
     let mut propagation: Option<&str> = None;
     for (i, m) in input.config.mounts.iter().enumerate() {
         let field = format!("mounts[{i}]");
-        if m.image.as_ref().is_some_and(|s| !s.image.is_empty()) || !m.image_sub_path.is_empty() {
-            return Err(SpecError::invalid(format!(
-                "{field}.image: image volumes are not supported yet"
-            )));
-        }
         // uid_mappings/gid_mappings: checked against the pod's user namespace (`userns`).
         let dest = clean_container_path(&format!("{field}.container_path"), &m.container_path)?;
+        if m.image.as_ref().is_some_and(|s| !s.image.is_empty()) {
+            // Mounted by the caller, read-only, nosuid, nodev and noexec; the bind keeps that.
+            let source = input
+                .image_volumes
+                .iter()
+                .find(|(n, _)| *n == i)
+                .map(|(_, p)| p.clone())
+                .ok_or_else(|| SpecError::invalid(format!("{field}.image: not mounted")))?;
+            cri.push(bind(
+                &dest,
+                &source,
+                &["rbind", "rprivate", "ro", "nosuid", "nodev", "noexec"],
+            ));
+            continue;
+        }
         let source = host_source(&format!("{field}.host_path"), &m.host_path)?;
         let prop = MountPropagation::try_from(m.propagation).map_err(|_| {
             SpecError::invalid(format!(

@@ -178,6 +178,7 @@ impl Fixture {
                 apparmor_profiles: &lsm[1],
                 selinux_enforce: &lsm[2],
             },
+            image_volumes: &[],
         };
         container_spec(&input)
     }

@@ -252,7 +252,7 @@ fn bad_mounts_are_invalid() {
                 }),
                 ..cri_mount("/img", "")
             },
-            "mounts[0].image: image volumes are not supported yet",
+            "mounts[0].image: not mounted",
         ),
         (
             CriMount {
