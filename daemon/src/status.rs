@@ -4,22 +4,10 @@ use corral_images::ImageError;
 use corral_images::unpack::UnpackError;
 use tonic::Status;
 
-/// Whether a file system ran out of space (or quota) somewhere in the error's chain: the call
-/// failed for want of a resource, RESOURCE_EXHAUSTED, whatever the operation was.
+/// A full file system anywhere in the chain: the call failed for want of a resource,
+/// RESOURCE_EXHAUSTED, whatever the operation was.
 fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
-    let mut next = Some(e);
-    while let Some(err) = next {
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-            )
-        {
-            return true;
-        }
-        next = err.source();
-    }
-    false
+    corral_fsutil::out_of_space(e)
 }
 
 /// Whether a message from another program (a CNI plugin, which reports only text) says a file

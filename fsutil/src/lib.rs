@@ -4,8 +4,26 @@
 //! [`walk`]: walking and removing trees whose shape a container controls (writable layers,
 //! emptyDirs, unpacked layers): iterative, with a bounded number of open descriptors, relative
 //! to directory descriptors, never following a symlink.
+//! [`out_of_space`]: whether an error chain says a file system is full.
 
 pub mod mode;
 pub mod walk;
 
 pub use walk::{Entry, Visitor, WalkError, remove_tree, remove_tree_at, walk};
+
+/// Whether a file system ran out of space (or quota) somewhere in the error's chain.
+pub fn out_of_space(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(e);
+    while let Some(err) = next {
+        if let Some(io) = err.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            )
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}

@@ -95,19 +95,7 @@ pub enum ImageError {
 impl ImageError {
     /// Whether a file system ran out of space (or quota) somewhere in the error's chain.
     pub fn is_out_of_space(&self) -> bool {
-        let mut next: Option<&(dyn std::error::Error + 'static)> = Some(self);
-        while let Some(err) = next {
-            if let Some(io) = err.downcast_ref::<std::io::Error>()
-                && matches!(
-                    io.kind(),
-                    std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-                )
-            {
-                return true;
-            }
-            next = err.source();
-        }
-        false
+        corral_fsutil::out_of_space(self)
     }
 
     /// Wraps an I/O error with the operation and the path it concerned.
