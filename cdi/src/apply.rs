@@ -102,7 +102,7 @@ fn apply_hook(spec: &mut Spec, hook: &Hook) -> Result<(), String> {
     let what = |field: &str| format!("hook {} ({}) {field}", hook.hook_name, hook.path);
     let path = absolute(&what("path"), &hook.path)?;
     for e in &hook.env {
-        if !e.split_once('=').is_some_and(|(k, _)| !k.is_empty()) || e.contains('\0') {
+        if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) || e.contains('\0') {
             return Err(format!("{}: {e:?} is not NAME=value", what("env")));
         }
     }

@@ -381,12 +381,7 @@ fn run_one(hook: &HookPlan, state: &[u8], cwd: Option<&CStr>) -> Result<(), Stri
         if left.is_zero() {
             let _ = kill(Pid::from_raw(-pid.as_raw()), Signal::SIGKILL);
             let _ = kill(pid, Signal::SIGKILL);
-            loop {
-                match waitpid(pid, None) {
-                    Err(Errno::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            while let Err(Errno::EINTR) = waitpid(pid, None) {}
             output.drain(&out_r, &mut open);
             return Err(format!(
                 "killed after its timeout of {} s{}",
