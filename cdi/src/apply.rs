@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, Mount, Spec};
 
 use crate::CdiError;
-use crate::spec::{ContainerEdits, DeviceNode};
+use crate::spec::{ContainerEdits, DeviceNode, Hook};
 
 /// The edits of the resolved devices, in order, each with the device (or spec) it came from.
 #[derive(Debug, Default, Clone)]
@@ -31,20 +31,15 @@ impl Edits {
     /// Applies every edit to `spec`: environment (replacing a variable of the same name),
     /// device nodes (type, numbers and mode taken from the host node where the spec leaves
     /// them out) with a device cgroup rule each, mounts (replacing one at the same path; then
-    /// ordered so a parent is mounted before its children), and supplementary groups. Hooks,
-    /// Intel RDT and network devices are refused: this runtime does not run them.
+    /// ordered so a parent is mounted before its children), supplementary groups, and hooks
+    /// (appended to the spec's list named by `hookName`, in order). Intel RDT and network
+    /// devices are refused: this runtime does not handle them.
     pub fn apply(&self, spec: &mut Spec) -> Result<(), CdiError> {
         for (from, edits) in &self.list {
             let invalid = |why: String| CdiError::Invalid {
                 name: from.clone(),
                 why,
             };
-            if let Some(h) = edits.hooks.first() {
-                return Err(invalid(format!(
-                    "hook {} ({}) cannot be run: this runtime does not run OCI hooks",
-                    h.hook_name, h.path
-                )));
-            }
             if edits.intel_rdt.is_some() {
                 return Err(invalid("intelRdt is not supported".into()));
             }
@@ -57,6 +52,9 @@ impl Edits {
             }
             for m in &edits.mounts {
                 apply_mount(spec, m).map_err(invalid)?;
+            }
+            for h in &edits.hooks {
+                apply_hook(spec, h).map_err(invalid)?;
             }
             if !edits.additional_gids.is_empty() {
                 let mut process = spec.process().clone().unwrap_or_default();
@@ -96,6 +94,55 @@ fn apply_env(spec: &mut Spec, env: &[String]) -> Result<(), String> {
     }
     process.set_env(Some(all));
     spec.set_process(Some(process));
+    Ok(())
+}
+
+/// Appends `hook` to the spec's hook list its `hookName` names.
+fn apply_hook(spec: &mut Spec, hook: &Hook) -> Result<(), String> {
+    let what = |field: &str| format!("hook {} ({}) {field}", hook.hook_name, hook.path);
+    let path = absolute(&what("path"), &hook.path)?;
+    for e in &hook.env {
+        if e.split_once('=').is_none_or(|(k, _)| k.is_empty()) || e.contains('\0') {
+            return Err(format!("{}: {e:?} is not NAME=value", what("env")));
+        }
+    }
+    if hook.args.iter().any(|a| a.contains('\0')) {
+        return Err(format!("{}: a NUL byte", what("args")));
+    }
+    if let Some(t) = hook.timeout.filter(|t| *t <= 0) {
+        return Err(format!("{}: {t} is not greater than zero", what("timeout")));
+    }
+    let mut oci = oci_spec::runtime::Hook::default();
+    oci.set_path(path);
+    oci.set_args((!hook.args.is_empty()).then(|| hook.args.clone()));
+    oci.set_env((!hook.env.is_empty()).then(|| hook.env.clone()));
+    oci.set_timeout(hook.timeout);
+    let mut hooks = spec.hooks().clone().unwrap_or_default();
+    let list = match hook.hook_name.as_str() {
+        "prestart" => hooks.prestart().clone(),
+        "createRuntime" => hooks.create_runtime().clone(),
+        "createContainer" => hooks.create_container().clone(),
+        "startContainer" => hooks.start_container().clone(),
+        "poststart" => hooks.poststart().clone(),
+        "poststop" => hooks.poststop().clone(),
+        other => {
+            return Err(format!(
+                "hookName {other:?} is not one of prestart, createRuntime, createContainer, startContainer, poststart, poststop"
+            ));
+        }
+    };
+    let mut list = list.unwrap_or_default();
+    list.push(oci);
+    let list = Some(list);
+    match hook.hook_name.as_str() {
+        "prestart" => hooks.set_prestart(list),
+        "createRuntime" => hooks.set_create_runtime(list),
+        "createContainer" => hooks.set_create_container(list),
+        "startContainer" => hooks.set_start_container(list),
+        "poststart" => hooks.set_poststart(list),
+        _ => hooks.set_poststop(list),
+    };
+    spec.set_hooks(Some(hooks));
     Ok(())
 }
 
@@ -238,7 +285,6 @@ fn sort_mounts(spec: &mut Spec) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::Hook;
 
     fn edits(e: ContainerEdits) -> Edits {
         let mut out = Edits::default();
@@ -306,21 +352,71 @@ mod tests {
     }
 
     #[test]
-    fn what_the_runtime_cannot_do_is_refused_by_name() {
+    fn hooks_go_to_the_list_their_name_names_in_order() {
         let mut spec = Spec::default();
-        let hook = edits(ContainerEdits {
-            hooks: vec![Hook {
-                hook_name: "createContainer".into(),
-                path: "/usr/bin/hook".into(),
-                ..Default::default()
-            }],
+        let hook = |name: &str, path: &str| Hook {
+            hook_name: name.into(),
+            path: path.into(),
+            ..Default::default()
+        };
+        let e = edits(ContainerEdits {
+            hooks: vec![
+                hook("createContainer", "/usr/bin/a"),
+                Hook {
+                    args: vec!["b".into(), "--x".into()],
+                    env: vec!["K=v".into()],
+                    timeout: Some(5),
+                    ..hook("createContainer", "/usr/bin/b")
+                },
+                hook("poststop", "/usr/bin/c"),
+                hook("prestart", "/usr/bin/d"),
+            ],
             ..Default::default()
         });
-        let e = hook.apply(&mut spec).unwrap_err().to_string();
-        assert!(
-            e.contains("vendor.com/x=a") && e.contains("/usr/bin/hook"),
-            "{e}"
-        );
+        e.apply(&mut spec).unwrap();
+        let hooks = spec.hooks().clone().unwrap();
+        let cc = hooks.create_container().clone().unwrap();
+        let paths: Vec<_> = cc.iter().map(|h| h.path().clone()).collect();
+        assert_eq!(paths, [PathBuf::from("/usr/bin/a"), "/usr/bin/b".into()]);
+        assert_eq!(cc[1].args().clone().unwrap(), ["b", "--x"]);
+        assert_eq!(cc[1].env().clone().unwrap(), ["K=v"]);
+        assert_eq!(cc[1].timeout(), Some(5));
+        assert_eq!(cc[0].args(), &None);
+        assert_eq!(hooks.poststop().clone().unwrap().len(), 1);
+        assert_eq!(hooks.prestart().clone().unwrap().len(), 1);
+        assert!(hooks.create_runtime().is_none());
+        for (bad, want) in [
+            (hook("onCreate", "/usr/bin/a"), "hookName \"onCreate\""),
+            (hook("poststop", "usr/bin/a"), "not an absolute path"),
+            (
+                Hook {
+                    timeout: Some(0),
+                    ..hook("poststop", "/usr/bin/a")
+                },
+                "0 is not greater than zero",
+            ),
+            (
+                Hook {
+                    env: vec!["novalue".into()],
+                    ..hook("poststop", "/usr/bin/a")
+                },
+                "is not NAME=value",
+            ),
+        ] {
+            let e = edits(ContainerEdits {
+                hooks: vec![bad],
+                ..Default::default()
+            })
+            .apply(&mut Spec::default())
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("vendor.com/x=a") && e.contains(want), "{e}");
+        }
+    }
+
+    #[test]
+    fn what_the_runtime_cannot_do_is_refused_by_name() {
+        let mut spec = Spec::default();
         let relative = edits(ContainerEdits {
             device_nodes: vec![DeviceNode {
                 path: "dev/x".into(),

@@ -48,6 +48,16 @@ pub enum Error {
         /// Its errno.
         errno: nix::Error,
     },
+    /// An OCI hook failed: it exited non-zero, was killed (its timeout), or could not run.
+    #[error("{kind} hook {path} failed: {reason}")]
+    Hook {
+        /// The hook point (`createRuntime`, ...).
+        kind: String,
+        /// The hook's `path`.
+        path: String,
+        /// How it failed, with the start of its output.
+        reason: String,
+    },
     /// The cgroup manager failed.
     #[error("cgroup {path}: {message}")]
     Cgroup {

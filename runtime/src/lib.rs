@@ -59,6 +59,7 @@ pub mod cgroups;
 pub mod container;
 pub mod error;
 pub mod exec;
+pub mod hooks;
 mod lsm;
 mod process;
 mod report;

@@ -236,12 +236,19 @@ impl ProcessPlan {
     /// Child: `no_new_privs`, every inherited descriptor above 2 close-on-exec, `PATH` lookup
     /// and `execve`. Reports a failure on `status` and exits 127.
     pub fn exec(&self, status: &OwnedFd) -> ! {
-        let err = self.try_exec();
+        self.exec_with(status, || None)
+    }
+
+    /// [`exec`](Self::exec), running `before` once the process is confined (credentials,
+    /// `no_new_privs`, seccomp) and right before its descriptors are marked close-on-exec: a
+    /// message it returns is reported instead of the `execve`.
+    pub fn exec_with(&self, status: &OwnedFd, before: impl FnOnce() -> Option<Msg>) -> ! {
+        let err = self.try_exec(before);
         send(status, &err);
         sys::exit(127)
     }
 
-    fn try_exec(&self) -> Msg {
+    fn try_exec(&self, before: impl FnOnce() -> Option<Msg>) -> Msg {
         // Ignored signals survive execve: the container starts with every one at its default
         // action, as under runc. (Before seccomp, which may not allow rt_sigaction.)
         if let Err(e) = sys::reset_ignored_signals().step("reset signal actions") {
@@ -262,6 +269,9 @@ impl ProcessPlan {
             && let Err(e) = s.install()
         {
             return Msg::Failed(e);
+        }
+        if let Some(m) = before() {
+            return m;
         }
         if let Err(e) = sys::close_range_from(3, true).step("close_range") {
             return Msg::Failed(e);

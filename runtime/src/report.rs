@@ -10,7 +10,7 @@ use nix::errno::Errno;
 
 use crate::Error;
 
-const RECORD: usize = 256;
+const RECORD: usize = 1024;
 const STEP_MAX: usize = RECORD - 8;
 
 /// A child-side failure: the step that failed and its errno.
@@ -71,23 +71,40 @@ pub(crate) enum Msg {
     Failed(ChildError),
     /// `process.args[0]` was not found in `PATH`.
     NotFound(String),
+    /// The init reached its create-time hooks (before `pivot_root`) and waits for the caller
+    /// to run prestart and createRuntime.
+    Hooks,
+    /// A hook run by the init (createContainer, startContainer) failed.
+    Hook(crate::hooks::HookFailure),
 }
 
 const K_PID: u8 = 1;
 const K_READY: u8 = 2;
 const K_FAILED: u8 = 3;
 const K_NOT_FOUND: u8 = 4;
+const K_HOOKS: u8 = 5;
+const K_HOOK: u8 = 6;
 
 /// Writes one record; errors are ignored (the reader treats a missing record as a failure).
 pub(crate) fn send(fd: impl AsFd, msg: &Msg) {
     let mut buf = [0u8; RECORD];
+    let hook;
     let (kind, value, text): (u8, i32, &str) = match msg {
         Msg::Pid(pid) => (K_PID, *pid, ""),
         Msg::Ready => (K_READY, 0, ""),
         Msg::Failed(e) => (K_FAILED, e.errno as i32, &e.step),
         Msg::NotFound(name) => (K_NOT_FOUND, Errno::ENOENT as i32, name),
+        Msg::Hooks => (K_HOOKS, 0, ""),
+        Msg::Hook(f) => {
+            hook = format!("{}\0{}\0{}", f.kind, f.path, f.reason);
+            (K_HOOK, 0, &hook)
+        }
     };
-    let text = &text.as_bytes()[..text.len().min(STEP_MAX)];
+    let mut len = text.len().min(STEP_MAX);
+    while !text.is_char_boundary(len) {
+        len -= 1;
+    }
+    let text = &text.as_bytes()[..len];
     buf[0] = kind;
     buf[1..5].copy_from_slice(&value.to_le_bytes());
     buf[5..7].copy_from_slice(&(text.len() as u16).to_le_bytes());
@@ -128,6 +145,16 @@ pub(crate) fn recv(fd: &OwnedFd) -> Result<Option<Msg>, Error> {
         K_PID => Msg::Pid(value),
         K_READY => Msg::Ready,
         K_NOT_FOUND => Msg::NotFound(text),
+        K_HOOKS => Msg::Hooks,
+        K_HOOK => {
+            let mut parts = text.splitn(3, '\0');
+            let mut next = || parts.next().unwrap_or_default().to_owned();
+            Msg::Hook(crate::hooks::HookFailure {
+                kind: next(),
+                path: next(),
+                reason: next(),
+            })
+        }
         _ => Msg::Failed(ChildError {
             step: text,
             errno: Errno::from_raw(value),
@@ -167,6 +194,7 @@ pub(crate) fn unexpected(msg: Option<Msg>, waiting_for: &'static str) -> Error {
     match msg {
         Some(Msg::Failed(e)) => e.into(),
         Some(Msg::NotFound(name)) => Error::NotFound(name),
+        Some(Msg::Hook(f)) => f.into(),
         Some(other) => Error::Child {
             step: format!("protocol: got {other:?} while waiting for {waiting_for}"),
             errno: Errno::EPROTO,
@@ -207,6 +235,26 @@ mod tests {
         assert_eq!(pid.as_raw(), 7);
         assert!(early.is_none());
         assert!(matches!(recv(&r), Ok(Some(Msg::Ready))));
+    }
+
+    #[test]
+    fn a_hook_failure_keeps_its_kind_path_and_reason() {
+        let (r, w) = pipe();
+        let reason = format!("exited with status 3; output: {}", "é".repeat(600));
+        send(
+            &w,
+            &Msg::Hook(crate::hooks::HookFailure {
+                kind: "createContainer".into(),
+                path: "/hooks/x.sh".into(),
+                reason,
+            }),
+        );
+        drop(w);
+        let e = unexpected(recv(&r).expect("a record"), "setup").to_string();
+        assert!(
+            e.starts_with("createContainer hook /hooks/x.sh failed: exited with status 3"),
+            "{e}"
+        );
     }
 
     #[test]

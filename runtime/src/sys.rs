@@ -470,3 +470,45 @@ pub(crate) fn seccomp_install(prog: &[seccompiler::sock_filter]) -> Result<(), E
     };
     if ret < 0 { Err(Errno::last()) } else { Ok(()) }
 }
+
+/// `memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING)`.
+pub(crate) fn memfd_sealable(name: &CStr) -> Result<OwnedFd, Errno> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // SAFETY: `name` is NUL-terminated and outlives the call.
+    let ret = unsafe { libc::memfd_create(name.as_ptr(), flags) };
+    if ret < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: a new descriptor nobody else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(ret) })
+}
+
+/// Seals a memfd against any change (`F_ADD_SEALS`: seal, shrink, grow, write).
+pub(crate) fn seal_all(fd: BorrowedFd<'_>) -> Result<(), Errno> {
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl with integer arguments.
+    let ret = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) };
+    if ret < 0 { Err(Errno::last()) } else { Ok(()) }
+}
+
+/// `execve(path, argv, envp)` with arrays the caller built before forking (NULL-terminated),
+/// so the child allocates nothing. Returns only on failure, with its errno.
+pub(crate) fn execve_prepared(
+    path: &CStr,
+    argv: &[*const libc::c_char],
+    envp: &[*const libc::c_char],
+) -> Errno {
+    if argv.last().is_none_or(|p| !p.is_null()) || envp.last().is_none_or(|p| !p.is_null()) {
+        return Errno::EINVAL;
+    }
+    // SAFETY: `path` is NUL-terminated; argv and envp are NULL-terminated (checked above)
+    // arrays of pointers to NUL-terminated strings the caller keeps alive.
+    unsafe { libc::execve(path.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+    Errno::last()
+}
+
+/// `write(2)` of a whole small buffer, best effort (a child's last words).
+pub(crate) fn write_all_raw(fd: RawFd, bytes: &[u8]) {
+    // SAFETY: `bytes` is valid for reads of its length.
+    let _ = unsafe { libc::write(fd, bytes.as_ptr().cast(), bytes.len()) };
+}

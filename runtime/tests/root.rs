@@ -159,7 +159,7 @@ fn memory_limit_and_remove(t: &Test) -> R {
         json!({"linux": {"resources": {"memory": {"limit": 67108864}}}}),
     );
     let (stdio, _r) = t.stdio()?;
-    let c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let c = container::create(&spec, t.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
     let pid = c.pid();
     let pids = cgroups::pids(&t.cgroup).map_err(|e| e.to_string())?;
     let limit = memory_file(&t.cgroup, "memory.limit_in_bytes", "memory.max");
@@ -187,7 +187,7 @@ fn oom_kill_counted(t: &Test) -> R {
         json!({"linux": {"resources": {"memory": {"limit": 33554432}}}}),
     );
     let (stdio, r) = t.stdio()?;
-    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let mut c = container::create(&spec, t.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
     c.start().map_err(|e| e.to_string())?;
     let out = read_all(r)?;
     let code = wait(c.pidfd())?;
@@ -201,7 +201,7 @@ fn oom_kill_counted(t: &Test) -> R {
 fn exec_into_running(t: &Test) -> R {
     let spec = t.spec(json!(["sleep", "100"]), json!({"hostname": "exechost"}));
     let (stdio, _r) = t.stdio()?;
-    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let mut c = container::create(&spec, t.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
     let result = (|| {
         c.start().map_err(|e| e.to_string())?;
         let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
@@ -235,9 +235,9 @@ fn exec_into_running(t: &Test) -> R {
 fn start_missing_binary(t: &Test) -> R {
     let spec = t.spec(json!(["nonexistent-binary"]), json!({}));
     let (stdio, _r) = t.stdio()?;
-    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let mut c = container::create(&spec, t.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
     let err = match c.start() {
-        Ok(()) => return Err("start succeeded".into()),
+        Ok(_) => return Err("start succeeded".into()),
         Err(e) => e.to_string(),
     };
     check_eq(
@@ -254,7 +254,7 @@ fn bad_mount_source(t: &Test) -> R {
         json!([{"destination": "/x", "type": "bind", "source": "/nonexistent/dir", "options": ["bind"]}]),
     );
     let (stdio, _r) = t.stdio()?;
-    match container::create(&spec, t.dir.path(), stdio) {
+    match container::create(&spec, t.dir.path(), "test", stdio) {
         Ok(_) => return Err("create succeeded".into()),
         Err(Error::Child { step, .. }) => check(step.contains("/nonexistent/dir"), &step)?,
         Err(e) => return Err(format!("unexpected error {e}")),
@@ -270,7 +270,7 @@ fn unsupported_is_rejected(t: &Test) -> R {
     ] {
         let spec = t.spec(json!(["true"]), extra);
         let (stdio, _r) = t.stdio()?;
-        match container::create(&spec, t.dir.path(), stdio) {
+        match container::create(&spec, t.dir.path(), "test", stdio) {
             Err(Error::InvalidSpec(_)) => {}
             Err(e) => return Err(format!("unexpected error {e}")),
             Ok(_) => return Err("unsupported spec accepted".into()),
@@ -329,7 +329,7 @@ fn terminal(t: &Test) -> R {
         json!(["sh", "-c", cmd]),
         json!({"process": {"terminal": true}}),
     );
-    let mut c = container::create(&spec, t.dir.path(), container::Stdio::Terminal)
+    let mut c = container::create(&spec, t.dir.path(), "test", container::Stdio::Terminal)
         .map_err(|e| e.to_string())?;
     let controller = c.take_terminal().ok_or("no terminal from create")?;
     c.start().map_err(|e| e.to_string())?;
@@ -349,7 +349,7 @@ fn terminal(t: &Test) -> R {
 fn exec_with_terminal(t: &Test) -> R {
     let spec = t.spec(json!(["sleep", "100"]), json!({}));
     let (stdio, _r) = t.stdio()?;
-    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let mut c = container::create(&spec, t.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
     let result = (|| {
         c.start().map_err(|e| e.to_string())?;
         let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;

@@ -117,7 +117,7 @@ fn exec_joins_the_user_namespace(t: &Test) -> R {
         json!({"linux": userns_linux(None)}),
     );
     let (stdio, _r) = t.stdio()?;
-    let mut c = container::create(&spec, t.dir.path(), stdio).map_err(|e| e.to_string())?;
+    let mut c = container::create(&spec, t.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
     let result = (|| {
         c.start().map_err(|e| e.to_string())?;
         let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
@@ -202,7 +202,7 @@ fn pod_user_namespace_pinned(t: &Test) -> R {
         other["uidMappings"] = json!([{"containerID": 0, "hostID": 200000, "size": SIZE}]);
         let spec = t.spec(json!(["true"]), json!({"linux": other}));
         let (stdio, _r) = t.stdio()?;
-        match container::create(&spec, t.dir.path(), stdio) {
+        match container::create(&spec, t.dir.path(), "test", stdio) {
             Err(Error::Child { step, .. }) => check(step.contains("differs"), &step)?,
             Err(e) => return Err(format!("unexpected error {e}")),
             Ok(_) => return Err("mismatched mappings accepted".into()),
@@ -252,7 +252,7 @@ fn refused_specs(t: &Test) -> R {
             );
         }
         let (stdio, _r) = t.stdio()?;
-        match container::create(&spec, t.dir.path(), stdio) {
+        match container::create(&spec, t.dir.path(), "test", stdio) {
             Err(Error::InvalidSpec(m)) => check(m.contains(want), &format!("{want}: {m}"))?,
             Err(e) => return Err(format!("{want}: unexpected error {e}")),
             Ok(_) => return Err(format!("{want}: accepted")),
@@ -266,7 +266,7 @@ fn refused_specs(t: &Test) -> R {
     }
     let spec = t.spec(json!(["true"]), json!({"linux": userns_linux(None)}));
     let (stdio, _r) = t.stdio()?;
-    match container::create(&spec, t.dir.path(), stdio) {
+    match container::create(&spec, t.dir.path(), "test", stdio) {
         Err(Error::InvalidSpec(m)) => check(m.contains("search permission"), &m)?,
         Err(e) => return Err(format!("unexpected error {e}")),
         Ok(_) => return Err("unsearchable rootfs accepted".into()),
@@ -280,7 +280,7 @@ fn refused_specs(t: &Test) -> R {
     );
     spec.set_annotations(Some(ann));
     let (stdio, _r) = t.stdio()?;
-    match container::create(&spec, t.dir.path(), stdio) {
+    match container::create(&spec, t.dir.path(), "test", stdio) {
         Err(Error::InvalidSpec(m)) => check(m.contains("needs a user namespace"), &m)?,
         Err(e) => return Err(format!("unexpected error {e}")),
         Ok(_) => return Err("rootfs idmap without userns accepted".into()),

@@ -41,6 +41,8 @@ pub struct Ctr {
     waiters: Vec<u64>,
     /// A stop signal the init would lose now, sent once it catches it.
     pub held_signal: Option<crate::stop_signal::Held>,
+    /// The spec's poststop hooks, run once when the container is removed.
+    poststop: Option<corral_runtime::hooks::Poststop>,
 }
 
 impl Ctr {
@@ -171,7 +173,8 @@ impl Shim {
             None => None,
         };
         let (stdio, mut pipes) = make_pipes(&req)?;
-        let mut process = container::create(&spec, &req.bundle, stdio)?;
+        let mut process = container::create(&spec, &req.bundle, &req.id, stdio)?;
+        let poststop = Some(process.poststop()).filter(|p| !p.is_empty());
         if let Some(pty) = process.take_terminal() {
             pipes.terminal(&req, pty)?;
         }
@@ -192,6 +195,7 @@ impl Shim {
             exit: None,
             waiters: Vec::new(),
             held_signal: None,
+            poststop,
         };
         ctr.exit_token = Some(self.reg.add(
             process.pidfd(),
@@ -225,7 +229,10 @@ impl Shim {
             return not_found(id);
         };
         match process.start() {
-            Ok(()) => {
+            Ok(poststart_failures) => {
+                for e in poststart_failures {
+                    log!("container {id}: {e} (ignored: poststart)");
+                }
                 let started_at = unix_nanos(SystemTime::now());
                 ctr.started_at = Some(started_at);
                 log!("started container {id}");
@@ -314,6 +321,16 @@ impl Shim {
             self.reg.remove(token, fd.as_fd());
         }
         records::remove(&self.dir, id);
+        // The container is deleted (its process and cgroup gone) before its poststop hooks
+        // run; the daemon unmounts its rootfs and removes its bundle afterwards.
+        if let Some(poststop) = ctr.poststop.take() {
+            if let Err(e) = corral_runtime::cgroups::kill_and_remove(&ctr.target.cgroups_path) {
+                log!("container {id}: removing its cgroup before the poststop hooks: {e}");
+            }
+            for e in poststop.run() {
+                log!("container {id}: {e} (ignored: poststop)");
+            }
+        }
         Response::Ok
     }
 

@@ -14,6 +14,7 @@ mod events;
 mod faults;
 mod full_disk;
 mod harness;
+mod hooks;
 mod host_files;
 mod hostile_requests;
 mod image_user;

@@ -91,8 +91,63 @@ fn init(plan: &Plan, fds: &ChildFds<'_>) -> ! {
                 _ => return 0,
             }
         }
-        plan.process.exec(fds.status)
+        plan.process.exec_with(fds.status, || start_hooks(plan))
     })
+}
+
+/// Before `pivot_root`, when the spec has create-time hooks: lets the caller run prestart and
+/// createRuntime (it answers on the start pipe), then runs createContainer here, in the
+/// container's namespaces. A failed hook is reported as such and ends the process.
+fn create_hooks(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
+    if !plan.hooks.any_at_create() {
+        return Ok(());
+    }
+    send(fds.status, &Msg::Hooks);
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(fds.start.as_raw_fd(), &mut b) {
+            Ok(1) => break,
+            Err(Errno::EINTR) => continue,
+            // The caller gave up (a createRuntime hook failed): nothing to report.
+            _ => sys::exit(1),
+        }
+    }
+    if plan.hooks.create_container.is_empty() {
+        return Ok(());
+    }
+    let state = plan
+        .state
+        .json("creating", Some(nix::unistd::getpid().as_raw()));
+    let run = crate::hooks::run_all(
+        crate::hooks::Kind::CreateContainer,
+        &plan.hooks.create_container,
+        &state,
+        plan.bundle_c.as_deref(),
+    );
+    if let Err(f) = run {
+        send(fds.status, &Msg::Hook(f));
+        sys::exit(1);
+    }
+    Ok(())
+}
+
+/// After the start signal, confined like the process it precedes: the startContainer hooks
+/// (paths resolve in the container). A failure becomes the init's report instead of `execve`.
+fn start_hooks(plan: &Plan) -> Option<Msg> {
+    if plan.hooks.start_container.is_empty() {
+        return None;
+    }
+    let state = plan
+        .state
+        .json("created", Some(nix::unistd::getpid().as_raw()));
+    crate::hooks::run_all(
+        crate::hooks::Kind::StartContainer,
+        &plan.hooks.start_container,
+        &state,
+        None,
+    )
+    .err()
+    .map(Msg::Hook)
 }
 
 fn init_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
@@ -100,7 +155,7 @@ fn init_steps(plan: &Plan, fds: &ChildFds<'_>) -> ChildResult {
     if let ChildStdio::Fds(stdio) = fds.stdio {
         plan.process.setup_stdio(*stdio)?;
     }
-    mounts::setup_rootfs(plan, fds.stdio)?;
+    mounts::setup_rootfs(plan, fds.stdio, || create_hooks(plan, fds))?;
     if let Some(h) = &plan.hostname {
         nix::unistd::sethostname(h).step("sethostname")?;
     }

@@ -20,7 +20,7 @@ use oci_spec::runtime::Spec;
 
 use crate::report::{Msg, recv, unexpected};
 use crate::sys::{self, Forked, KeepFds};
-use crate::{Error, cgroups, process, terminal};
+use crate::{Error, cgroups, hooks, process, terminal};
 
 /// The stdio the container's process gets.
 pub enum Stdio {
@@ -139,6 +139,9 @@ pub struct Container {
     status: OwnedFd,
     cgroups_path: PathBuf,
     terminal: Option<OwnedFd>,
+    poststart: Vec<hooks::HookPlan>,
+    poststop: hooks::Poststop,
+    state: hooks::State,
 }
 
 impl Container {
@@ -154,9 +157,16 @@ impl Container {
     pub fn pidfd(&self) -> BorrowedFd<'_> {
         self.pidfd.as_fd()
     }
-    /// Lets the process `execve`; returns once `execve` succeeded, or the error it reported.
-    /// On error the process has exited and been reaped, and the cgroup is removed.
-    pub fn start(&mut self) -> Result<(), Error> {
+    /// The poststop hooks and state, for the caller to run once the container is deleted
+    /// ([`hooks::Poststop::run`]).
+    pub fn poststop(&self) -> hooks::Poststop {
+        self.poststop.clone()
+    }
+    /// Lets the process `execve` (the init runs the startContainer hooks first); returns once
+    /// `execve` succeeded, or the error it reported. On error the process has exited and been
+    /// reaped, and the cgroup is removed. Once it started, the poststart hooks run here; those
+    /// that failed are returned (the spec makes them warnings, not errors).
+    pub fn start(&mut self) -> Result<Vec<Error>, Error> {
         let Some(start) = self.start.take() else {
             return Err(Error::Sys {
                 step: "start: already started",
@@ -169,7 +179,16 @@ impl Container {
             .map_err(Error::sys("write start pipe"))
             .and_then(|_| recv(&self.status));
         match result {
-            Ok(None) => Ok(()),
+            Ok(None) => {
+                let state = self.state.json("running", Some(self.pid.as_raw()));
+                let cwd = self.state.bundle_cstring();
+                Ok(hooks::run_each(
+                    hooks::Kind::Poststart,
+                    &self.poststart,
+                    &state,
+                    cwd.as_deref(),
+                ))
+            }
             Ok(msg) => {
                 let err = unexpected(msg, "execve");
                 reap(self.pid);
@@ -199,12 +218,15 @@ fn reap(pid: Pid) {
     }
 }
 
-/// Creates the container described by `spec` (whose `root.path` is absolute or relative to
+/// Creates the container `id` described by `spec` (whose `root.path` is absolute or relative to
 /// `bundle`). Namespaces with a `path` are joined, the others are created; the cgroup at
 /// `linux.cgroupsPath` is created with `linux.resources` applied; the process is a child of the
-/// caller. On error nothing is left behind (no process, no cgroup).
-pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Error> {
-    let plan = plan::build(spec, bundle)?;
+/// caller. The spec's prestart, createRuntime and createContainer hooks run on the way
+/// ([`crate::hooks`]). On error nothing is left behind (no process, no cgroup); once those
+/// hooks began, a failed create runs the poststop hooks too (the lifecycle's delete), and a
+/// failure of theirs is added to the error.
+pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Container, Error> {
+    let plan = plan::build(spec, bundle, id)?;
     let stdio = stdio.prepare()?;
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
     let (sync_r, sync_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
@@ -248,7 +270,10 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
         reap(a);
         return Err(e);
     }
-    let fail = |init: Option<Pid>, err: Error| -> Error {
+    // Set once the init reached its create-time hooks: from then on a failure is the
+    // lifecycle's delete, poststop hooks included.
+    let mut hooks_began = false;
+    let fail = |init: Option<Pid>, err: Error, hooks_began: bool| -> Error {
         if let Some(b) = init {
             let _ = kill(b, Signal::SIGKILL);
             reap(b);
@@ -256,7 +281,14 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
         if let Err(e) = cgroups::kill_and_remove(&plan.cgroups_path) {
             tracing::warn!(error = %e, "cleaning up the cgroup of a failed container");
         }
-        err
+        if !hooks_began || plan.hooks.poststop.is_empty() {
+            return err;
+        }
+        let poststop = hooks::Poststop {
+            hooks: plan.hooks.poststop.clone(),
+            state: plan.state.clone(),
+        };
+        with_poststop_failures(err, poststop.run())
     };
     if let Err(e) = nix::unistd::write(&sync_w, &[1]) {
         let _ = kill(a, Signal::SIGKILL);
@@ -267,6 +299,7 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
                 step: "write sync pipe",
                 source: e,
             },
+            false,
         ));
     }
     drop(sync_w);
@@ -274,7 +307,7 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
     reap(a);
     let (b, early) = match msg {
         Ok(got) => got,
-        Err(e) => return Err(fail(None, e)),
+        Err(e) => return Err(fail(None, e, false)),
     };
     let pidfd = match sys::pidfd_open(b) {
         Ok(fd) => fd,
@@ -285,27 +318,53 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
                     step: "pidfd_open",
                     source: e,
                 },
+                false,
             ));
         }
     };
     // The init may have reported before the intermediate sent its pid.
-    let setup = match early {
+    let mut setup = match early {
         Some(m) => Ok(Some(m)),
         None => recv(&status_r),
     };
+    if let Ok(Some(Msg::Hooks)) = setup {
+        hooks_began = true;
+        let state = plan.state.json("creating", Some(b.as_raw()));
+        let cwd = plan.bundle_c.as_deref();
+        let ran = hooks::run_all(hooks::Kind::Prestart, &plan.hooks.prestart, &state, cwd)
+            .and_then(|()| {
+                hooks::run_all(
+                    hooks::Kind::CreateRuntime,
+                    &plan.hooks.create_runtime,
+                    &state,
+                    cwd,
+                )
+            });
+        if let Err(f) = ran {
+            return Err(fail(Some(b), f.into(), true));
+        }
+        if let Err(e) = nix::unistd::write(&start_w, &[1]) {
+            let e = Error::Sys {
+                step: "write start pipe (resume after createRuntime)",
+                source: e,
+            };
+            return Err(fail(Some(b), e, true));
+        }
+        setup = recv(&status_r);
+    }
     match setup {
         Ok(Some(Msg::Ready)) => {}
-        Ok(other) => return Err(fail(Some(b), unexpected(other, "setup"))),
-        Err(e) => return Err(fail(Some(b), e)),
+        Ok(other) => return Err(fail(Some(b), unexpected(other, "setup"), hooks_began)),
+        Err(e) => return Err(fail(Some(b), e, hooks_began)),
     }
     let terminal = match console.as_ref().map(terminal::receive).transpose() {
         Ok(t) => t,
-        Err(e) => return Err(fail(Some(b), e)),
+        Err(e) => return Err(fail(Some(b), e, hooks_began)),
     };
     if let Some(adj) = plan.process.oom_score_adj
         && let Err(e) = process::set_oom_score_adj(b, adj)
     {
-        return Err(fail(Some(b), e));
+        return Err(fail(Some(b), e, hooks_began));
     }
     Ok(Container {
         pid: b,
@@ -314,5 +373,32 @@ pub fn create(spec: &Spec, bundle: &Path, stdio: Stdio) -> Result<Container, Err
         status: status_r,
         cgroups_path: plan.cgroups_path,
         terminal,
+        poststart: plan.hooks.poststart,
+        poststop: hooks::Poststop {
+            hooks: plan.hooks.poststop,
+            state: plan.state.clone(),
+        },
+        state: plan.state,
     })
+}
+
+/// Adds the poststop hooks that failed while a failed create was undone to its error.
+fn with_poststop_failures(err: Error, failures: Vec<Error>) -> Error {
+    if failures.is_empty() {
+        return err;
+    }
+    let also: Vec<String> = failures.iter().map(ToString::to_string).collect();
+    match err {
+        Error::Hook { kind, path, reason } => Error::Hook {
+            kind,
+            path,
+            reason: format!("{reason} (then {})", also.join("; ")),
+        },
+        other => {
+            for f in &also {
+                tracing::warn!(error = %f, "poststop hook of a failed create");
+            }
+            other
+        }
+    }
 }

@@ -120,8 +120,12 @@ pub(super) fn fd_path(fd: &OwnedFd) -> PathBuf {
 
 /// Sets the rootfs propagation, binds the rootfs onto itself, makes the mounts and the
 /// devices, the terminal ([`ChildStdio::Terminal`]: in the container's devpts, as stdio) and
-/// the console, and `pivot_root`s into it.
-pub(super) fn setup_rootfs(plan: &Plan, stdio: &ChildStdio) -> ChildResult {
+/// the console, runs `before_pivot` (the create-time hooks), and `pivot_root`s into it.
+pub(super) fn setup_rootfs(
+    plan: &Plan,
+    stdio: &ChildStdio,
+    before_pivot: impl FnOnce() -> ChildResult,
+) -> ChildResult {
     mount(NONE, "/", NONE, plan.root_propagation, NONE).step("rootfs propagation")?;
     make_parent_mount_private(&plan.rootfs)?;
     match &plan.rootfs_tree {
@@ -186,6 +190,7 @@ pub(super) fn setup_rootfs(plan: &Plan, stdio: &ChildStdio) -> ChildResult {
         .step("bind /dev/console")?;
     }
     drop(root);
+    before_pivot()?;
     pivot(&plan.rootfs)
 }
 

@@ -12,6 +12,7 @@ use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, LinuxNamespaceType, LinuxR
 
 use crate::Error;
 use crate::cgroups;
+use crate::hooks::{Hooks, State};
 use crate::process::ProcessPlan;
 use crate::userns::IdMappings;
 
@@ -89,6 +90,11 @@ pub(super) struct Plan {
     pub process: ProcessPlan,
     pub cgroups_path: PathBuf,
     pub resources: LinuxResources,
+    /// The spec's hooks, and the state they read.
+    pub hooks: Hooks,
+    pub state: State,
+    /// The bundle directory, the working directory of the createContainer hooks.
+    pub bundle_c: Option<std::ffi::CString>,
 }
 
 impl Plan {
@@ -120,7 +126,7 @@ fn invalid(msg: impl Into<String>) -> Error {
 }
 
 /// Builds the plan; opens the namespace files to join.
-pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
+pub(super) fn build(spec: &Spec, bundle: &Path, id: &str) -> Result<Plan, Error> {
     let linux = spec
         .linux()
         .as_ref()
@@ -146,6 +152,8 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         return Err(invalid("linux.mountLabel: no SELinux on this host"));
     }
     let process_plan = ProcessPlan::new(process)?.with_seccomp(linux.seccomp().as_ref())?;
+    let hooks = Hooks::of(spec)?;
+    let state = State::new(spec, id, bundle);
 
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
@@ -372,6 +380,9 @@ pub(super) fn build(spec: &Spec, bundle: &Path) -> Result<Plan, Error> {
         process: process_plan,
         cgroups_path,
         resources: linux.resources().clone().unwrap_or_default(),
+        hooks,
+        bundle_c: state.bundle_cstring(),
+        state,
     })
 }
 

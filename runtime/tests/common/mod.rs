@@ -136,7 +136,8 @@ impl Test {
     /// Creates, starts and waits for a container; removes its cgroup. Output and exit code.
     pub fn run(&self, spec: &oci_spec::runtime::Spec) -> Result<(String, i32), String> {
         let (stdio, r) = self.stdio()?;
-        let mut c = container::create(spec, self.dir.path(), stdio).map_err(|e| e.to_string())?;
+        let mut c =
+            container::create(spec, self.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
         if let Err(e) = c.start() {
             return Err(format!("start: {e}"));
         }
