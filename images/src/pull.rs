@@ -601,10 +601,12 @@ impl Pull<'_> {
             Ok((staged, stats))
         });
 
-        let failed = self.forward_body(resp, layer, &endpoint, tx).await;
+        let failed = self.forward_body(resp, layer, &endpoint, &tx).await;
         if failed.is_none() {
             finished.store(true, Ordering::Release);
         }
+        // Only now: the reader takes a closed channel without `finished` for a cut download.
+        drop(tx);
         let outcome = task
             .await
             .map_err(|e| ImageError::Internal(format!("unpack task: {e}")))?;
@@ -629,7 +631,7 @@ impl Pull<'_> {
         resp: reqwest::Response,
         layer: &LayerRecord,
         endpoint: &str,
-        tx: tokio::sync::mpsc::Sender<Bytes>,
+        tx: &tokio::sync::mpsc::Sender<Bytes>,
     ) -> Option<ImageError> {
         let registry = |detail: String| ImageError::Registry {
             image: self.image.clone(),
