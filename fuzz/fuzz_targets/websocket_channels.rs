@@ -50,11 +50,14 @@ async fn channels(data: &[u8], codec: Codec, close_signal: bool) {
     let mut resize = channels.reader(3);
     let mut stdout = channels.writer(1);
     channels.send_first(1, b"");
+    // Stdin and resize are read at once, as the real session does (`session.rs`): read one
+    // after the other, a client filling the resize channel while stdin is open blocks the
+    // reader, and stdin's end never comes.
     let session = async move {
-        let mut sink = Vec::new();
-        let _ = stdin.read_to_end(&mut sink).await;
-        let _ = stdout.write_all(&sink[..sink.len().min(64)]).await;
-        let _ = resize.read_to_end(&mut sink).await;
+        let mut input = Vec::new();
+        let mut sizes = Vec::new();
+        let _ = tokio::join!(stdin.read_to_end(&mut input), resize.read_to_end(&mut sizes));
+        let _ = stdout.write_all(&input[..input.len().min(64)]).await;
         drop(stdout);
     };
     let shutdown = CancellationToken::new();
