@@ -33,7 +33,10 @@ async fn channels(data: &[u8], codec: Codec, close_signal: bool) {
     let session = async move {
         let mut input = Vec::new();
         let mut sizes = Vec::new();
-        let _ = tokio::join!(stdin.read_to_end(&mut input), resize.read_to_end(&mut sizes));
+        let _ = tokio::join!(
+            stdin.read_to_end(&mut input),
+            resize.read_to_end(&mut sizes)
+        );
         let _ = stdout.write_all(&input[..input.len().min(64)]).await;
         drop(stdout);
     };
