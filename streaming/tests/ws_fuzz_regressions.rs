@@ -14,7 +14,10 @@ const HANG_1495C912: &[u8] = include_bytes!("fixtures/ws-hang-1495c912.bin");
 
 async fn connection(data: &[u8]) -> (WebSocketStream<DuplexStream>, DuplexStream) {
     let (mut client, server) = tokio::io::duplex(4 << 20);
-    client.write_all(data).await.expect("write the client's bytes");
+    client
+        .write_all(data)
+        .await
+        .expect("write the client's bytes");
     client.shutdown().await.expect("half-close");
     let ws = WebSocketStream::from_raw_socket(server, Role::Server, Some(config())).await;
     (ws, client)
