@@ -43,6 +43,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     };
     let dir = PathBuf::from(dir);
+    // Taken before the fork, so from the moment a shim process exists until the last one
+    // exits the lock is held (see `proto::LOCK_FILE`): taken after it, a daemon that finds the
+    // first process gone could look in between, see no shim, and leave the child serving.
+    let life = match setup::life_lock(&dir) {
+        Ok(lock) => lock,
+        Err(e) => {
+            eprintln!("corral-shim: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let (rx, tx) = match pipe2(OFlag::O_CLOEXEC) {
         Ok(p) => p,
         Err(e) => {
@@ -56,11 +66,14 @@ fn main() -> ExitCode {
     match unsafe { fork() } {
         Ok(ForkResult::Parent { .. }) => {
             drop(tx);
+            // Not dropped: `Flock`'s drop unlocks, for the child too (the lock belongs to the
+            // open file both share). The descriptor closes when this process exits.
+            std::mem::forget(life);
             report(rx)
         }
         Ok(ForkResult::Child) => {
             drop(rx);
-            run(dir, tx)
+            run(dir, tx, life)
         }
         Err(e) => {
             eprintln!("corral-shim: fork: {e}");
@@ -86,16 +99,8 @@ fn report(rx: OwnedFd) -> ExitCode {
 }
 
 /// The shim proper.
-fn run(dir: PathBuf, tx: OwnedFd) -> ExitCode {
+fn run(dir: PathBuf, tx: OwnedFd, life: nix::fcntl::Flock<std::fs::File>) -> ExitCode {
     let mut tx = std::fs::File::from(tx);
-    // Held for the shim's whole life (see `proto::LOCK_FILE`).
-    let life = match setup::life_lock(&dir) {
-        Ok(lock) => lock,
-        Err(e) => {
-            let _ = writeln!(tx, "{e}");
-            return ExitCode::FAILURE;
-        }
-    };
     let shim = match setup::detach(&dir, &[tx.as_raw_fd(), life.as_raw_fd()])
         .and_then(|()| server::Shim::new(dir))
     {
