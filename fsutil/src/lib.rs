@@ -4,9 +4,11 @@
 //! [`walk`]: walking and removing trees whose shape a container controls (writable layers,
 //! emptyDirs, unpacked layers): iterative, with a bounded number of open descriptors, relative
 //! to directory descriptors, never following a symlink.
+//! [`mountinfo`]: the mount table.
 //! [`out_of_space`]: whether an error chain says a file system is full.
 
 pub mod mode;
+pub mod mountinfo;
 pub mod walk;
 
 pub use walk::{Entry, Visitor, WalkError, remove_tree, remove_tree_at, walk};

@@ -55,6 +55,9 @@ use std::path::{Component, Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use corral_cri_api::v1::{Mount, MountPropagation};
+use corral_fsutil::mountinfo::mount_points;
+#[cfg(test)]
+use corral_fsutil::mountinfo::unescape as unescape_mountinfo;
 use corral_kube::Objects;
 use corral_kube::env::{self, EnvError, Environment, PodContext};
 use corral_kube::k8s_openapi::api::core::v1::{
@@ -1526,43 +1529,6 @@ fn bind_sub_path(resolved: &File, target: &Path) -> io::Result<()> {
 }
 
 // ---- tmpfs and mounts ----
-
-/// The mount points of this mount namespace (`/proc/self/mountinfo`), with their fs types.
-fn mount_points() -> io::Result<Vec<(PathBuf, String)>> {
-    let text = fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(text
-        .lines()
-        .filter_map(|line| {
-            let fields: Vec<&str> = line.split(' ').collect();
-            let point = fields.get(4)?;
-            let sep = fields.iter().position(|f| *f == "-")?;
-            let fstype = fields.get(sep + 1)?;
-            Some((PathBuf::from(unescape_mountinfo(point)), fstype.to_string()))
-        })
-        .collect())
-}
-
-/// Undoes mountinfo's octal escapes (`\040` for a space).
-fn unescape_mountinfo(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\'
-            && i + 3 < bytes.len()
-            && let Some(v) = std::str::from_utf8(&bytes[i + 1..i + 4])
-                .ok()
-                .and_then(|d| u8::from_str_radix(d, 8).ok())
-        {
-            out.push(v);
-            i += 4;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
 
 /// The host's `MemTotal` in bytes (also the pod manager's memory capacity).
 pub(super) fn mem_total() -> Option<i64> {

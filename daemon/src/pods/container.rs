@@ -326,8 +326,7 @@ impl Pods {
         let (bundle, records) = (bundle.to_path_buf(), records.to_path_buf());
         tokio::task::spawn_blocking(move || -> Result<()> {
             corral_runtime::cgroups::kill_and_remove(&cgroups)?;
-            // The rootfs and any image volumes.
-            rootfs::unmount_all_under(&bundle)?;
+            rootfs::unmount_bundle(&bundle)?;
             rootfs::remove_tree(&bundle)?;
             rootfs::remove_tree(&records)
         })

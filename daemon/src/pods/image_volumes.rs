@@ -15,6 +15,9 @@ use nix::mount::{MsFlags, mount};
 
 use super::{PodError, Result};
 
+/// Where, under a container's bundle, its image volumes are mounted.
+pub const DIR: &str = "image-volumes";
+
 /// The images the container's mounts name, resolved: (mount index, image), in mount order.
 pub fn resolve(
     images: &ImageManager,
@@ -54,7 +57,7 @@ pub fn mount_all(
     resolved: &[(usize, ImageRecord)],
     bundle: &Path,
 ) -> Result<Vec<(usize, PathBuf)>> {
-    let base = bundle.join("image-volumes");
+    let base = bundle.join(DIR);
     let mut out = Vec::new();
     for (i, rec) in resolved {
         let target = base.join(i.to_string());

@@ -36,7 +36,7 @@ impl Pods {
             if !dir.join("meta.json").exists() {
                 // A RunPodSandbox that a crash stopped before its first record (nothing else
                 // of the pod was made yet), or a removal after it was removed.
-                self.discard_leftover(&dir).await;
+                self.discard_leftover(&dir);
             } else if let Err(e) = self.load_sandbox(&dir) {
                 tracing::warn!(dir = %dir.display(), error = %e, "skipping a pod sandbox record");
             }
@@ -44,7 +44,7 @@ impl Pods {
         for dir in record_dirs(&self.cfg.root.join("containers")) {
             if !dir.join("meta.json").exists() {
                 // Creation stopped before its first record, or removal after it was removed.
-                self.discard_leftover(&dir).await;
+                self.discard_leftover(&dir);
                 continue;
             }
             match self.load_container(&dir) {
@@ -154,7 +154,7 @@ impl Pods {
 
     /// Removes a record directory that holds no record (a creation a crash interrupted before
     /// its first record was written).
-    async fn discard_leftover(&self, dir: &Path) {
+    fn discard_leftover(&self, dir: &Path) {
         tracing::info!(dir = %dir.display(), "removing a record directory without a record");
         if let Err(e) = rootfs::remove_tree(dir) {
             tracing::warn!(dir = %dir.display(), error = %e, "removing a leftover directory");

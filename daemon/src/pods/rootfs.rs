@@ -89,14 +89,13 @@ pub fn unmount(target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Unmounts every mount point under `dir` (the rootfs, image volumes), deepest first.
+/// Unmounts every mount point under `dir`, deepest first (for a bundle no record describes;
+/// a recorded one is taken down by [`unmount_bundle`] without reading the mount table).
 pub fn unmount_all_under(dir: &Path) -> Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| PodError::io(Path::new("/proc/self/mountinfo"), e))?;
-    let mut points: Vec<std::path::PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| std::path::PathBuf::from(p.replace("\\040", " ")))
+    let mut points: Vec<std::path::PathBuf> = corral_fsutil::mountinfo::mount_points()
+        .map_err(|e| PodError::io(Path::new("/proc/self/mountinfo"), e))?
+        .into_iter()
+        .map(|(p, _)| p)
         .filter(|p| p.starts_with(dir))
         .collect();
     points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
@@ -105,6 +104,21 @@ pub fn unmount_all_under(dir: &Path) -> Result<()> {
         unmount(&p)?;
     }
     Ok(())
+}
+
+/// Unmounts what a container's bundle holds: its image volumes (a sub path's bind before the
+/// image under it) and its rootfs.
+pub fn unmount_bundle(bundle: &Path) -> Result<()> {
+    let volumes = bundle.join(super::image_volumes::DIR);
+    if let Ok(entries) = std::fs::read_dir(&volumes) {
+        let mut points: Vec<std::path::PathBuf> = entries.flatten().map(|e| e.path()).collect();
+        // `<n>.sub` sorts after `<n>`: reversed, each sub path goes before its image.
+        points.sort();
+        for p in points.iter().rev() {
+            unmount(p)?;
+        }
+    }
+    unmount(&bundle.join("rootfs"))
 }
 
 /// Mounts the pod's private `/dev/shm` (a 64 MiB tmpfs) at `target`.
