@@ -489,6 +489,16 @@ impl Fixture {
         }
     }
 
+    /// [`assert_all_gone`] against the fixture's baseline, bounded in time.
+    async fn all_gone(&mut self) -> Result<()> {
+        within(
+            "the final check",
+            30,
+            assert_all_gone(&mut self.e, &self.blobs, &self.snapshots),
+        )
+        .await
+    }
+
     /// How long a round takes without faults (the fastest of three): kills fall within it.
     async fn window(&mut self) -> Result<Duration> {
         let mut fastest = Duration::MAX;
@@ -509,7 +519,7 @@ impl Fixture {
         )
         .await?;
         let took = started.elapsed();
-        assert_all_gone(&mut self.e, &self.blobs, &self.snapshots).await?;
+        self.all_gone().await?;
         Ok(took)
     }
 }
@@ -565,13 +575,7 @@ async fn sigkill_of_the_daemon_at_any_moment_leaves_a_consistent_state() -> Resu
             .await
             .with_context(ctx)?;
         }
-        within(
-            "the final check",
-            30,
-            assert_all_gone(&mut f.e, &f.blobs, &f.snapshots),
-        )
-        .await
-        .with_context(ctx)?;
+        f.all_gone().await.with_context(ctx)?;
     }
     report("corrald", &hits, started);
     f.e.d.stop()?;
@@ -668,13 +672,7 @@ async fn sigkill_of_a_shim_at_any_moment_makes_its_pod_not_ready_and_frees_it() 
         {
             common::remove(&mut f.e.d.images().await?, &f.extra).await?;
         }
-        within(
-            "the final check",
-            30,
-            assert_all_gone(&mut f.e, &f.blobs, &f.snapshots),
-        )
-        .await
-        .with_context(ctx)?;
+        f.all_gone().await.with_context(ctx)?;
     }
     report("shim", &hits, started);
     Ok(())
