@@ -367,11 +367,28 @@ async fn resume(e: &mut PodEnv, r: &Round, from: Step, progress: &Mutex<Progress
                         found = Some(p.id);
                     } else {
                         // A pod that did not come up: the kubelet removes it and makes another.
-                        e.rt.stop_pod_sandbox(StopPodSandboxRequest {
-                            pod_sandbox_id: p.id.clone(),
-                        })
-                        .await
-                        .context("stop of a half-made pod")?;
+                        // A CNI plugin the killed daemon started may still be finishing its
+                        // ADD (ARCHITECTURE.md, "Windows left open"), and DEL can fail beside
+                        // it; the kubelet retries StopPodSandbox, and so does this client.
+                        let mut tries = 0;
+                        loop {
+                            let stopped =
+                                e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+                                    pod_sandbox_id: p.id.clone(),
+                                })
+                                .await;
+                            match stopped {
+                                Ok(_) => break,
+                                Err(err) if tries < 3 => {
+                                    eprintln!("stop of a half-made pod, retried: {err}");
+                                    tries += 1;
+                                    tokio::time::sleep(Duration::from_secs(1)).await;
+                                }
+                                Err(err) => {
+                                    return Err(err).context("stop of a half-made pod");
+                                }
+                            }
+                        }
                         e.remove_pod(&p.id)
                             .await
                             .context("remove of a half-made pod")?;
