@@ -196,6 +196,7 @@ fn shim_seeds() {
                 stdin: true,
                 stdin_once: false,
                 tty: false,
+                restore: None,
             }),
         ),
         ("start", Request::Start { id: "c1".into() }),

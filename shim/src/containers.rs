@@ -6,7 +6,9 @@ use std::time::SystemTime;
 use corral_runtime::container::{self, Container, Stdio};
 use corral_runtime::exec;
 use corral_shim::crilog::{LogFile, Stream, Written};
-use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, LogDrops, Response};
+use corral_shim::proto::{
+    CheckpointRequest, ContainerInfo, CreateRequest, ErrorKind, ExitRecord, LogDrops, Response,
+};
 use corral_shim::records;
 use corral_shim::timefmt::unix_nanos;
 use nix::fcntl::OFlag;
@@ -294,6 +296,17 @@ impl Shim {
             Some(Err(e)) => Response::error(ErrorKind::Internal, format!("reopening the log: {e}")),
             _ => Response::Ok,
         }
+    }
+
+    /// Checkpoints a running container with CRIU.
+    pub fn checkpoint(&mut self, req: CheckpointRequest) -> Response {
+        if !self.ctrs.contains_key(&req.id) {
+            return not_found(&req.id);
+        }
+        Response::error(
+            ErrorKind::FailedPrecondition,
+            "the built-in runtime cannot checkpoint containers",
+        )
     }
 
     /// Forgets the container; one that is still alive is killed and reaped first.

@@ -81,6 +81,10 @@ pub enum Request {
     /// began, output is written again, or a container exited while its log could not be
     /// written. The daemon keeps one of these waiting per pod.
     LogDrops { since: u64 },
+    /// Checkpoints a running container with CRIU into `images_dir` (answers [`Response::Ok`]).
+    /// Only a pod on an OCI runtime handler can; the built-in runtime answers
+    /// `FailedPrecondition`.
+    Checkpoint(CheckpointRequest),
     /// Forgets an exited (or never started) container, killing a created one.
     Remove { id: String },
     /// Stops the pod's PID holder and exits once every container is gone.
@@ -97,6 +101,23 @@ pub struct CreateRequest {
     pub stdin: bool,
     pub stdin_once: bool,
     pub tty: bool,
+    /// A CRIU image directory (a checkpoint's `checkpoint/`): Start restores the process tree
+    /// from it instead of running the entrypoint. The bundle's rootfs already holds the
+    /// checkpointed writable layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore: Option<PathBuf>,
+}
+
+/// Checkpointing a container.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointRequest {
+    pub id: String,
+    /// Empty directory that receives the CRIU images.
+    pub images_dir: PathBuf,
+    /// Directory for CRIU's own logs (`dump.log`); kept by the caller for errors.
+    pub work_dir: PathBuf,
+    /// Keep the container running after the dump (CRI's default); false stops it.
+    pub leave_running: bool,
 }
 
 /// Running a process inside a container (ExecSync).

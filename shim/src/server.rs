@@ -357,6 +357,7 @@ impl Shim {
             Request::CloseStdin { id } => self.close_stdin(&id),
             Request::ReopenLog { id } => self.reopen_log(&id),
             Request::LogDrops { since } => return self.log_drops(conn, since),
+            Request::Checkpoint(req) => self.checkpoint(req),
             Request::Remove { id } => self.remove(&id),
             Request::Shutdown => {
                 self.exiting = true;

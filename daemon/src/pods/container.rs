@@ -258,6 +258,7 @@ impl Pods {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
             tty: config.tty,
+            restore: None,
         });
         let pid = match sandbox.shim.call(&request).await? {
             Response::Created { pid } => pid,
