@@ -118,6 +118,9 @@ pub struct CheckpointRequest {
     pub work_dir: PathBuf,
     /// Keep the container running after the dump (CRI's default); false stops it.
     pub leave_running: bool,
+    /// Kill the dump and answer `DeadlineExceeded` after this many milliseconds (0: never).
+    #[serde(default)]
+    pub timeout_ms: u64,
 }
 
 /// Running a process inside a container (ExecSync).
