@@ -11,7 +11,8 @@ mode="${1:-test}"
 want=(containernetworking-plugins iptables iproute2)
 case "$mode" in
   run) ;;
-  test) want+=(docker-registry busybox-static criu) ;;
+  # runc and crun: the OCI runtimes the runtime-handler tests drive.
+  test) want+=(docker-registry busybox-static criu runc crun) ;;
   bench) want+=(docker-registry busybox-static containerd runc) ;;
   # libfuzzer-sys compiles libFuzzer (C++) from source.
   fuzz) want=(g++) ;;

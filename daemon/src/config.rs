@@ -3,6 +3,7 @@
 //! Every field has a built-in default, so `corrald` runs with no file at all. Unknown keys are
 //! an error naming the key, so a typo never silently falls back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -194,6 +195,9 @@ pub struct RuntimeConfig {
     /// CDI spec directories, lowest priority first; read again for every container that
     /// names a CDI device.
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// Runtime handlers besides the built-in one (RuntimeClass handlers): each runs the
+    /// containers of the pods that name it through an OCI runtime's command line.
+    pub handlers: BTreeMap<String, HandlerConfig>,
 }
 
 impl Default for RuntimeConfig {
@@ -202,8 +206,17 @@ impl Default for RuntimeConfig {
             shim_path: None,
             cgroup_root: "/corral".into(),
             cdi_spec_dirs: corral_cdi::DEFAULT_SPEC_DIRS.map(PathBuf::from).to_vec(),
+            handlers: BTreeMap::new(),
         }
     }
+}
+
+/// `[runtime.handlers.<name>]`: an OCI runtime with runc's command line (runc, crun, runsc).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct HandlerConfig {
+    /// The runtime's program (absolute).
+    pub path: PathBuf,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -374,6 +387,26 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "images.max_concurrent_layers must be at least 1".into(),
             ));
+        }
+        for (name, handler) in &self.runtime.handlers {
+            let name_ok = !name.is_empty()
+                && name.len() <= 63
+                && name.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.'
+                })
+                && name != crate::handlers::BUILTIN;
+            if !name_ok {
+                return Err(ConfigError::Invalid(format!(
+                    "runtime.handlers.{name:?}: a handler name is 1 to 63 lowercase letters, digits, '-' or '.', and not {:?} (the built-in runtime's)",
+                    crate::handlers::BUILTIN
+                )));
+            }
+            if !handler.path.is_absolute() {
+                return Err(ConfigError::Invalid(format!(
+                    "runtime.handlers.{name}.path {:?} must be an absolute path",
+                    handler.path
+                )));
+            }
         }
         let net = &self.network;
         if net.plugin_timeout_secs == 0 {

@@ -8,6 +8,7 @@ pub mod cri;
 pub mod deadline;
 pub mod dirs;
 pub mod events;
+pub mod handlers;
 pub mod kubelet;
 pub mod lock;
 pub mod logging;

@@ -125,6 +125,10 @@ impl Daemon {
                 shim,
                 cgroup_root: config.runtime.cgroup_root.clone(),
                 cdi_spec_dirs: config.runtime.cdi_spec_dirs.clone(),
+                handlers: Arc::new(crate::handlers::Handlers::probe(
+                    &config.runtime.handlers,
+                    None,
+                )),
             },
             Arc::clone(&images),
             Arc::clone(&network),

@@ -62,7 +62,7 @@ impl Target {
     /// The process an exec runs: what to run (args, env, cwd, terminal) from `requested`,
     /// every confinement from the init (user, groups, umask, capabilities, `no_new_privs`,
     /// rlimits, AppArmor profile, SELinux label, `oom_score_adj`).
-    fn confined(&self, requested: &Process) -> Process {
+    pub fn confined(&self, requested: &Process) -> Process {
         let mut p = self.init.clone();
         p.set_args(requested.args().clone());
         p.set_command_line(requested.command_line().clone());

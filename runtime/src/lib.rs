@@ -71,3 +71,4 @@ pub mod userns;
 
 pub use error::Error;
 pub use sys::{has_mount_setattr, pidfd_open};
+pub use terminal::receive as receive_terminal;

@@ -65,9 +65,10 @@ pub(crate) fn make(ptmx: OwnedFd, socket: RawFd) -> ChildResult<OwnedFd> {
 /// `flags` for opening `/dev/ptmx` in the child.
 pub(crate) const PTMX_FLAGS: OFlag = OFlag::O_RDWR.union(OFlag::O_NOCTTY).union(OFlag::O_CLOEXEC);
 
-/// Caller side, once the child reported success: the controller side it sent.
+/// Caller side, once the child reported success: the controller side it sent. Also reads what
+/// an OCI runtime sends to its `--console-socket` (one message whose `SCM_RIGHTS` carries it).
 #[allow(unsafe_code)]
-pub(crate) fn receive(socket: &OwnedFd) -> Result<OwnedFd, Error> {
+pub fn receive(socket: &OwnedFd) -> Result<OwnedFd, Error> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 1]);

@@ -1,7 +1,8 @@
 //! The pod's containers: create, start, signal, wait, exit, reopen the log, remove.
 
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::SystemTime;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
 
 use corral_runtime::container::{self, Container, Stdio};
 use corral_runtime::exec;
@@ -26,7 +27,7 @@ pub struct Ctr {
     pub id: String,
     /// The init's pid, cgroup and confinement, which every exec in the container gets.
     pub target: exec::Target,
-    process: Option<Container>,
+    process: Option<Init>,
     exit_token: Option<u64>,
     log: Option<LogFile>,
     /// The write end of the container's stdin (or the pty), kept for attach.
@@ -80,6 +81,31 @@ impl Ctr {
 
     pub fn running(&self) -> bool {
         self.started_at.is_some() && self.exit.is_none()
+    }
+}
+
+/// The container's init as its runtime holds it.
+enum Init {
+    /// The built-in runtime's container (boxed: it is by far the largest).
+    Builtin(Box<Container>),
+    /// An OCI runtime's: a pidfd of the init (the shim's child once the runtime exited).
+    Oci(OwnedFd),
+    /// To be restored from a checkpoint's CRIU images at Start, with this stdio (OCI runtimes
+    /// only); no process exists yet.
+    Restore {
+        bundle: PathBuf,
+        images: PathBuf,
+        stdio: Stdio,
+    },
+}
+
+impl Init {
+    fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        match self {
+            Init::Builtin(c) => Some(c.pidfd()),
+            Init::Oci(fd) => Some(fd.as_fd()),
+            Init::Restore { .. } => None,
+        }
     }
 }
 
@@ -175,12 +201,43 @@ impl Shim {
             None => None,
         };
         let (stdio, mut pipes) = make_pipes(&req)?;
-        let mut process = container::create(&spec, &req.bundle, &req.id, stdio)?;
-        let poststop = Some(process.poststop()).filter(|p| !p.is_empty());
-        if let Some(pty) = process.take_terminal() {
-            pipes.terminal(&req, pty)?;
-        }
-        let pid = process.pid();
+        let mut poststop = None;
+        let (process, pid) = match (&self.oci, &req.restore) {
+            (None, Some(_)) => {
+                return Err(Error::Unsupported(
+                    "the built-in runtime cannot restore checkpoints; run the pod with an OCI runtime handler".into(),
+                ));
+            }
+            (Some(_), Some(_)) if req.tty => {
+                return Err(Error::Unsupported(
+                    "restoring a container with a terminal is not supported".into(),
+                ));
+            }
+            (Some(_), Some(images)) => {
+                let init = Init::Restore {
+                    bundle: req.bundle.clone(),
+                    images: images.clone(),
+                    stdio,
+                };
+                (init, 0)
+            }
+            (Some(rt), None) => {
+                let mut spawned = rt.create(&req.id, &req.bundle, stdio)?;
+                if let Some(pty) = spawned.terminal.take() {
+                    pipes.terminal(&req, pty)?;
+                }
+                (Init::Oci(spawned.pidfd), spawned.pid)
+            }
+            (None, None) => {
+                let mut process = container::create(&spec, &req.bundle, &req.id, stdio)?;
+                poststop = Some(process.poststop()).filter(|p| !p.is_empty());
+                if let Some(pty) = process.take_terminal() {
+                    pipes.terminal(&req, pty)?;
+                }
+                let pid = process.pid();
+                (Init::Builtin(Box::new(process)), pid)
+            }
+        };
         target.init_pid = pid;
         let mut ctr = Ctr {
             id: req.id.clone(),
@@ -199,12 +256,14 @@ impl Shim {
             held_signal: None,
             poststop,
         };
-        ctr.exit_token = Some(self.reg.add(
-            process.pidfd(),
-            Source::Exit {
-                ctr: req.id.clone(),
-            },
-        )?);
+        if let Some(pidfd) = process.pidfd() {
+            ctr.exit_token = Some(self.reg.add(
+                pidfd,
+                Source::Exit {
+                    ctr: req.id.clone(),
+                },
+            )?);
+        }
         for (stream, fd) in pipes.outputs {
             let source = Source::Output {
                 ctr: req.id.clone(),
@@ -227,14 +286,27 @@ impl Shim {
             let msg = format!("container {id} was already started");
             return Response::error(ErrorKind::FailedPrecondition, msg);
         }
-        let Some(process) = ctr.process.as_mut() else {
+        let started = match ctr.process.as_mut() {
+            None => return not_found(id),
+            Some(Init::Builtin(process)) => process
+                .start()
+                .map(|poststart_failures| {
+                    for e in poststart_failures {
+                        log!("container {id}: {e} (ignored: poststart)");
+                    }
+                })
+                .map_err(|e| e.to_string()),
+            Some(Init::Oci(_)) => match &self.oci {
+                Some(rt) => rt.start(id).map_err(|e| e.to_string()),
+                None => return not_found(id),
+            },
+            Some(Init::Restore { .. }) => return self.restore(id),
+        };
+        let Some(ctr) = self.ctrs.get_mut(id) else {
             return not_found(id);
         };
-        match process.start() {
-            Ok(poststart_failures) => {
-                for e in poststart_failures {
-                    log!("container {id}: {e} (ignored: poststart)");
-                }
+        match started {
+            Ok(()) => {
                 let started_at = unix_nanos(SystemTime::now());
                 ctr.started_at = Some(started_at);
                 log!("started container {id}");
@@ -243,7 +315,54 @@ impl Shim {
                     started_at,
                 }
             }
-            Err(e) => Response::error(ErrorKind::FailedPrecondition, e.to_string()),
+            Err(e) => Response::error(ErrorKind::FailedPrecondition, e),
+        }
+    }
+
+    /// Start of a container created from a checkpoint: the OCI runtime restores its process
+    /// tree from the CRIU images.
+    fn restore(&mut self, id: &str) -> Response {
+        let (Some(rt), Some(ctr)) = (&self.oci, self.ctrs.get_mut(id)) else {
+            return not_found(id);
+        };
+        let Some(Init::Restore {
+            bundle,
+            images,
+            stdio,
+        }) = ctr.process.take()
+        else {
+            return not_found(id);
+        };
+        let work = bundle.join("restore-work");
+        if let Err(e) = crate::oci::private_dir(&work) {
+            return Response::error(ErrorKind::Internal, e.to_string());
+        }
+        let spawned = match rt.restore(id, &bundle, &images, &work, stdio) {
+            Ok(s) => s,
+            Err(e) => {
+                // No second try: the stdio went to the failed restore.
+                return Response::error(ErrorKind::FailedPrecondition, e.to_string());
+            }
+        };
+        let token = match self
+            .reg
+            .add(spawned.pidfd.as_fd(), Source::Exit { ctr: id.to_owned() })
+        {
+            Ok(t) => t,
+            Err(e) => return Response::error(ErrorKind::Internal, e.to_string()),
+        };
+        let started_at = unix_nanos(SystemTime::now());
+        let Some(ctr) = self.ctrs.get_mut(id) else {
+            return not_found(id);
+        };
+        ctr.target.init_pid = spawned.pid;
+        ctr.exit_token = Some(token);
+        ctr.process = Some(Init::Oci(spawned.pidfd));
+        ctr.started_at = Some(started_at);
+        log!("restored container {id} (pid {})", spawned.pid);
+        Response::Started {
+            pid: spawned.pid,
+            started_at,
         }
     }
 
@@ -254,7 +373,8 @@ impl Shim {
         let Ok(sig) = Signal::try_from(signal) else {
             return Response::error(ErrorKind::InvalidArgument, format!("bad signal {signal}"));
         };
-        if ctr.exit.is_some() {
+        // A container waiting to be restored has no process yet.
+        if ctr.exit.is_some() || ctr.pid() <= 0 {
             return Response::Ok;
         }
         // A namespace init that would drop it now gets it once it catches it (stop_signal.rs).
@@ -298,15 +418,38 @@ impl Shim {
         }
     }
 
-    /// Checkpoints a running container with CRIU.
+    /// Checkpoints a running container with CRIU, through the pod's OCI runtime.
     pub fn checkpoint(&mut self, req: CheckpointRequest) -> Response {
-        if !self.ctrs.contains_key(&req.id) {
+        let Some(ctr) = self.ctrs.get(&req.id) else {
             return not_found(&req.id);
+        };
+        let Some(rt) = &self.oci else {
+            return Response::error(
+                ErrorKind::FailedPrecondition,
+                "the built-in runtime cannot checkpoint containers; run the pod with an OCI runtime handler (runc)",
+            );
+        };
+        if !ctr.running() {
+            let msg = format!("container {} is not running", req.id);
+            return Response::error(ErrorKind::FailedPrecondition, msg);
         }
-        Response::error(
-            ErrorKind::FailedPrecondition,
-            "the built-in runtime cannot checkpoint containers",
-        )
+        let timeout = (req.timeout_ms > 0).then(|| Duration::from_millis(req.timeout_ms));
+        match rt.checkpoint(
+            &req.id,
+            &req.images_dir,
+            &req.work_dir,
+            req.leave_running,
+            timeout,
+        ) {
+            Ok(()) => {
+                log!("checkpointed container {}", req.id);
+                Response::Ok
+            }
+            Err(e @ Error::TimedOut(_)) => {
+                Response::error(ErrorKind::DeadlineExceeded, e.to_string())
+            }
+            Err(e) => Response::error(ErrorKind::Internal, e.to_string()),
+        }
     }
 
     /// Forgets the container; one that is still alive is killed and reaped first.
@@ -314,7 +457,8 @@ impl Shim {
         let Some(ctr) = self.ctrs.get(id) else {
             return Response::Ok;
         };
-        if ctr.exit.is_none() {
+        // A container waiting to be restored has no process (and pid 0 would name our group).
+        if ctr.exit.is_none() && ctr.pid() > 0 {
             let _ = kill(Pid::from_raw(ctr.pid()), Signal::SIGKILL);
             // The init may be its PID namespace's init, waiting for its exec'd processes
             // (our children) to be reaped before it can exit.
@@ -334,6 +478,9 @@ impl Shim {
             self.reg.remove(token, fd.as_fd());
         }
         records::remove(&self.dir, id);
+        if let Some(rt) = &self.oci {
+            rt.delete(id);
+        }
         // The container is deleted (its process and cgroup gone) before its poststop hooks
         // run; the daemon unmounts its rootfs and removes its bundle afterwards.
         if let Some(poststop) = ctr.poststop.take() {
@@ -381,9 +528,13 @@ impl Shim {
         let Some(process) = ctr.process.take() else {
             return;
         };
-        let status = waitid(Id::PIDFd(process.pidfd()), WaitPidFlag::WEXITED);
+        let Some(pidfd) = process.pidfd() else {
+            ctr.process = Some(process);
+            return;
+        };
+        let status = waitid(Id::PIDFd(pidfd), WaitPidFlag::WEXITED);
         if let Some(token) = ctr.exit_token.take() {
-            self.reg.remove(token, process.pidfd());
+            self.reg.remove(token, pidfd);
         }
         drop(process);
         let (exit_code, signal) = match status {

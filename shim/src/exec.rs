@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use corral_runtime::container::Stdio;
-use corral_runtime::exec::Target;
+use corral_runtime::exec::{Spawned, Target};
 use corral_shim::crilog::Stream;
 use corral_shim::proto::{ErrorKind, ExecRequest, MAX_EXEC_OUTPUT, Response};
 use nix::sys::signal::{Signal, kill};
@@ -68,15 +68,31 @@ impl Shim {
             Ok(t) => t,
             Err(answer) => return Some(answer),
         };
-        match self.spawn_exec(conn, &target, &process, req.timeout_ms) {
+        match self.spawn_exec(conn, &req.id, &target, &process, req.timeout_ms) {
             Ok(()) => None,
             Err(e) => Some(Response::error(ErrorKind::Internal, format!("exec: {e}"))),
+        }
+    }
+
+    /// Starts `process` in container `id` (`target`) through the pod's runtime: confined like
+    /// the container's init either way.
+    pub fn spawn_in(
+        &self,
+        id: &str,
+        target: &Target,
+        process: &Process,
+        stdio: Stdio,
+    ) -> Result<Spawned, Error> {
+        match &self.oci {
+            Some(rt) => rt.exec(id, &target.confined(process), stdio),
+            None => Ok(corral_runtime::exec::spawn(target, process, stdio)?),
         }
     }
 
     fn spawn_exec(
         &mut self,
         conn: u64,
+        id: &str,
         target: &Target,
         process: &Process,
         timeout_ms: u64,
@@ -91,7 +107,7 @@ impl Shim {
             stdout: out_w,
             stderr: err_w,
         };
-        let spawned = corral_runtime::exec::spawn(target, process, stdio)?;
+        let spawned = self.spawn_in(id, target, process, stdio)?;
         let exec = self.next_exec_id();
         let exit_token = self
             .reg

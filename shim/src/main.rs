@@ -9,6 +9,7 @@
 
 mod containers;
 mod exec;
+mod oci;
 mod output;
 mod server;
 mod setup;

@@ -44,6 +44,23 @@ pub struct ShimConfig {
     /// `ns/user`; the pod's other namespaces are created inside it. None: the host's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub userns: Option<corral_runtime::userns::IdMappings>,
+    /// The pod's runtime handler runs its containers through this OCI runtime's command line
+    /// (runc, crun, ...) instead of the built-in runtime. None: the built-in runtime.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oci_runtime: Option<OciRuntime>,
+}
+
+/// An external OCI runtime with runc's command line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OciRuntime {
+    /// The runtime handler's name (for messages).
+    pub handler: String,
+    /// The runtime's program.
+    pub path: PathBuf,
+    /// The CRIU program the runtime checkpoints and restores with (`--criu`); None: the
+    /// runtime's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub criu: Option<PathBuf>,
 }
 
 /// A request from the daemon.

@@ -44,6 +44,15 @@ pub enum Error {
     Runtime(#[from] corral_runtime::Error),
     #[error("{0}")]
     Protocol(String),
+    /// The pod's OCI runtime failed (its message).
+    #[error("{0}")]
+    Oci(String),
+    /// A command of the OCI runtime took too long and was killed.
+    #[error("{0}")]
+    TimedOut(String),
+    /// What this pod's runtime cannot do.
+    #[error("{0}")]
+    Unsupported(String),
 }
 
 impl Error {
@@ -117,6 +126,8 @@ pub struct Shim {
     pub ctrs: HashMap<String, Ctr>,
     pub execs: HashMap<u64, ExecSession>,
     pub stream_execs: HashMap<u64, StreamExec>,
+    /// The pod's OCI runtime, when its handler names one (None: the built-in runtime).
+    pub oci: Option<crate::oci::Runtime>,
     /// The report of lost log output: its number, and the connections waiting for the next.
     log_seq: u64,
     log_watchers: Vec<u64>,
@@ -191,6 +202,10 @@ impl Shim {
             }
             None => None,
         };
+        let oci = config
+            .oci_runtime
+            .clone()
+            .map(|rt| crate::oci::Runtime::new(rt, &dir));
         Ok(Shim {
             dir,
             config,
@@ -202,6 +217,7 @@ impl Shim {
             ctrs: HashMap::new(),
             execs: HashMap::new(),
             stream_execs: HashMap::new(),
+            oci,
             log_seq: 0,
             log_watchers: Vec::new(),
             exiting: false,

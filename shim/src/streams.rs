@@ -131,7 +131,7 @@ impl Shim {
             Err(answer) => return Some(answer),
         };
         let spawned = exec_stdio(&req).and_then(|(stdio, mut passed)| {
-            let mut spawned = corral_runtime::exec::spawn(&target, &process, stdio)?;
+            let mut spawned = self.spawn_in(&req.id, &target, &process, stdio)?;
             if let Some(pty) = spawned.terminal.take() {
                 passed.push((StreamFd::Pty, pty));
             }

@@ -33,6 +33,7 @@ mod pods;
 mod pods_errors;
 mod pods_recovery;
 mod registry;
+mod runtime_handlers;
 mod security;
 mod security_context;
 mod stats;

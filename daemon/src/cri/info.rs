@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use corral_cni::NetworkList;
-use corral_cri_api::v1::{RuntimeFeatures, RuntimeHandler, RuntimeHandlerFeatures};
+use corral_cri_api::v1::RuntimeFeatures;
 use serde_json::json;
 
 use crate::config::Config;
@@ -78,17 +78,6 @@ pub fn verbose_info(
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_string()))
     .collect()
-}
-
-/// `Status.runtime_handlers`: the one (default, unnamed) handler and what it supports.
-pub fn runtime_handlers(user_namespaces: bool) -> Vec<RuntimeHandler> {
-    vec![RuntimeHandler {
-        name: String::new(),
-        features: Some(RuntimeHandlerFeatures {
-            recursive_read_only_mounts: corral_runtime::has_mount_setattr(),
-            user_namespaces,
-        }),
-    }]
 }
 
 /// `Status.features`: what Corral itself supports, independent of handlers.

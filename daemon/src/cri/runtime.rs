@@ -47,6 +47,7 @@ use corral_streaming::StreamingServer;
 use super::batch::BatchStream;
 use crate::config::Config;
 use crate::events::EventBus;
+use crate::handlers::Features;
 use crate::network::Network;
 use crate::pods::Pods;
 
@@ -145,7 +146,10 @@ impl RuntimeService for RuntimeApi {
         Ok(Response::new(StatusResponse {
             status: Some(RuntimeStatus { conditions }),
             info,
-            runtime_handlers: super::info::runtime_handlers(user_namespaces),
+            runtime_handlers: self.pods.handlers().status(Features {
+                recursive_read_only_mounts: corral_runtime::has_mount_setattr(),
+                user_namespaces,
+            }),
             features: Some(super::info::runtime_features()),
         }))
     }

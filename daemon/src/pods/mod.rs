@@ -94,6 +94,8 @@ pub struct PodsConfig {
     pub cgroup_root: String,
     /// CDI spec directories, lowest priority first.
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// The runtime handlers pods may name.
+    pub handlers: Arc<crate::handlers::Handlers>,
 }
 
 /// A pod sandbox in memory.
@@ -156,6 +158,13 @@ pub struct Pods {
     ctr_names: Names,
     /// [`Pods::userns_supported`], probed at first use.
     userns_supported: std::sync::OnceLock<bool>,
+}
+
+impl Pods {
+    /// The runtime handlers pods may name.
+    pub fn handlers(&self) -> &crate::handlers::Handlers {
+        &self.cfg.handlers
+    }
 }
 
 impl Pods {

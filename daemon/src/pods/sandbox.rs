@@ -14,6 +14,7 @@ use super::model::{self, SandboxMeta, SandboxState, SandboxStatus, VERSION};
 use super::names::new_id;
 use super::shim_client::ShimClient;
 use super::{PodError, Pods, Result, Sandbox, lock, rootfs};
+use crate::handlers::Resolve;
 use crate::network::{NetworkError, NetworkRecord};
 use crate::spec;
 use corral_cni::NetworkList;
@@ -172,11 +173,11 @@ impl Pods {
                 "pod sandbox config: metadata.name is empty".into(),
             ));
         }
-        if !handler.is_empty() && handler != "corral" {
-            return Err(PodError::NotFound(format!(
-                "runtime handler {handler:?} is not configured (this runtime has only the default handler)"
-            )));
-        }
+        let runtime = match self.cfg.handlers.resolve(&handler) {
+            Ok(r) => r,
+            Err(Resolve::Unknown(why)) => return Err(PodError::InvalidArgument(why)),
+            Err(Resolve::Unusable(why)) => return Err(PodError::FailedPrecondition(why)),
+        };
         let name = format!("{}_{}_{}_{}", md.name, md.namespace, md.uid, md.attempt);
         let id = new_id();
         let reservation = self.pod_names.reserve(&name, &id).map_err(|existing| {
@@ -188,6 +189,14 @@ impl Pods {
         let userns = spec::userns::pod_userns(&config)?;
         if let Some(m) = &userns {
             self.check_userns(m)?;
+            if let Some((h, _)) = &runtime
+                && !h.features.user_namespaces
+            {
+                return Err(PodError::FailedPrecondition(format!(
+                    "runtime handler {:?} does not support user namespaces (its features document does not offer idmapped mounts)",
+                    h.name
+                )));
+            }
         }
         let sysctls = pod_sysctls(&config, &ns)?;
         let network = if ns.host_network {
@@ -226,6 +235,7 @@ impl Pods {
             pid: ns.pod_pid,
             sysctls,
             userns,
+            oci_runtime: runtime.map(|(_, rt)| rt),
         };
         // The record comes first, as NOTREADY: whatever a crash interrupts below is found by
         // it after a restart and listed, so the kubelet stops and removes it (containerd's

@@ -1,0 +1,293 @@
+//! Runtime handlers: pods whose RunPodSandbox names a handler configured as an OCI runtime
+//! (runc and crun, from Debian's packages) run their containers through that runtime's command
+//! line, driven by the pod's shim. Each test checks the runtime really did it: its state
+//! directory in the pod's shim directory (`oci/<container-id>/`) holds the container.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::common;
+
+use anyhow::{Context as _, Result, bail, ensure};
+use common::pod::{PodEnv, env_with, parse_log};
+use corral_cri_api::v1::{
+    ContainerState, ExecSyncRequest, ListContainersRequest, RunPodSandboxRequest,
+    StartContainerRequest, StatusRequest, StopContainerRequest, StopPodSandboxRequest,
+};
+use corral_tests::daemon::DaemonOptions;
+
+const RUNC: &str = "/usr/sbin/runc";
+const CRUN: &str = "/usr/bin/crun";
+
+fn options() -> DaemonOptions {
+    DaemonOptions {
+        runtime_config: format!(
+            "[runtime.handlers.runc]\npath = {RUNC:?}\n[runtime.handlers.crun]\npath = {CRUN:?}\n[runtime.handlers.ghost]\npath = \"/nonexistent/ghost-runtime\"\n"
+        ),
+        ..Default::default()
+    }
+}
+
+async fn run_pod(e: &mut PodEnv, name: &str, handler: &str) -> Result<String, tonic::Status> {
+    let config = e.pod_config(name);
+    Ok(e.rt
+        .run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: handler.to_owned(),
+        })
+        .await?
+        .into_inner()
+        .pod_sandbox_id)
+}
+
+/// The OCI runtime's state directory of container `id` in pod `pod`.
+fn runtime_state(e: &PodEnv, pod: &str, id: &str) -> PathBuf {
+    e.d.state().join("pods").join(pod).join("oci").join(id)
+}
+
+async fn sh(e: &mut PodEnv, id: &str, script: &str) -> Result<(i32, String, String)> {
+    let out =
+        e.rt.exec_sync(ExecSyncRequest {
+            container_id: id.to_owned(),
+            cmd: vec!["sh".into(), "-c".into(), script.into()],
+            timeout: 10,
+        })
+        .await?
+        .into_inner();
+    Ok((
+        out.exit_code,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+async fn wait_log(e: &PodEnv, name: &str, needle: &str, within: Duration) -> Result<String> {
+    let until = Instant::now() + within;
+    loop {
+        let text = std::fs::read_to_string(e.log_file(name)).unwrap_or_default();
+        if text.contains(needle) {
+            return Ok(text);
+        }
+        if Instant::now() > until {
+            bail!("{name}'s log has no {needle:?} after {within:?}: {text:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn processes_of(root: &Path) -> Vec<String> {
+    let needle = root.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if e.file_name().to_string_lossy().parse::<i32>().is_err() {
+            continue;
+        }
+        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if text.contains(&needle) {
+            out.push(text);
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn status_lists_each_handler_and_an_unknown_one_is_invalid_argument() -> Result<()> {
+    let mut e = env_with(options()).await?;
+    let status =
+        e.rt.status(StatusRequest { verbose: false })
+            .await?
+            .into_inner();
+    let names: Vec<&str> = status
+        .runtime_handlers
+        .iter()
+        .map(|h| h.name.as_str())
+        .collect();
+    assert_eq!(names, ["", "crun", "ghost", "runc"]);
+    let runc = &status.runtime_handlers[3];
+    assert!(
+        runc.features
+            .context("runc features")?
+            .recursive_read_only_mounts,
+        "runc 1.1 offers rro mounts: {runc:?}"
+    );
+    // crun 1.8 has no features document, so it is offered nothing optional.
+    assert_eq!(
+        status.runtime_handlers[1].features,
+        Some(Default::default())
+    );
+
+    let err = run_pod(&mut e, "unknown", "kata")
+        .await
+        .expect_err("an unknown handler");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message().contains("\"kata\"") && err.message().contains("\"runc\""),
+        "names the handler and the known ones: {err:?}"
+    );
+    let err = run_pod(&mut e, "ghost", "ghost")
+        .await
+        .expect_err("a handler whose program is missing");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(
+        err.message().contains("/nonexistent/ghost-runtime"),
+        "names the program: {err:?}"
+    );
+    // The built-in runtime answers to its name too.
+    let pod = run_pod(&mut e, "builtin", "corral").await?;
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+/// A pod on `handler`: a container's whole life (logs, ExecSync confined like the init, a TTY
+/// container, stop with an exit code), a daemon restart in the middle, and nothing left after.
+async fn lifecycle(handler: &str) -> Result<()> {
+    let mut e = env_with(options()).await?;
+    let pod = run_pod(&mut e, "p", handler).await?;
+    let mut config = e.ctr_config(
+        "app",
+        &[
+            "sh",
+            "-c",
+            "echo started as $(id -u); trap 'echo bye; exit 3' TERM; while true; do sleep 0.1; done",
+        ],
+    );
+    config.linux = Some(corral_cri_api::v1::LinuxContainerConfig {
+        security_context: Some(corral_cri_api::v1::LinuxContainerSecurityContext {
+            run_as_user: Some(corral_cri_api::v1::Int64Value { value: 1234 }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let app = e.create(&pod, "p", config).await?;
+    let state = runtime_state(&e, &pod, &app);
+    ensure!(
+        state.join("state.json").is_file(),
+        "{handler} holds no state for the created container at {}",
+        state.display()
+    );
+    e.rt.start_container(StartContainerRequest {
+        container_id: app.clone(),
+    })
+    .await?;
+    wait_log(&e, "app", "started as 1234", Duration::from_secs(10)).await?;
+
+    // ExecSync runs as the init does (its user), through the runtime.
+    let (code, out, err) = sh(&mut e, &app, "id -u; echo oops >&2; exit 7").await?;
+    assert_eq!((code, out.trim(), err.trim()), (7, "1234", "oops"));
+
+    // A container with a terminal: its output is one stream, and it has a tty.
+    let mut tty = e.ctr_config("tty", &["sh", "-c", "tty; echo on-a-terminal; sleep 60"]);
+    tty.tty = true;
+    let tty_id = e.create(&pod, "p", tty).await?;
+    e.rt.start_container(StartContainerRequest {
+        container_id: tty_id.clone(),
+    })
+    .await?;
+    let log = wait_log(&e, "tty", "on-a-terminal", Duration::from_secs(10)).await?;
+    assert!(log.contains("/dev/pts/"), "tty names a terminal: {log}");
+
+    // The daemon restarts; the pod's containers go on and answer.
+    e.d.restart().await?;
+    e.rt = e.d.runtime().await?;
+    let listed =
+        e.rt.list_containers(ListContainersRequest::default())
+            .await?
+            .into_inner()
+            .containers;
+    assert_eq!(listed.len(), 2, "{listed:?}");
+    assert!(
+        listed
+            .iter()
+            .all(|c| c.state == ContainerState::ContainerRunning as i32),
+        "{listed:?}"
+    );
+    let (code, out, _) = sh(&mut e, &app, "echo after-restart").await?;
+    assert_eq!((code, out.trim()), (0, "after-restart"));
+
+    // Stop: the trap runs and its exit code is reported.
+    e.rt.stop_container(StopContainerRequest {
+        container_id: app.clone(),
+        timeout: 10,
+    })
+    .await?;
+    let status = e.wait_exited(&app, Duration::from_secs(10)).await?;
+    assert_eq!(status.exit_code, 3, "{status:?}");
+    let lines = parse_log(&std::fs::read_to_string(e.log_file("app"))?);
+    assert!(
+        lines.iter().any(|(s, _, t)| s == "stdout" && t == "bye"),
+        "{lines:?}"
+    );
+
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    e.remove_pod(&pod).await?;
+    assert!(!state.exists(), "{} left", state.display());
+    let left = processes_of(e.d.dir());
+    assert!(
+        left.iter().all(|p| !p.contains(handler)),
+        "{handler} processes left: {left:?}"
+    );
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn runc_runs_a_pod_through_its_life_and_a_daemon_restart() -> Result<()> {
+    lifecycle("runc").await
+}
+
+/// A hybrid cgroup host whose v2 mount has controllers (here: hugetlb), where crun 1.8
+/// refuses to create any container ("cgroups in hybrid mode not supported").
+fn hybrid_with_v2_controllers() -> bool {
+    let hybrid = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+    let controllers =
+        std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.controllers").unwrap_or_default();
+    hybrid && !controllers.trim().is_empty()
+}
+
+#[tokio::test]
+async fn crun_runs_a_pod_through_its_life_and_a_daemon_restart() -> Result<()> {
+    if !hybrid_with_v2_controllers() {
+        return lifecycle("crun").await;
+    }
+    // Where crun cannot run containers, CreateContainer says so in crun's words and leaves
+    // nothing: no runtime state, no cgroup, no process.
+    let mut e = env_with(options()).await?;
+    let pod = run_pod(&mut e, "p", "crun").await?;
+    let config = e.ctr_config("app", &["sleep", "60"]);
+    let err = e
+        .create(&pod, "p", config)
+        .await
+        .expect_err("crun refuses hybrid cgroups with v2 controllers");
+    assert!(
+        err.message().contains("crun create failed") && err.message().contains("hybrid"),
+        "{err:?}"
+    );
+    let listed =
+        e.rt.list_containers(ListContainersRequest::default())
+            .await?
+            .into_inner()
+            .containers;
+    assert!(listed.is_empty(), "{listed:?}");
+    let oci = e.d.state().join("pods").join(&pod).join("oci");
+    let states: Vec<_> = std::fs::read_dir(&oci)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(states.is_empty(), "crun state left: {states:?}");
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
