@@ -14,7 +14,10 @@ use corral_cri_api::v1::{
     ContainerState, ExecSyncRequest, ListContainersRequest, RunPodSandboxRequest,
     StartContainerRequest, StatusRequest, StopContainerRequest, StopPodSandboxRequest,
 };
+use corral_streaming::client::{self, CommandIo, Outcome, Transport};
 use corral_tests::daemon::DaemonOptions;
+
+use crate::streaming::{exec_url, read_all, run_with_stdin, sink};
 
 const RUNC: &str = "/usr/sbin/runc";
 const CRUN: &str = "/usr/bin/crun";
@@ -181,6 +184,44 @@ async fn lifecycle(handler: &str) -> Result<()> {
     let (code, out, err) = sh(&mut e, &app, "id -u; echo oops >&2; exit 7").await?;
     assert_eq!((code, out.trim(), err.trim()), (7, "1234", "oops"));
 
+    // Streaming exec: stdin, separate stdout and stderr, the exit code; then a terminal the
+    // runtime made, which a resize reaches.
+    let url = exec_url(
+        &mut e,
+        &app,
+        &[
+            "sh",
+            "-c",
+            "read l; echo out:$l; echo err:$l >&2; id -u; exit 4",
+        ],
+        false,
+        true,
+    )
+    .await?;
+    let (outcome, out, err) = run_with_stdin(&url, Transport::WebSocket, b"hi\n").await?;
+    assert_eq!(
+        (outcome, out.as_str(), err.as_str()),
+        (Outcome::Exited(4), "out:hi\n1234\n", "err:hi\n")
+    );
+    let script = "while [ \"$(stty size)\" != \"33 77\" ]; do sleep 0.05; done; tty; stty size";
+    let url = exec_url(&mut e, &app, &["sh", "-c", script], true, false).await?;
+    let (out, out_r) = sink();
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    resize_tx.send((77, 33)).await?;
+    let io = CommandIo {
+        stdin: None,
+        stdout: Some(out),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
+    assert_eq!(outcome, Outcome::Exited(0));
+    let text = read_all(out_r).await;
+    assert!(
+        text.contains("/dev/pts/") && text.contains("33 77\r\n"),
+        "{text:?}"
+    );
+
     // A container with a terminal: its output is one stream, and it has a tty.
     let mut tty = e.ctr_config("tty", &["sh", "-c", "tty; echo on-a-terminal; sleep 60"]);
     tty.tty = true;
@@ -223,6 +264,16 @@ async fn lifecycle(handler: &str) -> Result<()> {
         lines.iter().any(|(s, _, t)| s == "stdout" && t == "bye"),
         "{lines:?}"
     );
+
+    // The runtime applied the memory limit, and the OOM kill is reported.
+    let hog = e.oom_hog_config("hog");
+    let hog = e.create(&pod, "p", hog).await?;
+    e.rt.start_container(StartContainerRequest {
+        container_id: hog.clone(),
+    })
+    .await?;
+    let status = e.wait_exited(&hog, Duration::from_secs(20)).await?;
+    assert_eq!(status.reason, "OOMKilled", "{status:?}");
 
     e.rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),

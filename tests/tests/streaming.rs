@@ -19,12 +19,12 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 /// Output collected from a session.
 type Sink = tokio::io::DuplexStream;
 
-fn sink() -> (Box<Sink>, Sink) {
+pub(crate) fn sink() -> (Box<Sink>, Sink) {
     let (a, b) = tokio::io::duplex(1 << 20);
     (Box::new(a), b)
 }
 
-async fn read_all(mut s: Sink) -> String {
+pub(crate) async fn read_all(mut s: Sink) -> String {
     let mut out = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut out)).await;
     String::from_utf8_lossy(&out).into_owned()
@@ -52,7 +52,7 @@ pub(crate) async fn exec_url(
 }
 
 /// Runs the session at `url` with `input` on stdin; returns how it ended, stdout and stderr.
-async fn run_with_stdin(
+pub(crate) async fn run_with_stdin(
     url: &str,
     transport: Transport,
     input: &'static [u8],
