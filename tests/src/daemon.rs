@@ -41,6 +41,12 @@ pub struct DaemonOptions {
     pub runtime_config: String,
     /// Put the state directory on a tmpfs of this many MiB.
     pub state_tmpfs_mib: Option<u64>,
+    /// Run the daemon (and so its shims and runtimes) in a mount namespace of its own without
+    /// the cgroup v2 mount of a hybrid host (`/sys/fs/cgroup/unified`): the same v1
+    /// hierarchies, seen as a legacy host. For runtimes that refuse hybrid hosts (crun 1.8).
+    /// The namespace is held by a process of its own, so a restarted daemon finds the mounts
+    /// of the one before (and its shims) there.
+    pub hide_cgroup_v2: bool,
 }
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
@@ -50,6 +56,8 @@ pub struct TestDaemon {
     opts: DaemonOptions,
     cgroup_root: String,
     net: crate::netlease::NetLease,
+    /// Holds the mount namespace of [`DaemonOptions::hide_cgroup_v2`].
+    mount_holder: Option<std::process::Child>,
 }
 
 /// A cgroup parent unique to this test daemon, so tests never meet each other's cgroups.
@@ -88,6 +96,7 @@ impl TestDaemon {
             opts,
             cgroup_root: unique_cgroup_root(),
             net: crate::netlease::NetLease::acquire()?,
+            mount_holder: None,
         };
         d.spawn().await?;
         Ok(d)
@@ -195,7 +204,17 @@ impl TestDaemon {
             .create(true)
             .append(true)
             .open(self.log_file())?;
-        let child = std::process::Command::new(&bin)
+        let mut command = if self.opts.hide_cgroup_v2 {
+            let holder = self.mount_holder().await?;
+            let mut c = std::process::Command::new("nsenter");
+            c.arg(format!("--mount=/proc/{holder}/ns/mnt"))
+                .arg("--")
+                .arg(&bin);
+            c
+        } else {
+            std::process::Command::new(&bin)
+        };
+        let child = command
             .arg("--config")
             .arg(self.config_file())
             .envs(self.opts.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
@@ -352,6 +371,37 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
     let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), sig);
 }
 
+impl TestDaemon {
+    /// The pid of the process holding the mount namespace without the cgroup v2 mount,
+    /// started on first use.
+    async fn mount_holder(&mut self) -> Result<u32> {
+        if let Some(h) = &self.mount_holder {
+            return Ok(h.id());
+        }
+        let child = std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
+            .arg("umount -l /sys/fs/cgroup/unified && exec sleep 100000")
+            .stdin(Stdio::null())
+            .spawn()
+            .context("start unshare")?;
+        let pid = child.id();
+        self.mount_holder = Some(child);
+        let started = Instant::now();
+        loop {
+            let mounts =
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if cmdline.starts_with(b"sleep") && !mounts.contains(" /sys/fs/cgroup/unified ") {
+                return Ok(pid);
+            }
+            if started.elapsed() > Duration::from_secs(10) {
+                bail!("the mount namespace without /sys/fs/cgroup/unified was not ready");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 impl Drop for TestDaemon {
     fn drop(&mut self) {
         if self.stop().is_err() {
@@ -360,5 +410,9 @@ impl Drop for TestDaemon {
         // DEL first: it needs the pods' network namespaces, which `pods` unpins.
         crate::cleanup::networks(&self.root());
         crate::cleanup::pods(self.dir(), &self.state(), &self.cgroup_root);
+        if let Some(mut holder) = self.mount_holder.take() {
+            let _ = holder.kill();
+            let _ = holder.wait();
+        }
     }
 }
