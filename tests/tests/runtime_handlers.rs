@@ -168,6 +168,11 @@ async fn lifecycle(handler: &str, opts: DaemonOptions) -> Result<()> {
     config.linux = Some(corral_cri_api::v1::LinuxContainerConfig {
         security_context: Some(corral_cri_api::v1::LinuxContainerSecurityContext {
             run_as_user: Some(corral_cri_api::v1::Int64Value { value: 1234 }),
+            seccomp: Some(corral_cri_api::v1::SecurityProfile {
+                profile_type: corral_cri_api::v1::security_profile::ProfileType::RuntimeDefault
+                    as i32,
+                localhost_ref: String::new(),
+            }),
             ..Default::default()
         }),
         ..Default::default()
@@ -186,9 +191,19 @@ async fn lifecycle(handler: &str, opts: DaemonOptions) -> Result<()> {
     .await?;
     wait_log(&e, "app", "started as 1234", Duration::from_secs(10)).await?;
 
-    // ExecSync runs as the init does (its user), through the runtime.
+    // ExecSync runs as the init does (its user, its seccomp filter), through the runtime.
     let (code, out, err) = sh(&mut e, &app, "id -u; echo oops >&2; exit 7").await?;
     assert_eq!((code, out.trim(), err.trim()), (7, "1234", "oops"));
+    let (_, out, _) = sh(
+        &mut e,
+        &app,
+        "grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; grep -E '^(Seccomp|NoNewPrivs):' /proc/1/status",
+    )
+    .await?;
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(lines[..2], lines[2..], "exec confined like the init: {out}");
+    assert!(out.contains("Seccomp:\t2"), "a seccomp filter: {out}");
 
     // Streaming exec: stdin, separate stdout and stderr, the exit code; then a terminal the
     // runtime made, which a resize reaches.
