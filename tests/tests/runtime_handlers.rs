@@ -375,3 +375,46 @@ async fn crun_runs_a_pod_through_its_life_and_a_daemon_restart() -> Result<()> {
     e.assert_clean();
     Ok(())
 }
+
+#[tokio::test]
+async fn corralctl_runp_takes_a_runtime_handler() -> Result<()> {
+    let mut e = env_with(options()).await?;
+    let ctl = corral_tests::daemon::corrald_bin().with_file_name("corralctl");
+    let config = e.logs.path().join("pod.json");
+    std::fs::write(
+        &config,
+        r#"{"metadata":{"name":"cli","namespace":"test","uid":"cli-uid"},"hostname":"cli"}"#,
+    )?;
+    let corralctl = |args: &[&str]| {
+        std::process::Command::new(&ctl)
+            .arg("-r")
+            .arg(format!("unix://{}", e.d.socket().display()))
+            .args(args)
+            .output()
+    };
+    let cfg = config.display().to_string();
+    let out = corralctl(&["runp", "--runtime-handler", "kata", &cfg])?;
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("\"kata\""), "{err}");
+    let out = corralctl(&["runp", "--runtime-handler", "runc", &cfg])?;
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let pod = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = corralctl(&["inspectp", &pod])?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(r#""runtimeHandler": "runc""#), "{text}");
+    let shim_config =
+        std::fs::read_to_string(e.d.state().join("pods").join(&pod).join("shim.json"))?;
+    assert!(shim_config.contains(RUNC), "{shim_config}");
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
