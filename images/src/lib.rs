@@ -12,6 +12,7 @@ mod fsutil;
 pub mod hosts;
 pub mod manager;
 mod pull;
+mod reclaim;
 pub mod reference;
 pub mod registry;
 pub mod snapshot;

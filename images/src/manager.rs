@@ -25,7 +25,6 @@ use crate::auth::CredentialsFile;
 use crate::content::ContentStore;
 use crate::digest::Digest;
 use crate::error::{ImageError, Result};
-use crate::fsutil;
 use crate::hosts::HostsConfig;
 use crate::reference::ImageRef;
 use crate::registry::RegistryClient;
@@ -289,7 +288,8 @@ impl ImageManager {
     }
 
     /// Deletes blobs and snapshots that no image references, no pull holds and no failed pull
-    /// retains any more.
+    /// retains any more. The snapshots leave the store before this returns; their files are
+    /// deleted in the background ([`crate::reclaim`]).
     pub fn collect_garbage(&self) -> Result<()> {
         // Decide and detach under the lease lock (quick renames and unlinks only: pulls take
         // this lock from async code), then delete the detached trees without it.
@@ -319,9 +319,7 @@ impl ImageManager {
             }
             detached
         };
-        for dir in detached {
-            fsutil::remove_any(&dir).map_err(ImageError::io("remove snapshot", dir))?;
-        }
+        crate::reclaim::in_background(detached);
         Ok(())
     }
 

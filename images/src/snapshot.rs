@@ -42,23 +42,34 @@ pub struct SnapshotStore {
 }
 
 impl SnapshotStore {
-    /// Opens (creating) the store and removes unfinished staging directories.
+    /// Opens (creating) the store; unfinished staging directories and trees of interrupted
+    /// removals are deleted in the background (a big one must not hold up the start).
     pub fn open(root: &Path) -> Result<SnapshotStore> {
         let staging = root.join(".staging");
         fsutil::create_private_dir(&staging)?;
+        let mut leftovers = Vec::new();
         for entry in fs::read_dir(&staging).map_err(ImageError::io("read", &staging))? {
             let entry = entry.map_err(ImageError::io("read", &staging))?;
-            let _ = fsutil::remove_any(&entry.path());
+            leftovers.push(entry.path());
         }
         // Debris of an older daemon's interrupted removal: a directory without its record.
+        // Moved into staging first, so the deletion never meets a snapshot committed under
+        // the same name meanwhile.
         for entry in fs::read_dir(root).map_err(ImageError::io("read", root))? {
             let entry = entry.map_err(ImageError::io("read", root))?;
             let name = entry.file_name();
             if !name.to_string_lossy().starts_with('.') && !entry.path().join(META).is_file() {
                 tracing::info!(dir = %entry.path().display(), "removing a snapshot without its record");
-                let _ = fsutil::remove_any(&entry.path());
+                let trash = staging.join(format!("removed-{}", fsutil::random_name()));
+                match fs::rename(entry.path(), &trash) {
+                    Ok(()) => leftovers.push(trash),
+                    Err(_) => {
+                        let _ = fsutil::remove_any(&entry.path());
+                    }
+                }
             }
         }
+        crate::reclaim::in_background(leftovers);
         Ok(SnapshotStore {
             root: root.to_path_buf(),
             staging,

@@ -490,3 +490,60 @@ async fn pinned_images_are_reported_and_kept() -> Result<()> {
     remove(&mut c, &other.reference).await?;
     Ok(())
 }
+
+/// An image of many small files, like a Debian root filesystem: deleting its files takes far
+/// longer than RemoveImage may (crictl waits 2 s), so RemoveImage answers once the image and
+/// its snapshots have left the store, and the files go in the background; a daemon killed
+/// meanwhile deletes them after its restart.
+#[tokio::test]
+async fn remove_image_answers_before_its_files_are_deleted_and_a_restart_finishes_it() -> Result<()>
+{
+    let fake = corral_tests::registry::FakeRegistry::start().await?;
+    let mut layer = Layer::new();
+    for d in 0..100 {
+        layer = layer.dir(&format!("usr/share/doc/pkg{d}"));
+        for f in 0..200 {
+            layer = layer.file(&format!("usr/share/doc/pkg{d}/f{f}"), format!("{d}/{f}\n"));
+        }
+    }
+    let image = busybox_image()?
+        .layer(layer.build(Compression::Gzip)?)
+        .build(ManifestFormat::Oci)?;
+    serve_image(&fake, "many/files", "1", &image);
+    let reference = format!("{}/many/files:1", fake.addr());
+    let mut d = TestDaemon::start().await?;
+    for round in 0..2 {
+        let mut c = d.images().await?;
+        pull(&mut c, &reference).await?;
+        let snapshots = d.snapshots().len();
+        let started = std::time::Instant::now();
+        remove(&mut c, &reference).await?;
+        let took = started.elapsed();
+        // The snapshots left the store at once; 20 000 files are still being deleted.
+        let pending = d.temporaries();
+        assert_eq!(d.snapshots(), Vec::<String>::new(), "round {round}");
+        assert!(
+            pending.iter().any(|p| p
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("removed-"))),
+            "round {round}: RemoveImage took {took:?} and left nothing to delete in the background (of {snapshots} snapshots): {pending:?}"
+        );
+        if round == 0 {
+            // The background deletion finishes.
+            let left = d
+                .wait_no_temporaries(std::time::Duration::from_secs(30))
+                .await;
+            assert!(left.is_empty(), "left: {left:?}");
+        } else {
+            // Killed in the middle of it: the restarted daemon finishes it.
+            d.kill()?;
+            d.start_again().await?;
+            let left = d
+                .wait_no_temporaries(std::time::Duration::from_secs(30))
+                .await;
+            assert!(left.is_empty(), "left after a restart: {left:?}");
+        }
+        assert_empty(&d, &mut d.images().await?).await?;
+    }
+    Ok(())
+}
