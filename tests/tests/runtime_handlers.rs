@@ -141,6 +141,33 @@ async fn status_lists_each_handler_and_an_unknown_one_is_invalid_argument() -> R
         err.message().contains("/nonexistent/ghost-runtime"),
         "names the program: {err:?}"
     );
+    // A user-namespaced pod on a handler whose features lack idmapped mounts (runc 1.1).
+    use corral_cri_api::v1::{IdMapping, NamespaceMode, NamespaceOption, UserNamespace};
+    let map = || {
+        vec![IdMapping {
+            host_id: 100000,
+            container_id: 0,
+            length: 65536,
+        }]
+    };
+    let ns = NamespaceOption {
+        userns_options: Some(UserNamespace {
+            mode: NamespaceMode::Pod as i32,
+            uids: map(),
+            gids: map(),
+        }),
+        ..Default::default()
+    };
+    let config = common::pod::with_pod_ns(e.pod_config("userns"), ns);
+    let err =
+        e.rt.run_pod_sandbox(RunPodSandboxRequest {
+            config: Some(config),
+            runtime_handler: "runc".into(),
+        })
+        .await
+        .expect_err("runc 1.1 offers no idmapped mounts");
+    assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+    assert!(err.message().contains("user namespaces"), "{err:?}");
     // The built-in runtime answers to its name too.
     let pod = run_pod(&mut e, "builtin", "corral").await?;
     e.rt.stop_pod_sandbox(StopPodSandboxRequest {
