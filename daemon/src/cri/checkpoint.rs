@@ -32,7 +32,7 @@ impl RuntimeApi {
                 ctr.meta.id
             )));
         }
-        match checkpoint::probe().await {
+        match checkpoint::criu::probe(std::path::Path::new("criu")).await {
             Criu::Unusable(why) => Err(Status::failed_precondition(format!(
                 "CheckpointContainer: CRIU cannot checkpoint on this host: {why}"
             ))),
