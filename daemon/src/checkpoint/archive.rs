@@ -242,6 +242,9 @@ pub(super) mod tests {
     use super::*;
 
     /// A tar entry with `name` written as is (the tar crate's setters refuse `..`).
+    /// An entry for [`raw_entry`]: name, type, link name, data.
+    pub type Raw<'a> = (&'a str, tar::EntryType, &'a str, &'a [u8]);
+
     pub fn raw_entry(
         b: &mut tar::Builder<Vec<u8>>,
         name: &str,
@@ -262,7 +265,7 @@ pub(super) mod tests {
         b.append(&h, data).unwrap();
     }
 
-    fn archive_of(entries: &[(&str, tar::EntryType, &str, &[u8])]) -> tempfile::NamedTempFile {
+    fn archive_of(entries: &[Raw]) -> tempfile::NamedTempFile {
         let mut b = tar::Builder::new(Vec::new());
         for (name, kind, link, data) in entries {
             raw_entry(&mut b, name, *kind, link, data);
@@ -313,7 +316,7 @@ pub(super) mod tests {
     #[test]
     fn hostile_archives_are_refused_and_write_nothing_outside() {
         use tar::EntryType as T;
-        let cases: &[(&[(&str, T, &str, &[u8])], &str)] = &[
+        let cases: &[(&[Raw], &str)] = &[
             (&[("../escape", T::Regular, "", b"x")], "leaves the archive"),
             (
                 &[("/etc/escape", T::Regular, "", b"x")],

@@ -61,10 +61,10 @@ impl Prober {
     /// The last answer if it is still believed, else a fresh `criu check` (one at a time).
     pub async fn probe(&self) -> Criu {
         let mut last = self.last.lock().await;
-        if let Some((at, answer)) = last.as_ref() {
-            if *answer == Criu::Usable || at.elapsed() < RETRY_UNUSABLE {
-                return answer.clone();
-            }
+        if let Some((at, answer)) = last.as_ref()
+            && (*answer == Criu::Usable || at.elapsed() < RETRY_UNUSABLE)
+        {
+            return answer.clone();
         }
         let answer = probe(&self.program).await;
         *last = Some((Instant::now(), answer.clone()));

@@ -25,6 +25,10 @@ pub mod rootfs_diff;
 
 pub use criu::{Criu, Prober};
 
+/// How long a dump may take when CheckpointContainer's timeout is 0 (CRI-O and containerd
+/// set none; a dump of a few GiB of memory takes minutes).
+pub const DEFAULT_DUMP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
 use std::path::PathBuf;
 
 /// Why a checkpoint archive could not be written or read; `pods` turns it into a

@@ -303,7 +303,7 @@ fn lower_dir(lowers: &[PathBuf], rel: &Path) -> Option<(u32, u32, u32)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checkpoint::archive::tests::raw_entry;
+    use crate::checkpoint::archive::tests::{Raw, raw_entry};
 
     #[test]
     fn a_writable_layer_round_trips_with_whiteouts_and_symlinks_kept_as_links() {
@@ -377,7 +377,7 @@ mod tests {
         use tar::EntryType as T;
         let outside = tempfile::tempdir().unwrap();
         let o = outside.path().display().to_string();
-        let cases: Vec<(Vec<(&str, T, &str, &[u8])>, &str)> = vec![
+        let cases: Vec<(Vec<Raw>, &str)> = vec![
             (
                 vec![("../escape", T::Regular, "", b"x")],
                 "leaves the rootfs",

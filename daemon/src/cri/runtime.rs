@@ -62,6 +62,8 @@ pub struct RuntimeApi {
     pub(super) streaming: Arc<StreamingServer>,
     pub(super) stats: crate::stats::Stats,
     pub(super) events: Arc<EventBus>,
+    /// `criu check` of the configured CRIU, kept (CheckpointContainer, `Status`).
+    pub(super) criu: crate::checkpoint::Prober,
 }
 
 impl RuntimeApi {
@@ -73,6 +75,7 @@ impl RuntimeApi {
         events: Arc<EventBus>,
     ) -> RuntimeApi {
         RuntimeApi {
+            criu: crate::checkpoint::Prober::new(config.runtime.criu()),
             config,
             stats: crate::stats::Stats::new(Arc::clone(&pods)),
             pods,
@@ -136,10 +139,15 @@ impl RuntimeService for RuntimeApi {
                 cni["source"] = serde_json::json!(list.source);
                 info.insert("cniconfig".to_owned(), cni.to_string());
             }
+            let criu = super::info::CriuInfo {
+                program: self.criu.program(),
+                usable: self.criu.probe().await == crate::checkpoint::Criu::Usable,
+            };
             info.extend(super::info::verbose_info(
                 &self.config,
                 &network,
                 user_namespaces,
+                criu,
             ));
         }
         Ok(Response::new(StatusResponse {
