@@ -5,8 +5,9 @@
 //! relative to the parent, `O_NOFOLLOW`, never a path longer than one name), so a container
 //! that replaces a directory with a symlink while the checkpoint is written cannot make the
 //! daemon read a file outside its layer: a symlink is stored as a symlink. Overlay whiteouts
-//! (character devices 0:0) become `deleted.files` entries; other devices, fifos and sockets
-//! are left out. A file is stored with the size it had when opened (cut or padded with zeros
+//! (character devices 0:0) become `deleted.files` entries, and so does every entry of the
+//! image (the lower directories) that an opaque directory (`trusted.overlay.opaque=y`: removed
+//! and made again) hides; other devices, fifos and sockets are left out. A file is stored with the size it had when opened (cut or padded with zeros
 //! if the still-running container changes it meanwhile).
 //!
 //! Applying fills the new container's upper directory *before* its overlay is mounted, which
@@ -30,8 +31,9 @@ use super::archive::clean;
 use super::{CheckpointError, Result};
 
 /// Writes the tar of `upper` to `out` (created, 0600); returns the deleted paths (absolute,
-/// as CRI-O's `deleted.files` lists them).
-pub fn write(upper: &Path, out: &Path) -> Result<Vec<String>> {
+/// as CRI-O's `deleted.files` lists them). `lowers` are the image's layer directories (for
+/// what opaque directories hide).
+pub fn write(upper: &Path, lowers: &[PathBuf], out: &Path) -> Result<Vec<String>> {
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -45,9 +47,13 @@ pub fn write(upper: &Path, out: &Path) -> Result<Vec<String>> {
         tar,
         path: Vec::new(),
         deleted: Vec::new(),
+        lowers,
     };
     corral_fsutil::walk::walk(upper, &mut w).map_err(|e| CheckpointError::io(upper, e.into()))?;
-    let DiffWriter { tar, deleted, .. } = w;
+    let DiffWriter {
+        tar, mut deleted, ..
+    } = w;
+    deleted.sort();
     tar.into_inner()
         .and_then(|mut b| {
             b.flush()?;
@@ -57,14 +63,43 @@ pub fn write(upper: &Path, out: &Path) -> Result<Vec<String>> {
     Ok(deleted)
 }
 
-struct DiffWriter<W: Write> {
+struct DiffWriter<'a, W: Write> {
     tar: tar::Builder<W>,
     /// The names from the root down to the entry being visited.
     path: Vec<OsString>,
     deleted: Vec<String>,
+    lowers: &'a [PathBuf],
 }
 
-impl<W: Write> Visitor for DiffWriter<W> {
+impl<W: Write> DiffWriter<'_, W> {
+    /// Lists as deleted what the image has in directory `rel` that the opaque upper directory
+    /// at `at` does not.
+    fn hidden_by_opaque(&mut self, at: &Path, rel: &Path) -> io::Result<()> {
+        let present: std::collections::HashSet<OsString> = std::fs::read_dir(at)?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()?;
+        let mut hidden = std::collections::BTreeSet::new();
+        for lower in self.lowers {
+            if let Some(dir) = real_dir(lower, rel)
+                && let Ok(entries) = std::fs::read_dir(&dir)
+            {
+                hidden.extend(
+                    entries
+                        .flatten()
+                        .map(|e| e.file_name())
+                        .filter(|n| !present.contains(n)),
+                );
+            }
+        }
+        for name in hidden {
+            self.deleted
+                .push(format!("/{}", rel.join(name).to_string_lossy()));
+        }
+        Ok(())
+    }
+}
+
+impl<W: Write> Visitor for DiffWriter<'_, W> {
     fn entry(&mut self, e: &Entry<'_>) -> io::Result<()> {
         self.path.truncate(e.depth.saturating_sub(1));
         self.path
@@ -83,7 +118,11 @@ impl<W: Write> Visitor for DiffWriter<W> {
         match kind {
             SFlag::S_IFDIR => {
                 header.set_entry_type(tar::EntryType::Directory);
-                self.tar.append_data(&mut header, &rel, io::empty())
+                self.tar.append_data(&mut header, &rel, io::empty())?;
+                if is_opaque(&at) {
+                    self.hidden_by_opaque(&at, &rel)?;
+                }
+                Ok(())
             }
             SFlag::S_IFREG => {
                 let file = match std::fs::OpenOptions::new()
@@ -128,6 +167,38 @@ impl<W: Write> Visitor for DiffWriter<W> {
             }
         }
     }
+}
+
+/// Whether the directory at `path` (not followed if a symlink) is an opaque overlay directory.
+#[allow(unsafe_code)]
+fn is_opaque(path: &Path) -> bool {
+    let Ok(p) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut value = [0u8; 2];
+    // SAFETY: both strings are NUL-terminated and live across the call; the buffer is ours and
+    // its length is passed.
+    let n = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            c"trusted.overlay.opaque".as_ptr(),
+            value.as_mut_ptr().cast(),
+            value.len(),
+        )
+    };
+    n == 1 && value[0] == b'y'
+}
+
+/// `lower/rel` when every component of it is a directory and none a symlink.
+fn real_dir(lower: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut at = lower.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        if !std::fs::symlink_metadata(&at).ok()?.is_dir() {
+            return None;
+        }
+    }
+    Some(at)
 }
 
 /// Reads exactly `left` bytes: the file's, then zeros if it shrank.
@@ -305,6 +376,20 @@ mod tests {
     use super::*;
     use crate::checkpoint::archive::tests::{Raw, raw_entry};
 
+    #[allow(unsafe_code)]
+    fn set_opaque(path: &std::ffi::CStr) -> bool {
+        // SAFETY: NUL-terminated strings and a buffer with its length.
+        unsafe {
+            libc::lsetxattr(
+                path.as_ptr(),
+                c"trusted.overlay.opaque".as_ptr(),
+                b"y".as_ptr().cast(),
+                1,
+                0,
+            ) == 0
+        }
+    }
+
     #[test]
     fn a_writable_layer_round_trips_with_whiteouts_and_symlinks_kept_as_links() {
         let upper = tempfile::tempdir().unwrap();
@@ -322,8 +407,21 @@ mod tests {
         .unwrap();
         let out = tempfile::tempdir().unwrap();
         let tar_path = out.path().join("rootfs-diff.tar");
-        let deleted = write(u, &tar_path).unwrap();
-        assert_eq!(deleted, ["/tmp/gone"]);
+        // The image has /etc/{a,b} and /tmp/old; the container removed and made /etc again
+        // (opaque, now holding only b) and removed /tmp/gone.
+        let lower = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(lower.path().join("etc")).unwrap();
+        std::fs::write(lower.path().join("etc/a"), b"").unwrap();
+        std::fs::write(lower.path().join("etc/b"), b"").unwrap();
+        std::fs::create_dir(u.join("etc")).unwrap();
+        std::fs::write(u.join("etc/b"), b"new b").unwrap();
+        let opaque = std::ffi::CString::new(u.join("etc").as_os_str().as_bytes()).unwrap();
+        assert!(
+            set_opaque(&opaque),
+            "setting trusted.overlay.opaque (needs root)"
+        );
+        let deleted = write(u, &[lower.path().to_path_buf()], &tar_path).unwrap();
+        assert_eq!(deleted, ["/etc/a", "/tmp/gone"]);
 
         let fresh = tempfile::tempdir().unwrap();
         let f = fresh.path();
@@ -392,6 +490,7 @@ mod tests {
             ),
             (vec![("dev", T::Block, "", b"")], "devices"),
             (vec![("h", T::Link, "../../etc/passwd", b"")], "unpacking"),
+            (vec![("h", T::Link, "/etc/passwd", b"")], "unpacking"),
         ];
         for (entries, want) in cases {
             let mut b = tar::Builder::new(Vec::new());

@@ -91,10 +91,20 @@ impl Pods {
         }
         tracing::info!(container = %meta.id, "CRIU dump done; writing the archive");
         let upper = self.container_upper(&meta.id);
+        // The image's layers, for what opaque directories of the writable layer hide.
+        let lowers: Vec<PathBuf> = self
+            .images
+            .resolve(&meta.image_id)
+            .map(|image| self.images.lowerdirs(&image))
+            .unwrap_or_default()
+            .split(':')
+            .filter(|d| !d.is_empty())
+            .map(PathBuf::from)
+            .collect();
         let log = meta.log_path.clone();
         let location = location.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let deleted = rootfs_diff::write(&upper, &contents.join(dump::ROOTFS_DIFF))?;
+            let deleted = rootfs_diff::write(&upper, &lowers, &contents.join(dump::ROOTFS_DIFF))?;
             if !deleted.is_empty() {
                 let body =
                     serde_json::to_vec(&deleted).map_err(|e| PodError::Internal(e.to_string()))?;
