@@ -85,6 +85,12 @@ async fn checkpoint_checks_its_request_and_says_why_it_cannot_run() -> Result<()
         &["relative.tar", "absolute"],
     );
     assert_status(
+        e.rt.checkpoint_container(req(&running, "/nonexistent-dir/c.tar", 0))
+            .await,
+        Code::InvalidArgument,
+        &["/nonexistent-dir", "does not exist"],
+    );
+    assert_status(
         e.rt.checkpoint_container(req(&running, &loc, -1)).await,
         Code::InvalidArgument,
         &["timeout"],

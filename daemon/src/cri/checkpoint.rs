@@ -37,6 +37,15 @@ impl RuntimeApi {
                 req.location
             )));
         }
+        if let Some(parent) = location.parent()
+            && !parent.is_dir()
+        {
+            return Err(Status::invalid_argument(format!(
+                "CheckpointContainer: location {:?}: the directory {} does not exist",
+                req.location,
+                parent.display()
+            )));
+        }
         let timeout = match req.timeout {
             0 => DEFAULT_DUMP_TIMEOUT,
             t if t > 0 => Duration::from_secs(t.unsigned_abs()),
