@@ -367,6 +367,77 @@ async fn a_restore_fills_the_writable_layer_and_keeps_criu_s_images() -> Result<
     Ok(())
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_image_is_restored_like_an_archive() -> Result<()> {
+    use corral_tests::fixtures::{Compression, Image, Layer, ManifestFormat};
+    let mut e = env().await?;
+    let pod = e.run_pod_with(host_network(e.pod_config("ckimg"))).await?;
+    let image_id = busybox_id(&e).await?;
+    let config = format!(r#"{{"id":"x","name":"old","rootfsImageRef":"{image_id}"}}"#);
+    let spec = r#"{"ociVersion":"1.0.2","process":{"user":{"uid":0,"gid":0},"args":["sleep","1000"],"cwd":"/"}}"#;
+    let contents = |extra: Layer| -> Result<_> {
+        extra
+            .dir("checkpoint")
+            .file("checkpoint/inventory.img", "criu")
+            .file("config.dump", config.as_str())
+            .file("spec.dump", spec)
+            .build(Compression::Gzip)
+    };
+    // CRI-O's annotation (buildah config --annotation), and one with a symlink in checkpoint/.
+    let good = Image::new()
+        .layer(contents(Layer::new())?)
+        .annotation("io.kubernetes.cri-o.annotations.checkpoint.name", "counter")
+        .build(ManifestFormat::Oci)?;
+    let evil = Image::new()
+        .layer(contents(
+            Layer::new().symlink("checkpoint/pages-1.img", "/etc/shadow"),
+        )?)
+        .annotation("org.criu.checkpoint.container.name", "counter")
+        .build(ManifestFormat::Oci)?;
+    common::serve_image(&e._fake, "library/ckpt", "good", &good);
+    common::serve_image(&e._fake, "library/ckpt", "evil", &evil);
+    let mut images = e.d.images().await?;
+    let registry = e._fake.addr().to_string();
+    let name = |tag: &str| format!("{registry}/library/ckpt:{tag}");
+    for tag in ["good", "evil"] {
+        common::pull(&mut images, &name(tag)).await?;
+    }
+    let from_image = |ctr: &str, tag: &str| {
+        let mut c = e.ctr_config(ctr, &["true"]);
+        c.image = common::spec(&name(tag));
+        c
+    };
+    let (evil_config, good_config) = (from_image("evil", "evil"), from_image("good", "good"));
+    assert_status(
+        e.create(&pod, "ckimg", evil_config).await,
+        Code::InvalidArgument,
+        &["ckpt:evil", "checkpoint/pages-1.img", "symlink"],
+    );
+    match e.create(&pod, "ckimg", good_config).await {
+        Ok(id) => {
+            let record = e.d.root().join("containers").join(&id);
+            assert_eq!(
+                std::fs::read(record.join("checkpoint/inventory.img"))?,
+                b"criu"
+            );
+            let s = e.status(&id).await?;
+            assert_eq!(
+                s.annotations.get("io.corral.checkpoint.restored-from"),
+                Some(&name("good"))
+            );
+            assert_eq!(s.image.map(|i| i.image), Some(image_id.clone()));
+        }
+        Err(s) if s.code() == Code::FailedPrecondition => {
+            eprintln!("restore refused at Create: {}", s.message())
+        }
+        Err(s) => bail!("CreateContainer from checkpoint image: {s:?}"),
+    }
+    assert_eq!(work_dirs_left(&e), Vec::<PathBuf>::new());
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
 /// Reads the last whole number the container logged.
 fn last_count(log: &Path) -> Option<u64> {
     let text = std::fs::read_to_string(log).ok()?;

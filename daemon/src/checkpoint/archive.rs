@@ -143,61 +143,168 @@ pub fn unpack(archive: &Path, dest: &Path) -> Result<()> {
                 raw.display()
             )));
         };
-        let Some(top) = rel.components().next() else {
-            continue; // "./"
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+            other => Kind::Other(format!("{other:?}")),
         };
-        let top = top.as_os_str().to_string_lossy();
-        let kind = entry.header().entry_type();
-        let in_images = top == dump::CHECKPOINT_DIR;
-        let top_file = TOP_FILES.contains(&top.as_ref()) && rel.components().count() == 1;
-        if !in_images && !top_file {
-            tracing::debug!(archive = %archive.display(), entry = %raw.display(), "skipping an entry restores do not use");
-            continue;
-        }
-        let target = dest.join(&rel);
-        match kind {
-            tar::EntryType::Directory if in_images => make_dirs(dest, &rel)?,
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                let json = top.ends_with(".dump") || top == dump::DELETED_FILES;
-                if top_file && json && entry.size() > dump::MAX_JSON {
-                    return Err(invalid(format!(
-                        "{} is larger than {} bytes",
-                        raw.display(),
-                        dump::MAX_JSON
-                    )));
-                }
-                if let Some(parent) = rel.parent() {
-                    make_dirs(dest, parent)?;
-                }
-                let mut out = match std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&target)
-                {
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(invalid(format!("entry {} appears twice", raw.display())));
-                    }
-                    other => other.map_err(|e| CheckpointError::io(&target, e))?,
-                };
-                let size = entry.size();
-                let copied = io::copy(&mut (&mut entry).take(size), &mut out)
-                    .map_err(|e| invalid(format!("reading entry {}: {e}", raw.display())))?;
-                if copied != size {
-                    return Err(invalid(format!("entry {} is cut short", raw.display())));
-                }
-            }
-            other => {
+        let size = entry.size();
+        place(dest, &rel, &raw, kind, size, &mut entry, &invalid)?;
+    }
+    Ok(())
+}
+
+/// What an archive entry is.
+enum Kind {
+    Dir,
+    File,
+    /// Anything else (its type, for the error).
+    Other(String),
+}
+
+/// Puts the entry `rel` (`raw` as the archive names it) of `kind` and `size` bytes, read from
+/// `data`, below `dest` when a restore uses it (see the module documentation).
+fn place(
+    dest: &Path,
+    rel: &Path,
+    raw: &Path,
+    kind: Kind,
+    size: u64,
+    data: &mut dyn Read,
+    invalid: &dyn Fn(String) -> CheckpointError,
+) -> Result<()> {
+    let Some(top) = rel.components().next() else {
+        return Ok(()); // "./"
+    };
+    let top = top.as_os_str().to_string_lossy();
+    let in_images = top == dump::CHECKPOINT_DIR;
+    let top_file = TOP_FILES.contains(&top.as_ref()) && rel.components().count() == 1;
+    if !in_images && !top_file {
+        tracing::debug!(entry = %raw.display(), "skipping a checkpoint entry restores do not use");
+        return Ok(());
+    }
+    match kind {
+        Kind::Dir if in_images => make_dirs(dest, rel),
+        Kind::File => {
+            let json = top.ends_with(".dump") || top == dump::DELETED_FILES;
+            if top_file && json && size > dump::MAX_JSON {
                 return Err(invalid(format!(
-                    "entry {} is a {other:?}: a checkpoint archive holds only files and directories there",
-                    raw.display()
+                    "{} is larger than {} bytes",
+                    raw.display(),
+                    dump::MAX_JSON
                 )));
+            }
+            if let Some(parent) = rel.parent() {
+                make_dirs(dest, parent)?;
+            }
+            let target = dest.join(rel);
+            let mut out = match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&target)
+            {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    return Err(invalid(format!("entry {} appears twice", raw.display())));
+                }
+                other => other.map_err(|e| CheckpointError::io(&target, e))?,
+            };
+            let copied = io::copy(&mut data.take(size), &mut out)
+                .map_err(|e| invalid(format!("reading entry {}: {e}", raw.display())))?;
+            if copied != size {
+                return Err(invalid(format!("entry {} is cut short", raw.display())));
+            }
+            Ok(())
+        }
+        Kind::Dir => Err(invalid(format!(
+            "entry {} is a directory: a checkpoint archive holds a file there",
+            raw.display()
+        ))),
+        Kind::Other(what) => Err(invalid(format!(
+            "entry {} is a {what}: a checkpoint archive holds only files and directories there",
+            raw.display()
+        ))),
+    }
+}
+
+/// [`unpack`] for an archive's contents already unpacked as a directory (the layer of a
+/// checkpoint OCI image): the same entries are kept and the same ones refused; `name` (the
+/// image) is what errors call the archive. Nothing is followed: symlinks are refused where
+/// a file or directory is kept, and the walk goes at most [`MAX_DEPTH`] directories deep.
+pub fn copy_dir(src: &Path, dest: &Path, name: &Path) -> Result<()> {
+    let invalid = |why: String| CheckpointError::Invalid {
+        archive: name.to_path_buf(),
+        why,
+    };
+    let mut count = 0usize;
+    let mut todo = vec![PathBuf::new()];
+    while let Some(rel_dir) = todo.pop() {
+        let dir = src.join(&rel_dir);
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .map_err(|e| CheckpointError::io(&dir, e))?
+            .map(|e| e.map(|e| e.file_name()))
+            .collect::<io::Result<_>>()
+            .map_err(|e| CheckpointError::io(&dir, e))?;
+        names.sort();
+        for n in names {
+            count += 1;
+            if count > MAX_ENTRIES {
+                return Err(invalid(format!("more than {MAX_ENTRIES} entries")));
+            }
+            let rel = rel_dir.join(&n);
+            let at = src.join(&rel);
+            let meta = std::fs::symlink_metadata(&at).map_err(|e| CheckpointError::io(&at, e))?;
+            let top_level_skipped = rel_dir.as_os_str().is_empty()
+                && n != dump::CHECKPOINT_DIR
+                && !TOP_FILES.iter().any(|f| n == *f);
+            if top_level_skipped {
+                continue;
+            }
+            if meta.is_dir() {
+                if rel.components().count() > MAX_DEPTH {
+                    return Err(invalid(format!("{} is nested too deep", rel.display())));
+                }
+                place(dest, &rel, &rel, Kind::Dir, 0, &mut io::empty(), &invalid)?;
+                todo.push(rel);
+            } else if meta.is_file() {
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                    .open(&at)
+                    .map_err(|e| CheckpointError::io(&at, e))?;
+                place(
+                    dest,
+                    &rel,
+                    &rel,
+                    Kind::File,
+                    meta.len(),
+                    &mut file,
+                    &invalid,
+                )?;
+            } else {
+                let what = if meta.file_type().is_symlink() {
+                    "symlink"
+                } else {
+                    "special file"
+                };
+                place(
+                    dest,
+                    &rel,
+                    &rel,
+                    Kind::Other(what.into()),
+                    0,
+                    &mut io::empty(),
+                    &invalid,
+                )?;
             }
         }
     }
     Ok(())
 }
+
+/// How deep [`copy_dir`] goes (CRIU writes its images in one directory).
+const MAX_DEPTH: usize = 16;
 
 /// `path` made relative with only normal components (a leading `./` dropped); None when it is
 /// absolute or has a `..`.
@@ -355,6 +462,43 @@ pub(super) mod tests {
         let dest = tempfile::tempdir().unwrap();
         unpack(a.path(), dest.path()).unwrap();
         assert!(!dest.path().join("other").exists());
+    }
+
+    #[test]
+    fn a_directory_is_copied_by_the_same_rules() {
+        let src = tempfile::tempdir().unwrap();
+        let s = src.path();
+        std::fs::create_dir_all(s.join("checkpoint/sub")).unwrap();
+        std::fs::write(s.join("checkpoint/pages-1.img"), b"pages").unwrap();
+        std::fs::write(s.join("checkpoint/sub/x"), b"x").unwrap();
+        std::fs::write(s.join("spec.dump"), b"{}").unwrap();
+        std::fs::write(s.join("unrelated"), b"skip").unwrap();
+        std::os::unix::fs::symlink("/etc", s.join("other")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let name = Path::new("registry/ckpt:1");
+        copy_dir(s, dest.path(), name).unwrap();
+        assert_eq!(
+            std::fs::read(dest.path().join("checkpoint/sub/x")).unwrap(),
+            b"x"
+        );
+        assert_eq!(std::fs::read(dest.path().join("spec.dump")).unwrap(), b"{}");
+        assert!(!dest.path().join("unrelated").exists() && !dest.path().join("other").exists());
+
+        std::os::unix::fs::symlink("/etc/shadow", s.join("checkpoint/evil")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let err = copy_dir(s, dest.path(), name).unwrap_err().to_string();
+        assert!(
+            err.contains("registry/ckpt:1") && err.contains("symlink"),
+            "{err}"
+        );
+        std::fs::remove_file(s.join("checkpoint/evil")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", s.join("config.dump")).unwrap();
+        let dest = tempfile::tempdir().unwrap();
+        let err = copy_dir(s, dest.path(), name).unwrap_err().to_string();
+        assert!(
+            err.contains("config.dump") && err.contains("symlink"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! CreateContainer from a checkpoint archive: when the config's image is an absolute path
 //! (CRI-O's convention: an existing file there is a checkpoint archive), the archive is
-//! unpacked (untrusted: `checkpoint::archive::unpack`) into a work directory, the config to
+//! unpacked (untrusted: `checkpoint::archive::unpack`) into a work directory; when it is a
+//! local image whose manifest carries CRI-O's or checkpointctl's checkpoint annotation, its
+//! one layer (the archive's contents) is copied by the same rules (`archive::copy_dir`). The
+//! config to
 //! create is made from it and the request (`checkpoint::restore`), and `make_container` then
 //! fills the writable layer from the archive's rootfs diff and hands the shim the CRIU images
 //! (`CreateRequest.restore`), kept in the container's record directory until it is removed.
@@ -12,11 +15,25 @@ use corral_cri_api::v1::ContainerConfig;
 use super::{PodError, Pods, Result};
 use crate::checkpoint::{WorkDir, archive, dump, restore, rootfs_diff};
 
+/// Manifest annotations that mark an image as a checkpoint (CRI-O's, checkpointctl's).
+const CHECKPOINT_ANNOTATIONS: &[&str] = &[
+    "io.kubernetes.cri-o.annotations.checkpoint.name",
+    "org.criu.checkpoint.container.name",
+];
+
+/// Where an archive's contents come from.
+enum Source {
+    /// A checkpoint archive file.
+    Archive(PathBuf),
+    /// A checkpoint image's layer, unpacked.
+    Layer(PathBuf),
+}
+
 /// An unpacked archive a container is being created from.
 pub(super) struct Restore {
     /// Holds the unpacked archive at `archive/`; removed when dropped.
     work: WorkDir,
-    /// The archive's path as the client gave it.
+    /// The archive's path (or checkpoint image) as the client gave it.
     pub archive: PathBuf,
     deleted: Vec<String>,
 }
@@ -58,9 +75,18 @@ impl Pods {
         &self,
         config: ContainerConfig,
     ) -> Result<(ContainerConfig, Option<Restore>)> {
-        let image = config.image.as_ref().map_or("", |i| i.image.as_str());
-        let Some(path) = restore::archive_path(image) else {
-            return Ok((config, None));
+        let image = config
+            .image
+            .as_ref()
+            .map_or(String::new(), |i| i.image.clone());
+        let Some(path) = restore::archive_path(&image) else {
+            return match self.checkpoint_image(&image)? {
+                Some(layer) => {
+                    self.restore_from(config, image.into(), Source::Layer(layer))
+                        .await
+                }
+                None => Ok((config, None)),
+            };
         };
         match std::fs::metadata(&path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -78,12 +104,53 @@ impl Pods {
             }
             Ok(_) => {}
         }
+        self.restore_from(config, path.clone(), Source::Archive(path))
+            .await
+    }
+
+    /// The layer directory of `image` when it is a local checkpoint image (CRI-O's
+    /// `io.kubernetes.cri-o.annotations.checkpoint.name` or checkpointctl's
+    /// `org.criu.checkpoint.container.name` manifest annotation, one layer).
+    fn checkpoint_image(&self, image: &str) -> Result<Option<PathBuf>> {
+        let Some(rec) = self.images.resolve(image) else {
+            return Ok(None);
+        };
+        let Ok(manifest) = self.images.manifest_json(&rec) else {
+            return Ok(None);
+        };
+        let marked = serde_json::from_slice::<serde_json::Value>(&manifest)
+            .ok()
+            .and_then(|m| m.get("annotations").cloned())
+            .is_some_and(|a| CHECKPOINT_ANNOTATIONS.iter().any(|k| a.get(k).is_some()));
+        if !marked {
+            return Ok(None);
+        }
+        if rec.chain_ids.len() != 1 {
+            return Err(PodError::InvalidArgument(format!(
+                "checkpoint image {image}: {} layers (a checkpoint image has one, holding the archive's contents)",
+                rec.chain_ids.len()
+            )));
+        }
+        Ok(Some(PathBuf::from(self.images.lowerdirs(&rec))))
+    }
+
+    /// Unpacks (or copies) `source` into a work directory and makes the config to create;
+    /// `path` is the archive or image as the request named it.
+    async fn restore_from(
+        &self,
+        config: ContainerConfig,
+        path: PathBuf,
+        source: Source,
+    ) -> Result<(ContainerConfig, Option<Restore>)> {
         let work = WorkDir::new(&self.cfg.root)?;
         let archive_path = path.clone();
         let (work, dumps) = tokio::task::spawn_blocking(move || -> Result<_> {
             let dir = work.path().join("archive");
             crate::dirs::create(&dir, crate::dirs::PRIVATE).map_err(|e| PodError::io(&dir, e))?;
-            archive::unpack(&archive_path, &dir)?;
+            match &source {
+                Source::Archive(file) => archive::unpack(file, &dir)?,
+                Source::Layer(layer) => archive::copy_dir(layer, &dir, &archive_path)?,
+            }
             let dumps = restore::read(&dir, &archive_path)?;
             Ok((work, dumps))
         })
