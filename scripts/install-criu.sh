@@ -41,6 +41,11 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 
+if ! echo "$sha256  $tarball" | sha256sum --check --quiet - >/dev/null 2>&1; then
+  echo "$tarball: sha256 is not $sha256 (see vendor/criu/README.md); not building" >&2
+  exit 1
+fi
+
 missing=()
 for p in "${build_deps[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -52,7 +57,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-echo "$sha256  $tarball" | sha256sum --check --quiet -
 work=$(mktemp -d /tmp/corral-criu-build.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 tar xzf "$tarball" -C "$work"
