@@ -4,6 +4,9 @@
 #   scripts/install-deps.sh test    plus the loopback registry and fixture sources for tests
 #   scripts/install-deps.sh bench   plus containerd and runc, the benchmark peer
 #   scripts/install-deps.sh fuzz    only what `make fuzz` needs: nightly, cargo-fuzz, a C++ compiler
+#   scripts/install-deps.sh criu    only a CRIU that works here (scripts/install-criu.sh)
+# `test` also runs scripts/install-criu.sh: it builds CRIU 4.2 from vendor/criu/ when no working
+# CRIU is installed (a cached build is kept in /usr/local/lib/corral/criu).
 set -euo pipefail
 
 mode="${1:-test}"
@@ -16,7 +19,8 @@ case "$mode" in
   bench) want+=(docker-registry busybox-static containerd runc) ;;
   # libfuzzer-sys compiles libFuzzer (C++) from source.
   fuzz) want=(g++) ;;
-  *) echo "usage: $0 run|test|bench|fuzz" >&2; exit 2 ;;
+  criu) exec "$(dirname "$0")/install-criu.sh" ;;
+  *) echo "usage: $0 run|test|bench|fuzz|criu" >&2; exit 2 ;;
 esac
 
 # The toolchain pinned in rust-toolchain.toml: rustup cannot download on an offline machine, so
@@ -38,6 +42,12 @@ fi
 if [ "$mode" = fuzz ]; then
   rustup run nightly rustc --version >/dev/null 2>&1 || rustup toolchain install nightly --profile minimal
   cargo fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+fi
+
+# Checkpoint tests need a CRIU that passes `criu check` on this kernel (Debian's 3.17 does not
+# from 6.13 on); this builds one only when none works and no build is cached.
+if [ "$mode" = test ]; then
+  "$root_dir/scripts/install-criu.sh"
 fi
 
 missing=()

@@ -195,8 +195,13 @@ pub struct RuntimeConfig {
     /// CDI spec directories, lowest priority first; read again for every container that
     /// names a CDI device.
     pub cdi_spec_dirs: Vec<PathBuf>,
+    /// The CRIU program for checkpoints and restores (an absolute path). Unset:
+    /// `/usr/local/lib/corral/criu` (what `scripts/install-deps.sh` builds) when it exists,
+    /// else `criu` found through `PATH`. See [`RuntimeConfig::criu`].
+    pub criu_path: Option<PathBuf>,
     /// Runtime handlers besides the built-in one (RuntimeClass handlers): each runs the
-    /// containers of the pods that name it through an OCI runtime's command line.
+    /// containers of the pods that name it through an OCI runtime's command line. (Last: a
+    /// table of tables.)
     pub handlers: BTreeMap<String, HandlerConfig>,
 }
 
@@ -206,8 +211,16 @@ impl Default for RuntimeConfig {
             shim_path: None,
             cgroup_root: "/corral".into(),
             cdi_spec_dirs: corral_cdi::DEFAULT_SPEC_DIRS.map(PathBuf::from).to_vec(),
+            criu_path: None,
             handlers: BTreeMap::new(),
         }
+    }
+}
+
+impl RuntimeConfig {
+    /// The CRIU program to run: `criu_path`, else the default described there.
+    pub fn criu(&self) -> PathBuf {
+        crate::checkpoint::criu::resolve(self.criu_path.as_deref())
     }
 }
 
@@ -364,6 +377,16 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "root, state and grpc.socket must be absolute paths".into(),
+            ));
+        }
+        if self
+            .runtime
+            .criu_path
+            .as_ref()
+            .is_some_and(|p| !p.is_absolute())
+        {
+            return Err(ConfigError::Invalid(
+                "runtime.criu_path must be an absolute path".into(),
             ));
         }
         if self.grpc.socket_mode > 0o777 {
@@ -557,5 +580,12 @@ mod tests {
             ..Config::default()
         };
         assert!(c.validate().is_err());
+        let mut c = Config::default();
+        c.runtime.criu_path = Some("criu".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("runtime.criu_path"), "{err}");
+        c.runtime.criu_path = Some("/opt/criu/criu".into());
+        c.validate().unwrap();
+        assert_eq!(c.runtime.criu(), PathBuf::from("/opt/criu/criu"));
     }
 }

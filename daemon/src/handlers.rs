@@ -18,6 +18,11 @@ use crate::config::HandlerConfig;
 /// The built-in runtime's name; the empty name means it too.
 pub const BUILTIN: &str = "corral";
 
+/// Whether `handler` (as RunPodSandbox named it) is the built-in runtime.
+pub fn is_builtin(handler: &str) -> bool {
+    handler.is_empty() || handler == BUILTIN
+}
+
 /// How long `<runtime> features` may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -76,7 +81,7 @@ impl Handlers {
     /// The OCI runtime a pod on `handler` runs on (None: the built-in runtime); an unknown
     /// handler is an invalid argument naming it and the known ones.
     pub fn resolve(&self, handler: &str) -> Result<Option<(&Handler, OciRuntime)>, Resolve> {
-        if handler.is_empty() || handler == BUILTIN {
+        if is_builtin(handler) {
             return Ok(None);
         }
         let Some(h) = self.oci.iter().find(|h| h.name == handler) else {

@@ -77,6 +77,8 @@ impl Daemon {
         let root_lock = lock::lock_dir(&config.root)?;
         let state_lock = lock::lock_dir(&config.state)?;
         crate::dirs::secure(&config.root, &config.state).map_err(DaemonError::Dirs)?;
+        // Work directories a checkpoint or restore left when the daemon died mid-way.
+        crate::checkpoint::sweep(&config.root);
         let mut icfg = ImageConfig::new(config.root.clone());
         icfg.hosts = HostsConfig {
             config_path: config.images.registry_config_path.clone(),
@@ -127,7 +129,7 @@ impl Daemon {
                 cdi_spec_dirs: config.runtime.cdi_spec_dirs.clone(),
                 handlers: Arc::new(crate::handlers::Handlers::probe(
                     &config.runtime.handlers,
-                    None,
+                    Some(config.runtime.criu()),
                 )),
             },
             Arc::clone(&images),

@@ -256,6 +256,11 @@ impl ImageManager {
         self.content.read(&rec.id)
     }
 
+    /// The raw manifest JSON of an image (its annotations mark a checkpoint image).
+    pub fn manifest_json(&self, rec: &ImageRecord) -> Result<Vec<u8>> {
+        self.content.read(&rec.manifest_digest)
+    }
+
     /// Removes an image. By tag, only that tag goes unless it was the last name; by ID or digest
     /// the whole image goes. Returns false when nothing matched (which CRI counts as success).
     pub async fn remove(self: &Arc<Self>, spec: &str) -> Result<bool> {

@@ -373,8 +373,13 @@ impl Shim {
         let Ok(sig) = Signal::try_from(signal) else {
             return Response::error(ErrorKind::InvalidArgument, format!("bad signal {signal}"));
         };
-        // A container waiting to be restored has no process yet.
-        if ctr.exit.is_some() || ctr.pid() <= 0 {
+        if ctr.exit.is_some() {
+            return Response::Ok;
+        }
+        // A container waiting to be restored has no process yet: a signal ends it as it would
+        // end a created container's init (its restore is forgotten).
+        if ctr.pid() <= 0 {
+            self.end_unstarted(id, sig);
             return Response::Ok;
         }
         // A namespace init that would drop it now gets it once it catches it (stop_signal.rs).
@@ -395,6 +400,31 @@ impl Shim {
             return Response::error(ErrorKind::Internal, format!("kill: {e}"));
         }
         Response::Ok
+    }
+
+    /// Records the exit of a container that has no process (one waiting to be restored), as
+    /// if `sig` had killed it, and answers its waiters.
+    fn end_unstarted(&mut self, id: &str, sig: Signal) {
+        let Some(ctr) = self.ctrs.get_mut(id) else {
+            return;
+        };
+        let record = ExitRecord {
+            exit_code: 128 + sig as i32,
+            signal: Some(sig as i32),
+            finished_at: unix_nanos(SystemTime::now()),
+            oom_killed: false,
+        };
+        ctr.exit = Some(record);
+        ctr.process = None;
+        log!("container {id} ended before its restore: {record:?}");
+        if let Err(e) = records::write(&self.dir, id, &record) {
+            log!("container {id}: writing the exit record: {e}");
+        }
+        let waiters = std::mem::take(&mut ctr.waiters);
+        let attached = std::mem::take(&mut ctr.attached);
+        for conn in waiters.into_iter().chain(attached) {
+            self.respond(conn, Response::Exited(record));
+        }
     }
 
     pub fn wait(&mut self, conn: u64, id: &str) -> Option<Response> {

@@ -121,7 +121,8 @@ async fn info_shows_config_versions_cgroups_cni_and_features() -> Result<()> {
     assert_eq!(doc["cni"]["ready"], true, "{doc}");
     assert_eq!(doc["cni"]["source"], "built-in");
     assert_eq!(doc["featureFlags"]["containerEvents"], true);
-    assert_eq!(doc["featureFlags"]["checkpoint"], false);
+    // Whether `criu check` passes for the configured CRIU.
+    assert!(doc["featureFlags"]["checkpoint"].is_boolean(), "{doc}");
     assert_eq!(doc["featureFlags"]["metrics"], serde_json::Value::Null);
     Ok(())
 }

@@ -10,11 +10,18 @@ use serde_json::json;
 
 use crate::config::Config;
 
+/// The CRIU behind checkpoints: which program, and whether `criu check` passes.
+pub struct CriuInfo<'a> {
+    pub program: &'a std::path::Path,
+    pub usable: bool,
+}
+
 /// `versions`, `cgroups`, `cni`, `featureFlags`.
 pub fn verbose_info(
     config: &Config,
     network: &Result<NetworkList, String>,
     user_namespaces: bool,
+    criu: CriuInfo<'_>,
 ) -> HashMap<String, String> {
     let versions = json!({
         "corrald": env!("CARGO_PKG_VERSION"),
@@ -24,6 +31,7 @@ pub fn verbose_info(
             .shim_path
             .as_ref()
             .map_or_else(|| "corral-shim beside corrald".to_owned(), |p| p.display().to_string()),
+        "criu": criu.program,
     });
     let cgroups = match corral_runtime::cgroups::layout() {
         Ok(l) => json!({
@@ -61,7 +69,8 @@ pub fn verbose_info(
         "execAttachPortForward": ["websocket", "spdy/3.1"],
         "metrics": config.metrics.address,
         "logLevelReload": "SIGHUP",
-        "checkpoint": false,
+        // CRIU passes `criu check` (pods on an OCI runtime handler can then be checkpointed).
+        "checkpoint": criu.usable,
         "stats": true,
         "seccomp": ["RuntimeDefault", "Unconfined", "Localhost"],
         "apparmor": crate::spec::lsm::LsmHost::HOST.apparmor(),

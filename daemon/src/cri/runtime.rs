@@ -63,6 +63,8 @@ pub struct RuntimeApi {
     pub(super) streaming: Arc<StreamingServer>,
     pub(super) stats: crate::stats::Stats,
     pub(super) events: Arc<EventBus>,
+    /// `criu check` of the configured CRIU, kept (CheckpointContainer, `Status`).
+    pub(super) criu: crate::checkpoint::Prober,
 }
 
 impl RuntimeApi {
@@ -74,6 +76,7 @@ impl RuntimeApi {
         events: Arc<EventBus>,
     ) -> RuntimeApi {
         RuntimeApi {
+            criu: crate::checkpoint::Prober::new(config.runtime.criu()),
             config,
             stats: crate::stats::Stats::new(Arc::clone(&pods)),
             pods,
@@ -137,10 +140,15 @@ impl RuntimeService for RuntimeApi {
                 cni["source"] = serde_json::json!(list.source);
                 info.insert("cniconfig".to_owned(), cni.to_string());
             }
+            let criu = super::info::CriuInfo {
+                program: self.criu.program(),
+                usable: self.criu.probe().await == crate::checkpoint::Criu::Usable,
+            };
             info.extend(super::info::verbose_info(
                 &self.config,
                 &network,
                 user_namespaces,
+                criu,
             ));
         }
         Ok(Response::new(StatusResponse {

@@ -12,6 +12,7 @@ use oci_spec::image::ImageConfiguration;
 
 use super::model::{self, ContainerMeta, ContainerStatus, SandboxState, VERSION};
 use super::names::new_id;
+use super::restore::Restore;
 use super::shim_client::ShimClient;
 use super::{Container, PodError, Pods, Result, Sandbox, image_volumes, lock, rootfs};
 use crate::spec::{self, ContainerInputs, PodPaths};
@@ -48,6 +49,33 @@ impl Pods {
                 sandbox.meta.id
             )));
         }
+        // An image that is a checkpoint archive: the config to create comes from it. Only an
+        // OCI runtime restores (the built-in runtime has no CRIU integration).
+        let (config, restore) = self.prepare_restore(config).await?;
+        if restore.is_some() && crate::handlers::is_builtin(&sandbox.meta.runtime_handler) {
+            if let Some(r) = restore {
+                let _ = tokio::task::spawn_blocking(move || drop(r)).await;
+            }
+            return Err(PodError::FailedPrecondition(format!(
+                "restoring a checkpoint needs a pod on an OCI runtime handler (such as runc); pod {} runs on the built-in runtime",
+                sandbox.meta.id
+            )));
+        }
+        let created = self.create_locked(&sandbox, config, restore.as_ref()).await;
+        if let Some(r) = restore {
+            // The unpacked archive is removed off the async threads (it may be large), and
+            // before the answer: nothing of it outlives the call.
+            let _ = tokio::task::spawn_blocking(move || drop(r)).await;
+        }
+        created
+    }
+
+    async fn create_locked(
+        &self,
+        sandbox: &Sandbox,
+        config: ContainerConfig,
+        restore: Option<&Restore>,
+    ) -> Result<String> {
         let md = config.metadata.as_ref().ok_or_else(|| {
             PodError::InvalidArgument("container config: metadata is missing".into())
         })?;
@@ -111,11 +139,12 @@ impl Pods {
             cgroups_path,
             stop_signal: spec::stop_signal(&config, &image_config)?,
             created_at: unix_nanos(std::time::SystemTime::now()),
+            restored_from: restore.map(|r| r.archive.clone()),
         };
         let lowerdirs = self.images.lowerdirs(&image);
         let made = self
             .make_container(
-                &sandbox,
+                sandbox,
                 &config,
                 &meta,
                 &image_config,
@@ -123,6 +152,7 @@ impl Pods {
                 &volumes,
                 &bundle,
                 &records,
+                restore,
             )
             .await;
         if let Err(e) = made {
@@ -139,7 +169,7 @@ impl Pods {
         reservation.commit();
         self.emit(
             &id,
-            Some(&sandbox),
+            Some(sandbox),
             ContainerEventType::ContainerCreatedEvent,
         );
         Ok(id)
@@ -156,6 +186,7 @@ impl Pods {
         volumes: &[(usize, corral_images::ImageRecord)],
         bundle: &Path,
         records: &Path,
+        restore: Option<&Restore>,
     ) -> Result<ContainerStatus> {
         if let Some(parent) = meta.log_path.as_deref().and_then(Path::parent) {
             std::fs::create_dir_all(parent).map_err(|e| PodError::io(parent, e))?;
@@ -171,6 +202,12 @@ impl Pods {
             };
             (root(&m.uids), root(&m.gids))
         });
+        if restore.is_some() && root_ids.is_some() {
+            return Err(PodError::FailedPrecondition(
+                "restoring a checkpoint into a pod with its own user namespace is not supported"
+                    .into(),
+            ));
+        }
         // Root's alone (see `dirs`): the writable layer and its records, and the bundle with
         // the rootfs mount point. A user-namespaced container's init (the pod's root, a host
         // UID) sets its rootfs up by path, so its bundle belongs to that UID instead.
@@ -182,6 +219,11 @@ impl Pods {
         if let Some((uid, gid)) = root_ids {
             std::os::unix::fs::chown(bundle, Some(uid), Some(gid))
                 .map_err(|e| PodError::io(bundle, e))?;
+        }
+        // The checkpointed writable layer goes in before the overlay is mounted.
+        let restore_images = records.join(crate::checkpoint::dump::CHECKPOINT_DIR);
+        if let Some(r) = restore {
+            r.prepare_rootfs(&upper, lowerdirs, &restore_images).await?;
         }
         match root_ids {
             None => rootfs::mount_overlay(lowerdirs, &upper, &work, &rootfs_dir)?,
@@ -258,7 +300,7 @@ impl Pods {
             stdin: config.stdin,
             stdin_once: config.stdin_once,
             tty: config.tty,
-            restore: None,
+            restore: restore.map(|_| restore_images),
         });
         let pid = match sandbox.shim.call(&request).await? {
             Response::Created { pid } => pid,

@@ -4,6 +4,7 @@
 //! and runs its containers; the daemon keeps the records, prepares rootfs, bundle and log path,
 //! and talks to the shim over its socket. See ARCHITECTURE.md for the layout on disk.
 
+mod checkpoint;
 mod container;
 mod events;
 mod exec;
@@ -12,6 +13,7 @@ mod log_drops;
 pub mod model;
 mod names;
 mod recover;
+mod restore;
 mod rootfs;
 mod sandbox;
 pub mod shim_client;

@@ -77,6 +77,10 @@ pub struct ContainerMeta {
     pub cgroups_path: String,
     pub stop_signal: i32,
     pub created_at: i64,
+    /// The checkpoint archive the container was restored from (CreateContainer named one as
+    /// its image); its Start restores CRIU's images instead of running the entrypoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restored_from: Option<PathBuf>,
 }
 
 /// A container's changing state (the CRI state is derived from the timestamps).
