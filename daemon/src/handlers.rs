@@ -33,12 +33,22 @@ pub struct Features {
     pub user_namespaces: bool,
 }
 
+/// What a runtime's command line offers beyond create/start/exec/delete (from its `--help`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Commands {
+    /// A `checkpoint` command (runc; not crun 1.8).
+    pub checkpoint: bool,
+    /// The global `--criu <path>` option (runc's).
+    pub criu_option: bool,
+}
+
 /// A configured OCI runtime.
 #[derive(Debug, Clone)]
 pub struct Handler {
     pub name: String,
     pub path: PathBuf,
     pub features: Features,
+    pub commands: Commands,
     /// Why it cannot run here (its program is missing or fails), if it cannot.
     pub unusable: Option<String>,
 }
@@ -67,10 +77,15 @@ impl Handlers {
                         (Features::default(), Some(why))
                     }
                 };
+                let commands = match &unusable {
+                    None => probe_commands(&cfg.path),
+                    Some(_) => Commands::default(),
+                };
                 Handler {
                     name: name.clone(),
                     path: cfg.path.clone(),
                     features,
+                    commands,
                     unusable,
                 }
             })
@@ -100,7 +115,7 @@ impl Handlers {
         let runtime = OciRuntime {
             handler: h.name.clone(),
             path: h.path.clone(),
-            criu: self.criu.clone(),
+            criu: self.criu.clone().filter(|_| h.commands.criu_option),
         };
         Ok(Some((h, runtime)))
     }
@@ -118,6 +133,24 @@ impl Handlers {
         std::iter::once(entry("", builtin))
             .chain(self.oci.iter().map(|h| entry(&h.name, h.features)))
             .collect()
+    }
+}
+
+impl Handlers {
+    /// Why pods on `handler` cannot checkpoint, if they cannot.
+    pub fn cannot_checkpoint(&self, handler: &str) -> Option<String> {
+        if is_builtin(handler) {
+            return Some(
+                "the built-in runtime cannot checkpoint containers; run the pod with an OCI runtime handler (such as runc)".into(),
+            );
+        }
+        let h = self.oci.iter().find(|h| h.name == handler)?;
+        (!h.commands.checkpoint).then(|| {
+            format!(
+                "runtime handler {handler:?} ({}) has no checkpoint command",
+                h.path.display()
+            )
+        })
     }
 }
 
@@ -168,6 +201,62 @@ fn probe_features(path: &Path) -> Result<Features, String> {
     Ok(parse_features(&out))
 }
 
+/// Reads `<path> --help` for the commands and options beyond the basic ones.
+fn probe_commands(path: &Path) -> Commands {
+    let Some(help) = run_bounded(path, "--help") else {
+        return Commands::default();
+    };
+    let text = String::from_utf8_lossy(&help);
+    parse_commands(&text)
+}
+
+/// `checkpoint` listed as a command (a line starting with it) and `--criu` as an option.
+pub fn parse_commands(help: &str) -> Commands {
+    Commands {
+        checkpoint: help
+            .lines()
+            .any(|l| l.trim_start().split_whitespace().next() == Some("checkpoint")),
+        criu_option: help.lines().any(|l| l.trim_start().starts_with("--criu")),
+    }
+}
+
+/// Stdout of `<path> <arg>` within the probe's time limit, when it ran at all.
+fn run_bounded(path: &Path, arg: &str) -> Option<Vec<u8>> {
+    let mut child = std::process::Command::new(path)
+        .arg(arg)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let mut out = Vec::new();
+    if let Some(stdout) = child.stdout.take() {
+        use std::io::Read;
+        // The pipe closes when the program exits; a hung one is killed below.
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.take(1 << 20).read_to_end(&mut buf);
+            buf
+        });
+        let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                _ => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+            }
+        }
+        out = reader.join().unwrap_or_default();
+    }
+    Some(out)
+}
+
 /// The features document's answers (`mountOptions` has `rro`; `linux.namespaces` has `user`
 /// and `linux.mountExtensions.idmap.enabled` is true).
 pub fn parse_features(document: &[u8]) -> Features {
@@ -212,6 +301,20 @@ mod tests {
             }
         );
         assert_eq!(parse_features(b"unknown command"), Features::default());
+    }
+
+    #[test]
+    fn commands_come_from_the_help() {
+        let runc = "COMMANDS:\n   checkpoint  checkpoint a running container\n   create  create\nGLOBAL OPTIONS:\n   --criu value  path to the criu binary\n";
+        assert_eq!(
+            parse_commands(runc),
+            Commands {
+                checkpoint: true,
+                criu_option: true,
+            }
+        );
+        let crun = "  create   Create a container\n  exec     Exec a command\n      --cgroup-manager=MANAGER\n";
+        assert_eq!(parse_commands(crun), Commands::default());
     }
 
     #[test]

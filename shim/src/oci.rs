@@ -187,7 +187,12 @@ impl Runtime {
             .arg(&self.log)
             .arg("--log-format")
             .arg("json");
-        if let Some(criu) = &self.config.criu {
+        // Only runtimes that take `--criu` get it (the daemon checked), and only for the
+        // commands that run CRIU.
+        let first = args.first().and_then(|a| a.to_str());
+        if let Some(criu) = &self.config.criu
+            && matches!(first, Some("checkpoint" | "restore"))
+        {
             cmd.arg("--criu").arg(criu);
         }
         cmd.args(args).current_dir(&self.dir);

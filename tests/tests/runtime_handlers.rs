@@ -217,6 +217,20 @@ async fn lifecycle(handler: &str, opts: DaemonOptions) -> Result<()> {
     })
     .await?;
     wait_log(&e, "app", "started as 1234", Duration::from_secs(10)).await?;
+    if handler == "crun" {
+        // crun 1.8 has no checkpoint command: refused before anything is written.
+        let err =
+            e.rt.checkpoint_container(corral_cri_api::v1::CheckpointContainerRequest {
+                container_id: app.clone(),
+                location: e.logs.path().join("ckpt.tar").display().to_string(),
+                timeout: 10,
+            })
+            .await
+            .expect_err("crun 1.8 cannot checkpoint");
+        assert_eq!(err.code(), tonic::Code::FailedPrecondition, "{err:?}");
+        assert!(err.message().contains("no checkpoint command"), "{err:?}");
+        assert!(!e.logs.path().join("ckpt.tar").exists());
+    }
 
     // ExecSync runs as the init does (its user, its seccomp filter), through the runtime.
     let (code, out, err) = sh(&mut e, &app, "id -u; echo oops >&2; exit 7").await?;

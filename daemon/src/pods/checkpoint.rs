@@ -37,6 +37,12 @@ impl Pods {
     ) -> Result<()> {
         let ctr = self.container(id)?;
         let sandbox = self.sandbox(&ctr.meta.sandbox_id)?;
+        if let Some(why) = self
+            .handlers()
+            .cannot_checkpoint(&sandbox.meta.runtime_handler)
+        {
+            return Err(PodError::FailedPrecondition(why));
+        }
         let _op = ctr.op.lock().await;
         if ctr.status().state() != ContainerState::ContainerRunning {
             return Err(PodError::FailedPrecondition(format!(
