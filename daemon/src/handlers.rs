@@ -215,7 +215,7 @@ pub fn parse_commands(help: &str) -> Commands {
     Commands {
         checkpoint: help
             .lines()
-            .any(|l| l.trim_start().split_whitespace().next() == Some("checkpoint")),
+            .any(|l| l.split_whitespace().next() == Some("checkpoint")),
         criu_option: help.lines().any(|l| l.trim_start().starts_with("--criu")),
     }
 }
