@@ -102,7 +102,10 @@ fn network_status(e: crate::network::NetworkError, message: String) -> Status {
             Status::failed_precondition(message)
         }
         N::Cni(C::Timeout { .. }) => Status::deadline_exceeded(message),
-        N::Cni(C::Plugin { .. } | C::BadResult { .. }) | N::Io { .. } => Status::internal(message),
+        N::Exhausted(_) => Status::resource_exhausted(message),
+        N::Cni(C::Plugin { .. } | C::BadResult { .. }) | N::Io { .. } | N::Builtin(_) => {
+            Status::internal(message)
+        }
     }
 }
 

@@ -1,7 +1,8 @@
 //! A pod network of its own for each test daemon: a bridge name and a /24 subnet that no other
 //! test daemon on this machine holds (a lock file per index, held while the lease lives), with
 //! forwarding out of the subnet dropped so test traffic never leaves the machine. On drop the
-//! bridge and the rule are removed.
+//! bridge, the rule, and every rule naming the subnet (the built-in network's masquerade
+//! rules, which corrald keeps as long as the bridge) are removed.
 
 use std::fs::File;
 use std::path::Path;
@@ -148,6 +149,7 @@ fn iptables(args: &[String]) -> bool {
 impl Drop for NetLease {
     fn drop(&mut self) {
         while iptables(&self.forward_rule("-D")) {}
+        self.sweep_rules();
         self.remove_bridge();
     }
 }
