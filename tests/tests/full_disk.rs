@@ -272,6 +272,7 @@ async fn creation_on_a_full_disk(
     assert_eq!(status.exit_code, 0);
     e.remove_pod(&second).await?;
     e.remove_pod(&pod).await?;
+    e.wait_for_veths_to_go();
     let left = Held::now(&e);
     assert_eq!(left.shims, 0);
     assert_eq!(left.veths, 0);

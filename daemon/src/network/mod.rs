@@ -278,6 +278,16 @@ impl Network {
         Ok(())
     }
 
+    /// DEL for an attachment whose RunPodSandbox fails after ADD: as [`Network::detach`], but
+    /// the built-in network deletes the pod's veth at once instead of leaving it to the
+    /// namespace, so the failed call leaves nothing behind when it answers.
+    pub async fn undo(&self, rec: &NetworkRecord) -> Result<(), NetworkError> {
+        if rec.kind == NetworkKind::Builtin {
+            return self.builtin.undo(&self.plugins, rec).await;
+        }
+        self.detach(rec).await
+    }
+
     /// Runs DEL for an attachment (with the network config ADD used). Idempotent.
     pub async fn detach(&self, rec: &NetworkRecord) -> Result<(), NetworkError> {
         if rec.kind == NetworkKind::Builtin {

@@ -376,9 +376,9 @@ impl Pods {
         })();
         if let Err(e) = saved {
             if let Some(rec) = &attachment
-                && let Err(de) = self.network.detach(rec).await
+                && let Err(de) = self.network.undo(rec).await
             {
-                tracing::warn!(pod = %meta.id, error = %de, "CNI DEL after a failed RunPodSandbox");
+                tracing::warn!(pod = %meta.id, error = %de, "network DEL after a failed RunPodSandbox");
             }
             return Err(e);
         }

@@ -241,16 +241,23 @@ impl PodEnv {
         self.assert_network_clean();
     }
 
-    /// Asserts no pod of this daemon holds a port on its bridge, an IP reservation or an
-    /// iptables rule (other than the harness's own FORWARD rule).
-    pub fn assert_network_clean(&self) {
+    /// Waits (up to 5 s) for the bridge to have no ports. The built-in network leaves a
+    /// stopped pod's veth to its namespace, which the kernel frees asynchronously (a work
+    /// queue, after an RCU grace period) once the pin is gone.
+    pub fn wait_for_veths_to_go(&self) {
         let net = self.d.net();
-        // The built-in network leaves a pod's veth to its namespace, which the kernel frees
-        // asynchronously (a work queue, after an RCU grace period) once the pin is gone.
         let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
         while !net.bridge_ports().is_empty() && std::time::Instant::now() < until {
             std::thread::sleep(std::time::Duration::from_millis(20));
         }
+    }
+
+    /// Asserts no pod of this daemon holds a port on its bridge, an IP reservation or an
+    /// iptables rule (other than the harness's own FORWARD rule and the built-in network's
+    /// shared rules).
+    pub fn assert_network_clean(&self) {
+        let net = self.d.net();
+        self.wait_for_veths_to_go();
         assert_eq!(
             net.bridge_ports(),
             Vec::<String>::new(),

@@ -67,8 +67,14 @@ impl Store {
                 let path = self.dir.join(ip.to_string());
                 match OpenOptions::new().write(true).create_new(true).open(&path) {
                     Ok(mut f) => {
-                        f.write_all(owner.as_bytes())
-                            .map_err(|e| self.err(&ip.to_string(), e))?;
+                        if let Err(e) = f.write_all(owner.as_bytes()) {
+                            // An empty file names no owner: nothing would ever release it.
+                            let _ = std::fs::remove_file(&path);
+                            for ip in &out {
+                                let _ = std::fs::remove_file(self.dir.join(ip.to_string()));
+                            }
+                            return Err(self.err(&ip.to_string(), e));
+                        }
                         found = Some(ip);
                         break;
                     }

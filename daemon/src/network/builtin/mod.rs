@@ -84,12 +84,24 @@ impl Builtin {
         match self.try_add(plugins, &params, rec).await {
             Ok(()) => Ok(()),
             Err(e) => {
-                if let Err(undo) = self.del(plugins, rec).await {
+                if let Err(undo) = self.undo(plugins, rec).await {
                     tracing::warn!(pod = %rec.attachment.container_id, error = %undo, "undoing a failed built-in network ADD");
                 }
                 Err(e)
             }
         }
+    }
+
+    /// DEL for a pod whose RunPodSandbox fails: the veth is deleted now rather than left to
+    /// the namespace, so nothing of the pod is on the host when the error is answered.
+    pub async fn undo(&self, plugins: &Plugins, rec: &NetworkRecord) -> Result<(), NetworkError> {
+        let deleted = match netlink::connect() {
+            Ok(host) => veth::delete(&host, &veth::host_name(&rec.attachment.container_id)).await,
+            Err(e) => Err(e),
+        };
+        let done = self.del(plugins, rec).await;
+        deleted.map_err(NetworkError::Builtin)?;
+        done
     }
 
     async fn try_add(

@@ -102,6 +102,20 @@ pub async fn configure_pod_end(
     Ok(())
 }
 
+/// Deletes the pair by its host end, if it exists: for undoing a failed RunPodSandbox, whose
+/// caller must leave nothing behind when it answers. (10-20 ms here: the kernel waits for an
+/// RCU grace period; a stopped pod's pair goes with its namespace instead.)
+pub async fn delete(handle: &Handle, host: &str) -> Result<(), String> {
+    let Some(index) = link_index(handle, host).await? else {
+        return Ok(());
+    };
+    match handle.link().del(index).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(libc::ENODEV) => Ok(()),
+        Err(e) => Err(format!("veth {host} delete: {e}")),
+    }
+}
+
 /// Takes the host end down, if it exists. Its namespace's end, and so the pair, goes when
 /// the namespace does.
 pub async fn take_down(handle: &Handle, host: &str) -> Result<(), String> {
