@@ -239,8 +239,8 @@ async fn creation_on_a_full_disk(
     Held::now(&e).assert_same(&before, "after a restart");
 
     // Room comes back a page at a time: until RunPodSandbox has what it needs, it fails at
-    // whichever write comes first (a record, the shim's files, host-local's IP reservation
-    // under the root), always RESOURCE_EXHAUSTED and leaving nothing.
+    // whichever write comes first (a record, the shim's files, the built-in network's IP
+    // reservation under the root), always RESOURCE_EXHAUSTED and leaving nothing.
     let mut second = None;
     for n in 0..SPARE_PAGES {
         std::fs::remove_file(full(&e).join(format!("filler-spare-{n}")))?;

@@ -113,7 +113,7 @@ impl Chosen {
 pub struct Network {
     cfg: NetworkConfig,
     plugins: Plugins,
-    /// host-local's reservations for the built-in network.
+    /// The built-in network's IP reservations (host-local's data directory layout).
     ipam_dir: PathBuf,
     /// Where the pod CIDR from UpdateRuntimeConfig is kept.
     cidr_file: PathBuf,

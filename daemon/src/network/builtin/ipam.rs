@@ -17,6 +17,15 @@ use super::Subnet;
 /// host-local's separator between the pod ID and the interface name.
 const LINE_BREAK: &str = "\r\n";
 
+/// Why a reservation failed.
+#[derive(Debug, PartialEq)]
+pub enum ReserveError {
+    /// A subnet has no free address.
+    Full(String),
+    /// The directory could not be read or written.
+    Io(String),
+}
+
 /// The reservation directory of one network.
 pub struct Store {
     dir: PathBuf,
@@ -42,14 +51,15 @@ impl Store {
 
     /// Reserves one address of each subnet for pod `id`, the next free one after the last
     /// reserved (host-local's round robin). An address already held by `id` is reused, so
-    /// a repeated ADD is idempotent. `None` in the error position: the subnet is full.
+    /// a repeated ADD is idempotent.
     pub fn reserve(
         &self,
         subnets: &[Subnet],
         id: &str,
         ifname: &str,
-    ) -> Result<Vec<IpAddr>, String> {
-        let _lock = self.lock().map_err(|e| self.err("lock", e))?;
+    ) -> Result<Vec<IpAddr>, ReserveError> {
+        let io = ReserveError::Io;
+        let _lock = self.lock().map_err(|e| io(self.err("lock", e)))?;
         let owner = format!("{id}{LINE_BREAK}{ifname}");
         let mut out = Vec::with_capacity(subnets.len());
         for (range, subnet) in subnets.iter().enumerate() {
@@ -73,13 +83,13 @@ impl Store {
                             for ip in &out {
                                 let _ = std::fs::remove_file(self.dir.join(ip.to_string()));
                             }
-                            return Err(self.err(&ip.to_string(), e));
+                            return Err(io(self.err(&ip.to_string(), e)));
                         }
                         found = Some(ip);
                         break;
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(self.err(&ip.to_string(), e)),
+                    Err(e) => return Err(io(self.err(&ip.to_string(), e))),
                 }
             }
             let Some(ip) = found else {
@@ -87,7 +97,9 @@ impl Store {
                 for ip in &out {
                     let _ = std::fs::remove_file(self.dir.join(ip.to_string()));
                 }
-                return Err(format!("no free address left in {subnet}"));
+                return Err(ReserveError::Full(format!(
+                    "no free address left in {subnet}"
+                )));
             };
             let _ = std::fs::write(&last_file, ip.to_string());
             out.push(ip);
@@ -198,10 +210,12 @@ mod tests {
         let nets = [subnet("10.1.2.0/30"), subnet("10.9.0.0/30")];
         // /30: .1 is the gateway, .2 the only pod address.
         store.reserve(&nets[..1], "a", "eth0").unwrap();
-        let e = store.reserve(&nets, "b", "eth0").unwrap_err();
-        assert!(e.contains("10.1.2.0/30"), "{e}");
-        let e = store.reserve(&[nets[1], nets[0]], "b", "eth0").unwrap_err();
-        assert!(e.contains("10.1.2.0/30"), "{e}");
+        let full = ReserveError::Full("no free address left in 10.1.2.0/30".into());
+        assert_eq!(store.reserve(&nets, "b", "eth0").unwrap_err(), full);
+        assert_eq!(
+            store.reserve(&[nets[1], nets[0]], "b", "eth0").unwrap_err(),
+            full
+        );
         assert!(!d.path().join("n/10.9.0.2").exists());
     }
 }

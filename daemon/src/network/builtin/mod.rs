@@ -125,7 +125,10 @@ impl Builtin {
             tokio::task::spawn_blocking(move || store.reserve(&subnets, &id, &ifname))
                 .await
                 .map_err(|e| NetworkError::Builtin(e.to_string()))?
-                .map_err(NetworkError::Exhausted)?
+                .map_err(|e| match e {
+                    ipam::ReserveError::Full(m) => NetworkError::Exhausted(m),
+                    ipam::ReserveError::Io(m) => NetworkError::Builtin(m),
+                })?
         };
         // Known from here, so an undo releases exactly these.
         rec.ips = ips.clone();
