@@ -592,6 +592,76 @@ async fn builtin_network_honours_plugin_reservations_and_keeps_addresses_over_a_
     Ok(())
 }
 
+#[tokio::test]
+async fn builtin_network_dual_stack() -> Result<()> {
+    let mut e = env().await?;
+    let net = e.d.net();
+    let (subnet, index) = (
+        net.subnet.clone(),
+        net.bridge.trim_start_matches("crlt").to_owned(),
+    );
+    let v6 = format!("fd17:{index}::/64");
+    e.rt.update_runtime_config(UpdateRuntimeConfigRequest {
+        runtime_config: Some(RuntimeConfig {
+            network_config: Some(NetworkConfig {
+                pod_cidr: format!("{subnet},{v6}"),
+            }),
+        }),
+    })
+    .await?;
+    let mut web = e.pod_config("web6");
+    let host_port = free_port()?;
+    web.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port.into(),
+        host_ip: String::new(),
+    }];
+    let pod = e.run_pod_with(web).await?;
+    let status = pod_status(&mut e.rt, &pod)
+        .await?
+        .network
+        .context("network")?;
+    let v4: IpAddr = status.ip.parse()?;
+    assert!(v4.is_ipv4(), "{status:?}");
+    assert_eq!(status.additional_ips.len(), 1, "{status:?}");
+    let ip6: IpAddr = status.additional_ips[0].ip.parse()?;
+    let v6_net: std::net::Ipv6Addr = format!("fd17:{index}::").parse()?;
+    let IpAddr::V6(ip6_addr) = ip6 else {
+        bail!("{ip6} is not IPv6")
+    };
+    assert_eq!(
+        ip6_addr.segments()[..4],
+        v6_net.segments()[..4],
+        "{ip6} in {v6}"
+    );
+    let gateway = std::net::Ipv6Addr::from(u128::from(v6_net) + 1);
+    let show = "ip -6 -o addr show eth0; ip -6 route show default";
+    e.start(&pod, "web6", "show", &["sh", "-c", show]).await?;
+    let lines = wait_log(&e, "show", "default via", Duration::from_secs(20)).await?;
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("inet6 {ip6}/64"))),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("default via {gateway}"))),
+        "{lines:#?}"
+    );
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    // No pod's IPv6 DNAT rule is left either (the shared masquerade rule names the bridge).
+    let out = std::process::Command::new("ip6tables-save").output()?;
+    let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&v6_net.to_string()) && !l.contains("corral-net:"))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+    Ok(())
+}
+
 /// Median of `v` (sorted in place), in milliseconds.
 fn median_ms(v: &mut [Duration]) -> f64 {
     v.sort();
