@@ -50,8 +50,9 @@ impl Store {
     }
 
     /// Reserves one address of each subnet for pod `id`, the next free one after the last
-    /// reserved (host-local's round robin). An address already held by `id` is reused, so
-    /// a repeated ADD is idempotent.
+    /// reserved (host-local's round robin). Each pod's ADD runs once (a failed one releases
+    /// what it took), so the directory is not scanned for an address `id` already holds:
+    /// host-local does, which makes every ADD read every reservation.
     pub fn reserve(
         &self,
         subnets: &[Subnet],
@@ -61,12 +62,8 @@ impl Store {
         let io = ReserveError::Io;
         let _lock = self.lock().map_err(|e| io(self.err("lock", e)))?;
         let owner = format!("{id}{LINE_BREAK}{ifname}");
-        let mut out = Vec::with_capacity(subnets.len());
+        let mut out: Vec<IpAddr> = Vec::with_capacity(subnets.len());
         for (range, subnet) in subnets.iter().enumerate() {
-            if let Some(ip) = self.held_by(id, subnet) {
-                out.push(ip);
-                continue;
-            }
             let last_file = self.dir.join(format!("last_reserved_ip.{range}"));
             let last = std::fs::read_to_string(&last_file)
                 .ok()
@@ -105,14 +102,6 @@ impl Store {
             out.push(ip);
         }
         Ok(out)
-    }
-
-    /// The address of `subnet` that `id` holds, if any (a scan of the directory).
-    fn held_by(&self, id: &str, subnet: &Subnet) -> Option<IpAddr> {
-        self.owned_by(id)
-            .into_iter()
-            .find(|(ip, _)| subnet.contains(*ip))
-            .map(|(ip, _)| ip)
     }
 
     /// Every reservation whose owner is `id`.
@@ -177,13 +166,12 @@ mod tests {
     }
 
     #[test]
-    fn reserves_round_robin_reuses_and_releases_by_id() {
+    fn reserves_round_robin_and_releases_by_id() {
         let d = tempfile::tempdir().unwrap();
         let store = Store::new(d.path(), "corral");
         let nets = [subnet("10.1.2.0/29")];
         let a = store.reserve(&nets, "a", "eth0").unwrap();
         assert_eq!(a, ["10.1.2.2".parse::<IpAddr>().unwrap()]);
-        assert_eq!(store.reserve(&nets, "a", "eth0").unwrap(), a);
         let text = std::fs::read_to_string(d.path().join("corral/10.1.2.2")).unwrap();
         assert_eq!(text, "a\r\neth0");
         let b = store.reserve(&nets, "b", "eth0").unwrap();
