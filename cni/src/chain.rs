@@ -90,8 +90,19 @@ fn kind(plugin: &Map<String, Value>) -> &str {
 /// over the whole chain (so no address or rule is left behind) before the ADD error is
 /// returned.
 pub async fn add(list: &NetworkList, plugins: &Plugins, att: &Attachment) -> Result<Value, Error> {
+    add_after(list, plugins, att, None).await
+}
+
+/// [`add`], the first plugin getting `prev` as its `prevResult`: for a chain that continues
+/// what something other than a plugin set up (the daemon's built-in network runs the
+/// bandwidth plugin this way).
+pub async fn add_after(
+    list: &NetworkList,
+    plugins: &Plugins,
+    att: &Attachment,
+    mut prev: Option<Value>,
+) -> Result<Value, Error> {
     let args = att.cni_args();
-    let mut prev: Option<Value> = None;
     for plugin in &list.plugins {
         let cfg = plugin_config(list, plugin, att, prev.as_ref());
         let step = plugins

@@ -1,5 +1,5 @@
-//! Network configuration lists: loading them from a directory, checking them, and Corral's
-//! built-in default.
+//! Network configuration lists: loading them from a directory and checking them. (Corral's
+//! built-in network is done by the daemon without plugins.)
 
 use std::path::{Path, PathBuf};
 
@@ -200,65 +200,6 @@ fn read_file(path: &Path) -> Result<Vec<u8>, Error> {
     Ok(bytes)
 }
 
-/// The parameters of Corral's built-in network.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DefaultNetwork {
-    /// The network name (host-local keeps its reservations under `<data_dir>/<name>`).
-    pub name: String,
-    /// The bridge on the host.
-    pub bridge: String,
-    /// Pod subnets, one per address family (`10.86.0.0/16`, `fd86::/64`).
-    pub subnets: Vec<String>,
-    /// host-local's reservation directory.
-    pub data_dir: PathBuf,
-}
-
-impl DefaultNetwork {
-    /// bridge (gateway, masquerade, hairpin) with host-local IPAM over `subnets`, then
-    /// portmap and bandwidth. The loopback device needs no plugin: the pod's shim brings it up.
-    pub fn list(&self) -> NetworkList {
-        let ranges: Vec<Value> = self
-            .subnets
-            .iter()
-            .map(|s| json!([{ "subnet": s }]))
-            .collect();
-        let routes: Vec<Value> = self
-            .subnets
-            .iter()
-            .map(|s| {
-                let dst = if s.contains(':') { "::/0" } else { "0.0.0.0/0" };
-                json!({ "dst": dst })
-            })
-            .collect();
-        let plugin = |v: Value| match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        };
-        NetworkList {
-            name: self.name.clone(),
-            cni_version: "1.0.0".into(),
-            plugins: vec![
-                plugin(json!({
-                    "type": "bridge",
-                    "bridge": self.bridge,
-                    "isGateway": true,
-                    "ipMasq": true,
-                    "hairpinMode": true,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": ranges,
-                        "routes": routes,
-                        "dataDir": self.data_dir,
-                    },
-                })),
-                plugin(json!({ "type": "portmap", "capabilities": { "portMappings": true } })),
-                plugin(json!({ "type": "bandwidth", "capabilities": { "bandwidth": true } })),
-            ],
-            source: None,
-        }
-    }
-}
-
 /// Checks a subnet in CIDR notation (`10.1.0.0/16`, `fd00::/64`), returning it normalised.
 pub fn check_subnet(cidr: &str) -> Result<String, String> {
     let (addr, prefix) = cidr
@@ -274,7 +215,7 @@ pub fn check_subnet(cidr: &str) -> Result<String, String> {
         .ok()
         .filter(|p| *p <= max && *p > 0)
         .ok_or_else(|| format!("{cidr:?}: prefix must be 1 to {max}"))?;
-    // host-local needs room for a gateway and at least one pod.
+    // Room for a gateway and at least one pod.
     if max - prefix < 2 {
         return Err(format!("{cidr:?}: subnet too small for pods"));
     }
@@ -360,24 +301,6 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
-    }
-
-    #[test]
-    fn default_network_round_trips() {
-        let d = DefaultNetwork {
-            name: "corral".into(),
-            bridge: "corral0".into(),
-            subnets: vec!["10.86.0.0/16".into(), "fd86::/64".into()],
-            data_dir: "/var/lib/corral/cni".into(),
-        };
-        let l = d.list();
-        assert_eq!(
-            l.plugin_types().collect::<Vec<_>>(),
-            ["bridge", "portmap", "bandwidth"]
-        );
-        assert_eq!(l.plugins[0]["ipam"]["routes"][1]["dst"], "::/0");
-        let back = NetworkList::from_json(&l.to_json(), Path::new("record")).unwrap();
-        assert_eq!(back, l);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A CNI runtime: what containerd's go-cni and libcni do for containerd, for Corral.
 //!
 //! - [`config`] finds and validates a network configuration list (`.conflist`, or a single
-//!   `.conf` wrapped into one) and builds Corral's built-in default.
+//!   `.conf` wrapped into one).
 //! - [`invoke`] finds a plugin binary and runs it with the CNI environment, a time limit and
 //!   bounded output.
 //! - [`chain`] runs ADD over every plugin of a list (each getting the previous result and the
@@ -18,7 +18,7 @@ pub mod invoke;
 pub mod result;
 
 pub use chain::{Attachment, add, del};
-pub use config::{DefaultNetwork, NetworkList};
+pub use config::NetworkList;
 pub use invoke::Plugins;
 
 use std::path::PathBuf;

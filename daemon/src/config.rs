@@ -162,8 +162,10 @@ pub struct NetworkConfig {
     pub plugin_dirs: Vec<PathBuf>,
     /// Time limit of one plugin call, in seconds.
     pub plugin_timeout_secs: u64,
-    /// With no config in `conf_dir`, use the built-in network (bridge, host-local, portmap,
-    /// bandwidth). When false, pods cannot start until a config exists.
+    /// With no config in `conf_dir`, use the built-in network (done by corrald over netlink:
+    /// bridge, veth, host-local-compatible IP reservations, masquerade, host ports; the
+    /// bandwidth plugin for pods with bandwidth limits). When false, pods cannot start until a
+    /// config exists.
     pub builtin_default: bool,
     /// The built-in network's bridge.
     pub bridge: String,

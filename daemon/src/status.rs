@@ -94,7 +94,7 @@ fn network_status(e: crate::network::NetworkError, message: String) -> Status {
     use crate::network::NetworkError as N;
     use corral_cni::Error as C;
     match e {
-        N::Cni(C::Plugin { msg, .. }) if says_out_of_space(&msg) => {
+        N::Cni(C::Plugin { msg, .. }) | N::Builtin(msg) if says_out_of_space(&msg) => {
             Status::resource_exhausted(message)
         }
         N::InvalidArgument(_) => Status::invalid_argument(message),
@@ -102,7 +102,10 @@ fn network_status(e: crate::network::NetworkError, message: String) -> Status {
             Status::failed_precondition(message)
         }
         N::Cni(C::Timeout { .. }) => Status::deadline_exceeded(message),
-        N::Cni(C::Plugin { .. } | C::BadResult { .. }) | N::Io { .. } => Status::internal(message),
+        N::Exhausted(_) => Status::resource_exhausted(message),
+        N::Cni(C::Plugin { .. } | C::BadResult { .. }) | N::Io { .. } | N::Builtin(_) => {
+            Status::internal(message)
+        }
     }
 }
 
@@ -147,5 +150,26 @@ mod tests {
         let other = plugin("failed to set bridge addr: permission denied");
         let message = other.to_string();
         assert_eq!(network_status(other, message).code(), tonic::Code::Internal);
+        // The built-in network: a reservation on a full disk, a full subnet, anything else.
+        use crate::network::NetworkError as N;
+        for (e, code) in [
+            (
+                N::Builtin(
+                    "IP reservations /r/10.88.0.2: No space left on device (os error 28)".into(),
+                ),
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                N::Exhausted("no free address left in 10.88.0.0/16".into()),
+                tonic::Code::ResourceExhausted,
+            ),
+            (
+                N::Builtin("veth x: File exists".into()),
+                tonic::Code::Internal,
+            ),
+        ] {
+            let message = e.to_string();
+            assert_eq!(network_status(e, message).code(), code);
+        }
     }
 }

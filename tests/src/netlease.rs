@@ -1,7 +1,8 @@
 //! A pod network of its own for each test daemon: a bridge name and a /24 subnet that no other
 //! test daemon on this machine holds (a lock file per index, held while the lease lives), with
 //! forwarding out of the subnet dropped so test traffic never leaves the machine. On drop the
-//! bridge and the rule are removed.
+//! bridge, the rule, and every rule naming the subnet (the built-in network's masquerade
+//! rules, which corrald keeps as long as the bridge) are removed.
 
 use std::fs::File;
 use std::path::Path;
@@ -39,6 +40,7 @@ impl NetLease {
             // A bridge or rules left by a test process that was killed.
             lease.remove_bridge();
             lease.sweep_rules();
+            lease.sweep_v6_rules();
             iptables(&lease.forward_rule("-D"));
             if !iptables(&lease.forward_rule("-I")) {
                 bail!("iptables: cannot add the FORWARD rule for {}", lease.subnet);
@@ -68,6 +70,37 @@ impl NetLease {
         .iter()
         .map(|s| (*s).to_owned())
         .collect()
+    }
+
+    /// Removes ip6tables rules naming the IPv6 subnet tests pair with this lease
+    /// (`fd17:<index>::/64`): the built-in network's masquerade rule for it.
+    fn sweep_v6_rules(&self) {
+        let index = self.bridge.trim_start_matches("crlt");
+        // As ip6tables prints it (`fd17::` for index 0), which no other index's contains.
+        let Ok(net) = format!("fd17:{index}::").parse::<std::net::Ipv6Addr>() else {
+            return;
+        };
+        let prefix = net.to_string();
+        let Ok(out) = Command::new("ip6tables-save").args(["-t", "nat"]).output() else {
+            return;
+        };
+        for l in String::from_utf8_lossy(&out.stdout).lines() {
+            if l.starts_with("-A ") && l.contains(&prefix) {
+                // `-A CHAIN rule...` → `-D CHAIN rule...`; iptables-save's quoting is for a shell.
+                let script = format!("*nat\n-D{}\nCOMMIT\n", &l[2..]);
+                if let Ok(mut child) = Command::new("ip6tables-restore")
+                    .args(["-w", "--noflush"])
+                    .stdin(std::process::Stdio::piped())
+                    .spawn()
+                {
+                    if let Some(mut stdin) = child.stdin.take() {
+                        use std::io::Write as _;
+                        let _ = stdin.write_all(script.as_bytes());
+                    }
+                    let _ = child.wait();
+                }
+            }
+        }
     }
 
     /// Removes iptables rules (nat and filter) naming an address of the subnet, and the `CNI-`
@@ -148,6 +181,8 @@ fn iptables(args: &[String]) -> bool {
 impl Drop for NetLease {
     fn drop(&mut self) {
         while iptables(&self.forward_rule("-D")) {}
+        self.sweep_rules();
+        self.sweep_v6_rules();
         self.remove_bridge();
     }
 }

@@ -239,8 +239,8 @@ async fn creation_on_a_full_disk(
     Held::now(&e).assert_same(&before, "after a restart");
 
     // Room comes back a page at a time: until RunPodSandbox has what it needs, it fails at
-    // whichever write comes first (a record, the shim's files, host-local's IP reservation
-    // under the root), always RESOURCE_EXHAUSTED and leaving nothing.
+    // whichever write comes first (a record, the shim's files, the built-in network's IP
+    // reservation under the root), always RESOURCE_EXHAUSTED and leaving nothing.
     let mut second = None;
     for n in 0..SPARE_PAGES {
         std::fs::remove_file(full(&e).join(format!("filler-spare-{n}")))?;
@@ -272,6 +272,7 @@ async fn creation_on_a_full_disk(
     assert_eq!(status.exit_code, 0);
     e.remove_pod(&second).await?;
     e.remove_pod(&pod).await?;
+    e.wait_for_veths_to_go();
     let left = Held::now(&e);
     assert_eq!(left.shims, 0);
     assert_eq!(left.veths, 0);

@@ -1,7 +1,9 @@
-//! Pod networking through the real CNI plugins (bridge, host-local, portmap, bandwidth, tuning):
-//! pod IPs, localhost and pod-to-pod traffic, host ports, resolv.conf and hosts, readiness,
-//! configs picked up without a restart, failures that leave nothing behind, and DEL after a
-//! daemon restart. Each daemon has its own bridge and /24 (see `corral_tests::netlease`).
+//! Pod networking on the built-in network (corrald over netlink) and through the real CNI
+//! plugins (bridge, host-local, portmap, bandwidth, tuning): pod IPs, localhost and pod-to-pod
+//! traffic, host ports, resolv.conf and hosts, readiness, configs picked up without a restart,
+//! failures that leave nothing behind, DEL after a daemon restart, and pods the plugins
+//! attached before the built-in network moved in process. Each daemon has its own bridge and
+//! /24 (see `corral_tests::netlease`).
 
 use crate::common;
 
@@ -188,6 +190,11 @@ async fn pods_reach_each_other_over_localhost_pod_ips_and_host_ports() -> Result
 async fn fifty_sandboxes_get_distinct_ips_and_leave_nothing() -> Result<()> {
     let mut e = env().await?;
     let subnet = e.d.net().subnet.clone();
+    let fds = |e: &PodEnv| {
+        let pid = e.d.pid().unwrap_or(0);
+        std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+    };
+    let fds_before = fds(&e);
     let mut ids = Vec::new();
     for batch in [20, 30] {
         let calls: Vec<_> = (0..batch)
@@ -236,6 +243,12 @@ async fn fifty_sandboxes_get_distinct_ips_and_leave_nothing() -> Result<()> {
         r.await??;
     }
     e.assert_clean();
+    // Nothing per pod stays open in corrald (netlink sockets, reservation locks).
+    let fds_after = fds(&e);
+    assert!(
+        fds_after <= fds_before + 10,
+        "corrald had {fds_before} descriptors before 50 pods, {fds_after} after"
+    );
     Ok(())
 }
 
@@ -488,6 +501,234 @@ async fn bad_network_input_and_pod_cidr() -> Result<()> {
     );
     e.remove_pod(&pod).await?;
     assert!(iptables_rules_for(&subnet).is_empty());
+    e.assert_clean();
+    Ok(())
+}
+
+/// The conflist earlier versions ran as the built-in network (bridge, host-local, portmap,
+/// bandwidth), on this daemon's bridge, subnet and reservation directory.
+fn plugin_builtin(e: &PodEnv) -> String {
+    let net = e.d.net();
+    serde_json::json!({
+        "cniVersion": "1.0.0",
+        "name": "corral",
+        "plugins": [
+            {
+                "type": "bridge", "bridge": net.bridge, "isGateway": true, "ipMasq": true,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{ "subnet": net.subnet }]],
+                    "routes": [{ "dst": "0.0.0.0/0" }],
+                    "dataDir": e.d.root().join("cni/networks"),
+                },
+            },
+            { "type": "portmap", "capabilities": { "portMappings": true } },
+            { "type": "bandwidth", "capabilities": { "bandwidth": true } },
+        ],
+    })
+    .to_string()
+}
+
+/// `kind` in a pod's `network.json` (none in records of the plugin path before it had one).
+fn record_kind(e: &PodEnv, pod: &str) -> Result<String> {
+    let path = e.d.root().join("pods").join(pod).join("network.json");
+    let rec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+    Ok(rec["kind"].as_str().unwrap_or("").to_owned())
+}
+
+#[tokio::test]
+async fn builtin_network_honours_plugin_reservations_and_keeps_addresses_over_a_restart()
+-> Result<()> {
+    let mut e = env().await?;
+    let subnet = e.d.net().subnet.clone();
+    let conf_dir = e.d.cni_conf_dir();
+
+    // A pod attached by the plugins, as earlier versions' built-in network did.
+    std::fs::create_dir_all(&conf_dir)?;
+    std::fs::write(conf_dir.join("10-old.conflist"), plugin_builtin(&e))?;
+    let old = e.run_pod("old").await?;
+    let old_ip = pod_ip(&mut e.rt, &old, &subnet).await?;
+    assert_eq!(record_kind(&e, &old)?, "cni");
+    std::fs::remove_file(conf_dir.join("10-old.conflist"))?;
+
+    // The in-process network honours the plugin's reservation.
+    let new = e.run_pod("new").await?;
+    let new_ip = pod_ip(&mut e.rt, &new, &subnet).await?;
+    assert_ne!(old_ip, new_ip);
+    assert_eq!(record_kind(&e, &new)?, "builtin");
+    assert_eq!(e.d.ip_reservations().len(), 2);
+    // Pod to pod across the two kinds of attachment.
+    e.start(&old, "old", "web", &["sh", "-c", HTTPD]).await?;
+    let fetch = format!("until wget -q -O - http://{old_ip}:8080/; do sleep 0.1; done");
+    e.start(&new, "new", "fetch", &["sh", "-c", &fetch]).await?;
+    wait_log(&e, "fetch", "hello-from-web", Duration::from_secs(20)).await?;
+
+    // A crash of corrald: the addresses stay, and a new pod gets another.
+    e.d.kill()?;
+    e.d.start_again().await?;
+    e.rt = e.d.runtime().await?;
+    assert_eq!(pod_ip(&mut e.rt, &new, &subnet).await?, new_ip);
+    assert_eq!(pod_ip(&mut e.rt, &old, &subnet).await?, old_ip);
+    let third = e.run_pod("third").await?;
+    let third_ip = pod_ip(&mut e.rt, &third, &subnet).await?;
+    assert!(third_ip != old_ip && third_ip != new_ip, "{third_ip}");
+    assert_eq!(e.d.ip_reservations().len(), 3);
+
+    // The old pod's DEL goes to the plugins, the others' to corrald; twice is fine.
+    for pod in [&old, &new, &third] {
+        for _ in 0..2 {
+            e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await?;
+        }
+    }
+    assert!(e.d.ip_reservations().is_empty());
+    for pod in [&old, &new, &third] {
+        e.remove_pod(pod).await?;
+    }
+    e.assert_clean();
+    Ok(())
+}
+
+#[tokio::test]
+async fn builtin_network_dual_stack() -> Result<()> {
+    let mut e = env().await?;
+    let net = e.d.net();
+    let (subnet, index) = (
+        net.subnet.clone(),
+        net.bridge.trim_start_matches("crlt").to_owned(),
+    );
+    let v6 = format!("fd17:{index}::/64");
+    e.rt.update_runtime_config(UpdateRuntimeConfigRequest {
+        runtime_config: Some(RuntimeConfig {
+            network_config: Some(NetworkConfig {
+                pod_cidr: format!("{subnet},{v6}"),
+            }),
+        }),
+    })
+    .await?;
+    let mut web = e.pod_config("web6");
+    let host_port = free_port()?;
+    web.port_mappings = vec![PortMapping {
+        protocol: Protocol::Tcp as i32,
+        container_port: 8080,
+        host_port: host_port.into(),
+        host_ip: String::new(),
+    }];
+    let pod = e.run_pod_with(web).await?;
+    let status = pod_status(&mut e.rt, &pod)
+        .await?
+        .network
+        .context("network")?;
+    let v4: IpAddr = status.ip.parse()?;
+    assert!(v4.is_ipv4(), "{status:?}");
+    assert_eq!(status.additional_ips.len(), 1, "{status:?}");
+    let ip6: IpAddr = status.additional_ips[0].ip.parse()?;
+    let v6_net: std::net::Ipv6Addr = format!("fd17:{index}::").parse()?;
+    let IpAddr::V6(ip6_addr) = ip6 else {
+        bail!("{ip6} is not IPv6")
+    };
+    assert_eq!(
+        ip6_addr.segments()[..4],
+        v6_net.segments()[..4],
+        "{ip6} in {v6}"
+    );
+    let gateway = std::net::Ipv6Addr::from(u128::from(v6_net) + 1);
+    let show = "ip -6 -o addr show eth0; ip -6 route show default";
+    e.start(&pod, "web6", "show", &["sh", "-c", show]).await?;
+    let lines = wait_log(&e, "show", "default via", Duration::from_secs(20)).await?;
+    assert!(
+        lines.iter().any(|l| l.contains(&format!("inet6 {ip6}/64"))),
+        "{lines:#?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains(&format!("default via {gateway}"))),
+        "{lines:#?}"
+    );
+    e.remove_pod(&pod).await?;
+    e.assert_clean();
+    // No pod's IPv6 DNAT rule is left either (the shared masquerade rule names the bridge).
+    let out = std::process::Command::new("ip6tables-save").output()?;
+    let left: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&v6_net.to_string()) && !l.contains("corral-net:"))
+        .map(str::to_owned)
+        .collect();
+    assert!(left.is_empty(), "{left:#?}");
+    Ok(())
+}
+
+/// Median of `v` (sorted in place), in milliseconds.
+fn median_ms(v: &mut [Duration]) -> f64 {
+    v.sort();
+    v[v.len() / 2].as_secs_f64() * 1000.0
+}
+
+/// Times 30 pods from scratch (RunPodSandbox + CreateContainer + StartContainer) and their
+/// StopPodSandbox, on the host network (no network work: the baseline), the built-in network
+/// and the plugin chain it replaced; prints medians. A measurement, not a check: `cargo nextest run -p corral-tests --run-ignored
+/// only -E 'test(/network_timings/)' --no-capture`.
+#[tokio::test]
+#[ignore = "a measurement; run by hand"]
+async fn network_timings() -> Result<()> {
+    let mut e = env().await?;
+    let conf_dir = e.d.cni_conf_dir();
+    std::fs::create_dir_all(&conf_dir)?;
+    let runs = [
+        ("host network", None),
+        ("built-in", None),
+        ("plugins", Some(plugin_builtin(&e))),
+        ("built-in again", None),
+    ];
+    for (label, conflist) in runs {
+        match &conflist {
+            Some(c) => std::fs::write(conf_dir.join("10-old.conflist"), c)?,
+            None => {
+                let _ = std::fs::remove_file(conf_dir.join("10-old.conflist"));
+            }
+        }
+        let (mut up, mut run, mut stop) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..32 {
+            let name = format!("{}-{i}", label.replace(' ', "-"));
+            let t = Instant::now();
+            let config = e.pod_config(&name);
+            let config = if label == "host network" {
+                host_network(config)
+            } else {
+                config
+            };
+            let pod = e.run_pod_with(config).await?;
+            let ran = t.elapsed();
+            e.start(&pod, &name, &format!("c-{name}"), &["sleep", "3600"])
+                .await?;
+            let started = t.elapsed();
+            let t = Instant::now();
+            e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+                pod_sandbox_id: pod.clone(),
+            })
+            .await?;
+            let stopped = t.elapsed();
+            e.remove_pod(&pod).await?;
+            // Two warm-ups.
+            if i >= 2 {
+                run.push(ran);
+                up.push(started);
+                stop.push(stopped);
+            }
+        }
+        println!(
+            "{label}: RunPodSandbox {:.1} ms, pod + container from scratch {:.1} ms, StopPodSandbox {:.1} ms (medians of {})",
+            median_ms(&mut run),
+            median_ms(&mut up),
+            median_ms(&mut stop),
+            up.len()
+        );
+    }
+    let _ = std::fs::remove_file(conf_dir.join("10-old.conflist"));
     e.assert_clean();
     Ok(())
 }

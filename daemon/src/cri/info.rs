@@ -4,11 +4,11 @@
 
 use std::collections::HashMap;
 
-use corral_cni::NetworkList;
 use corral_cri_api::v1::RuntimeFeatures;
 use serde_json::json;
 
 use crate::config::Config;
+use crate::network::Chosen;
 
 /// The CRIU behind checkpoints: which program, and whether `criu check` passes.
 pub struct CriuInfo<'a> {
@@ -19,7 +19,7 @@ pub struct CriuInfo<'a> {
 /// `versions`, `cgroups`, `cni`, `featureFlags`.
 pub fn verbose_info(
     config: &Config,
-    network: &Result<NetworkList, String>,
+    network: &Result<Chosen, String>,
     user_namespaces: bool,
     criu: CriuInfo<'_>,
 ) -> HashMap<String, String> {
@@ -49,10 +49,19 @@ pub fn verbose_info(
         }
     };
     let cni = match network {
-        Ok(list) => json!({
+        Ok(Chosen::Cni(list)) => json!({
             "ready": true,
             "network": list.name,
-            "source": list.source.as_ref().map_or_else(|| "built-in".to_owned(), |p| p.display().to_string()),
+            "source": list.source.as_ref().map_or_else(|| "a config without a file".to_owned(), |p| p.display().to_string()),
+            "confDir": config.network.conf_dir,
+            "pluginDirs": config.network.plugin_dirs,
+        }),
+        Ok(Chosen::Builtin(params)) => json!({
+            "ready": true,
+            "network": params.name,
+            "source": "built-in",
+            "bridge": params.bridge,
+            "subnets": params.subnets,
             "confDir": config.network.conf_dir,
             "pluginDirs": config.network.plugin_dirs,
         }),

@@ -135,10 +135,8 @@ impl RuntimeService for RuntimeApi {
             let config = serde_json::to_string(&*self.config)
                 .map_err(|e| Status::internal(format!("encode config: {e}")))?;
             info.insert("config".to_owned(), config);
-            if let Ok(list) = &network {
-                let mut cni = list.to_json();
-                cni["source"] = serde_json::json!(list.source);
-                info.insert("cniconfig".to_owned(), cni.to_string());
+            if let Ok(chosen) = &network {
+                info.insert("cniconfig".to_owned(), chosen.describe().to_string());
             }
             let criu = super::info::CriuInfo {
                 program: self.criu.program(),

@@ -1,10 +1,12 @@
-//! Pod networking through CNI: which network pods join (a config file, or the built-in
-//! default), whether it is ready, and attaching and detaching a pod's network namespace.
+//! Pod networking: which network pods join (a CNI config file, run through the plugins, or
+//! the built-in default, done in process by [`builtin`]), whether it is ready, and attaching
+//! and detaching a pod's network namespace.
 //!
 //! The config directory is read on every use, so a config added or changed later is picked up
 //! without a restart. What an attachment needs for its DEL is returned as a [`NetworkRecord`],
 //! which the pod subsystem persists next to the pod.
 
+mod builtin;
 mod capabilities;
 
 use std::net::IpAddr;
@@ -13,7 +15,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use corral_cni::config::{Found, check_subnet, load_dir};
-use corral_cni::{Attachment, DefaultNetwork, NetworkList, Plugins};
+use corral_cni::{Attachment, NetworkList, Plugins};
 use corral_cri_api::v1::PodSandboxConfig;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -37,6 +39,10 @@ pub enum NetworkError {
     InvalidArgument(String),
     #[error(transparent)]
     Cni(#[from] corral_cni::Error),
+    #[error("built-in network: {0}")]
+    Builtin(String),
+    #[error("built-in network: {0}")]
+    Exhausted(String),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -49,7 +55,12 @@ pub enum NetworkError {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct NetworkRecord {
     pub version: u32,
-    /// The network configuration list ADD ran with (DEL must run with the same).
+    /// Who attached the pod; records written before the built-in network was done in
+    /// process have none: CNI (their `network` is the plugins' list, detached by them).
+    #[serde(default)]
+    pub kind: NetworkKind,
+    /// What ADD ran with (DEL must run with the same): the CNI network configuration list,
+    /// or the built-in network's [`builtin::Params`].
     pub network: Value,
     pub attachment: Attachment,
     /// The chain's result.
@@ -60,16 +71,55 @@ pub struct NetworkRecord {
     pub attached: bool,
 }
 
+/// Which code attaches and detaches a pod.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetworkKind {
+    /// The plugins of a network configuration list.
+    #[default]
+    Cni,
+    /// corrald itself ([`builtin`]).
+    Builtin,
+}
+
+/// The network pods join now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Chosen {
+    /// A config from the config directory, run through its plugins.
+    Cni(NetworkList),
+    /// The built-in network.
+    Builtin(builtin::Params),
+}
+
+impl Chosen {
+    /// What Status shows as `cniconfig` (with `source`, the file, for a config).
+    pub fn describe(&self) -> Value {
+        match self {
+            Chosen::Cni(list) => {
+                let mut doc = list.to_json();
+                doc["source"] = serde_json::json!(list.source);
+                doc
+            }
+            Chosen::Builtin(params) => serde_json::json!({
+                "name": params.name,
+                "builtin": params,
+                "source": null,
+            }),
+        }
+    }
+}
+
 /// The pod network subsystem.
 pub struct Network {
     cfg: NetworkConfig,
     plugins: Plugins,
-    /// host-local's reservations for the built-in network.
+    /// The built-in network's IP reservations (host-local's data directory layout).
     ipam_dir: PathBuf,
     /// Where the pod CIDR from UpdateRuntimeConfig is kept.
     cidr_file: PathBuf,
     /// The built-in network's subnets (the config's, or UpdateRuntimeConfig's).
     subnets: Mutex<Vec<String>>,
+    builtin: builtin::Builtin,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
@@ -97,24 +147,24 @@ impl Network {
             ipam_dir: dir.join("networks"),
             cidr_file,
             cfg,
+            builtin: builtin::Builtin::new(),
             metrics,
         }
     }
 
     /// The network pods join now: the first valid config in `conf_dir`, else the built-in one
     /// (when enabled). The error says why there is none.
-    pub fn current(&self) -> Result<NetworkList, String> {
+    pub fn current(&self) -> Result<Chosen, String> {
         let dir = &self.cfg.conf_dir;
         match load_dir(dir) {
-            Found::List(list) => Ok(list),
+            Found::List(list) => Ok(Chosen::Cni(list)),
             Found::Invalid(e) => Err(format!("no valid network config in {}: {e}", dir.display())),
-            Found::Nothing if self.cfg.builtin_default => Ok(DefaultNetwork {
+            Found::Nothing if self.cfg.builtin_default => Ok(Chosen::Builtin(builtin::Params {
                 name: DEFAULT_NAME.into(),
                 bridge: self.cfg.bridge.clone(),
                 subnets: crate::pods::lock(&self.subnets).clone(),
                 data_dir: self.ipam_dir.clone(),
-            }
-            .list()),
+            })),
             Found::Nothing => Err(format!(
                 "no network config found in {} (and the built-in default is disabled)",
                 dir.display()
@@ -122,13 +172,16 @@ impl Network {
         }
     }
 
-    /// The current network, once each of its plugins is found.
-    pub fn ready(&self) -> Result<NetworkList, String> {
-        let list = self.current()?;
-        for kind in list.plugin_types() {
-            self.plugins.find(kind).map_err(|e| e.to_string())?;
+    /// The current network, once each of its plugins is found (the built-in network needs
+    /// none; its bandwidth plugin is looked for by the pods that ask for limits).
+    pub fn ready(&self) -> Result<Chosen, String> {
+        let chosen = self.current()?;
+        if let Chosen::Cni(list) = &chosen {
+            for kind in list.plugin_types() {
+                self.plugins.find(kind).map_err(|e| e.to_string())?;
+            }
         }
-        Ok(list)
+        Ok(chosen)
     }
 
     /// UpdateRuntimeConfig's pod CIDR (comma-separated for dual stack) becomes the built-in
@@ -172,14 +225,22 @@ impl Network {
     /// the middle still leads to DEL (which tolerates what ADD never made).
     pub fn intent(
         &self,
-        list: &NetworkList,
+        chosen: &Chosen,
         id: &str,
         netns: &Path,
         pod: &PodSandboxConfig,
     ) -> Result<NetworkRecord, NetworkError> {
+        let (kind, network) = match chosen {
+            Chosen::Cni(list) => (NetworkKind::Cni, list.to_json()),
+            Chosen::Builtin(params) => (
+                NetworkKind::Builtin,
+                serde_json::to_value(params).map_err(|e| NetworkError::Builtin(e.to_string()))?,
+            ),
+        };
         Ok(NetworkRecord {
             version: RECORD_VERSION,
-            network: list.to_json(),
+            kind,
+            network,
             attachment: Attachment {
                 container_id: id.to_owned(),
                 netns: netns.to_path_buf(),
@@ -193,8 +254,18 @@ impl Network {
         })
     }
 
-    /// Runs ADD for the record's attachment and fills in its result and IPs.
+    /// Runs ADD for the record's attachment and fills in its result and IPs. A failed ADD
+    /// has undone itself.
     pub async fn add(&self, rec: &mut NetworkRecord) -> Result<(), NetworkError> {
+        if rec.kind == NetworkKind::Builtin {
+            let started = std::time::Instant::now();
+            let done = self.builtin.add(&self.plugins, rec).await;
+            self.metrics
+                .cni("ADD", done.is_ok(), started.elapsed().as_secs_f64());
+            done?;
+            tracing::debug!(pod = %rec.attachment.container_id, ips = ?rec.ips, elapsed = ?started.elapsed(), "built-in network ADD");
+            return Ok(());
+        }
         let list = NetworkList::from_json(&rec.network, Path::new("network.json"))?;
         let started = std::time::Instant::now();
         let result = corral_cni::add(&list, &self.plugins, &rec.attachment).await;
@@ -207,8 +278,27 @@ impl Network {
         Ok(())
     }
 
+    /// DEL for an attachment whose RunPodSandbox fails after ADD: as [`Network::detach`], but
+    /// the built-in network deletes the pod's veth at once instead of leaving it to the
+    /// namespace, so the failed call leaves nothing behind when it answers.
+    pub async fn undo(&self, rec: &NetworkRecord) -> Result<(), NetworkError> {
+        if rec.kind == NetworkKind::Builtin {
+            return self.builtin.undo(&self.plugins, rec).await;
+        }
+        self.detach(rec).await
+    }
+
     /// Runs DEL for an attachment (with the network config ADD used). Idempotent.
     pub async fn detach(&self, rec: &NetworkRecord) -> Result<(), NetworkError> {
+        if rec.kind == NetworkKind::Builtin {
+            let started = std::time::Instant::now();
+            let done = self.builtin.del(&self.plugins, rec).await;
+            self.metrics
+                .cni("DEL", done.is_ok(), started.elapsed().as_secs_f64());
+            done?;
+            tracing::debug!(pod = %rec.attachment.container_id, elapsed = ?started.elapsed(), "built-in network DEL");
+            return Ok(());
+        }
         let list = NetworkList::from_json(&rec.network, Path::new("network.json"))?;
         let started = std::time::Instant::now();
         // No result when a crash came between the record and ADD's answer.
@@ -240,17 +330,41 @@ mod tests {
     fn config_dir_wins_over_the_builtin_default_and_is_reread() {
         let d = tempfile::tempdir().unwrap();
         let n = network(d.path(), d.path(), true);
-        assert_eq!(n.current().unwrap().name, DEFAULT_NAME);
-        let e = n.ready().unwrap_err();
-        assert!(e.contains("\"bridge\" not found"), "{e}");
+        // The built-in network needs no plugin.
+        let Ok(Chosen::Builtin(p)) = n.ready() else {
+            panic!("{:?}", n.ready())
+        };
+        assert_eq!(p.name, DEFAULT_NAME);
         std::fs::write(
             d.path().join("10-mine.conflist"),
             r#"{"cniVersion":"1.0.0","name":"mine","plugins":[{"type":"ptp"}]}"#,
         )
         .unwrap();
-        assert_eq!(n.current().unwrap().name, "mine");
+        let Ok(Chosen::Cni(list)) = n.current() else {
+            panic!("{:?}", n.current())
+        };
+        assert_eq!(list.name, "mine");
+        let e = n.ready().unwrap_err();
+        assert!(e.contains("\"ptp\" not found"), "{e}");
         let off = network(&d.path().join("empty"), d.path(), false);
         assert!(off.current().unwrap_err().contains("disabled"));
+    }
+
+    #[test]
+    fn records_without_a_kind_are_cni() {
+        let rec: NetworkRecord = serde_json::from_value(serde_json::json!({
+            "version": 1, "network": {}, "result": null, "ips": [], "attached": true,
+            "attachment": { "container_id": "c", "netns": "/n", "ifname": "eth0",
+                            "args": [], "runtime_config": {} },
+        }))
+        .unwrap();
+        assert_eq!(rec.kind, NetworkKind::Cni);
+        let text = serde_json::to_string(&NetworkRecord {
+            kind: NetworkKind::Builtin,
+            ..rec
+        })
+        .unwrap();
+        assert!(text.contains(r#""kind":"builtin""#), "{text}");
     }
 
     #[test]
@@ -261,10 +375,9 @@ mod tests {
         assert!(e.contains("pod_cidr"), "{e}");
         n.set_pod_cidr("10.9.0.0/16,fd09::/64").unwrap();
         let again = network(d.path(), d.path(), true);
-        let list = again.current().unwrap();
-        assert_eq!(
-            list.plugins[0]["ipam"]["ranges"][1][0]["subnet"],
-            "fd09::/64"
-        );
+        let Ok(Chosen::Builtin(p)) = again.current() else {
+            panic!("{:?}", again.current())
+        };
+        assert_eq!(p.subnets, ["10.9.0.0/16", "fd09::/64"]);
     }
 }

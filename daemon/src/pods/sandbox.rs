@@ -15,9 +15,8 @@ use super::names::new_id;
 use super::shim_client::ShimClient;
 use super::{PodError, Pods, Result, Sandbox, lock, rootfs};
 use crate::handlers::Resolve;
-use crate::network::{NetworkError, NetworkRecord};
+use crate::network::{Chosen, NetworkError, NetworkRecord};
 use crate::spec;
-use corral_cni::NetworkList;
 
 /// The pod's CNI attachment record, in its record directory.
 pub(super) const NETWORK_FILE: &str = "network.json";
@@ -332,7 +331,7 @@ impl Pods {
         ns: &PodNamespaces,
         shim_config: &ShimConfig,
         meta: &SandboxMeta,
-        network: Option<&NetworkList>,
+        network: Option<&Chosen>,
     ) -> Result<(Option<NetworkRecord>, i32)> {
         crate::dirs::create(dir, crate::dirs::PRIVATE).map_err(|e| PodError::io(dir, e))?;
         if !ns.host_ipc {
@@ -346,10 +345,10 @@ impl Pods {
         tracing::debug!(pod = %meta.id, shim = pid, "shim ready");
         let records = self.pod_record_dir(&meta.id);
         let attachment = match network {
-            Some(list) => {
+            Some(chosen) => {
                 let netns = dir.join("ns").join("net");
                 // Recorded before ADD runs, so a crash during it still leads to DEL.
-                let mut rec = self.network.intent(list, &meta.id, &netns, config)?;
+                let mut rec = self.network.intent(chosen, &meta.id, &netns, config)?;
                 model::save(&records.join(NETWORK_FILE), &rec)?;
                 // A failed ADD has run DEL itself.
                 self.network.add(&mut rec).await?;
@@ -377,9 +376,9 @@ impl Pods {
         })();
         if let Err(e) = saved {
             if let Some(rec) = &attachment
-                && let Err(de) = self.network.detach(rec).await
+                && let Err(de) = self.network.undo(rec).await
             {
-                tracing::warn!(pod = %meta.id, error = %de, "CNI DEL after a failed RunPodSandbox");
+                tracing::warn!(pod = %meta.id, error = %de, "network DEL after a failed RunPodSandbox");
             }
             return Err(e);
         }

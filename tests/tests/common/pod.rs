@@ -241,10 +241,23 @@ impl PodEnv {
         self.assert_network_clean();
     }
 
+    /// Waits (up to 5 s) for the bridge to have no ports. The built-in network leaves a
+    /// stopped pod's veth to its namespace, which the kernel frees asynchronously (a work
+    /// queue, after an RCU grace period) once the pin is gone.
+    pub fn wait_for_veths_to_go(&self) {
+        let net = self.d.net();
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while !net.bridge_ports().is_empty() && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
     /// Asserts no pod of this daemon holds a port on its bridge, an IP reservation or an
-    /// iptables rule (other than the harness's own FORWARD rule).
+    /// iptables rule (other than the harness's own FORWARD rule and the built-in network's
+    /// shared rules).
     pub fn assert_network_clean(&self) {
         let net = self.d.net();
+        self.wait_for_veths_to_go();
         assert_eq!(
             net.bridge_ports(),
             Vec::<String>::new(),
@@ -296,7 +309,9 @@ pub fn shim_pids(state: &Path) -> Vec<i32> {
 }
 
 /// `iptables-save` lines (all tables) naming an address in `subnet` (a /24), apart from the
-/// harness's FORWARD rule.
+/// harness's FORWARD rule and the built-in network's rules shared by all pods of the bridge
+/// (comment `corral-net:<bridge>`: installed once, kept like the bridge, removed with it when
+/// the lease ends).
 pub fn iptables_rules_for(subnet: &str) -> Vec<String> {
     let prefix = subnet
         .rsplit_once('.')
@@ -308,7 +323,7 @@ pub fn iptables_rules_for(subnet: &str) -> Vec<String> {
         .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
         .unwrap_or_default();
     out.lines()
-        .filter(|l| l.contains(&prefix) && !l.contains("corral-test"))
+        .filter(|l| l.contains(&prefix) && !l.contains("corral-test") && !l.contains("corral-net:"))
         .map(str::to_owned)
         .collect()
 }

@@ -4,8 +4,9 @@
 //!   through the same `hosts.toml` directory Corral reads), cold each time.
 //! - Pod lifecycle: RunPodSandbox, CreateContainer (`sleep 3600`), StartContainer,
 //!   StopPodSandbox, RemovePodSandbox, busybox already pulled; host-network pods (neither daemon
-//!   runs CNI), then pods with their own network namespace (containerd runs CNI bridge +
-//!   host-local; Corral only brings up loopback: it has no CNI yet).
+//!   runs CNI), then pods with their own network namespace: both running the same CNI config
+//!   (bridge + host-local + portmap), then Corral on its built-in network (no config: done in
+//!   corrald over netlink) against containerd's CNI.
 //! - ExecSync `true` on a running container.
 //! - Streaming (SPDY/3.1, the same client for both): exec session set-up (`true` from the Exec
 //!   RPC to its exit status) and port-forward throughput (HTTP downloads from busybox httpd in
@@ -182,14 +183,13 @@ async fn main() -> Result<()> {
     corral.write_hosts(&reg.addr(), &host_toml)?;
     // The same network config as containerd's, on corral's own bridge and subnet.
     std::fs::create_dir_all(corral.cni_conf_dir())?;
-    std::fs::write(
-        corral.cni_conf_dir().join("10-corral-bench.conflist"),
-        serde_json::to_vec_pretty(&containerd::conflist(
-            &corral.net().bridge,
-            &corral.net().subnet,
-            &corral.root().join("cni/networks"),
-        ))?,
-    )?;
+    let corral_conflist = corral.cni_conf_dir().join("10-corral-bench.conflist");
+    let conflist_body = serde_json::to_vec_pretty(&containerd::conflist(
+        &corral.net().bridge,
+        &corral.net().subnet,
+        &corral.root().join("cni/networks"),
+    ))?;
+    std::fs::write(&corral_conflist, &conflist_body)?;
     let containerd = Containerd::start(&hosts, &pause.reference).await?;
     let mut ours = ImageServiceClient::new(corral.channel().await?);
     let mut theirs = ImageServiceClient::new(corral_cri_api::connect(containerd.socket()).await?);
@@ -289,14 +289,20 @@ async fn main() -> Result<()> {
     let mut exec_ratio = None;
     let mut shim_kib = None;
     if want("pods") {
-        for host_net in [true, false] {
+        for (host_net, builtin) in [(true, false), (false, false), (false, true)] {
             if host_net {
                 println!(
                     "\n# Pod + container from scratch, HOST network (namespace_options.network = NODE: neither daemon runs CNI)"
                 );
-            } else {
+            } else if !builtin {
                 println!(
                     "\n# Pod + container from scratch, POD network: both run the same CNI config (bridge + host-local + portmap; containerd adds its loopback plugin, Corral brings lo up itself)"
+                );
+            } else {
+                // No config: Corral's in-process built-in network.
+                std::fs::remove_file(&corral_conflist)?;
+                println!(
+                    "\n# Pod + container from scratch, POD network: Corral's BUILT-IN network (no CNI config: corrald over netlink) against containerd's CNI config as above"
                 );
             }
             println!(
@@ -312,6 +318,9 @@ async fn main() -> Result<()> {
                 Err(e) => failures.push(report("pod lifecycle", e)),
             }
             reset(&mut c, &mut d).await;
+            if builtin {
+                std::fs::write(&corral_conflist, &conflist_body)?;
+            }
         }
     }
     if want("kube") {
