@@ -67,7 +67,7 @@ impl Default for KubeletSection {
 
 impl KubeletSection {
     /// The log rotation policy these settings describe.
-    pub fn log_policy(&self) -> Result<crate::kubelet::logs::LogPolicy, ConfigError> {
+    pub fn log_policy(&self) -> Result<corral_kubelet::logs::LogPolicy, ConfigError> {
         let bad =
             |why: String| ConfigError::Invalid(format!("kubelet.container_log_max_size: {why}"));
         let size = corral_kube::quantity::Quantity::parse(&self.container_log_max_size)
@@ -89,7 +89,7 @@ impl KubeletSection {
                 "kubelet.container_log_monitor_interval_secs must be at least 1".into(),
             ));
         }
-        Ok(crate::kubelet::logs::LogPolicy {
+        Ok(corral_kubelet::logs::LogPolicy {
             max_size,
             max_files: self.container_log_max_files,
             interval: std::time::Duration::from_secs(self.container_log_monitor_interval_secs),

@@ -9,7 +9,6 @@ pub mod deadline;
 pub mod dirs;
 pub mod events;
 pub mod handlers;
-pub mod kubelet;
 pub mod lock;
 pub mod logging;
 pub mod message_limit;

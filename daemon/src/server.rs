@@ -17,7 +17,6 @@ use crate::config::Config;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
 use crate::events::EventBus;
-use crate::kubelet::{Cri, KubeApi, Kubelet, KubeletConfig, KubeletError};
 use crate::lock::{self, DirLock, LockError};
 use crate::message_limit::MessageLimitLayer;
 use crate::metrics::{Metrics, MetricsLayer};
@@ -25,6 +24,7 @@ use crate::network::Network;
 use crate::pods::{Pods, PodsConfig};
 use crate::streaming::PodsBackend;
 use corral_cri_api::corral::kube_service_server::KubeServiceServer;
+use corral_kubelet::{Cri, KubeApi, Kubelet, KubeletConfig, KubeletError};
 use corral_streaming::{ServerConfig, StreamingServer, TlsConfig};
 
 /// Largest gRPC message accepted or sent (kubelet uses 16 MiB). A larger request is
@@ -55,7 +55,7 @@ pub enum DaemonError {
     #[error("setting the modes of the daemon's directories: {0}")]
     Dirs(std::io::Error),
     #[error("pod manager: {0}")]
-    Kubelet(#[from] crate::kubelet::KubeletError),
+    Kubelet(#[from] KubeletError),
     #[error("gRPC server: {0}")]
     Serve(#[from] tonic::transport::Error),
 }
@@ -228,7 +228,7 @@ impl Daemon {
                 dir: self.config.root.join("kubelet"),
                 node_name,
                 node_labels,
-                node_ips: crate::kubelet::node::host_ips(&k.node_ips),
+                node_ips: corral_kubelet::node::host_ips(&k.node_ips),
                 logs: k
                     .log_policy()
                     .map_err(|e| KubeletError::BadRequest(e.to_string()))?,

@@ -1,4 +1,5 @@
-//! The one place where errors become gRPC status codes.
+//! The one place where the daemon's errors become gRPC status codes (the pod manager's own,
+//! `corral.v1.KubeService`'s, are chosen beside that service in `corral-kubelet`).
 
 use corral_images::ImageError;
 use corral_images::unpack::UnpackError;
@@ -106,22 +107,6 @@ fn network_status(e: crate::network::NetworkError, message: String) -> Status {
         N::Cni(C::Plugin { .. } | C::BadResult { .. }) | N::Io { .. } | N::Builtin(_) => {
             Status::internal(message)
         }
-    }
-}
-
-/// Chooses the gRPC code for a pod manager (`corral.v1.KubeService`) error.
-pub fn kubelet_status(e: crate::kubelet::KubeletError) -> Status {
-    use crate::kubelet::KubeletError as E;
-    use corral_kube::store::StoreError as S;
-    let message = e.to_string();
-    match e {
-        E::Manifest(_) | E::Invalid(_) | E::BadRequest(_) => Status::invalid_argument(message),
-        E::Store(S::NotFound { .. } | S::NamespaceNotFound(_)) => Status::not_found(message),
-        E::Store(S::AlreadyExists { .. }) => Status::already_exists(message),
-        E::Store(S::InvalidName(_)) => Status::invalid_argument(message),
-        E::Store(S::NamespaceNotEmpty(_)) => Status::failed_precondition(message),
-        E::Store(S::Io { .. }) => Status::internal(message),
-        E::Unavailable => Status::unavailable(message),
     }
 }
 

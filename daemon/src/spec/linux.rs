@@ -3,36 +3,13 @@
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
+use corral_cri_api::paths::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 use corral_cri_api::v1::{LinuxContainerResources, LinuxContainerSecurityContext, NamespaceMode};
 use oci_spec::runtime::{
     Linux, LinuxDevice, LinuxDeviceCgroup, LinuxDeviceType, LinuxNamespace, LinuxNamespaceType,
 };
 
 use super::{ContainerInputs, SpecError, check_no_nul, clean_container_path};
-
-/// containerd's default masked paths.
-pub const DEFAULT_MASKED_PATHS: [&str; 11] = [
-    "/proc/acpi",
-    "/proc/asound",
-    "/proc/kcore",
-    "/proc/keys",
-    "/proc/latency_stats",
-    "/proc/timer_list",
-    "/proc/timer_stats",
-    "/proc/sched_debug",
-    "/sys/firmware",
-    "/sys/devices/virtual/powercap",
-    "/proc/scsi",
-];
-
-/// containerd's default read-only paths.
-pub const DEFAULT_READONLY_PATHS: [&str; 5] = [
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
 
 /// The devices every container gets (created in its `/dev`, mode 0666, and allowed `rwm`).
 const DEFAULT_DEVICES: [(&str, i64, i64); 6] = [

@@ -27,7 +27,6 @@ use oci_spec::image::ImageConfiguration;
 use oci_spec::runtime::{Root, Spec};
 
 mod linux;
-pub use linux::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 pub mod lsm;
 mod mounts;
 mod pod_files;

@@ -1,24 +1,92 @@
-//! The pod manager's CRI client: Corral's own `RuntimeService` and `ImageService`, called in
-//! process (the same code paths a kubelet reaches over the socket, without the encoding).
+//! The pod manager's CRI client: the only way it reaches a runtime. [`Cri::new`] takes any
+//! implementation of the CRI service traits (corrald passes its own `RuntimeService` and
+//! `ImageService`, called in process: the same code paths a kubelet reaches over the socket,
+//! without the encoding); [`Cri::remote`] takes a channel to any CRI socket (containerd's
+//! included). Since this crate does not depend on the daemon, the compiler holds the pod
+//! manager to the CRI.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
+use corral_cri_api::v1::image_service_client::ImageServiceClient;
 use corral_cri_api::v1::image_service_server::ImageService;
+use corral_cri_api::v1::runtime_service_client::RuntimeServiceClient;
 use corral_cri_api::v1::runtime_service_server::RuntimeService;
 use corral_cri_api::v1::{
     AuthConfig, Container, ContainerConfig, ContainerFilter, ContainerStatus,
-    ContainerStatusRequest, CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest,
-    ListContainersRequest, ListPodSandboxRequest, PodSandbox, PodSandboxConfig, PodSandboxFilter,
-    PodSandboxStatus, PodSandboxStatusRequest, PullImageRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest,
+    ContainerStatusRequest, ContainerStatusResponse, CreateContainerRequest,
+    CreateContainerResponse, ExecSyncRequest, ExecSyncResponse, ImageSpec, ImageStatusRequest,
+    ImageStatusResponse, ListContainersRequest, ListContainersResponse, ListPodSandboxRequest,
+    ListPodSandboxResponse, PodSandbox, PodSandboxConfig, PodSandboxFilter, PodSandboxStatus,
+    PodSandboxStatusRequest, PodSandboxStatusResponse, PullImageRequest, PullImageResponse,
+    RemoveContainerRequest, RemoveContainerResponse, RemovePodSandboxRequest,
+    RemovePodSandboxResponse, ReopenContainerLogRequest, ReopenContainerLogResponse,
+    RunPodSandboxRequest, RunPodSandboxResponse, StartContainerRequest, StartContainerResponse,
+    StopContainerRequest, StopContainerResponse, StopPodSandboxRequest, StopPodSandboxResponse,
 };
-use tonic::{Request, Status};
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
 
-use crate::cri::image::ImageApi;
-use crate::cri::runtime::RuntimeApi;
+/// Declares an object-safe trait with the CRI calls the pod manager makes (the generated
+/// service traits are not object-safe: their streaming calls have associated types), with an
+/// impl for every implementation of the service trait and one for the service's client.
+macro_rules! calls {
+    ($(#[$doc:meta])* $name:ident: $service:ident, $client:ident
+        { $($method:ident($req:ty) -> $resp:ty;)* }) => {
+        $(#[$doc])*
+        trait $name: Send + Sync + 'static {
+            $(fn $method(&self, r: Request<$req>) -> Call<'_, $resp>;)*
+        }
+        impl<T: $service> $name for T {
+            $(fn $method(&self, r: Request<$req>) -> Call<'_, $resp> {
+                <T as $service>::$method(self, r)
+            })*
+        }
+        impl $name for Remote<$client<Channel>> {
+            $(fn $method(&self, r: Request<$req>) -> Call<'_, $resp> {
+                let mut client = self.0.clone();
+                Box::pin(async move { client.$method(r).await })
+            })*
+        }
+    };
+}
+
+/// One call's answer to come.
+type Call<'a, T> = Pin<Box<dyn Future<Output = Result<Response<T>, Status>> + Send + 'a>>;
+
+/// A CRI client over a channel (a type of this crate, so its impls cannot overlap the
+/// service traits' ones).
+struct Remote<C>(C);
+
+calls! {
+    /// The `RuntimeService` calls the pod manager makes.
+    RuntimeCalls: RuntimeService, RuntimeServiceClient {
+        list_pod_sandbox(ListPodSandboxRequest) -> ListPodSandboxResponse;
+        pod_sandbox_status(PodSandboxStatusRequest) -> PodSandboxStatusResponse;
+        run_pod_sandbox(RunPodSandboxRequest) -> RunPodSandboxResponse;
+        stop_pod_sandbox(StopPodSandboxRequest) -> StopPodSandboxResponse;
+        remove_pod_sandbox(RemovePodSandboxRequest) -> RemovePodSandboxResponse;
+        list_containers(ListContainersRequest) -> ListContainersResponse;
+        reopen_container_log(ReopenContainerLogRequest) -> ReopenContainerLogResponse;
+        container_status(ContainerStatusRequest) -> ContainerStatusResponse;
+        create_container(CreateContainerRequest) -> CreateContainerResponse;
+        start_container(StartContainerRequest) -> StartContainerResponse;
+        stop_container(StopContainerRequest) -> StopContainerResponse;
+        remove_container(RemoveContainerRequest) -> RemoveContainerResponse;
+        exec_sync(ExecSyncRequest) -> ExecSyncResponse;
+    }
+}
+
+calls! {
+    /// The `ImageService` calls the pod manager makes.
+    ImageCalls: ImageService, ImageServiceClient {
+        image_status(ImageStatusRequest) -> ImageStatusResponse;
+        pull_image(PullImageRequest) -> PullImageResponse;
+    }
+}
 
 /// The label the kubelet puts on a pod's sandboxes and containers: the pod's uid.
 pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
@@ -28,8 +96,8 @@ pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 /// Handles on the CRI services.
 #[derive(Clone)]
 pub struct Cri {
-    runtime: Arc<RuntimeApi>,
-    images: Arc<ImageApi>,
+    runtime: Arc<dyn RuntimeCalls>,
+    images: Arc<dyn ImageCalls>,
 }
 
 /// What an image pull left.
@@ -41,8 +109,17 @@ pub struct Pulled {
 }
 
 impl Cri {
-    pub fn new(runtime: Arc<RuntimeApi>, images: Arc<ImageApi>) -> Cri {
+    /// Calls these service implementations in process.
+    pub fn new(runtime: Arc<impl RuntimeService>, images: Arc<impl ImageService>) -> Cri {
         Cri { runtime, images }
+    }
+
+    /// Calls a CRI runtime over `channel` (from [`corral_cri_api::connect`]).
+    pub fn remote(channel: Channel) -> Cri {
+        Cri {
+            runtime: Arc::new(Remote(RuntimeServiceClient::new(channel.clone()))),
+            images: Arc::new(Remote(ImageServiceClient::new(channel))),
+        }
     }
 
     /// The pod's sandboxes (any state), oldest first.
@@ -143,11 +220,9 @@ impl Cri {
     /// Has the runtime write the container's log to a new file at its log path.
     pub async fn reopen_container_log(&self, id: &str) -> Result<(), Status> {
         self.runtime
-            .reopen_container_log(Request::new(
-                corral_cri_api::v1::ReopenContainerLogRequest {
-                    container_id: id.into(),
-                },
-            ))
+            .reopen_container_log(Request::new(ReopenContainerLogRequest {
+                container_id: id.into(),
+            }))
             .await
             .map(drop)
     }

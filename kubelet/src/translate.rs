@@ -87,7 +87,7 @@ const MAX_SEARCH_DOMAIN_LEN: usize = 253;
 const MAX_HOSTNAME_LEN: usize = 63;
 /// The masked and read-only paths for `procMount: Default` (the kubelet's lists are moby's;
 /// Corral's runtime defaults are the same paths).
-pub use crate::spec::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
+pub use corral_cri_api::paths::{DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS};
 const APPARMOR_ANNOTATION_PREFIX: &str = "container.apparmor.security.beta.kubernetes.io/";
 
 /// Why a pod cannot be translated, naming the field.

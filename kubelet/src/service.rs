@@ -19,8 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::codegen::BoxStream;
 use tonic::{Request, Response, Status};
 
-use super::{Kubelet, KubeletError};
-use crate::status::kubelet_status;
+use crate::{Kubelet, KubeletError};
 
 /// The service, over the pod manager.
 pub struct KubeApi {
@@ -89,6 +88,22 @@ fn namespace_or_default(ns: &str) -> &str {
 
 fn err(e: KubeletError) -> Status {
     kubelet_status(e)
+}
+
+/// Chooses the gRPC code for a pod manager (`corral.v1.KubeService`) error.
+pub fn kubelet_status(e: KubeletError) -> Status {
+    use KubeletError as E;
+    use corral_kube::store::StoreError as S;
+    let message = e.to_string();
+    match e {
+        E::Manifest(_) | E::Invalid(_) | E::BadRequest(_) => Status::invalid_argument(message),
+        E::Store(S::NotFound { .. } | S::NamespaceNotFound(_)) => Status::not_found(message),
+        E::Store(S::AlreadyExists { .. }) => Status::already_exists(message),
+        E::Store(S::InvalidName(_)) => Status::invalid_argument(message),
+        E::Store(S::NamespaceNotEmpty(_)) => Status::failed_precondition(message),
+        E::Store(S::Io { .. }) => Status::internal(message),
+        E::Unavailable => Status::unavailable(message),
+    }
 }
 
 impl KubeApi {

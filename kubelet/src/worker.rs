@@ -585,7 +585,7 @@ impl Worker {
             tokio::task::spawn_blocking(move || {
                 // 0750 as the kubelet makes it: no host user reaches the pod's volumes, logs or
                 // termination-log files (which are 0666 for the container's user).
-                crate::dirs::create(&pod_dir, POD_DIR_MODE)
+                corral_fsutil::mode::create_dir(&pod_dir, POD_DIR_MODE)
                     .map_err(|e| format!("{}: {e}", pod_dir.display()))?;
                 std::fs::create_dir_all(&logs).map_err(|e| format!("{}: {e}", logs.display()))?;
                 let store = kubelet.store();
@@ -879,7 +879,8 @@ impl Worker {
         use std::os::unix::fs::PermissionsExt;
         // The pod's directory is made 0750 with its volumes; the missing ones here get it too.
         let dir = self.pod_dir.join("containers").join(name);
-        crate::dirs::create(&dir, POD_DIR_MODE).map_err(|e| format!("{}: {e}", dir.display()))?;
+        corral_fsutil::mode::create_dir(&dir, POD_DIR_MODE)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
         let file = dir.join(format!("{attempt}-termination-log"));
         std::fs::write(&file, b"").map_err(|e| format!("{}: {e}", file.display()))?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o666))

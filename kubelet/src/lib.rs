@@ -1,14 +1,15 @@
 //! The pod manager: a kubelet for one host with no API server (issue 8).
 //!
 //! Kubernetes objects applied through `corral.v1.KubeService` are kept in the `corral-kube`
-//! store; a worker per pod drives the pod's sandbox and containers through Corral's own CRI
-//! services, as a kubelet would, and writes the pod's status back.
+//! store; a worker per pod drives the pod's sandbox and containers through the CRI (corrald's
+//! own services, called in process, or any CRI socket), as a kubelet would, and writes the
+//! pod's status back. This crate does not depend on the daemon: the CRI is all it can reach.
 //!
 //! - `translate`: a Pod into CRI `PodSandboxConfig` and `ContainerConfig`.
 //! - `volumes`: a pod's volumes on disk (emptyDir, hostPath, configMap, secret, downwardAPI,
 //!   projected) and each container's mounts of them.
 //! - `probe`: liveness, readiness and startup probes (exec, httpGet, tcpSocket, grpc).
-//! - `cri`: the in-process CRI client; `recorder`: pod events; `probes`: the probe tasks of a
+//! - `cri`: the CRI client; `recorder`: pod events; `probes`: the probe tasks of a
 //!   pod; `worker`: one pod's sync loop; `service`: the gRPC service.
 //!
 //! On disk, under `<root>/kubelet/`: `store/` (the object store, `corral_kube::store`) and
