@@ -48,30 +48,6 @@ pub fn ago(created_nanos: i64, now_nanos: i64) -> String {
     format!("{} ago", human_duration(Duration::from_nanos(elapsed)))
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
-}
-
 /// Parses an RFC 3339 timestamp (`2024-05-01T12:00:00.123456789Z`, `…+02:00`) into
 /// nanoseconds since the epoch.
 pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
@@ -126,7 +102,10 @@ pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
         }
         _ => bail!(invalid()),
     };
-    let secs = days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second
+    let secs = corral_fsutil::time::days_from_civil(year, month, day) * 86_400
+        + hour * 3600
+        + minute * 60
+        + second
         - offset_secs;
     secs.checked_mul(1_000_000_000)
         .and_then(|n| n.checked_add(nanos))
@@ -135,25 +114,7 @@ pub fn parse_rfc3339(text: &str) -> anyhow::Result<i64> {
 
 /// Formats nanoseconds since the epoch as Go's RFC3339Nano in UTC (fraction without trailing
 /// zeros).
-pub fn format_rfc3339_nano(nanos: i64) -> String {
-    let secs = nanos.div_euclid(1_000_000_000);
-    let frac = nanos.rem_euclid(1_000_000_000);
-    let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
-    let tod = secs.rem_euclid(86_400);
-    let mut out = format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        tod / 3600,
-        tod / 60 % 60,
-        tod % 60
-    );
-    if frac != 0 {
-        let digits = format!("{frac:09}");
-        out.push('.');
-        out.push_str(digits.trim_end_matches('0'));
-    }
-    out.push('Z');
-    out
-}
+pub use corral_fsutil::time::rfc3339_nano_trimmed as format_rfc3339_nano;
 
 #[cfg(test)]
 mod tests {

@@ -9,7 +9,6 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, PodStatus, Secret};
@@ -228,35 +227,12 @@ fn restrict(path: &Path, mode: u32) -> Result<(), StoreError> {
     corral_fsutil::mode::restrict(path, mode).map_err(io(path))
 }
 
-/// Writes `bytes` to `path` atomically: temporary file (mode 0600), fsync, rename, fsync of
-/// the directory (created 0700 when missing).
+/// Writes `bytes` to `path` atomically and durably ([`corral_fsutil::write_atomic`], mode
+/// 0600), the directory created 0700 when missing.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), StoreError> {
-    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     create_private_dir(dir)?;
-    let file_name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("object");
-    let tmp = dir.join(format!(".tmp-{file_name}-{:016x}", rand::random::<u64>()));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(FILE_MODE)
-            .open(&tmp)
-            .map_err(io(&tmp))?;
-        f.write_all(bytes).map_err(io(&tmp))?;
-        f.sync_all().map_err(io(&tmp))?;
-        fs::rename(&tmp, path).map_err(io(path))?;
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    corral_fsutil::write_atomic(path, bytes, FILE_MODE).map_err(|e| io(&e.path)(e.source))
 }
 
 /// The parts of an object that make up its desired state: everything but `status` and the
@@ -328,7 +304,7 @@ impl Store {
             }
             for f in files {
                 let name = f.file_name().and_then(|n| n.to_str()).unwrap_or("");
-                if name.starts_with(".tmp-") {
+                if name.starts_with(corral_fsutil::atomic::TMP_PREFIX) {
                     let _ = fs::remove_file(&f);
                     continue;
                 }

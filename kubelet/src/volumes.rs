@@ -1131,7 +1131,7 @@ fn new_timestamp_dir(root: &Path) -> io::Result<String> {
         .duration_since(UNIX_EPOCH)
         .map_err(io::Error::other)?;
     let secs = now.as_secs();
-    let (y, mo, d) = civil_from_days((secs / 86_400) as i64);
+    let (y, mo, d) = corral_fsutil::time::civil_from_days((secs / 86_400) as i64);
     let rem = secs % 86_400;
     let stamp = format!(
         "..{y:04}_{mo:02}_{d:02}_{:02}_{:02}_{:02}",
@@ -1151,20 +1151,6 @@ fn new_timestamp_dir(root: &Path) -> io::Result<String> {
             Err(e) => return Err(e),
         }
     }
-}
-
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian.
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
 }
 
 /// Creates `rel` (already validated) in the fresh directory `ts`, never following symlinks.

@@ -2,8 +2,8 @@
 //! a reader (the daemon, maybe after a restart, maybe after the shim died) sees the whole record
 //! or none.
 
-use std::fs::{self, File};
-use std::io::{self, Write};
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use crate::proto::{EXITS_DIR, ExitRecord};
@@ -30,30 +30,11 @@ pub fn remove(dir: &Path, id: &str) {
     let _ = fs::remove_file(path(dir, id));
 }
 
-/// Replaces `dest` with `data` atomically: a temporary file beside it, fsync, rename, fsync of
-/// the directory. The directory is created if missing.
+/// Replaces `dest` with `data` atomically and durably ([`corral_fsutil::write_atomic`]); the
+/// directory is created if missing.
 pub fn write_atomic(dest: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = dest.parent().unwrap_or(Path::new("."));
-    fs::create_dir_all(dir)?;
-    let name = dest
-        .file_name()
-        .map(|n| n.to_string_lossy())
-        .unwrap_or_default();
-    // Unique per call: two threads of one process may replace the same record.
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-    let result = (|| {
-        let mut file = File::create(&tmp)?;
-        file.write_all(data)?;
-        file.sync_all()?;
-        fs::rename(&tmp, dest)?;
-        File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    fs::create_dir_all(dest.parent().unwrap_or(Path::new(".")))?;
+    corral_fsutil::write_atomic(dest, data, 0o666).map_err(|e| e.source)
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ async fn kill_9_of_the_daemon_keeps_containers_and_recovers_them() -> Result<()>
     );
 
     e.d.kill()?;
-    let killed_at = corral_shim::timefmt::unix_nanos(std::time::SystemTime::now());
+    let killed_at = corral_fsutil::time::unix_nanos(std::time::SystemTime::now());
     let ticks_at_kill = std::fs::read_to_string(e.log_file("ticker"))?
         .lines()
         .count();

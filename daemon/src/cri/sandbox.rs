@@ -6,7 +6,7 @@ use corral_cri_api::v1::{
     RunPodSandboxRequest, RunPodSandboxResponse, StopPodSandboxRequest, StopPodSandboxResponse,
     StreamPodSandboxesRequest, StreamPodSandboxesResponse,
 };
-use corral_shim::timefmt::unix_nanos;
+use corral_fsutil::time::unix_nanos;
 use tonic::Status;
 
 use super::batch::{self, BatchStream};

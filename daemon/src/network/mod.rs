@@ -204,10 +204,10 @@ impl Network {
             path: dir.to_path_buf(),
             source,
         })?;
-        corral_shim::records::write_atomic(&self.cidr_file, subnets.join("\n").as_bytes())
-            .map_err(|source| NetworkError::Io {
+        corral_fsutil::write_atomic(&self.cidr_file, subnets.join("\n").as_bytes(), 0o666)
+            .map_err(|e| NetworkError::Io {
                 path: self.cidr_file.clone(),
-                source,
+                source: e.source,
             })?;
         tracing::info!(?subnets, "pod CIDR set");
         *crate::pods::lock(&self.subnets) = subnets;

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use corral_cri_api::v1::{ContainerConfig, ContainerEventType, ContainerState};
+use corral_fsutil::time::unix_nanos;
 use corral_shim::proto::{CreateRequest, ExitRecord, Request, Response};
-use corral_shim::timefmt::unix_nanos;
 use oci_spec::image::ImageConfiguration;
 
 use super::model::{self, ContainerMeta, ContainerStatus, SandboxState, VERSION};

@@ -4,7 +4,7 @@
 //! container ID (as containerd 1.7+ sends them).
 
 use corral_cri_api::v1::{ContainerEventResponse, ContainerEventType};
-use corral_shim::timefmt::unix_nanos;
+use corral_fsutil::time::unix_nanos;
 
 use super::{Pods, Sandbox, view};
 

@@ -158,7 +158,9 @@ pub fn decode_pb<M: Message + Default>(text: &str, what: &Path) -> Result<M, Pod
 /// Writes a record atomically.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), PodError> {
     let body = serde_json::to_vec_pretty(value).map_err(|e| PodError::Internal(e.to_string()))?;
-    corral_shim::records::write_atomic(path, &body).map_err(|e| PodError::io(path, e))
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| PodError::io(path, e))?;
+    corral_fsutil::write_atomic(path, &body, 0o666).map_err(|e| PodError::io(path, e.source))
 }
 
 /// Reads a record, checking its version.

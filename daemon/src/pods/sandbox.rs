@@ -7,8 +7,8 @@ use std::time::Duration;
 use corral_cri_api::v1::{
     ContainerEventType, LinuxContainerResources, NamespaceMode, PodSandboxConfig,
 };
+use corral_fsutil::time::unix_nanos;
 use corral_shim::proto::{CONFIG_FILE, Request, ShimConfig};
-use corral_shim::timefmt::unix_nanos;
 
 use super::model::{self, SandboxMeta, SandboxState, SandboxStatus, VERSION};
 use super::names::new_id;

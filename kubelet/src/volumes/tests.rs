@@ -741,10 +741,3 @@ fn mountinfo_escapes() {
     assert_eq!(unescape_mountinfo("/a\\040b\\011c\\134d"), "/a b\tc\\d");
     assert_eq!(unescape_mountinfo("/plain\\"), "/plain\\");
 }
-
-#[test]
-fn civil_dates() {
-    assert_eq!(civil_from_days(0), (1970, 1, 1));
-    assert_eq!(civil_from_days(19_723), (2024, 1, 1));
-    assert_eq!(civil_from_days(19_782), (2024, 2, 29));
-}
