@@ -152,7 +152,7 @@ impl Kubelet {
             workers: Mutex::new(HashMap::new()),
             changes: broadcast::channel(1024).0,
             this: this.clone(),
-            memory_capacity: volumes::mem_total().unwrap_or(0),
+            memory_capacity: node::mem_total().unwrap_or(0),
             cpus,
             hugepage_sizes: node::hugepage_sizes(),
             log_rotation: Mutex::new(None),

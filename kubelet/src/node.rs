@@ -1,4 +1,4 @@
-//! Facts about the node the pod manager reports: its IP addresses and huge page sizes.
+//! Facts about the node the pod manager reports: its IP addresses, huge page sizes and memory.
 //!
 //! The node's addresses are `status.hostIP(s)` of every pod and the `podIP(s)` of host-network
 //! pods. As the kubelet does without `--node-ip`, they are the addresses of the interface the
@@ -138,6 +138,14 @@ pub(super) fn hugepage_sizes() -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// The host's `MemTotal` in bytes (also the pod manager's memory capacity).
+pub fn mem_total() -> Option<i64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemTotal:"))?;
+    let kib: i64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 #[cfg(test)]

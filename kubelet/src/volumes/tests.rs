@@ -145,7 +145,7 @@ fn memory_empty_dir_is_one_tmpfs_with_size_and_teardown_removes_it() {
         "{}",
         mount_options(&mem)
     );
-    let total_k = mem_total().unwrap() / 1024;
+    let total_k = crate::node::mem_total().unwrap() / 1024;
     let opts = mount_options(&big);
     let size_k: i64 = opts
         .split(&[',', ' '][..])
