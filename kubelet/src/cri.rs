@@ -30,6 +30,8 @@ use corral_cri_api::v1::{
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
+use crate::translate::POD_UID_LABEL;
+
 /// Declares an object-safe trait with the CRI calls the pod manager makes (the generated
 /// service traits are not object-safe: their streaming calls have associated types), with an
 /// impl for every implementation of the service trait and one for the service's client.
@@ -87,11 +89,6 @@ calls! {
         pull_image(PullImageRequest) -> PullImageResponse;
     }
 }
-
-/// The label the kubelet puts on a pod's sandboxes and containers: the pod's uid.
-pub const POD_UID_LABEL: &str = "io.kubernetes.pod.uid";
-/// The label naming a container within its pod.
-pub const CONTAINER_NAME_LABEL: &str = "io.kubernetes.container.name";
 
 /// Handles on the CRI services.
 #[derive(Clone)]

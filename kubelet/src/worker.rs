@@ -34,10 +34,11 @@ use corral_kube::status::{ContainerObserved, Observed, State, Terminated};
 use corral_kube::store::Kind;
 use tokio::sync::Notify;
 
-use super::cri::CONTAINER_NAME_LABEL;
 use super::probes::Probes;
 use super::recorder::{EventType, container_path};
-use super::translate::{self, ContainerInputs, ContainerKind, PullPolicy, SandboxOptions};
+use super::translate::{
+    self, CONTAINER_NAME_LABEL, ContainerInputs, ContainerKind, PullPolicy, SandboxOptions,
+};
 use super::volumes::{self, PodVolumes};
 use super::{Kubelet, PodKey};
 
