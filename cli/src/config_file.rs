@@ -46,5 +46,4 @@ pub fn parse<T: DeserializeOwned>(text: &str, path: &Path) -> anyhow::Result<T> 
 }
 
 #[cfg(test)]
-#[path = "config_file_tests.rs"]
 mod tests;

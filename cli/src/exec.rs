@@ -58,7 +58,7 @@ pub fn exit_status(code: i32) -> u8 {
 }
 
 pub async fn exec(cri: &Cri, mut args: ExecArgs) -> anyhow::Result<ExitCode> {
-    let target = crate::kube::pod_target::container_id(
+    let target = crate::kubectl::pod_target::container_id(
         cri,
         &args.id,
         args.namespace.as_deref(),

@@ -528,5 +528,4 @@ fn fs_info_table(response: &v1::ImageFsInfoResponse) -> String {
 }
 
 #[cfg(test)]
-#[path = "images_tests.rs"]
 mod tests;

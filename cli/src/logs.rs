@@ -267,7 +267,7 @@ fn is_running(status: &v1::ContainerStatusResponse) -> bool {
 }
 
 pub async fn logs(cri: &Cri, args: LogsArgs) -> anyhow::Result<()> {
-    let target = crate::kube::pod_target::container_id(
+    let target = crate::kubectl::pod_target::container_id(
         cri,
         &args.id,
         args.namespace.as_deref(),
@@ -350,5 +350,4 @@ pub async fn container_logs(
 }
 
 #[cfg(test)]
-#[path = "logs_tests.rs"]
 mod tests;

@@ -17,7 +17,7 @@ mod exec;
 mod filters;
 mod images;
 mod info;
-mod kube;
+mod kubectl;
 mod logformat;
 mod logs;
 mod output;
@@ -104,20 +104,20 @@ enum Command {
     Run(containers::RunArgs),
     /// kubectl's create, which `create -f` and `create namespace` become.
     #[command(name = "kube-create", hide = true)]
-    KubeCreate(kube::apply::KubeCreateArgs),
+    KubeCreate(kubectl::apply::KubeCreateArgs),
     /// kubectl's run, which `run NAME --image IMAGE` becomes.
     #[command(name = "kube-run", hide = true)]
-    KubeRun(kube::apply::KubeRunArgs),
+    KubeRun(kubectl::apply::KubeRunArgs),
     /// Create or update pod-manager objects from manifests (kubectl apply).
-    Apply(kube::apply::ApplyArgs),
+    Apply(kubectl::apply::ApplyArgs),
     /// Display pod-manager objects (kubectl get).
-    Get(kube::get::GetArgs),
+    Get(kubectl::get::GetArgs),
     /// Show a pod in detail with its events (kubectl describe).
-    Describe(kube::describe::DescribeArgs),
+    Describe(kubectl::describe::DescribeArgs),
     /// Delete pod-manager objects (kubectl delete).
-    Delete(kube::delete::DeleteArgs),
+    Delete(kubectl::delete::DeleteArgs),
     /// Set and remove labels of pod-manager objects (kubectl label).
-    Label(kube::label::LabelArgs),
+    Label(kubectl::label::LabelArgs),
     /// Start one or more created containers.
     Start(containers::StartArgs),
     /// Stop one or more running containers.
@@ -144,7 +144,7 @@ enum Command {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
-    let cli = Cli::parse_from(kube::route::route(std::env::args_os().collect()));
+    let cli = Cli::parse_from(kubectl::route::route(std::env::args_os().collect()));
     let cri = Cri::new(
         cli.runtime_endpoint,
         cli.image_endpoint,
@@ -169,8 +169,8 @@ async fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(err) => {
-            if kubectl_verb || kube::errors::is_kube(&err) {
-                if let Some(text) = kube::errors::report(&err) {
+            if kubectl_verb || kubectl::errors::is_kube(&err) {
+                if let Some(text) = kubectl::errors::report(&err) {
                     eprintln!("{text}");
                 }
             } else {
@@ -208,13 +208,13 @@ async fn run(cri: &Cri, command: Command) -> anyhow::Result<()> {
         Command::Attach(args) => attach::attach(cri, args).await.map(|_| ()),
         Command::PortForward(args) => portforward::port_forward(cri, args).await,
         Command::Events(args) => events::events(cri, args).await,
-        Command::KubeCreate(args) => kube::apply::create(cri, args).await,
-        Command::KubeRun(args) => kube::apply::run(cri, args).await,
-        Command::Apply(args) => kube::apply::apply(cri, args).await,
-        Command::Get(args) => kube::get::get(cri, args).await,
-        Command::Describe(args) => kube::describe::describe(cri, args).await,
-        Command::Delete(args) => kube::delete::delete(cri, args).await,
-        Command::Label(args) => kube::label::label(cri, args).await,
+        Command::KubeCreate(args) => kubectl::apply::create(cri, args).await,
+        Command::KubeRun(args) => kubectl::apply::run(cri, args).await,
+        Command::Apply(args) => kubectl::apply::apply(cri, args).await,
+        Command::Get(args) => kubectl::get::get(cri, args).await,
+        Command::Describe(args) => kubectl::describe::describe(cri, args).await,
+        Command::Delete(args) => kubectl::delete::delete(cri, args).await,
+        Command::Label(args) => kubectl::label::label(cri, args).await,
     }
 }
 
@@ -311,7 +311,7 @@ mod tests {
                 .chain(args.iter().copied())
                 .map(std::ffi::OsString::from)
                 .collect();
-            Cli::try_parse_from(kube::route::route(argv))
+            Cli::try_parse_from(kubectl::route::route(argv))
         };
         let cli = parse(&["create", "-f", "pod.yaml", "-n", "dev"]).expect("create -f");
         assert!(matches!(cli.command, Command::KubeCreate(_)));

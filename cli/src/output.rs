@@ -394,5 +394,4 @@ fn flag(obj: &mut Map<String, Value>, name: &str, set: bool) {
 }
 
 #[cfg(test)]
-#[path = "output_tests.rs"]
 mod tests;

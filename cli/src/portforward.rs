@@ -111,7 +111,7 @@ async fn url(
 
 pub async fn port_forward(cri: &Cri, mut args: PortForwardArgs) -> anyhow::Result<()> {
     args.pod =
-        crate::kube::pod_target::sandbox_id(cri, &args.pod, args.namespace.as_deref()).await?;
+        crate::kubectl::pod_target::sandbox_id(cri, &args.pod, args.namespace.as_deref()).await?;
     forward(cri, args).await
 }
 

@@ -330,5 +330,4 @@ pub async fn inspect(cri: &Cri, args: InspectArgs) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-#[path = "ps_tests.rs"]
 mod tests;

@@ -7,7 +7,7 @@ pub mod config;
 pub mod cri;
 pub mod deadline;
 pub mod dirs;
-pub mod events;
+pub mod event_bus;
 pub mod handlers;
 pub mod lock;
 pub mod logging;
@@ -20,6 +20,7 @@ pub mod spec;
 pub mod stats;
 pub mod status;
 pub mod streaming;
+pub mod sync;
 
 pub use config::Config;
 pub use server::{Daemon, DaemonError};

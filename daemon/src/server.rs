@@ -14,9 +14,10 @@ use corral_images::{CredentialsFile, HostsConfig, ImageConfig, ImageManager};
 use tokio_stream::wrappers::UnixListenerStream;
 
 use crate::config::Config;
+use crate::cri::batch::MAX_MESSAGE;
 use crate::cri::image::ImageApi;
 use crate::cri::runtime::RuntimeApi;
-use crate::events::EventBus;
+use crate::event_bus::EventBus;
 use crate::lock::{self, DirLock, LockError};
 use crate::message_limit::MessageLimitLayer;
 use crate::metrics::{Metrics, MetricsLayer};
@@ -26,10 +27,6 @@ use crate::streaming::PodsBackend;
 use corral_cri_api::corral::kube_service_server::KubeServiceServer;
 use corral_kubelet::{Cri, KubeApi, Kubelet, KubeletConfig, KubeletError};
 use corral_streaming::{ServerConfig, StreamingServer, TlsConfig};
-
-/// Largest gRPC message accepted or sent (kubelet uses 16 MiB). A larger request is
-/// RESOURCE_EXHAUSTED ([`crate::message_limit`]).
-pub(crate) const MAX_MESSAGE: usize = 16 << 20;
 
 /// How long calls in flight may take to finish after shutdown begins. Idle client connections
 /// do not hold the daemon up beyond this.

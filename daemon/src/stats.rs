@@ -19,7 +19,8 @@ use corral_cri_api::v1::{
 use corral_runtime::cgroups::Usage;
 
 use crate::pods::view::labels_match;
-use crate::pods::{Container, Pods, Result, Sandbox, lock};
+use crate::pods::{Container, Pods, Result, Sandbox};
+use crate::sync::lock;
 
 /// The interface a pod's CNI network gives it (`CNI_IFNAME`).
 const POD_INTERFACE: &str = "eth0";

@@ -9,7 +9,7 @@
 //! - `volumes`: a pod's volumes on disk (emptyDir, hostPath, configMap, secret, downwardAPI,
 //!   projected) and each container's mounts of them.
 //! - `probe`: liveness, readiness and startup probes (exec, httpGet, tcpSocket, grpc).
-//! - `cri`: the CRI client; `recorder`: pod events; `probes`: the probe tasks of a
+//! - `cri`: the CRI client; `recorder`: pod events; `prober`: the probe tasks of a
 //!   pod; `worker`: one pod's sync loop; `service`: the gRPC service.
 //! - Here: the `Kubelet` (its store, config and status writes); `verbs`: the API-server verbs
 //!   (apply, get, delete, label, events); `registry`: one worker per pod and the change
@@ -23,7 +23,7 @@ mod cri;
 pub mod logs;
 pub mod node;
 pub mod probe;
-mod probes;
+mod prober;
 mod recorder;
 mod registry;
 mod service;

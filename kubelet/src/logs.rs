@@ -227,5 +227,4 @@ fn compress(file: &Path) -> io::Result<()> {
 }
 
 #[cfg(test)]
-#[path = "logs_tests.rs"]
 mod tests;

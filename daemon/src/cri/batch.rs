@@ -7,6 +7,12 @@ use std::pin::Pin;
 use prost::Message;
 use tonic::Status;
 
+/// Largest gRPC message accepted or sent (kubelet uses 16 MiB): the server's limit both ways
+/// (`server.rs`; a larger request is RESOURCE_EXHAUSTED, [`crate::message_limit`]) and the
+/// bound a List answer must stay under. Defined here, below the server, so that the CRI
+/// handlers need not import the server that imports them.
+pub const MAX_MESSAGE: usize = 16 << 20;
+
 /// Most items in one batch.
 const BATCH_ITEMS: usize = 256;
 /// Most encoded bytes in one batch (a single larger item still goes, alone). A kubelet pod's
@@ -59,11 +65,11 @@ pub fn fits<R: Message>(
     resp: R,
 ) -> Result<R, Status> {
     let len = resp.encoded_len();
-    if len > crate::server::MAX_MESSAGE {
+    if len > MAX_MESSAGE {
         return Err(Status::resource_exhausted(format!(
             "{call}: {count} {what} take {len} bytes, above the {} MiB gRPC message limit: \
              use {stream_call} or a filter",
-            crate::server::MAX_MESSAGE >> 20
+            MAX_MESSAGE >> 20
         )));
     }
     Ok(resp)

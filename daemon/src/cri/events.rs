@@ -1,4 +1,4 @@
-//! GetContainerEvents: a thin handler over [`crate::events::EventBus`].
+//! GetContainerEvents: a thin handler over [`crate::event_bus::EventBus`].
 
 use std::pin::Pin;
 

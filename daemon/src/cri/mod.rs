@@ -1,6 +1,6 @@
 //! The CRI services: thin tonic handlers over the daemon's subsystems.
 
-mod batch;
+pub(crate) mod batch;
 mod checkpoint;
 mod container;
 mod events;

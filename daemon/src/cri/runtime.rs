@@ -46,7 +46,7 @@ use corral_streaming::StreamingServer;
 
 use super::batch::BatchStream;
 use crate::config::Config;
-use crate::events::EventBus;
+use crate::event_bus::EventBus;
 use crate::handlers::Features;
 use crate::network::Network;
 use crate::pods::Pods;

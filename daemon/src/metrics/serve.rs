@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use tonic::codegen::http;
 
 use super::{Live, Metrics};
-use crate::events::EventBus;
+use crate::event_bus::EventBus;
 use crate::pods::Pods;
 
 /// Counts pods, containers, shims and subscribers for the gauges.

@@ -28,8 +28,9 @@ pub use capabilities::parse_quantity;
 const POD_IFNAME: &str = "eth0";
 /// The built-in network's name.
 const DEFAULT_NAME: &str = "corral";
-/// Format version of [`NetworkRecord`] (the pod records' version).
-const RECORD_VERSION: u32 = crate::pods::model::VERSION;
+/// Format version of [`NetworkRecord`], which the pod records embed: it moves with theirs
+/// (`pods::model::VERSION`, which checks the two agree at compile time).
+pub const RECORD_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetworkError {
@@ -162,7 +163,7 @@ impl Network {
             Found::Nothing if self.cfg.builtin_default => Ok(Chosen::Builtin(builtin::Params {
                 name: DEFAULT_NAME.into(),
                 bridge: self.cfg.bridge.clone(),
-                subnets: crate::pods::lock(&self.subnets).clone(),
+                subnets: crate::sync::lock(&self.subnets).clone(),
                 data_dir: self.ipam_dir.clone(),
             })),
             Found::Nothing => Err(format!(
@@ -210,7 +211,7 @@ impl Network {
                 source: e.source,
             })?;
         tracing::info!(?subnets, "pod CIDR set");
-        *crate::pods::lock(&self.subnets) = subnets;
+        *crate::sync::lock(&self.subnets) = subnets;
         Ok(())
     }
 

@@ -6,7 +6,7 @@
 
 mod checkpoint;
 mod container;
-mod events;
+mod container_events;
 mod exec;
 mod image_volumes;
 mod log_drops;
@@ -31,7 +31,7 @@ use corral_images::ImageManager;
 use self::model::{ContainerMeta, ContainerStatus, SandboxMeta, SandboxState, SandboxStatus};
 use self::names::Names;
 use self::shim_client::ShimClient;
-use crate::events::EventBus;
+use crate::event_bus::EventBus;
 use crate::metrics::Metrics;
 use crate::network::{Network, NetworkRecord};
 use crate::spec::SpecError;
@@ -142,10 +142,7 @@ impl Container {
     }
 }
 
-/// Locks a std mutex, recovering from poisoning (the data are plain records).
-pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub use crate::sync::lock;
 
 /// The pod and container subsystem.
 pub struct Pods {

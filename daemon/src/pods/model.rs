@@ -14,6 +14,9 @@ use super::PodError;
 
 /// The format version of the records below.
 pub const VERSION: u32 = 1;
+// A sandbox record embeds the network's record (`network` cannot import this module, which
+// imports it), so the two versions move together.
+const _: () = assert!(crate::network::RECORD_VERSION == VERSION);
 
 /// A pod sandbox as created (never changes).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,7 +12,7 @@
 //! 5. init containers one after another, each to success (a failure follows the restart
 //!    policy, with the crash-loop back-off);
 //! 6. app containers: started, restarted per the restart policy and back-off, killed when
-//!    their liveness probe fails; probes run in their own tasks (`probes`);
+//!    their liveness probe fails; probes run in their own tasks (`prober`);
 //! 7. the pod's status (`corral_kube::status::pod_status`) written to the store when it
 //!    changed; a pod that reached Succeeded or Failed has its sandbox stopped (its containers
 //!    stay for their logs).
@@ -39,7 +39,7 @@ use corral_kube::status::{ContainerObserved, Observed, State, Terminated};
 use corral_kube::store::Kind;
 use tokio::sync::Notify;
 
-use crate::probes::Probes;
+use crate::prober::Probes;
 use crate::recorder::{EventType, container_path};
 use crate::translate::{
     self, CONTAINER_NAME_LABEL, ContainerInputs, ContainerKind, PullPolicy, SandboxOptions,

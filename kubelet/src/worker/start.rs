@@ -205,7 +205,7 @@ impl Worker {
         );
         if let Some(h) = c.lifecycle.as_ref().and_then(|l| l.post_start.as_ref()) {
             let target_ips = self.pod_ips.clone();
-            if let Err(msg) = crate::probes::run_hook(&self.kubelet, h, &id, c, &target_ips).await {
+            if let Err(msg) = crate::prober::run_hook(&self.kubelet, h, &id, c, &target_ips).await {
                 self.event(
                     &path,
                     EventType::Warning,

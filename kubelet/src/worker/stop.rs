@@ -65,7 +65,7 @@ impl Worker {
                 if let Some(c) = &container
                     && let Some(h) = c.lifecycle.as_ref().and_then(|l| l.pre_stop.as_ref())
                 {
-                    let hook = crate::probes::run_hook(&kubelet, h, &cc.id, c, &ips);
+                    let hook = crate::prober::run_hook(&kubelet, h, &cc.id, c, &ips);
                     if tokio::time::timeout_at(deadline, hook).await.is_err() {
                         tracing::info!(container = %cc.id, "preStop hook outlived the grace period");
                     }

@@ -541,5 +541,4 @@ fn control(dst: &mut BytesMut, kind: u16, flags: u8, len: usize) -> Result<(), F
 }
 
 #[cfg(test)]
-#[path = "frame_tests.rs"]
 mod tests;

@@ -345,5 +345,4 @@ impl HeaderDecoder {
 }
 
 #[cfg(test)]
-#[path = "headers_tests.rs"]
 mod tests;

@@ -616,5 +616,4 @@ pub async fn describe(cri: &Cri, args: DescribeArgs) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
-#[path = "describe_tests.rs"]
 mod tests;

@@ -1,6 +1,6 @@
 use super::*;
 
-#[path = "../tests/fixtures/expected.rs"]
+#[path = "../../tests/fixtures/expected.rs"]
 mod expected;
 
 fn pod(text: &str, name: &str) -> anyhow::Result<v1::PodSandboxConfig> {
@@ -13,26 +13,26 @@ fn container(text: &str, name: &str) -> anyhow::Result<v1::ContainerConfig> {
 
 #[test]
 fn every_pod_field_in_proto_names_json() {
-    let config = pod(include_str!("../tests/fixtures/pod.json"), "pod.json").expect("parses");
+    let config = pod(include_str!("../../tests/fixtures/pod.json"), "pod.json").expect("parses");
     assert_eq!(config, expected::pod());
 }
 
 #[test]
 fn every_pod_field_in_camel_case_yaml() {
-    let config = pod(include_str!("../tests/fixtures/pod.yaml"), "pod.yaml").expect("parses");
+    let config = pod(include_str!("../../tests/fixtures/pod.yaml"), "pod.yaml").expect("parses");
     assert_eq!(config, expected::pod());
 }
 
 #[test]
 fn every_container_field_in_proto_names_json() {
-    let text = include_str!("../tests/fixtures/container.json");
+    let text = include_str!("../../tests/fixtures/container.json");
     let config = container(text, "container.json").expect("parses");
     assert_eq!(config, expected::container());
 }
 
 #[test]
 fn every_container_field_in_camel_case_yaml() {
-    let text = include_str!("../tests/fixtures/container.yaml");
+    let text = include_str!("../../tests/fixtures/container.yaml");
     let config = container(text, "container.yaml").expect("parses");
     assert_eq!(config, expected::container());
 }
