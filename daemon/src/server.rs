@@ -187,11 +187,11 @@ impl Daemon {
             .local_addr()
             .map_err(|e| DaemonError::Metrics(e.to_string()))?;
         tracing::info!(url = %format!("http://{local}/metrics"), "metrics endpoint listening");
+        let (pods, events) = (Arc::clone(&self.pods), Arc::clone(&self.events));
         Ok(Some(tokio::spawn(crate::metrics::serve(
             listener,
             Arc::clone(&self.metrics),
-            Arc::clone(&self.pods),
-            Arc::clone(&self.events),
+            Arc::new(move || crate::pods::view::live(&pods, &events)),
         ))))
     }
 

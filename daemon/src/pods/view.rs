@@ -14,6 +14,36 @@ use oci_spec::runtime::Spec;
 
 use super::model::{self, SandboxState};
 use super::{Container, Pods, Sandbox, lock};
+use crate::event_bus::EventBus;
+use crate::metrics::Live;
+
+/// Counts pods, containers, shims and subscribers for the metrics endpoint's gauges.
+pub fn live(pods: &Pods, events: &EventBus) -> Live {
+    let mut out = Live::default();
+    let (mut ready, mut not_ready) = (0, 0);
+    for sb in pods.sandboxes() {
+        match sb.state() {
+            SandboxState::Ready => ready += 1,
+            SandboxState::NotReady => not_ready += 1,
+        }
+    }
+    out.pods = vec![("SANDBOX_READY", ready), ("SANDBOX_NOTREADY", not_ready)];
+    let mut by_state = [0i64; 4];
+    for c in pods.containers() {
+        let i = (container_state(&c) as usize).min(3);
+        by_state[i] += 1;
+    }
+    out.containers = vec![
+        ("CONTAINER_CREATED", by_state[0]),
+        ("CONTAINER_RUNNING", by_state[1]),
+        ("CONTAINER_EXITED", by_state[2]),
+        ("CONTAINER_UNKNOWN", by_state[3]),
+    ];
+    out.shims = ready;
+    out.subscribers = events.subscribers() as i64;
+    out.subscribers_dropped = events.dropped() as i64;
+    out
+}
 
 /// The CRI state of a container.
 pub fn container_state(ctr: &Container) -> ContainerState {
