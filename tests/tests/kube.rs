@@ -1174,3 +1174,87 @@ async fn configured_node_ips_are_the_host_and_host_network_pod_addresses() -> Re
     );
     Ok(())
 }
+
+/// The pod manager is a crate that speaks only CRI, so it drives any CRI runtime through its
+/// socket (`Cri::remote`), as it would containerd: a second pod manager, in the test process
+/// with its own store, runs a pod on the daemon over the socket and tears it down.
+#[tokio::test]
+async fn the_pod_manager_crate_drives_a_runtime_over_its_cri_socket() -> Result<()> {
+    use corral_kube::Object;
+    use corral_kube::store::Kind;
+    use corral_kubelet::{Cri, Kubelet, KubeletConfig, logs::LogPolicy};
+
+    let mut k = kube_env().await?;
+    let dir = tempfile::tempdir()?;
+    let kubelet = Kubelet::open(
+        KubeletConfig {
+            dir: dir.path().join("kubelet"),
+            node_name: "remote".into(),
+            node_labels: Default::default(),
+            node_ips: vec!["127.0.0.1".into()],
+            logs: LogPolicy::default(),
+        },
+        Cri::remote(k.pods.d.channel().await?),
+    )?;
+    kubelet.start();
+    let yaml = common::kube::manifest(
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: remote}
+spec:
+  terminationGracePeriodSeconds: 1
+  containers:
+  - name: main
+    image: IMAGE
+    imagePullPolicy: IfNotPresent
+    command: ["sleep", "3600"]
+"#,
+        k.image(),
+    );
+    kubelet.apply(&yaml, false, "")?;
+    let phase_of = |kubelet: &Kubelet| -> Option<String> {
+        match kubelet
+            .get(Kind::Pod, Some("default"), "remote", None)
+            .ok()?
+            .pop()?
+        {
+            Object::Pod(p) => p.status.and_then(|s| s.phase),
+            _ => None,
+        }
+    };
+    let deadline = Instant::now() + MINUTE;
+    while phase_of(&kubelet).as_deref() != Some("Running") {
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "remote pod not Running: {:?}",
+            phase_of(&kubelet)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The daemon's own pod manager knows nothing of it; the runtime runs it.
+    assert!(k.pods().await?.is_empty());
+    let sandboxes = k
+        .pods
+        .rt
+        .list_pod_sandbox(corral_cri_api::v1::ListPodSandboxRequest { filter: None })
+        .await?
+        .into_inner()
+        .items;
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
+    assert_eq!(
+        sandboxes[0].metadata.as_ref().map(|m| m.name.as_str()),
+        Some("remote")
+    );
+    kubelet.delete(Kind::Pod, "default", "remote", Some(0))?;
+    let deadline = Instant::now() + MINUTE;
+    while kubelet
+        .get(Kind::Pod, Some("default"), "remote", None)
+        .is_ok()
+    {
+        anyhow::ensure!(Instant::now() < deadline, "remote pod not deleted");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    kubelet.shutdown();
+    k.delete_all_and_assert_clean().await
+}
