@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use corral_cri_api::v1::ContainerState;
+use corral_fsutil::time::{rfc3339_nano, unix_nanos};
 use corral_shim::proto::{CheckpointRequest, Request, Response};
-use corral_shim::timefmt::{rfc3339_nano, unix_nanos};
 
 use super::{PodError, Pods, Result};
 use crate::checkpoint::dump::{self, ConfigDump};

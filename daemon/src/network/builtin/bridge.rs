@@ -47,7 +47,7 @@ impl Bridges {
             index,
             subnets.iter().map(|s| format!("{s} ")).collect::<String>(),
         );
-        if crate::pods::lock(&self.ready).contains(&key) {
+        if crate::sync::lock(&self.ready).contains(&key) {
             return Ok(index);
         }
         // Up (a bridge we did not make may be down), then the gateways.
@@ -61,7 +61,7 @@ impl Bridges {
             add_address(handle, index, s.gateway(), s.prefix()).await?;
         }
         enable_forwarding(subnets)?;
-        crate::pods::lock(&self.ready).insert(key);
+        crate::sync::lock(&self.ready).insert(key);
         Ok(index)
     }
 }

@@ -24,7 +24,7 @@ pub struct Masquerade {
 impl Masquerade {
     pub async fn ensure(&self, bridge: &str, subnet: &Subnet) -> Result<(), String> {
         let key = format!("{bridge} {subnet}");
-        if crate::pods::lock(&self.done).contains(&key) {
+        if crate::sync::lock(&self.done).contains(&key) {
             return Ok(());
         }
         let net = subnet.to_string();
@@ -36,7 +36,7 @@ impl Masquerade {
             "-j", "MASQUERADE",
         ];
         iptables::ensure(subnet.is_ipv6(), "nat", "POSTROUTING", &rule).await?;
-        crate::pods::lock(&self.done).insert(key);
+        crate::sync::lock(&self.done).insert(key);
         Ok(())
     }
 }

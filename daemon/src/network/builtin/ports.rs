@@ -91,7 +91,7 @@ pub struct HostPorts {
 impl HostPorts {
     async fn ensure_shared(&self, bridge: &str, subnet: &Subnet) -> Result<(), String> {
         let key = format!("{bridge} {subnet}");
-        if crate::pods::lock(&self.done).contains(&key) {
+        if crate::sync::lock(&self.done).contains(&key) {
             return Ok(());
         }
         let v6 = subnet.is_ipv6();
@@ -118,7 +118,7 @@ impl HostPorts {
             let path = format!("/proc/sys/net/ipv4/conf/{bridge}/route_localnet");
             std::fs::write(&path, "1").map_err(|e| format!("{path}: {e}"))?;
         }
-        crate::pods::lock(&self.done).insert(key);
+        crate::sync::lock(&self.done).insert(key);
         Ok(())
     }
 
