@@ -13,8 +13,6 @@ use std::time::Duration;
 use corral_cri_api::v1::{RuntimeHandler, RuntimeHandlerFeatures};
 use corral_shim::proto::OciRuntime;
 
-use crate::config::HandlerConfig;
-
 /// The built-in runtime's name; the empty name means it too.
 pub const BUILTIN: &str = "corral";
 
@@ -62,28 +60,30 @@ pub struct Handlers {
 }
 
 impl Handlers {
-    /// Probes each configured runtime (blocking: runs each `features` once).
+    /// Probes each configured runtime, given as its name and program (blocking: runs each
+    /// `features` and `--help` once). Takes no config type, so the config may name
+    /// [`BUILTIN`] without an import circle.
     pub fn probe<'a>(
-        configured: impl IntoIterator<Item = (&'a String, &'a HandlerConfig)>,
+        configured: impl IntoIterator<Item = (&'a String, &'a PathBuf)>,
         criu: Option<PathBuf>,
     ) -> Handlers {
         let oci = configured
             .into_iter()
-            .map(|(name, cfg)| {
-                let (features, unusable) = match probe_features(&cfg.path) {
+            .map(|(name, path)| {
+                let (features, unusable) = match probe_features(path) {
                     Ok(f) => (f, None),
                     Err(why) => {
-                        tracing::warn!(handler = %name, path = %cfg.path.display(), %why, "runtime handler cannot run");
+                        tracing::warn!(handler = %name, path = %path.display(), %why, "runtime handler cannot run");
                         (Features::default(), Some(why))
                     }
                 };
                 let commands = match &unusable {
-                    None => probe_commands(&cfg.path),
+                    None => probe_commands(path),
                     Some(_) => Commands::default(),
                 };
                 Handler {
                     name: name.clone(),
-                    path: cfg.path.clone(),
+                    path: path.clone(),
                     features,
                     commands,
                     unusable,
@@ -320,12 +320,7 @@ mod tests {
     #[test]
     fn unknown_handlers_are_named_with_the_known_ones() {
         let mut configured = std::collections::BTreeMap::new();
-        configured.insert(
-            "runc".to_owned(),
-            HandlerConfig {
-                path: "/nonexistent/runc".into(),
-            },
-        );
+        configured.insert("runc".to_owned(), PathBuf::from("/nonexistent/runc"));
         let handlers = Handlers::probe(&configured, None);
         assert!(matches!(handlers.resolve(""), Ok(None)));
         assert!(matches!(handlers.resolve(BUILTIN), Ok(None)));

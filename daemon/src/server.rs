@@ -125,7 +125,7 @@ impl Daemon {
                 cgroup_root: config.runtime.cgroup_root.clone(),
                 cdi_spec_dirs: config.runtime.cdi_spec_dirs.clone(),
                 handlers: Arc::new(crate::handlers::Handlers::probe(
-                    &config.runtime.handlers,
+                    config.runtime.handlers.iter().map(|(n, h)| (n, &h.path)),
                     Some(config.runtime.criu()),
                 )),
             },
