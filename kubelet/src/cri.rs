@@ -149,12 +149,17 @@ impl Cri {
             .ok_or_else(|| Status::internal("PodSandboxStatus without a status"))
     }
 
-    pub async fn run_sandbox(&self, config: PodSandboxConfig) -> Result<String, Status> {
+    /// RunPodSandbox on `handler` (empty: the runtime's default).
+    pub async fn run_sandbox(
+        &self,
+        config: PodSandboxConfig,
+        handler: &str,
+    ) -> Result<String, Status> {
         Ok(self
             .runtime
             .run_pod_sandbox(Request::new(RunPodSandboxRequest {
                 config: Some(config),
-                runtime_handler: String::new(),
+                runtime_handler: handler.to_owned(),
             }))
             .await?
             .into_inner()

@@ -1258,3 +1258,60 @@ spec:
     kubelet.shutdown();
     k.delete_all_and_assert_clean().await
 }
+
+/// `runtimeClassName` names the runtime handler the pod's sandbox runs on; an unknown one is an
+/// event naming it, and the pod does not start.
+#[tokio::test]
+async fn runtime_class_name_picks_the_runtime_handler() -> Result<()> {
+    let mut k = kube_env_with(DaemonOptions {
+        runtime_config: "[runtime.handlers.runc]\npath = \"/usr/sbin/runc\"\n".into(),
+        ..Default::default()
+    })
+    .await?;
+    let pod = |name: &str, class: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\nspec:\n  runtimeClassName: {class}\n  terminationGracePeriodSeconds: 1\n  containers:\n  - name: main\n    image: IMAGE\n    imagePullPolicy: IfNotPresent\n    command: [sleep, '3600']\n"
+        )
+    };
+    k.apply(&pod("on-runc", "runc")).await?;
+    // The pod manager, like the kubelet, limits every hugepage size (to 0 unless asked). runc
+    // 1.1 cannot set a hugetlb limit where the controller is only on the v2 mount of a hybrid
+    // host, as here: then the container fails in runc's words, which shows the pod is on
+    // runc as well as running would.
+    let p = k
+        .wait_pod(
+            "on-runc",
+            MINUTE,
+            "Running, or runc's hugetlb refusal",
+            |p| {
+                running(p, "main")
+                    || (waiting_reason(p, "main") == Some("CreateContainerError")
+                        && waiting_message(p, "main").contains("runc create failed"))
+            },
+        )
+        .await?;
+    if !running(&p, "main") {
+        let why = waiting_message(&p, "main");
+        assert!(why.contains("hugetlb"), "{why}");
+    }
+    let sandboxes = k.sandboxes().await?;
+    assert_eq!(sandboxes.len(), 1, "{sandboxes:?}");
+    assert_eq!(sandboxes[0].runtime_handler, "runc");
+
+    k.apply(&pod("on-kata", "kata")).await?;
+    let until = Instant::now() + MINUTE;
+    loop {
+        let events = k.events("on-kata").await?;
+        if let Some(e) = events.iter().find(|e| e.reason == "FailedCreatePodSandBox") {
+            assert!(e.message.contains("\"kata\""), "{e:?}");
+            break;
+        }
+        assert!(
+            Instant::now() < until,
+            "no FailedCreatePodSandBox: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(k.sandboxes().await?.len(), 1, "no sandbox for on-kata");
+    k.delete_all_and_assert_clean().await
+}

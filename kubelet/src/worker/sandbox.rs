@@ -68,7 +68,15 @@ impl Worker {
                     let _ = self.kubelet.cri.stop_sandbox(&s.id).await;
                     let _ = self.kubelet.cri.remove_sandbox(&s.id).await;
                 }
-                match self.kubelet.cri.run_sandbox(config.clone()).await {
+                // `runtimeClassName` names the runtime handler itself: there is no API server
+                // holding RuntimeClass objects to map it (a RuntimeClass whose handler is its
+                // own name, as in most clusters).
+                let handler = pod
+                    .spec
+                    .as_ref()
+                    .and_then(|s| s.runtime_class_name.clone())
+                    .unwrap_or_default();
+                match self.kubelet.cri.run_sandbox(config.clone(), &handler).await {
                     Ok(id) => id,
                     Err(e) => {
                         let msg = format!("Failed to create pod sandbox: {}", e.message());

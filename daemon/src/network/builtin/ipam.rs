@@ -3,9 +3,14 @@
 //! `lock` file taken with `flock`), so reservations that earlier versions made through the
 //! host-local plugin stay honoured and a DEL through the plugin still finds ours.
 //!
-//! A reservation is a file created with `O_EXCL`: it survives a restart of corrald (the page
-//! cache outlives the process; a machine crash takes the pods with it, and their DEL releases
-//! by pod ID, so a stale file never frees another pod's address). Release is by pod ID.
+//! A reservation file appears whole: it is written under a temporary name (`.tmp-<ip>`) and
+//! hard-linked to its address's name, which fails if the address is taken (the `O_EXCL` of a
+//! file that already has its owner in it). A file created empty and then written, as
+//! host-local does, named no owner if corrald was killed in between, and no DEL ever released
+//! it (found by the fault test). A leftover temporary, and an empty reservation an older
+//! version left, are removed under the lock. It survives a restart of corrald (the page cache
+//! outlives the process; a machine crash takes the pods with it, and their DEL releases by pod
+//! ID, so a stale file never frees another pod's address). Release is by pod ID.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write as _;
@@ -70,25 +75,55 @@ impl Store {
                 .and_then(|s| s.trim().parse::<IpAddr>().ok())
                 .filter(|ip| subnet.contains(*ip));
             let mut found = None;
+            let tmp = self.dir.join(format!(".tmp-{range}"));
+            let written = std::fs::remove_file(&tmp)
+                .or_else(|e| match e.kind() {
+                    std::io::ErrorKind::NotFound => Ok(()),
+                    _ => Err(e),
+                })
+                .and_then(|()| {
+                    OpenOptions::new()
+                        .write(true)
+                        .create_new(true)
+                        .open(&tmp)?
+                        .write_all(owner.as_bytes())
+                });
+            if let Err(e) = written {
+                let _ = std::fs::remove_file(&tmp);
+                for ip in &out {
+                    let _ = std::fs::remove_file(self.dir.join(ip.to_string()));
+                }
+                return Err(io(self.err(".tmp", e)));
+            }
             for ip in subnet.hosts_after(last) {
                 let path = self.dir.join(ip.to_string());
-                match OpenOptions::new().write(true).create_new(true).open(&path) {
-                    Ok(mut f) => {
-                        if let Err(e) = f.write_all(owner.as_bytes()) {
-                            // An empty file names no owner: nothing would ever release it.
-                            let _ = std::fs::remove_file(&path);
-                            for ip in &out {
-                                let _ = std::fs::remove_file(self.dir.join(ip.to_string()));
-                            }
-                            return Err(io(self.err(&ip.to_string(), e)));
-                        }
+                match std::fs::hard_link(&tmp, &path) {
+                    Ok(()) => {
                         found = Some(ip);
                         break;
                     }
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                    Err(e) => return Err(io(self.err(&ip.to_string(), e))),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        // An empty reservation is an older version's interrupted write: it
+                        // names no owner, so nothing else would ever free it.
+                        if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0)
+                            && std::fs::remove_file(&path).is_ok()
+                            && std::fs::hard_link(&tmp, &path).is_ok()
+                        {
+                            found = Some(ip);
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&tmp);
+                        for ip in &out {
+                            let _ = std::fs::remove_file(self.dir.join(ip.to_string()));
+                        }
+                        return Err(io(self.err(&ip.to_string(), e)));
+                    }
                 }
             }
+            let _ = std::fs::remove_file(&tmp);
             let Some(ip) = found else {
                 // Give back what this call took in the other subnets.
                 for ip in &out {
@@ -189,6 +224,25 @@ mod tests {
         std::fs::write(d.path().join("corral/10.1.2.6"), "old").unwrap();
         store.release("old", &[]).unwrap();
         assert!(!d.path().join("corral/10.1.2.6").exists());
+    }
+
+    #[test]
+    fn a_reservation_appears_whole_and_an_empty_one_is_reclaimed() {
+        let d = tempfile::tempdir().unwrap();
+        let store = Store::new(d.path(), "corral");
+        let nets = [subnet("10.1.2.0/29")];
+        // What a kill between create and write left with the old code: a file naming nobody.
+        std::fs::create_dir_all(d.path().join("corral")).unwrap();
+        std::fs::write(d.path().join("corral/10.1.2.2"), "").unwrap();
+        // A temporary of a killed reservation.
+        std::fs::write(d.path().join("corral/.tmp-0"), "dead\r\neth0").unwrap();
+        let a = store.reserve(&nets, "a", "eth0").unwrap();
+        assert_eq!(a, ["10.1.2.2".parse::<IpAddr>().unwrap()]);
+        let text = std::fs::read_to_string(d.path().join("corral/10.1.2.2")).unwrap();
+        assert_eq!(text, "a\r\neth0");
+        assert!(!d.path().join("corral/.tmp-0").exists());
+        store.release("a", &[]).unwrap();
+        assert!(!d.path().join("corral/10.1.2.2").exists());
     }
 
     #[test]
