@@ -2,14 +2,12 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use corral_runtime::container::{self, Container, Stdio};
 use corral_runtime::exec;
 use corral_shim::crilog::{LogFile, Stream, Written};
-use corral_shim::proto::{
-    CheckpointRequest, ContainerInfo, CreateRequest, ErrorKind, ExitRecord, LogDrops, Response,
-};
+use corral_shim::proto::{ContainerInfo, CreateRequest, ErrorKind, ExitRecord, LogDrops, Response};
 use corral_shim::records;
 use corral_shim::timefmt::unix_nanos;
 use nix::fcntl::OFlag;
@@ -27,8 +25,8 @@ pub struct Ctr {
     pub id: String,
     /// The init's pid, cgroup and confinement, which every exec in the container gets.
     pub target: exec::Target,
-    process: Option<Init>,
-    exit_token: Option<u64>,
+    pub(crate) process: Option<Init>,
+    pub(crate) exit_token: Option<u64>,
     log: Option<LogFile>,
     /// The write end of the container's stdin (or the pty), kept for attach.
     pub stdin: Option<OwnedFd>,
@@ -39,9 +37,9 @@ pub struct Ctr {
     /// Connections attached to this container (answered `Exited` at its exit).
     pub attached: Vec<u64>,
     outputs: Vec<(u64, Stream, OwnedFd)>,
-    started_at: Option<i64>,
+    pub(crate) started_at: Option<i64>,
     pub exit: Option<ExitRecord>,
-    waiters: Vec<u64>,
+    pub(crate) waiters: Vec<u64>,
     /// A stop signal the init would lose now, sent once it catches it.
     pub held_signal: Option<crate::stop_signal::Held>,
     /// The spec's poststop hooks, run once when the container is removed.
@@ -85,7 +83,7 @@ impl Ctr {
 }
 
 /// The container's init as its runtime holds it.
-enum Init {
+pub(crate) enum Init {
     /// The built-in runtime's container (boxed: it is by far the largest).
     Builtin(Box<Container>),
     /// An OCI runtime's: a pidfd of the init (the shim's child once the runtime exited).
@@ -109,7 +107,7 @@ impl Init {
     }
 }
 
-fn not_found(id: &str) -> Response {
+pub(crate) fn not_found(id: &str) -> Response {
     Response::error(
         ErrorKind::NotFound,
         format!("container {id} not found in the shim"),
@@ -319,53 +317,6 @@ impl Shim {
         }
     }
 
-    /// Start of a container created from a checkpoint: the OCI runtime restores its process
-    /// tree from the CRIU images.
-    fn restore(&mut self, id: &str) -> Response {
-        let (Some(rt), Some(ctr)) = (&self.oci, self.ctrs.get_mut(id)) else {
-            return not_found(id);
-        };
-        let Some(Init::Restore {
-            bundle,
-            images,
-            stdio,
-        }) = ctr.process.take()
-        else {
-            return not_found(id);
-        };
-        let work = bundle.join("restore-work");
-        if let Err(e) = crate::oci::private_dir(&work) {
-            return Response::error(ErrorKind::Internal, e.to_string());
-        }
-        let spawned = match rt.restore(id, &bundle, &images, &work, stdio) {
-            Ok(s) => s,
-            Err(e) => {
-                // No second try: the stdio went to the failed restore.
-                return Response::error(ErrorKind::FailedPrecondition, e.to_string());
-            }
-        };
-        let token = match self
-            .reg
-            .add(spawned.pidfd.as_fd(), Source::Exit { ctr: id.to_owned() })
-        {
-            Ok(t) => t,
-            Err(e) => return Response::error(ErrorKind::Internal, e.to_string()),
-        };
-        let started_at = unix_nanos(SystemTime::now());
-        let Some(ctr) = self.ctrs.get_mut(id) else {
-            return not_found(id);
-        };
-        ctr.target.init_pid = spawned.pid;
-        ctr.exit_token = Some(token);
-        ctr.process = Some(Init::Oci(spawned.pidfd));
-        ctr.started_at = Some(started_at);
-        log!("restored container {id} (pid {})", spawned.pid);
-        Response::Started {
-            pid: spawned.pid,
-            started_at,
-        }
-    }
-
     pub fn signal(&mut self, id: &str, signal: i32) -> Response {
         let Some(ctr) = self.ctrs.get(id) else {
             return not_found(id);
@@ -402,31 +353,6 @@ impl Shim {
         Response::Ok
     }
 
-    /// Records the exit of a container that has no process (one waiting to be restored), as
-    /// if `sig` had killed it, and answers its waiters.
-    fn end_unstarted(&mut self, id: &str, sig: Signal) {
-        let Some(ctr) = self.ctrs.get_mut(id) else {
-            return;
-        };
-        let record = ExitRecord {
-            exit_code: 128 + sig as i32,
-            signal: Some(sig as i32),
-            finished_at: unix_nanos(SystemTime::now()),
-            oom_killed: false,
-        };
-        ctr.exit = Some(record);
-        ctr.process = None;
-        log!("container {id} ended before its restore: {record:?}");
-        if let Err(e) = records::write(&self.dir, id, &record) {
-            log!("container {id}: writing the exit record: {e}");
-        }
-        let waiters = std::mem::take(&mut ctr.waiters);
-        let attached = std::mem::take(&mut ctr.attached);
-        for conn in waiters.into_iter().chain(attached) {
-            self.respond(conn, Response::Exited(record));
-        }
-    }
-
     pub fn wait(&mut self, conn: u64, id: &str) -> Option<Response> {
         let Some(ctr) = self.ctrs.get_mut(id) else {
             return Some(not_found(id));
@@ -445,40 +371,6 @@ impl Shim {
         match ctr.log.as_mut().map(LogFile::reopen) {
             Some(Err(e)) => Response::error(ErrorKind::Internal, format!("reopening the log: {e}")),
             _ => Response::Ok,
-        }
-    }
-
-    /// Checkpoints a running container with CRIU, through the pod's OCI runtime.
-    pub fn checkpoint(&mut self, req: CheckpointRequest) -> Response {
-        let Some(ctr) = self.ctrs.get(&req.id) else {
-            return not_found(&req.id);
-        };
-        let Some(rt) = &self.oci else {
-            return Response::error(
-                ErrorKind::FailedPrecondition,
-                "the built-in runtime cannot checkpoint containers; run the pod with an OCI runtime handler (runc)",
-            );
-        };
-        if !ctr.running() {
-            let msg = format!("container {} is not running", req.id);
-            return Response::error(ErrorKind::FailedPrecondition, msg);
-        }
-        let timeout = (req.timeout_ms > 0).then(|| Duration::from_millis(req.timeout_ms));
-        match rt.checkpoint(
-            &req.id,
-            &req.images_dir,
-            &req.work_dir,
-            req.leave_running,
-            timeout,
-        ) {
-            Ok(()) => {
-                log!("checkpointed container {}", req.id);
-                Response::Ok
-            }
-            Err(e @ Error::TimedOut(_)) => {
-                Response::error(ErrorKind::DeadlineExceeded, e.to_string())
-            }
-            Err(e) => Response::error(ErrorKind::Internal, e.to_string()),
         }
     }
 

@@ -7,6 +7,7 @@
 //! process prints what it was told and exits, so corrald's child is gone immediately and the
 //! shim is re-parented away from the daemon.
 
+mod checkpoints;
 mod containers;
 mod exec;
 mod oci;
