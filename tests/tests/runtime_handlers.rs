@@ -19,10 +19,10 @@ use corral_cri_api::v1::{
     ContainerState, ExecSyncRequest, ListContainersRequest, RunPodSandboxRequest,
     StartContainerRequest, StatusRequest, StopContainerRequest, StopPodSandboxRequest,
 };
-use corral_streaming::client::{self, CommandIo, Outcome, Transport};
+use corral_streaming::client::{Outcome, Transport};
 use corral_tests::daemon::DaemonOptions;
 
-use crate::streaming::{exec_url, read_all, run_with_stdin, sink};
+use crate::streaming::{exec_url, run_resized_to_77x33, run_with_stdin};
 
 const RUNC: &str = "/usr/sbin/runc";
 const CRUN: &str = "/usr/bin/crun";
@@ -267,18 +267,8 @@ async fn lifecycle(handler: &str, opts: DaemonOptions) -> Result<()> {
     );
     let script = "while [ \"$(stty size)\" != \"33 77\" ]; do sleep 0.05; done; tty; stty size";
     let url = exec_url(&mut e, &app, &["sh", "-c", script], true, false).await?;
-    let (out, out_r) = sink();
-    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
-    resize_tx.send((77, 33)).await?;
-    let io = CommandIo {
-        stdin: None,
-        stdout: Some(out),
-        stderr: None,
-        resize: Some(resize_rx),
-    };
-    let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
+    let (outcome, text) = run_resized_to_77x33(&url).await?;
     assert_eq!(outcome, Outcome::Exited(0));
-    let text = read_all(out_r).await;
     assert!(
         text.contains("/dev/pts/") && text.contains("33 77\r\n"),
         "{text:?}"

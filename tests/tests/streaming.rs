@@ -69,6 +69,22 @@ pub(crate) async fn run_with_stdin(
     Ok((outcome, read_all(out_r).await, read_all(err_r).await))
 }
 
+/// Runs the TTY session at `url`, its window resized to 77x33 at once; returns how it ended
+/// and its output.
+pub(crate) async fn run_resized_to_77x33(url: &str) -> Result<(Outcome, String)> {
+    let (out, out_r) = sink();
+    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
+    resize_tx.send((77, 33)).await?;
+    let io = CommandIo {
+        stdin: None,
+        stdout: Some(out),
+        stderr: None,
+        resize: Some(resize_rx),
+    };
+    let outcome = client::remote_command(url, Transport::WebSocket, io).await?;
+    Ok((outcome, read_all(out_r).await))
+}
+
 /// A running pod with one `sleep` container.
 async fn sleeper(e: &mut PodEnv, name: &str) -> Result<(String, String)> {
     let pod = e.run_pod(name).await?;
@@ -117,18 +133,8 @@ async fn exec_over_websocket_stdin_streams_exit_codes_and_tty_resize() -> Result
     let script =
         "while [ \"$(stty size)\" != \"33 77\" ]; do sleep 0.05; done; echo resized; stty size";
     let url = exec_url(&mut e, &ctr, &["sh", "-c", script], true, false).await?;
-    let (out, out_r) = sink();
-    let (resize_tx, resize_rx) = tokio::sync::mpsc::channel(4);
-    resize_tx.send((77, 33)).await?;
-    let io = CommandIo {
-        stdin: None,
-        stdout: Some(out),
-        stderr: None,
-        resize: Some(resize_rx),
-    };
-    let outcome = client::remote_command(&url, Transport::WebSocket, io).await?;
+    let (outcome, text) = run_resized_to_77x33(&url).await?;
     assert_eq!(outcome, Outcome::Exited(0));
-    let text = read_all(out_r).await;
     assert!(text.contains("resized\r\n33 77\r\n"), "{text:?}");
 
     e.remove_pod(&pod).await?;
