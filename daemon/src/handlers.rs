@@ -164,36 +164,7 @@ pub enum Resolve {
 /// Runs `<path> features` and reads what the runtime supports; a runtime without the command
 /// supports nothing optional, one that cannot run at all is an error.
 fn probe_features(path: &Path) -> Result<Features, String> {
-    let mut child = std::process::Command::new(path)
-        .arg("features")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break status,
-            Ok(None) if std::time::Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Ok(None) => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "{} features did not answer within {PROBE_TIMEOUT:?}",
-                    path.display()
-                ));
-            }
-            Err(e) => return Err(format!("{}: {e}", path.display())),
-        }
-    };
-    let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        use std::io::Read;
-        let _ = stdout.take(1 << 20).read_to_end(&mut out);
-    }
+    let (status, out) = run_bounded(path, "features")?;
     if !status.success() {
         // It ran, but has no features document.
         return Ok(Features::default());
@@ -203,7 +174,7 @@ fn probe_features(path: &Path) -> Result<Features, String> {
 
 /// Reads `<path> --help` for the commands and options beyond the basic ones.
 fn probe_commands(path: &Path) -> Commands {
-    let Some(help) = run_bounded(path, "--help") else {
+    let Ok((_, help)) = run_bounded(path, "--help") else {
         return Commands::default();
     };
     let text = String::from_utf8_lossy(&help);
@@ -220,41 +191,46 @@ pub fn parse_commands(help: &str) -> Commands {
     }
 }
 
-/// Stdout of `<path> <arg>` within the probe's time limit, when it ran at all.
-fn run_bounded(path: &Path, arg: &str) -> Option<Vec<u8>> {
+/// How `<path> <arg>` exited and the first MiB of its stdout (read while it runs, so a long
+/// output cannot stall it), killed after the probe's time limit.
+fn run_bounded(path: &Path, arg: &str) -> Result<(std::process::ExitStatus, Vec<u8>), String> {
     let mut child = std::process::Command::new(path)
         .arg(arg)
         .stdin(std::process::Stdio::null())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()
-        .ok()?;
-    let mut out = Vec::new();
-    if let Some(stdout) = child.stdout.take() {
-        use std::io::Read;
-        // The pipe closes when the program exits; a hung one is killed below.
-        let reader = std::thread::spawn(move || {
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let reader = child.stdout.take().map(|stdout| {
+        std::thread::spawn(move || {
+            use std::io::Read;
             let mut buf = Vec::new();
             let _ = stdout.take(1 << 20).read_to_end(&mut buf);
             buf
-        });
-        let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
-        loop {
-            match child.try_wait() {
-                Ok(Some(_)) => break,
-                Ok(None) if std::time::Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(5));
-                }
-                _ => {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    break;
-                }
+        })
+    });
+    let deadline = std::time::Instant::now() + PROBE_TIMEOUT;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(5));
             }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break Err(format!(
+                    "{} {arg} did not answer within {PROBE_TIMEOUT:?}",
+                    path.display()
+                ));
+            }
+            Err(e) => break Err(format!("{}: {e}", path.display())),
         }
-        out = reader.join().unwrap_or_default();
-    }
-    Some(out)
+    };
+    let out = reader
+        .map(|r| r.join().unwrap_or_default())
+        .unwrap_or_default();
+    Ok((status?, out))
 }
 
 /// The features document's answers (`mountOptions` has `rro`; `linux.namespaces` has `user`

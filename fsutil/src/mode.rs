@@ -15,6 +15,19 @@ pub fn create_dir(path: &Path, mode: u32) -> io::Result<()> {
     restrict(path, mode)
 }
 
+/// Creates the file `path` with `mode` and `body`; one already there (a symlink included) is
+/// an error, never written through.
+pub fn write_new(path: &Path, body: &[u8], mode: u32) -> io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)?
+        .write_all(body)
+}
+
 /// Sets `mode` on `path` unless it has it already; a symlink there is left alone (never
 /// followed).
 pub fn restrict(path: &Path, mode: u32) -> io::Result<()> {

@@ -65,8 +65,9 @@ impl Shim {
             return not_found(id);
         };
         let work = bundle.join("restore-work");
-        if let Err(e) = crate::oci::private_dir(&work) {
-            return Response::error(ErrorKind::Internal, e.to_string());
+        if let Err(e) = corral_fsutil::mode::create_dir(&work, 0o700) {
+            let msg = format!("{}: {e}", work.display());
+            return Response::error(ErrorKind::Internal, msg);
         }
         let spawned = match rt.restore(id, &bundle, &images, &work, stdio) {
             Ok(s) => s,

@@ -17,7 +17,6 @@
 
 use std::io::{BufRead, Read, Seek};
 use std::os::fd::OwnedFd;
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio as CmdStdio};
@@ -35,6 +34,10 @@ use crate::server::Error;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
 /// Most bytes of the runtime's log read back for an error message.
 const MAX_ERROR: usize = 4096;
+/// Most bytes read from the end of CRIU's log for an error message.
+const MAX_CRIU_LOG: u64 = 64 << 10;
+/// The console socket's name in the directory the runtime runs in.
+const CONSOLE_SOCKET: &str = "console.sock";
 
 /// The pod's OCI runtime.
 pub struct Runtime {
@@ -95,7 +98,10 @@ impl Runtime {
         let spec_path = self.dir.join("oci-exec.json");
         let body = serde_json::to_vec(process)
             .map_err(|e| Error::Protocol(format!("encoding the exec process: {e}")))?;
-        write_private(&spec_path, &body)?;
+        // Left only by a shim killed mid-exec, which took its pod with it; never followed.
+        let _ = std::fs::remove_file(&spec_path);
+        corral_fsutil::mode::write_new(&spec_path, &body, 0o600)
+            .map_err(|e| Error::io(&spec_path, e))?;
         let io = Io::new(stdio, &self.dir)?;
         let mut args = vec!["exec".into(), "--detach".into()];
         args.extend(io.console_args());
@@ -373,26 +379,17 @@ impl Io {
                 stdout,
                 stderr,
             }),
-            Stdio::Terminal => {
-                let name = "console.sock";
-                let path = cwd.join(name);
-                let _ = std::fs::remove_file(&path);
-                // Bound by its relative name: the full path may exceed 107 bytes.
-                std::env::set_current_dir(cwd).map_err(|e| Error::io(cwd, e))?;
-                let bound = UnixListener::bind(name).map_err(|e| Error::io(&path, e));
-                std::env::set_current_dir("/").map_err(|e| Error::io("/", e))?;
-                Ok(Io::Console {
-                    listener: bound?,
-                    path,
-                })
-            }
+            Stdio::Terminal => Ok(Io::Console {
+                listener: crate::server::bind_in(cwd, CONSOLE_SOCKET)?,
+                path: cwd.join(CONSOLE_SOCKET),
+            }),
         }
     }
 
     fn console_args(&self) -> Vec<std::ffi::OsString> {
         match self {
             Io::Fds { .. } => Vec::new(),
-            Io::Console { .. } => vec!["--console-socket".into(), "console.sock".into()],
+            Io::Console { .. } => vec!["--console-socket".into(), CONSOLE_SOCKET.into()],
         }
     }
 }
@@ -429,40 +426,29 @@ fn wait_with_timeout(child: &mut Child, timeout: Duration) -> std::io::Result<Op
     }
 }
 
-/// Makes `dir` (mode 0700) unless it exists.
-pub fn private_dir(dir: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::DirBuilderExt;
-    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => Err(Error::io(dir, e)),
-        _ => Ok(()),
-    }
-}
-
 /// `error` with the last error lines of CRIU's log at `log`, when there is one.
 fn with_criu_log(error: Error, log: &Path) -> Error {
     if matches!(error, Error::TimedOut(_)) {
         return error;
     }
-    let Ok(text) = std::fs::read_to_string(log) else {
+    // Its end: a restore's log runs to megabytes, and the errors come last.
+    let Ok(mut file) = std::fs::File::open(log) else {
         return error;
     };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut bytes = Vec::new();
+    if file
+        .seek(std::io::SeekFrom::Start(len.saturating_sub(MAX_CRIU_LOG)))
+        .and_then(|_| file.take(MAX_CRIU_LOG).read_to_end(&mut bytes))
+        .is_err()
+    {
+        return error;
+    }
+    let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().filter(|l| l.contains("Error")).collect();
     if lines.is_empty() {
         return error;
     }
     let tail = lines[lines.len().saturating_sub(5)..].join("; ");
     Error::Oci(format!("{error} (CRIU: {tail})"))
-}
-
-fn write_private(path: &Path, body: &[u8]) -> Result<(), Error> {
-    use std::io::Write;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-        .and_then(|mut f| f.write_all(body))
-        .map_err(|e| Error::io(path, e))
 }

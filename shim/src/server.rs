@@ -134,6 +134,18 @@ pub struct Shim {
     exiting: bool,
 }
 
+/// A socket listening at `dir/name` (anything there before is replaced), bound by its relative
+/// name from inside `dir`: the full path may exceed the 107 bytes a socket path has. The shim
+/// is single-threaded, so changing its working directory for the call is safe.
+pub fn bind_in(dir: &Path, name: &str) -> Result<UnixListener, Error> {
+    let path = dir.join(name);
+    let _ = std::fs::remove_file(&path);
+    std::env::set_current_dir(dir).map_err(|e| Error::io(dir, e))?;
+    let bound = UnixListener::bind(name).map_err(|e| Error::io(&path, e));
+    std::env::set_current_dir("/").map_err(|e| Error::io("/", e))?;
+    bound
+}
+
 /// How long the shim waits for a SIGKILLed process to be gone.
 pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
@@ -172,12 +184,7 @@ impl Shim {
             None
         };
         let sock = dir.join(SOCKET_FILE);
-        let _ = std::fs::remove_file(&sock);
-        // Bound by a relative name: the full path may exceed the 107 bytes a socket path has.
-        std::env::set_current_dir(&dir).map_err(|e| Error::io(&dir, e))?;
-        let bound = UnixListener::bind(SOCKET_FILE).map_err(|e| Error::io(&sock, e));
-        std::env::set_current_dir("/").map_err(|e| Error::io("/", e))?;
-        let listener = bound?;
+        let listener = bind_in(&dir, SOCKET_FILE)?;
         listener
             .set_nonblocking(true)
             .map_err(|e| Error::io(&sock, e))?;

@@ -53,6 +53,15 @@ fn runtime_state(e: &PodEnv, pod: &str, id: &str) -> PathBuf {
     e.d.state().join("pods").join(pod).join("oci").join(id)
 }
 
+/// StopPodSandbox, then RemovePodSandbox.
+async fn stop_and_remove(e: &mut PodEnv, pod: &str) -> Result<()> {
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.to_owned(),
+    })
+    .await?;
+    e.remove_pod(pod).await
+}
+
 async fn sh(e: &mut PodEnv, id: &str, script: &str) -> Result<(i32, String, String)> {
     let out =
         e.rt.exec_sync(ExecSyncRequest {
@@ -170,11 +179,7 @@ async fn status_lists_each_handler_and_an_unknown_one_is_invalid_argument() -> R
     assert!(err.message().contains("user namespaces"), "{err:?}");
     // The built-in runtime answers to its name too.
     let pod = run_pod(&mut e, "builtin", "corral").await?;
-    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    e.remove_pod(&pod).await?;
+    stop_and_remove(&mut e, &pod).await?;
     e.assert_clean();
     Ok(())
 }
@@ -327,11 +332,7 @@ async fn lifecycle(handler: &str, opts: DaemonOptions) -> Result<()> {
     let status = e.wait_exited(&hog, Duration::from_secs(20)).await?;
     assert_eq!(status.reason, "OOMKilled", "{status:?}");
 
-    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    e.remove_pod(&pod).await?;
+    stop_and_remove(&mut e, &pod).await?;
     assert!(!state.exists(), "{} left", state.display());
     let left = processes_of(e.d.dir());
     assert!(
@@ -398,11 +399,7 @@ async fn crun_runs_a_pod_through_its_life_and_a_daemon_restart() -> Result<()> {
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
     assert!(states.is_empty(), "crun state left: {states:?}");
-    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    e.remove_pod(&pod).await?;
+    stop_and_remove(&mut e, &pod).await?;
     e.assert_clean();
     Ok(())
 }
@@ -441,11 +438,7 @@ async fn corralctl_runp_takes_a_runtime_handler() -> Result<()> {
     let shim_config =
         std::fs::read_to_string(e.d.state().join("pods").join(&pod).join("shim.json"))?;
     assert!(shim_config.contains(RUNC), "{shim_config}");
-    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
-        pod_sandbox_id: pod.clone(),
-    })
-    .await?;
-    e.remove_pod(&pod).await?;
+    stop_and_remove(&mut e, &pod).await?;
     e.assert_clean();
     Ok(())
 }

@@ -137,15 +137,7 @@ impl Pods {
 
 /// Writes a root-only file.
 fn write_private(path: &Path, body: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(body))
-        .map_err(|e| PodError::io(path, e))
+    corral_fsutil::mode::write_new(path, body, 0o600).map_err(|e| PodError::io(path, e))
 }
 
 /// Copies the regular file at `from` (not through a symlink at its last component) to `to`;

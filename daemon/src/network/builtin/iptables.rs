@@ -10,27 +10,25 @@ pub fn program(v6: bool) -> &'static str {
     if v6 { "ip6tables" } else { "iptables" }
 }
 
-/// Runs `<program> -w <args>`; `Ok(false)` when it exits non-zero (a `-C` that found nothing).
-pub async fn run(v6: bool, args: &[&str]) -> Result<bool, String> {
-    let out = Command::new(program(v6))
+/// Runs `<program> -w <args>` to its end.
+async fn output(v6: bool, args: &[&str]) -> Result<std::process::Output, String> {
+    Command::new(program(v6))
         .arg("-w")
         .args(args)
         .stdin(Stdio::null())
         .output()
         .await
-        .map_err(|e| format!("{}: {e}", program(v6)))?;
-    Ok(out.status.success())
+        .map_err(|e| format!("{}: {e}", program(v6)))
+}
+
+/// Runs `<program> -w <args>`; `Ok(false)` when it exits non-zero (a `-C` that found nothing).
+pub async fn run(v6: bool, args: &[&str]) -> Result<bool, String> {
+    Ok(output(v6, args).await?.status.success())
 }
 
 /// Runs `<program> -w <args>`, an error naming stderr when it fails.
 pub async fn must(v6: bool, args: &[&str]) -> Result<(), String> {
-    let out = Command::new(program(v6))
-        .arg("-w")
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("{}: {e}", program(v6)))?;
+    let out = output(v6, args).await?;
     if out.status.success() {
         return Ok(());
     }
