@@ -292,6 +292,13 @@ impl Daemon {
             .max_decoding_message_size(MAX_MESSAGE)
             .max_encoding_message_size(MAX_MESSAGE);
         tracing::info!(socket = %self.config.grpc.socket.display(), root = %self.config.root.display(), "serving CRI");
+        if let Ok(l) = corral_runtime::cgroups::layout()
+            && !l.favordynmods
+        {
+            tracing::info!(
+                "no cgroup hierarchy is mounted with favordynmods: each container's first move into its cgroup may wait for an RCU grace period (milliseconds; see README, \"Container start-up latency\")"
+            );
+        }
         let (begun_tx, begun_rx) = tokio::sync::oneshot::channel::<()>();
         let events = Arc::clone(&self.events);
         let shutdown = async move {

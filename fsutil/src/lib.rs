@@ -6,7 +6,8 @@
 //! emptyDirs, unpacked layers): iterative, with a bounded number of open descriptors, relative
 //! to directory descriptors, never following a symlink.
 //! [`mountinfo`]: the mount table.
-//! [`atomic`]: replacing a file atomically and durably (`write_atomic`, `sync_dir`).
+//! [`atomic`]: replacing a file atomically and durably (`write_atomic`, `sync_dir`), or
+//! atomically with the new name left to the next commit (`write_atomic_lazy`).
 //! [`time`]: calendar maths and RFC 3339 in UTC.
 //! [`out_of_space`]: whether an error chain says a file system is full.
 
@@ -16,7 +17,7 @@ pub mod mountinfo;
 pub mod time;
 pub mod walk;
 
-pub use atomic::{sync_dir, write_atomic};
+pub use atomic::{sync_dir, write_atomic, write_atomic_lazy};
 
 pub use walk::{Entry, Visitor, WalkError, remove_tree, remove_tree_at, walk};
 

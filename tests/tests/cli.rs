@@ -112,6 +112,13 @@ async fn info_shows_config_versions_cgroups_cni_and_features() -> Result<()> {
     // This machine is hybrid (see CRATES.md); any answer must be one of the three.
     let mode = doc["cgroups"]["mode"].as_str().unwrap_or_default();
     assert!(["v1", "hybrid", "v2"].contains(&mode), "{doc}");
+    // Whether a cgroup mount has `favordynmods`, read here on our own.
+    let favor = std::fs::read_to_string("/proc/self/mountinfo")?
+        .lines()
+        .filter_map(|l| l.split_once(" - ").map(|(_, post)| post))
+        .filter(|post| post.starts_with("cgroup"))
+        .any(|post| post.contains("favordynmods"));
+    assert_eq!(doc["cgroups"]["favordynmods"], favor, "{doc}");
     assert!(
         !doc["cgroups"]["hierarchies"]
             .as_array()

@@ -37,6 +37,7 @@ pub fn verbose_info(
         Ok(l) => json!({
             "driver": "cgroupfs",
             "mode": l.mode,
+            "favordynmods": l.favordynmods,
             "root": config.runtime.cgroup_root,
             "hierarchies": l
                 .hierarchies

@@ -158,12 +158,31 @@ pub fn decode_pb<M: Message + Default>(text: &str, what: &Path) -> Result<M, Pod
     M::decode(bytes.as_slice()).map_err(|e| PodError::Corrupt(format!("{}: {e}", what.display())))
 }
 
-/// Writes a record atomically.
+/// Writes a record atomically, its content on disk before it replaces the old one; its new name
+/// reaches the disk with the file system's next commit ([`corral_fsutil::write_atomic_lazy`]).
+/// A power cut before then leaves the previous version, or no record for a new one: the states
+/// a daemon crash between two steps leaves too, which start-up recovery settles (everything the
+/// records describe died with the host). A daemon crash loses nothing.
 pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), PodError> {
+    write(path, value, corral_fsutil::write_atomic_lazy)
+}
+
+/// Writes a record atomically and durably: for a record that alone leads back to something
+/// outside Corral's directories after a power cut (a pod's network attachment, which DEL
+/// needs), and the pod record it hangs from.
+pub fn save_durable<T: Serialize>(path: &Path, value: &T) -> Result<(), PodError> {
+    write(path, value, corral_fsutil::write_atomic)
+}
+
+fn write<T: Serialize>(
+    path: &Path,
+    value: &T,
+    replace: fn(&Path, &[u8], u32) -> Result<(), corral_fsutil::atomic::WriteError>,
+) -> Result<(), PodError> {
     let body = serde_json::to_vec_pretty(value).map_err(|e| PodError::Internal(e.to_string()))?;
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| PodError::io(path, e))?;
-    corral_fsutil::write_atomic(path, &body, 0o666).map_err(|e| PodError::io(path, e.source))
+    replace(path, &body, 0o666).map_err(|e| PodError::io(path, e.source))
 }
 
 /// Reads a record, checking its version.

@@ -35,7 +35,7 @@ pub fn release_pod_namespaces(dir: &Path) -> Result<()> {
 /// Writes a new pod's record as NOTREADY, before anything of the pod exists.
 fn write_intent(records: &Path, meta: &SandboxMeta) -> Result<()> {
     crate::dirs::create(records, crate::dirs::PRIVATE).map_err(|e| PodError::io(records, e))?;
-    model::save(&records.join("meta.json"), meta)?;
+    model::save_durable(&records.join("meta.json"), meta)?;
     model::save(
         &records.join("status.json"),
         &SandboxStatus::new(SandboxState::NotReady),
@@ -349,7 +349,7 @@ impl Pods {
                 let netns = dir.join("ns").join("net");
                 // Recorded before ADD runs, so a crash during it still leads to DEL.
                 let mut rec = self.network.intent(chosen, &meta.id, &netns, config)?;
-                model::save(&records.join(NETWORK_FILE), &rec)?;
+                model::save_durable(&records.join(NETWORK_FILE), &rec)?;
                 // A failed ADD has run DEL itself.
                 self.network.add(&mut rec).await?;
                 Some(rec)
@@ -358,7 +358,7 @@ impl Pods {
         };
         let saved = (|| {
             if let Some(rec) = &attachment {
-                model::save(&records.join(NETWORK_FILE), rec)?;
+                model::save_durable(&records.join(NETWORK_FILE), rec)?;
             }
             let pod_ip = attachment.as_ref().and_then(|r| r.ips.first().copied());
             // Never on the state directory's own filesystem (`/run`): a tmpfs of the pod's.
@@ -401,7 +401,7 @@ impl Pods {
         };
         self.network.detach(&rec).await?;
         rec.attached = false;
-        model::save(
+        model::save_durable(
             &self.pod_record_dir(&sandbox.meta.id).join(NETWORK_FILE),
             &rec,
         )?;

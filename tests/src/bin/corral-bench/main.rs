@@ -7,6 +7,9 @@
 //!   runs CNI), then pods with their own network namespace: both running the same CNI config
 //!   (bridge + host-local + portmap), then Corral on its built-in network (no config: done in
 //!   corrald over netlink) against containerd's CNI.
+//! - Churn: 50 pods up (RunPodSandbox + CreateContainer + StartContainer each), 8 calls at a
+//!   time, then all stopped and removed the same way; same CNI config, then Corral's built-in
+//!   network.
 //! - ExecSync `true` on a running container.
 //! - Streaming (SPDY/3.1, the same client for both): exec session set-up (`true` from the Exec
 //!   RPC to its exit status) and port-forward throughput (HTTP downloads from busybox httpd in
@@ -21,10 +24,12 @@
 //!
 //! Usage: corral-bench [--runs N] [--big-mib N] [--layers N] [--iterations N] [--warmups N]
 //!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--forward-mib N] [--forward-rounds N]
-//!   [--kube-pods N] [--kube-rounds N] [--seccomp runtime-default|unconfined]
-//!   [--sections pulls,pods,exec,streaming,memory,kube]
+//!   [--kube-pods N] [--kube-rounds N] [--churn-pods N] [--churn-parallel N] [--churn-rounds N]
+//!   [--seccomp runtime-default|unconfined]
+//!   [--sections pulls,pods,churn,exec,streaming,memory,kube]
 //!   (as root; `make bench`)
 
+mod churn;
 mod containerd;
 mod kube;
 mod pods;
@@ -60,11 +65,22 @@ struct Args {
     forward_rounds: usize,
     kube_pods: usize,
     kube_rounds: usize,
+    churn_pods: usize,
+    churn_parallel: usize,
+    churn_rounds: usize,
     seccomp_default: bool,
     sections: Vec<String>,
 }
 
-const SECTIONS: [&str; 6] = ["pulls", "pods", "exec", "streaming", "memory", "kube"];
+const SECTIONS: [&str; 7] = [
+    "pulls",
+    "pods",
+    "churn",
+    "exec",
+    "streaming",
+    "memory",
+    "kube",
+];
 
 fn args() -> Result<Args> {
     let mut a = Args {
@@ -80,6 +96,9 @@ fn args() -> Result<Args> {
         forward_rounds: 5,
         kube_pods: 20,
         kube_rounds: 3,
+        churn_pods: 50,
+        churn_parallel: 8,
+        churn_rounds: 3,
         seccomp_default: false,
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
     };
@@ -99,6 +118,9 @@ fn args() -> Result<Args> {
             "--kube-pods" => a.kube_pods = value.parse()?,
             "--kube-rounds" => a.kube_rounds = value.parse()?,
             "--forward-rounds" => a.forward_rounds = value.parse()?,
+            "--churn-pods" => a.churn_pods = value.parse()?,
+            "--churn-parallel" => a.churn_parallel = value.parse()?,
+            "--churn-rounds" => a.churn_rounds = value.parse()?,
             "--seccomp" => {
                 a.seccomp_default = match value.as_str() {
                     "runtime-default" => true,
@@ -113,7 +135,7 @@ fn args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --seccomp, --sections"
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --churn-pods, --churn-parallel, --churn-rounds, --seccomp, --sections"
             ),
         }
     }
@@ -122,9 +144,12 @@ fn args() -> Result<Args> {
         || a.shim_pods == 0
         || a.forward_mib == 0
         || a.forward_rounds == 0
+        || a.churn_pods == 0
+        || a.churn_parallel == 0
+        || a.churn_rounds == 0
     {
         bail!(
-            "--iterations, --exec-calls, --shim-pods, --forward-mib and --forward-rounds must be at least 1"
+            "--iterations, --exec-calls, --shim-pods, --forward-mib, --forward-rounds and the --churn-* counts must be at least 1"
         );
     }
     a.daemon_pods = a.daemon_pods.max(a.shim_pods);
@@ -286,6 +311,9 @@ async fn main() -> Result<()> {
 
     let mut failures = Vec::new();
     let mut start_ratio = None;
+    let mut create_start_ratio = None;
+    let mut cni_stop_ratio = None;
+    let mut churn_ratio = None;
     let mut exec_ratio = None;
     let mut shim_kib = None;
     if want("pods") {
@@ -313,9 +341,48 @@ async fn main() -> Result<()> {
                 Ok(r) => {
                     if host_net {
                         start_ratio = Some(r.start);
+                        create_start_ratio = Some(r.create_start);
+                    } else if !builtin {
+                        cni_stop_ratio = Some(r.stop);
                     }
                 }
                 Err(e) => failures.push(report("pod lifecycle", e)),
+            }
+            reset(&mut c, &mut d).await;
+            if builtin {
+                std::fs::write(&corral_conflist, &conflist_body)?;
+            }
+        }
+    }
+    if want("churn") {
+        for builtin in [false, true] {
+            println!(
+                "\n# Churn: {} pods (pod + `sleep` container) up, {} calls at a time, then all stopped and removed the same way; {} rounds after 1 warm-up, alternating; POD network: {}",
+                a.churn_pods,
+                a.churn_parallel,
+                a.churn_rounds,
+                if builtin {
+                    "Corral's BUILT-IN network against containerd's CNI config"
+                } else {
+                    "both run the same CNI config"
+                }
+            );
+            if builtin {
+                std::fs::remove_file(&corral_conflist)?;
+            }
+            match churn::compare(
+                &mut c,
+                &mut d,
+                false,
+                a.churn_pods,
+                a.churn_parallel,
+                a.churn_rounds,
+            )
+            .await
+            {
+                Ok(r) if !builtin => churn_ratio = Some(r),
+                Ok(_) => {}
+                Err(e) => failures.push(report("churn", e)),
             }
             reset(&mut c, &mut d).await;
             if builtin {
@@ -500,6 +567,20 @@ async fn main() -> Result<()> {
     };
     line("StartContainer (host network)", start_ratio);
     line("ExecSync", exec_ratio);
+    let bound = |name: &str, r: Option<f64>, at_most: f64| match r {
+        Some(r) => println!(
+            "  {name} at most {at_most} of containerd's: ratio {r:.3}: {}",
+            verdict(r <= at_most)
+        ),
+        None => println!("  {name} at most {at_most} of containerd's: not measured"),
+    };
+    bound(
+        "CreateContainer + StartContainer (host network)",
+        create_start_ratio,
+        0.25,
+    );
+    bound("StopPodSandbox (same CNI config)", cni_stop_ratio, 0.2);
+    bound("churn (same CNI config)", churn_ratio, 0.15);
     for (name, r) in [
         ("exec session set-up", exec_session_ratio),
         ("port-forward download time", forward_ratio),

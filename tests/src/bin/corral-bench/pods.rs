@@ -294,9 +294,12 @@ impl Series {
     }
 }
 
-/// Ratio corral/containerd of the StartContainer medians.
+/// Ratios corral/containerd of medians.
 pub struct LifecycleRatios {
     pub start: f64,
+    /// CreateContainer + StartContainer, summed per iteration.
+    pub create_start: f64,
+    pub stop: f64,
 }
 
 /// Pod + container from scratch, `n` iterations after `warmups`, alternating which daemon goes
@@ -323,15 +326,25 @@ pub async fn lifecycle(
         }
     }
     stats::header();
-    let mut start = 0.0;
-    for (i, op) in OPS.iter().enumerate() {
-        let r = stats::row(op, &sc.ops[i], &sd.ops[i]);
-        if i == 2 {
-            start = r;
-        }
-    }
+    let ratios: Vec<f64> = OPS
+        .iter()
+        .enumerate()
+        .map(|(i, op)| stats::row(op, &sc.ops[i], &sd.ops[i]))
+        .collect();
+    let create_start = |s: &Series| -> Vec<Duration> {
+        s.ops[1]
+            .iter()
+            .zip(&s.ops[2])
+            .map(|(a, b)| *a + *b)
+            .collect()
+    };
+    let create_start = stats::row("Create + Start", &create_start(&sc), &create_start(&sd));
     stats::row("total", &sc.total, &sd.total);
-    Ok(LifecycleRatios { start })
+    Ok(LifecycleRatios {
+        start: ratios[2],
+        create_start,
+        stop: ratios[3],
+    })
 }
 
 async fn exec_true(t: &mut Target, ctr: &str) -> Result<Duration> {
