@@ -308,6 +308,11 @@ impl Daemon {
             let _ = begun_tx.send(());
         };
         let metrics_task = self.start_metrics().await?;
+        let answered = Arc::clone(&self.metrics);
+        let trimmer = tokio::spawn(crate::alloc::trim_when_quiet(
+            move || answered.answered(),
+            crate::alloc::trim,
+        ));
         let server = tonic::transport::Server::builder()
             .layer(MetricsLayer {
                 metrics: Arc::clone(&self.metrics),
@@ -337,6 +342,7 @@ impl Daemon {
         if let Some(task) = metrics_task {
             task.abort();
         }
+        trimmer.abort();
         // Sessions end with the daemon (their shims kill exec'd processes; attaches detach).
         match Arc::try_unwrap(streaming) {
             Ok(server) => server.shutdown().await,

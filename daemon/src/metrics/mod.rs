@@ -64,6 +64,8 @@ pub struct Metrics {
     shims: Gauge,
     event_subscribers: Gauge,
     event_subscribers_dropped: Gauge,
+    /// Calls answered since start, for [`Metrics::answered`].
+    answered: std::sync::atomic::AtomicU64,
 }
 
 impl Default for Metrics {
@@ -89,6 +91,7 @@ impl Metrics {
             shims: Gauge::default(),
             event_subscribers: Gauge::default(),
             event_subscribers_dropped: Gauge::default(),
+            answered: Default::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -152,6 +155,8 @@ impl Metrics {
     }
 
     pub fn rpc(&self, method: &str, code: tonic::Code, seconds: f64) {
+        self.answered
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let method = method.to_owned();
         self.rpc_seconds
             .get_or_create(&MethodLabels {
@@ -185,6 +190,11 @@ impl Metrics {
                 result: if ok { "ok" } else { "error" }.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// How many gRPC calls were answered since start.
+    pub fn answered(&self) -> u64 {
+        self.answered.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn oom_kill(&self) {

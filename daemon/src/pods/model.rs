@@ -167,9 +167,10 @@ pub fn save<T: Serialize>(path: &Path, value: &T) -> Result<(), PodError> {
     write(path, value, corral_fsutil::write_atomic_lazy)
 }
 
-/// Writes a record atomically and durably: for a record that alone leads back to something
-/// outside Corral's directories after a power cut (a pod's network attachment, which DEL
-/// needs), and the pod record it hangs from.
+/// Writes a record atomically and durably, and with it the names [`save`] wrote before in the
+/// same directory (one directory fsync covers them): for a record that alone leads back to
+/// something outside Corral's directories after a power cut (the intent of a pod's network
+/// attachment, which DEL needs), with the pod record it hangs from.
 pub fn save_durable<T: Serialize>(path: &Path, value: &T) -> Result<(), PodError> {
     write(path, value, corral_fsutil::write_atomic)
 }

@@ -35,7 +35,7 @@ pub fn release_pod_namespaces(dir: &Path) -> Result<()> {
 /// Writes a new pod's record as NOTREADY, before anything of the pod exists.
 fn write_intent(records: &Path, meta: &SandboxMeta) -> Result<()> {
     crate::dirs::create(records, crate::dirs::PRIVATE).map_err(|e| PodError::io(records, e))?;
-    model::save_durable(&records.join("meta.json"), meta)?;
+    model::save(&records.join("meta.json"), meta)?;
     model::save(
         &records.join("status.json"),
         &SandboxStatus::new(SandboxState::NotReady),
@@ -347,7 +347,8 @@ impl Pods {
         let attachment = match network {
             Some(chosen) => {
                 let netns = dir.join("ns").join("net");
-                // Recorded before ADD runs, so a crash during it still leads to DEL.
+                // Recorded before ADD runs, so a crash during it (a power cut too) still leads
+                // to DEL; the pod's meta.json, in the same directory, is made durable with it.
                 let mut rec = self.network.intent(chosen, &meta.id, &netns, config)?;
                 model::save_durable(&records.join(NETWORK_FILE), &rec)?;
                 // A failed ADD has run DEL itself.
@@ -357,8 +358,9 @@ impl Pods {
             None => None,
         };
         let saved = (|| {
+            // Lost to a power cut, the intent above stands in: DEL releases by container ID.
             if let Some(rec) = &attachment {
-                model::save_durable(&records.join(NETWORK_FILE), rec)?;
+                model::save(&records.join(NETWORK_FILE), rec)?;
             }
             let pod_ip = attachment.as_ref().and_then(|r| r.ips.first().copied());
             // Never on the state directory's own filesystem (`/run`): a tmpfs of the pod's.
@@ -401,7 +403,8 @@ impl Pods {
         };
         self.network.detach(&rec).await?;
         rec.attached = false;
-        model::save_durable(
+        // Lost to a power cut, the attachment is detached again at start-up: DEL may run twice.
+        model::save(
             &self.pod_record_dir(&sandbox.meta.id).join(NETWORK_FILE),
             &rec,
         )?;

@@ -11,13 +11,16 @@ use corral_cri_api::v1::{
 use futures::stream::{self, StreamExt as _, TryStreamExt as _};
 
 use crate::pods::Target;
+use crate::procs;
 use crate::stats::{self, ms};
 
 /// One round's wall-clock times: all pods up (RunPodSandbox + CreateContainer +
-/// StartContainer each), then all gone (StopPodSandbox + RemovePodSandbox each).
+/// StartContainer each), then all gone (StopPodSandbox + RemovePodSandbox each); and the CPU
+/// time it took, the machine's and the daemon's own.
 struct Round {
     up: Duration,
     down: Duration,
+    cpu: procs::Cpu,
 }
 
 /// Brings `pods` pods up with `parallel` at a time, then tears them down the same way.
@@ -32,6 +35,7 @@ async fn round(t: &mut Target, host_net: bool, pods: usize, parallel: usize) -> 
         .collect();
     let who = t.name;
     let rt = t.rt.clone();
+    let cpu_before = procs::cpu(t.daemon_pid);
     let started = Instant::now();
     let ids: Vec<String> = stream::iter(configs)
         .map(|(name, pod, ctr)| {
@@ -87,9 +91,11 @@ async fn round(t: &mut Target, host_net: bool, pods: usize, parallel: usize) -> 
         .buffer_unordered(parallel)
         .try_collect::<()>()
         .await?;
+    let down = started.elapsed();
     Ok(Round {
         up,
-        down: started.elapsed(),
+        down,
+        cpu: procs::cpu(t.daemon_pid) - cpu_before,
     })
 }
 
@@ -116,14 +122,22 @@ pub async fn compare(
         }
         let (a, b) = (&rc[i], &rd[i]);
         println!(
-            "  round {i}: corral up {:.0} + down {:.0} ms   containerd up {:.0} + down {:.0} ms",
+            "  round {i}: corral up {:.0} + down {:.0} ms, CPU {:.2} s (corrald {:.2} s)   containerd up {:.0} + down {:.0} ms, CPU {:.2} s (containerd {:.2} s)",
             ms(a.up),
             ms(a.down),
+            a.cpu.machine,
+            a.cpu.process,
             ms(b.up),
-            ms(b.down)
+            ms(b.down),
+            b.cpu.machine,
+            b.cpu.process,
         );
     }
     let col = |v: &[Round], f: fn(&Round) -> Duration| v.iter().map(f).collect::<Vec<_>>();
+    let machine = |r: &Round| Duration::from_secs_f64(r.cpu.machine.max(0.0));
+    println!(
+        "  (CPU: the whole machine's busy time during the round: daemon, shims, runtimes, plugins, kernel)"
+    );
     stats::header();
     stats::row(
         &format!("{pods} pods up"),
@@ -135,9 +149,11 @@ pub async fn compare(
         &col(&rc, |r| r.down),
         &col(&rd, |r| r.down),
     );
-    Ok(stats::row(
+    let total = stats::row(
         "up + down",
         &col(&rc, |r| r.up + r.down),
         &col(&rd, |r| r.up + r.down),
-    ))
+    );
+    stats::row("machine CPU", &col(&rc, machine), &col(&rd, machine));
+    Ok(total)
 }

@@ -491,14 +491,18 @@ async fn main() -> Result<()> {
                     shim_kib = Some(c_rss);
                 }
             }
-            println!("  daemon RSS (PSS):");
+            println!("  daemon RSS (PSS; RSS of anonymous memory + of mapped files):");
             for (n, cm, dm) in [(0, ci, di), (c50.pods, &c50.daemon, &d50.daemon)] {
                 println!(
-                    "    {n:>3} pods: corrald {:>6} KiB ({:>6})   containerd {:>6} KiB ({:>6})   RSS ratio {:.3}",
+                    "    {n:>3} pods: corrald {:>6} KiB ({:>6}; {} + {})   containerd {:>6} KiB ({:>6}; {} + {})   RSS ratio {:.3}",
                     cm.rss,
                     cm.pss,
+                    cm.anon,
+                    cm.file,
                     dm.rss,
                     dm.pss,
+                    dm.anon,
+                    dm.file,
                     cm.rss as f64 / dm.rss.max(1) as f64
                 );
             }

@@ -11,6 +11,10 @@ pub struct Mem {
     pub pss: u64,
     /// `VmHWM`: peak RSS.
     pub hwm: u64,
+    /// `RssAnon`: the heap, stacks and other private memory.
+    pub anon: u64,
+    /// `RssFile`: mapped files, the program's text first.
+    pub file: u64,
 }
 
 impl std::ops::AddAssign for Mem {
@@ -18,6 +22,8 @@ impl std::ops::AddAssign for Mem {
         self.rss += o.rss;
         self.pss += o.pss;
         self.hwm += o.hwm;
+        self.anon += o.anon;
+        self.file += o.file;
     }
 }
 
@@ -36,6 +42,8 @@ pub fn mem(pid: u32) -> Mem {
         rss: field(&status, "VmRSS:"),
         pss: field(&rollup, "Pss:"),
         hwm: field(&status, "VmHWM:"),
+        anon: field(&status, "RssAnon:"),
+        file: field(&status, "RssFile:"),
     }
 }
 
@@ -134,4 +142,63 @@ pub fn cgroup_controllers() -> Vec<PathBuf> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// CPU time in seconds: the whole machine's busy time (`/proc/stat`: everything but idle and
+/// iowait) and one process's own (user + system, `/proc/<pid>/stat`).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Cpu {
+    pub machine: f64,
+    pub process: f64,
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, o: Cpu) -> Cpu {
+        Cpu {
+            machine: self.machine - o.machine,
+            process: self.process - o.process,
+        }
+    }
+}
+
+/// Clock ticks per second of /proc's CPU times.
+fn ticks() -> f64 {
+    match nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK) {
+        Ok(Some(t)) if t > 0 => t as f64,
+        _ => 100.0,
+    }
+}
+
+pub fn cpu(pid: u32) -> Cpu {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    // cpu user nice system idle iowait irq softirq steal ...
+    let all: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let busy: f64 = all
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
+        .map(|(_, v)| v)
+        .sum();
+    let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command's closing parenthesis: state is the first; utime, stime are
+    // the 12th and 13th.
+    let after = own.rsplit_once(')').map_or("", |(_, rest)| rest);
+    let f: Vec<f64> = after
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    Cpu {
+        machine: busy / ticks(),
+        process: f.iter().sum::<f64>() / ticks(),
+    }
 }
