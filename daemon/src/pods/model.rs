@@ -159,7 +159,8 @@ pub fn decode_pb<M: Message + Default>(text: &str, what: &Path) -> Result<M, Pod
 }
 
 /// Writes a record atomically, its content on disk before it replaces the old one; its new name
-/// reaches the disk with the file system's next commit ([`corral_fsutil::write_atomic_lazy`]).
+/// reaches the disk with the file system's next commit or write-back
+/// ([`corral_fsutil::write_atomic_lazy`]).
 /// A power cut before then leaves the previous version, or no record for a new one: the states
 /// a daemon crash between two steps leaves too, which start-up recovery settles (everything the
 /// records describe died with the host). A daemon crash loses nothing.
