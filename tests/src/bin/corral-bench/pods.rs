@@ -415,9 +415,15 @@ impl PodMem {
     }
 }
 
-/// Daemon memory at 0 pods, then per-pod process memory and daemon memory with `small` and
+/// How long a daemon is left alone before its idle memory is read.
+const IDLE: Duration = Duration::from_secs(15);
+
+/// Daemon memory at 0 pods (after [`IDLE`]), then per-pod process memory and daemon memory with `small` and
 /// `large` pods (host network, one `sleep` container each); removes them all.
 pub async fn density(t: &mut Target, small: usize, large: usize) -> Result<(Mem, PodMem, PodMem)> {
+    // Idle: long enough after the last call for what a daemon does once work stops (Corral
+    // trims its heap 2-4 s after the last call; tokio's blocking threads exit after 10 s).
+    tokio::time::sleep(IDLE).await;
     let idle = procs::mem(t.daemon_pid);
     let mut pods = Vec::new();
     let mut at = Vec::new();
