@@ -18,120 +18,12 @@ use oci_spec::runtime::LinuxResources;
 
 use crate::Error;
 
-/// A mounted cgroup hierarchy.
-#[derive(Debug, Clone)]
-pub(crate) struct Hierarchy {
-    /// Where it is mounted (e.g. `/sys/fs/cgroup/memory`).
-    pub mount_point: PathBuf,
-    /// `true` for cgroup2.
-    pub v2: bool,
-    /// The v1 super options (controllers, `name=...`); empty for v2.
-    pub options: String,
-    /// Mounted with `favordynmods` (see [`Layout::favordynmods`]).
-    pub favordynmods: bool,
-}
+mod layout;
+#[cfg(test)]
+mod tests;
 
-impl Hierarchy {
-    /// The directory of `cgroups_path` in this hierarchy.
-    pub fn dir(&self, cgroups_path: &Path) -> PathBuf {
-        self.mount_point
-            .join(cgroups_path.strip_prefix("/").unwrap_or(cgroups_path))
-    }
-    fn has_controller(&self, name: &str) -> bool {
-        self.options.split(',').any(|o| o == name)
-    }
-}
-
-/// The host's cgroup setup as reported to clients (`Status` verbose info).
-#[derive(Debug, Clone)]
-pub struct Layout {
-    /// `v1`, `hybrid` (v1 controllers plus a cgroup2 mount) or `v2`.
-    pub mode: &'static str,
-    /// Each mounted hierarchy: mount point, and its controllers (`cgroup2` for v2).
-    pub hierarchies: Vec<(PathBuf, String)>,
-    /// Some hierarchy is mounted with `favordynmods`. Without it (the kernel's default), the
-    /// first move of a process into a cgroup after a quiet spell waits for an RCU grace period
-    /// (the kernel's threadgroup lock switching to its writer mode): measured at about 8 ms on
-    /// a 2-core VM, most of a CreateContainer. The option makes that move about 0.2 ms, at a
-    /// small cost to every fork and exit on the host, which is why Corral reports it and
-    /// leaves it to the host's owner. A kernel built with `CONFIG_CGROUP_FAVOR_DYNMODS`, or a
-    /// hierarchy that had the option and was unmounted, has the same effect unseen here.
-    pub favordynmods: bool,
-}
-
-/// Reads the host's cgroup layout from `/proc/self/mountinfo`.
-pub fn layout() -> Result<Layout, Error> {
-    let all = hierarchies()?;
-    let (v1, v2) = (all.iter().any(|h| !h.v2), all.iter().any(|h| h.v2));
-    let mode = match (v1, v2) {
-        (true, true) => "hybrid",
-        (false, true) => "v2",
-        _ => "v1",
-    };
-    Ok(Layout {
-        mode,
-        favordynmods: all.iter().any(|h| h.favordynmods),
-        hierarchies: all
-            .into_iter()
-            .map(|h| {
-                let what = if h.v2 {
-                    "cgroup2".to_owned()
-                } else {
-                    h.options
-                };
-                (h.mount_point, what)
-            })
-            .collect(),
-    })
-}
-
-/// Every cgroup (v1) and cgroup2 mount of this mount namespace, without duplicates.
-pub(crate) fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(Error::io("/proc/self/mountinfo"))?;
-    Ok(parse_mountinfo(&text))
-}
-
-/// The cgroup hierarchies of a mountinfo text.
-fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let v2 = match post[0] {
-            "cgroup2" => true,
-            "cgroup" => false,
-            _ => continue,
-        };
-        let favordynmods = post[2].split(',').any(|o| o == "favordynmods");
-        let options = if v2 {
-            String::new()
-        } else {
-            post[2].to_owned()
-        };
-        let key = if v2 {
-            "cgroup2".to_owned()
-        } else {
-            options.clone()
-        };
-        if seen.insert(key) {
-            out.push(Hierarchy {
-                mount_point: PathBuf::from(pre[4]),
-                v2,
-                options,
-                favordynmods,
-            });
-        }
-    }
-    out
-}
+pub(crate) use layout::{Hierarchy, hierarchies};
+pub use layout::{Layout, layout};
 
 fn cg_err(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::Cgroup {
@@ -620,40 +512,4 @@ pub fn usage(cgroups_path: &Path) -> Result<Usage, Error> {
         major_page_faults: stat_value(&format!("{prefix}pgmajfault")),
         pids: number(pids),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_gives_each_hierarchy_once_and_sees_favordynmods() {
-        let text = "\
-32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
-35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
-90 35 0:32 /pod /mnt/memory rw,relatime - cgroup cgroup rw,memory
-41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
-23 1 8:1 / / rw - ext4 /dev/vda rw
-";
-        let h = parse_mountinfo(text);
-        let names: Vec<_> = h.iter().map(|h| h.mount_point.clone()).collect();
-        assert_eq!(
-            names,
-            [
-                "/sys/fs/cgroup/cpu",
-                "/sys/fs/cgroup/memory",
-                "/sys/fs/cgroup/unified"
-            ]
-            .map(PathBuf::from)
-        );
-        assert!(h.iter().all(|h| !h.favordynmods));
-        assert!(h[2].v2 && h[1].has_controller("memory"));
-
-        let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate,favordynmods,memory_recursiveprot\n";
-        let h = parse_mountinfo(v2);
-        assert_eq!(h.len(), 1);
-        assert!(h[0].v2 && h[0].favordynmods);
-        let v1 = "46 27 0:40 / /tmp/x rw,relatime - cgroup cgroup rw,favordynmods,name=probe\n";
-        assert!(parse_mountinfo(v1)[0].favordynmods);
-    }
 }
