@@ -7,6 +7,8 @@
 //!   runs CNI), then pods with their own network namespace: both running the same CNI config
 //!   (bridge + host-local + portmap), then Corral on its built-in network (no config: done in
 //!   corrald over netlink) against containerd's CNI.
+//! - The CNI plugins alone (ADD and DEL of the same config from the bench itself): the floor of
+//!   RunPodSandbox and StopPodSandbox with CNI.
 //! - Churn: 50 pods up (RunPodSandbox + CreateContainer + StartContainer each), 8 calls at a
 //!   time, then all stopped and removed the same way; same CNI config, then Corral's built-in
 //!   network.
@@ -30,6 +32,7 @@
 //!   (as root; `make bench`)
 
 mod churn;
+mod cni_floor;
 mod containerd;
 mod kube;
 mod pods;
@@ -313,6 +316,8 @@ async fn main() -> Result<()> {
     let mut start_ratio = None;
     let mut create_start_ratio = None;
     let mut cni_stop_ratio = None;
+    let mut cni_stop = None;
+    let mut del_floor = None;
     let mut churn_ratio = None;
     let mut exec_ratio = None;
     let mut shim_kib = None;
@@ -344,6 +349,7 @@ async fn main() -> Result<()> {
                         create_start_ratio = Some(r.create_start);
                     } else if !builtin {
                         cni_stop_ratio = Some(r.stop);
+                        cni_stop = Some(r.stop_medians);
                     }
                 }
                 Err(e) => failures.push(report("pod lifecycle", e)),
@@ -351,6 +357,16 @@ async fn main() -> Result<()> {
             reset(&mut c, &mut d).await;
             if builtin {
                 std::fs::write(&corral_conflist, &conflist_body)?;
+            }
+            if !host_net && !builtin {
+                println!(
+                    "\n# The same CNI config's plugins alone, from this process on fresh network namespaces (no runtime), {} ADD + DEL pairs after 1 warm-up",
+                    a.iterations
+                );
+                match cni_floor::measure(a.iterations).await {
+                    Ok(del) => del_floor = Some(del),
+                    Err(e) => failures.push(report("CNI alone", e)),
+                }
             }
         }
     }
@@ -584,6 +600,15 @@ async fn main() -> Result<()> {
         0.25,
     );
     bound("StopPodSandbox (same CNI config)", cni_stop_ratio, 0.2);
+    if let (Some((ours, theirs)), Some(del)) = (cni_stop, del_floor) {
+        println!(
+            "    where CNI DEL alone takes {:.2} ms, {:.3} of containerd's StopPodSandbox ({:.2} ms); Corral's is DEL + {:.2} ms",
+            stats::ms(del),
+            del.as_secs_f64() / theirs.as_secs_f64().max(1e-9),
+            stats::ms(theirs),
+            stats::ms(ours.saturating_sub(del))
+        );
+    }
     bound("churn (same CNI config)", churn_ratio, 0.15);
     for (name, r) in [
         ("exec session set-up", exec_session_ratio),

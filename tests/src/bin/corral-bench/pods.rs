@@ -300,6 +300,8 @@ pub struct LifecycleRatios {
     /// CreateContainer + StartContainer, summed per iteration.
     pub create_start: f64,
     pub stop: f64,
+    /// StopPodSandbox medians: (corral, containerd).
+    pub stop_medians: (Duration, Duration),
 }
 
 /// Pod + container from scratch, `n` iterations after `warmups`, alternating which daemon goes
@@ -344,6 +346,7 @@ pub async fn lifecycle(
         start: ratios[2],
         create_start,
         stop: ratios[3],
+        stop_medians: (stats::median(&sc.ops[3]), stats::median(&sd.ops[3])),
     })
 }
 

@@ -1,0 +1,88 @@
+//! The CNI plugins alone: ADD and DEL of the benchmark's network config run straight from this
+//! process (no runtime) on network namespaces made for the purpose. With the same plugins under
+//! both daemons, these times are the floor of RunPodSandbox and StopPodSandbox with CNI.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, bail};
+use corral_cni::{Attachment, NetworkList, Plugins};
+use corral_tests::netlease::NetLease;
+
+use crate::stats::{median, ms, p90};
+
+/// A named network namespace (`ip netns`), deleted on drop.
+struct Netns(String);
+
+impl Netns {
+    fn add(name: String) -> Result<Netns> {
+        let out = Command::new("ip").args(["netns", "add", &name]).output()?;
+        if !out.status.success() {
+            bail!(
+                "ip netns add {name}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(Netns(name))
+    }
+    fn path(&self) -> PathBuf {
+        Path::new("/var/run/netns").join(&self.0)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "del", &self.0]).output();
+    }
+}
+
+/// `n` ADD + DEL pairs one after another; prints the medians and returns DEL's median.
+pub async fn measure(n: usize) -> Result<Duration> {
+    let lease = NetLease::acquire()?;
+    let ipam = tempfile::Builder::new()
+        .prefix("corral-bench-cni-floor-")
+        .tempdir()?;
+    let doc = crate::containerd::conflist(&lease.bridge, &lease.subnet, ipam.path());
+    let list = NetworkList::parse(&serde_json::to_vec(&doc)?, Path::new("bench conflist"))?;
+    let plugins = Plugins {
+        dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+        timeout: Duration::from_secs(60),
+    };
+    let (mut adds, mut dels) = (Vec::new(), Vec::new());
+    for i in 0..n + 1 {
+        let ns = Netns::add(format!("corral-bench-floor-{}-{i}", std::process::id()))?;
+        let att = Attachment {
+            container_id: format!("corral-bench-floor-{i}"),
+            netns: ns.path(),
+            ifname: "eth0".into(),
+            args: vec![],
+            runtime_config: Default::default(),
+        };
+        let t = Instant::now();
+        let result = corral_cni::add(&list, &plugins, &att)
+            .await
+            .context("CNI ADD alone")?;
+        let add = t.elapsed();
+        let t = Instant::now();
+        corral_cni::del(&list, &plugins, &att, Some(&result))
+            .await
+            .context("CNI DEL alone")?;
+        // The first pair makes the bridge and the masquerade rules: a warm-up.
+        if i > 0 {
+            adds.push(add);
+            dels.push(t.elapsed());
+        }
+    }
+    println!(
+        "  CNI ADD alone (bridge + host-local + portmap) {:>8.2} ms (p90 {:.2})",
+        ms(median(&adds)),
+        ms(p90(&adds))
+    );
+    println!(
+        "  CNI DEL alone                                 {:>8.2} ms (p90 {:.2})",
+        ms(median(&dels)),
+        ms(p90(&dels))
+    );
+    Ok(median(&dels))
+}
