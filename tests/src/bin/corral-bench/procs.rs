@@ -170,6 +170,19 @@ fn ticks() -> f64 {
     }
 }
 
+/// User + system seconds of this process's waited-for children (`cutime` + `cstime`).
+pub fn children_cpu() -> f64 {
+    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after = own.rsplit_once(')').map_or("", |(_, rest)| rest);
+    after
+        .split_whitespace()
+        .skip(13)
+        .take(2)
+        .filter_map(|v| v.parse::<f64>().ok())
+        .sum::<f64>()
+        / ticks()
+}
+
 pub fn cpu(pid: u32) -> Cpu {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     // cpu user nice system idle iowait irq softirq steal ...
