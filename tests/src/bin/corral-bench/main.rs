@@ -22,6 +22,7 @@
 //! Usage: corral-bench [--runs N] [--big-mib N] [--layers N] [--iterations N] [--warmups N]
 //!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--forward-mib N] [--forward-rounds N]
 //!   [--kube-pods N] [--kube-rounds N] [--seccomp runtime-default|unconfined]
+//!   [--settle reclaimed|none|both]
 //!   [--sections pulls,pods,exec,streaming,memory,kube]
 //!   (as root; `make bench`)
 
@@ -39,7 +40,8 @@ use anyhow::{Context as _, Result, bail};
 use corral_cri_api::v1::image_service_client::ImageServiceClient;
 use corral_tests::daemon::{DaemonOptions, TestDaemon};
 use corral_tests::fixtures::{
-    Compression, Image, ManifestFormat, PATH_ENV, big_image, busybox_image, busybox_layer,
+    Compression, Image, ManifestFormat, PATH_ENV, big_image_with, busybox_image, busybox_layer,
+    debian_image,
 };
 use corral_tests::registry::Registry;
 
@@ -61,6 +63,7 @@ struct Args {
     kube_pods: usize,
     kube_rounds: usize,
     seccomp_default: bool,
+    settle: Vec<pulls::Settle>,
     sections: Vec<String>,
 }
 
@@ -81,6 +84,7 @@ fn args() -> Result<Args> {
         kube_pods: 20,
         kube_rounds: 3,
         seccomp_default: false,
+        settle: vec![pulls::Settle::Reclaimed, pulls::Settle::None],
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
     };
     let mut it = std::env::args().skip(1);
@@ -106,6 +110,14 @@ fn args() -> Result<Args> {
                     other => bail!("--seccomp {other}: use runtime-default or unconfined"),
                 }
             }
+            "--settle" => {
+                a.settle = match value.as_str() {
+                    "reclaimed" => vec![pulls::Settle::Reclaimed],
+                    "none" => vec![pulls::Settle::None],
+                    "both" => vec![pulls::Settle::Reclaimed, pulls::Settle::None],
+                    other => bail!("--settle {other}: use reclaimed, none or both"),
+                }
+            }
             "--sections" => {
                 a.sections = value.split(',').map(str::to_owned).collect();
                 if let Some(bad) = a.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
@@ -113,7 +125,7 @@ fn args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --seccomp, --sections"
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --seccomp, --settle, --sections"
             ),
         }
     }
@@ -213,33 +225,77 @@ async fn main() -> Result<()> {
             "building images (busybox, and ~{} MiB uncompressed over {} layers)...",
             a.big_mib, a.layers
         );
-        let big_img = big_image(a.big_mib << 20, a.layers)?;
-        let gz: u64 = big_img
-            .build(ManifestFormat::Oci)?
-            .layers
-            .iter()
-            .map(|l| l.size)
-            .sum();
-        let big = reg
+        let mut images = Vec::new();
+        for (name, compression) in [("big", Compression::Gzip), ("big-zstd", Compression::Zstd)] {
+            let img = big_image_with(a.big_mib << 20, a.layers, compression)?;
+            let size: u64 = img
+                .build(ManifestFormat::Oci)?
+                .layers
+                .iter()
+                .map(|l| l.size)
+                .sum();
+            let pushed = reg
+                .client()
+                .push_image(&format!("bench/{name}"), "v1", &img, ManifestFormat::Oci)
+                .await?;
+            images.push((
+                format!(
+                    "{name} ({} layers, {:.1} MB {compression:?}, {} MiB of files)",
+                    pushed.image.layers.len(),
+                    size as f64 / 1e6,
+                    a.big_mib
+                ),
+                pushed.reference,
+            ));
+        }
+        eprintln!("building the Debian-like image (fetched once into the fixture cache)...");
+        let deb_img = debian_image(Compression::Gzip)?;
+        let built = deb_img.build(ManifestFormat::Oci)?;
+        let deb_size: u64 = built.layers.iter().map(|l| l.size).sum();
+        let deb = reg
             .client()
-            .push_image("bench/big", "v1", &big_img, ManifestFormat::Oci)
+            .push_image("bench/debian", "v1", &deb_img, ManifestFormat::Oci)
             .await?;
+        images.push((
+            format!(
+                "debian ({} layers, {:.1} MB gzip)",
+                deb.image.layers.len(),
+                deb_size as f64 / 1e6
+            ),
+            deb.reference.clone(),
+        ));
         println!(
             "\n# Cold pull + unpack from a loopback registry, {} runs each, alternating order",
             a.runs
         );
-        for (label, image) in [
-            ("busybox (1 layer)".to_owned(), small.reference.clone()),
-            (
-                format!(
-                    "big ({} layers, {:.1} MB gzip)",
-                    big.image.layers.len(),
-                    gz as f64 / 1e6
-                ),
-                big.reference.clone(),
-            ),
-        ] {
-            pulls::compare(&mut ours, &mut theirs, &label, &image, a.runs).await?;
+        let containerd_snapshots = containerd
+            .dir()
+            .join("root/io.containerd.snapshotter.v1.overlayfs/snapshots");
+        for &settle in &a.settle {
+            println!(
+                "\n## {}",
+                match settle {
+                    pulls::Settle::Reclaimed =>
+                        "each pull after the previous copy's files are deleted",
+                    pulls::Settle::None => "back to back: RemoveImage, then the next pull at once",
+                }
+            );
+            let small_label = "busybox (1 layer)".to_owned();
+            for (label, image) in std::iter::once((&small_label, &small.reference))
+                .chain(images.iter().map(|(l, r)| (l, r)))
+            {
+                let mut c = pulls::Side {
+                    client: &mut ours,
+                    pid: corral.pid().unwrap_or(0),
+                    reclaim_dir: corral.root().join("snapshots/.staging"),
+                };
+                let mut d = pulls::Side {
+                    client: &mut theirs,
+                    pid: containerd.child.id(),
+                    reclaim_dir: containerd_snapshots.clone(),
+                };
+                pulls::compare(&mut c, &mut d, label, image, a.runs, settle).await?;
+            }
         }
         let (c, d) = (
             procs::mem(corral.pid().unwrap_or(0)),
