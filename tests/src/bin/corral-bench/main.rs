@@ -22,7 +22,7 @@
 //! Usage: corral-bench [--runs N] [--big-mib N] [--layers N] [--iterations N] [--warmups N]
 //!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--forward-mib N] [--forward-rounds N]
 //!   [--kube-pods N] [--kube-rounds N] [--seccomp runtime-default|unconfined]
-//!   [--settle reclaimed|none|both]
+//!   [--settle reclaimed|none|both] [--pull-images busybox,big,big-zstd,debian]
 //!   [--sections pulls,pods,exec,streaming,memory,kube]
 //!   (as root; `make bench`)
 
@@ -64,9 +64,11 @@ struct Args {
     kube_rounds: usize,
     seccomp_default: bool,
     settle: Vec<pulls::Settle>,
+    pull_images: Vec<String>,
     sections: Vec<String>,
 }
 
+const PULL_IMAGES: [&str; 4] = ["busybox", "big", "big-zstd", "debian"];
 const SECTIONS: [&str; 6] = ["pulls", "pods", "exec", "streaming", "memory", "kube"];
 
 fn args() -> Result<Args> {
@@ -85,6 +87,7 @@ fn args() -> Result<Args> {
         kube_rounds: 3,
         seccomp_default: false,
         settle: vec![pulls::Settle::Reclaimed, pulls::Settle::None],
+        pull_images: PULL_IMAGES.iter().map(|s| s.to_string()).collect(),
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
     };
     let mut it = std::env::args().skip(1);
@@ -118,6 +121,16 @@ fn args() -> Result<Args> {
                     other => bail!("--settle {other}: use reclaimed, none or both"),
                 }
             }
+            "--pull-images" => {
+                a.pull_images = value.split(',').map(str::to_owned).collect();
+                if let Some(bad) = a
+                    .pull_images
+                    .iter()
+                    .find(|s| !PULL_IMAGES.contains(&s.as_str()))
+                {
+                    bail!("unknown image {bad}; images are {}", PULL_IMAGES.join(","));
+                }
+            }
             "--sections" => {
                 a.sections = value.split(',').map(str::to_owned).collect();
                 if let Some(bad) = a.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
@@ -125,7 +138,7 @@ fn args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --seccomp, --settle, --sections"
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --seccomp, --settle, --pull-images, --sections"
             ),
         }
     }
@@ -225,8 +238,15 @@ async fn main() -> Result<()> {
             "building images (busybox, and ~{} MiB uncompressed over {} layers)...",
             a.big_mib, a.layers
         );
+        let pull_wanted = |s: &str| a.pull_images.iter().any(|x| x == s);
         let mut images = Vec::new();
+        if pull_wanted("busybox") {
+            images.push(("busybox (1 layer)".to_owned(), small.reference.clone()));
+        }
         for (name, compression) in [("big", Compression::Gzip), ("big-zstd", Compression::Zstd)] {
+            if !pull_wanted(name) {
+                continue;
+            }
             let img = big_image_with(a.big_mib << 20, a.layers, compression)?;
             let size: u64 = img
                 .build(ManifestFormat::Oci)?
@@ -248,22 +268,24 @@ async fn main() -> Result<()> {
                 pushed.reference,
             ));
         }
-        eprintln!("building the Debian-like image (fetched once into the fixture cache)...");
-        let deb_img = debian_image(Compression::Gzip)?;
-        let built = deb_img.build(ManifestFormat::Oci)?;
-        let deb_size: u64 = built.layers.iter().map(|l| l.size).sum();
-        let deb = reg
-            .client()
-            .push_image("bench/debian", "v1", &deb_img, ManifestFormat::Oci)
-            .await?;
-        images.push((
-            format!(
-                "debian ({} layers, {:.1} MB gzip)",
-                deb.image.layers.len(),
-                deb_size as f64 / 1e6
-            ),
-            deb.reference.clone(),
-        ));
+        if pull_wanted("debian") {
+            eprintln!("building the Debian-like image (fetched once into the fixture cache)...");
+            let deb_img = debian_image(Compression::Gzip)?;
+            let built = deb_img.build(ManifestFormat::Oci)?;
+            let deb_size: u64 = built.layers.iter().map(|l| l.size).sum();
+            let deb = reg
+                .client()
+                .push_image("bench/debian", "v1", &deb_img, ManifestFormat::Oci)
+                .await?;
+            images.push((
+                format!(
+                    "debian ({} layers, {:.1} MB gzip)",
+                    deb.image.layers.len(),
+                    deb_size as f64 / 1e6
+                ),
+                deb.reference.clone(),
+            ));
+        }
         println!(
             "\n# Cold pull + unpack from a loopback registry, {} runs each, alternating order",
             a.runs
@@ -280,10 +302,7 @@ async fn main() -> Result<()> {
                     pulls::Settle::None => "back to back: RemoveImage, then the next pull at once",
                 }
             );
-            let small_label = "busybox (1 layer)".to_owned();
-            for (label, image) in std::iter::once((&small_label, &small.reference))
-                .chain(images.iter().map(|(l, r)| (l, r)))
-            {
+            for (label, image) in &images {
                 let mut c = pulls::Side {
                     client: &mut ours,
                     pid: corral.pid().unwrap_or(0),
