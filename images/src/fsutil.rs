@@ -46,14 +46,18 @@ const FS_TOPDIR_FL: libc::c_int = 0x0002_0000;
 /// layer unpacked next to the files of a snapshot deleted moments before paid that scan for
 /// each of its thousands of files (55-65 % of the daemon's CPU in `find_inode_bit` and
 /// `recently_deleted`).
-#[allow(unsafe_code)]
 pub fn set_topdir(dir: &Path) -> std::io::Result<bool> {
     use std::os::fd::AsRawFd;
     let file = std::fs::File::open(dir)?;
-    let fd = file.as_raw_fd();
+    set_topdir_fd(file.as_raw_fd())
+}
+
+/// [`set_topdir`] on an open directory.
+#[allow(unsafe_code)]
+pub fn set_topdir_fd(fd: std::os::fd::RawFd) -> std::io::Result<bool> {
     let mut flags: libc::c_int = 0;
     // SAFETY: FS_IOC_GETFLAGS writes one int through the pointer, which points at `flags`, live
-    // for the call; `fd` is open (held by `file`).
+    // for the call; the caller holds `fd` open.
     if unsafe { libc::ioctl(fd, libc::FS_IOC_GETFLAGS, &mut flags) } != 0 {
         return unsupported(std::io::Error::last_os_error());
     }
@@ -62,7 +66,7 @@ pub fn set_topdir(dir: &Path) -> std::io::Result<bool> {
     }
     flags |= FS_TOPDIR_FL;
     // SAFETY: FS_IOC_SETFLAGS reads one int through the pointer, which points at `flags`, live
-    // for the call; `fd` is open (held by `file`).
+    // for the call; the caller holds `fd` open.
     if unsafe { libc::ioctl(fd, libc::FS_IOC_SETFLAGS, &flags) } != 0 {
         return unsupported(std::io::Error::last_os_error());
     }

@@ -112,6 +112,10 @@ impl SnapshotStore {
     pub fn stage(&self) -> Result<Staged> {
         let dir = self.staging.join(fsutil::random_name());
         fsutil::create_private_dir(&dir.join("fs"))?;
+        // The layer's own directories are spread too (the unpacker marks each it makes).
+        if let Err(e) = fsutil::set_topdir(&dir.join("fs")) {
+            tracing::debug!(dir = %dir.display(), error = %e, "no top-directory flag on the layer root");
+        }
         Ok(Staged {
             dir,
             committed: false,

@@ -653,25 +653,29 @@ async fn a_debian_like_tree_unpacks_whole_on_every_cold_pull() -> Result<()> {
         );
         assert_eq!(std::fs::read_to_string(p("usr/share/zoneinfo/UTC"))?, "utc");
         drop(view);
+        // Layers are unpacked under top directories (ext4's `chattr +T`): the staging area,
+        // and every directory a layer made, wherever lsattr can say.
+        let base = chain_ids(&d, &id)?[0]
+            .trim_start_matches("sha256:")
+            .to_owned();
+        let made = d
+            .root()
+            .join("snapshots")
+            .join(base)
+            .join("fs/usr/share/perl");
+        for dir in [d.root().join("snapshots/.staging"), made] {
+            if let Ok(out) = std::process::Command::new("lsattr")
+                .arg("-d")
+                .arg(&dir)
+                .output()
+                && out.status.success()
+            {
+                let attrs = String::from_utf8_lossy(&out.stdout);
+                let flags = attrs.split_whitespace().next().unwrap_or_default();
+                assert!(flags.contains('T'), "{attrs}");
+            }
+        }
         remove(&mut c, &pushed.reference).await?;
-    }
-    // Layers are unpacked under a top directory (ext4's `chattr +T`) wherever lsattr can say.
-    let staging = d.root().join("snapshots/.staging");
-    if let Ok(out) = std::process::Command::new("lsattr")
-        .arg("-d")
-        .arg(&staging)
-        .output()
-        && out.status.success()
-    {
-        let attrs = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            attrs
-                .split_whitespace()
-                .next()
-                .unwrap_or_default()
-                .contains('T'),
-            "{attrs}"
-        );
     }
     Ok(())
 }
