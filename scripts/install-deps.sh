@@ -16,7 +16,8 @@ case "$mode" in
   run) ;;
   # runc and crun: the OCI runtimes the runtime-handler tests drive.
   test) want+=(docker-registry busybox-static criu runc crun) ;;
-  bench) want+=(docker-registry busybox-static containerd runc) ;;
+  # debootstrap: the Debian-like pull fixture (tests/src/fixtures/debian.rs).
+  bench) want+=(docker-registry busybox-static containerd runc debootstrap) ;;
   # libfuzzer-sys compiles libFuzzer (C++) from source.
   fuzz) want=(g++) ;;
   criu) exec "$(dirname "$0")/install-criu.sh" ;;

@@ -47,6 +47,15 @@ impl SnapshotStore {
     pub fn open(root: &Path) -> Result<SnapshotStore> {
         let staging = root.join(".staging");
         fsutil::create_private_dir(&staging)?;
+        // Each layer's tree is spread to a flex group of its own rather than unpacked beside
+        // the files of snapshots deleted moments before (see `fsutil::set_topdir`).
+        match fsutil::set_topdir(&staging) {
+            Ok(true) => {}
+            Ok(false) => tracing::debug!(dir = %staging.display(), "no top-directory flag here"),
+            Err(e) => {
+                tracing::warn!(dir = %staging.display(), error = %e, "cannot mark the staging directory a top directory")
+            }
+        }
         let mut leftovers = Vec::new();
         for entry in fs::read_dir(&staging).map_err(ImageError::io("read", &staging))? {
             let entry = entry.map_err(ImageError::io("read", &staging))?;
@@ -103,6 +112,10 @@ impl SnapshotStore {
     pub fn stage(&self) -> Result<Staged> {
         let dir = self.staging.join(fsutil::random_name());
         fsutil::create_private_dir(&dir.join("fs"))?;
+        // The layer's own directories are spread too (the unpacker marks each it makes).
+        if let Err(e) = fsutil::set_topdir(&dir.join("fs")) {
+            tracing::debug!(dir = %dir.display(), error = %e, "no top-directory flag on the layer root");
+        }
         Ok(Staged {
             dir,
             committed: false,

@@ -10,12 +10,14 @@
 //!   digest ([`PushedImage`], [`PushedIndex`]).
 //! - Ready-made images: [`busybox_image`], [`pause_image`], [`layered_image`] (whiteouts and
 //!   replacements, with [`LAYERED_EXPECTED`] and [`check_rootfs`]), [`multi_platform_images`],
-//!   [`big_image`].
+//!   [`big_image`], [`debian_image`] (real Debian files in several layers, fetched once into a
+//!   cache).
 //!
 //! Everything is deterministic: building the same fixture twice gives the same digests.
 
 mod big;
 mod compress;
+mod debian;
 mod image;
 mod layer;
 mod push;
@@ -23,8 +25,9 @@ mod rootfs;
 #[cfg(test)]
 mod tests;
 
-pub use big::big_image;
+pub use big::{big_image, big_image_with};
 pub use compress::decompress;
+pub use debian::{DEBIAN_CACHE, debian_cache, debian_image};
 pub use image::{
     BuiltImage, BuiltIndex, CREATED, ContainerConfig, Image, ManifestFormat, Platform, build_index,
     host_arch,

@@ -547,3 +547,135 @@ async fn remove_image_answers_before_its_files_are_deleted_and_a_restart_finishe
     }
     Ok(())
 }
+
+/// What a Debian image is made of, small enough for `make test` (`debian_image` is the bench's
+/// real one): a base of many small files over many directories with a hard link, symlinks and
+/// xattrs, an apt-like layer giving a binary `security.capability`, and a layer deleting a
+/// directory and a file with whiteouts and refilling an opaque directory. Pulled cold twice (the
+/// second time beside the first copy's freshly deleted inodes), both times whole.
+#[tokio::test]
+async fn a_debian_like_tree_unpacks_whole_on_every_cold_pull() -> Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    const CAP_NET_RAW: &[u8] = &[
+        0x01, 0x00, 0x00, 0x02, 0x00, 0x20, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x00, 0x00, 0x00, 0x00,
+    ];
+    let mut base = Layer::new()
+        .dir("etc")
+        .dir("usr")
+        .dir("usr/bin")
+        .dir("usr/share");
+    base = base
+        .file_xattrs(
+            "etc/os-release",
+            "ID=debian\n",
+            0o644,
+            &[("user.corral.origin", b"debootstrap")],
+        )
+        .file_with("usr/bin/perl", "perl", 0o755, 0, 0)
+        .hardlink("usr/bin/perl5.36.0", "usr/bin/perl")
+        .symlink("usr/bin/awk", "/etc/alternatives/awk")
+        .dir("usr/share/doc")
+        .dir("usr/share/doc/pkg")
+        .file("usr/share/doc/pkg/copyright", "c")
+        .dir("usr/share/zoneinfo")
+        .file("usr/share/zoneinfo/Old", "old");
+    for d in 0..40 {
+        base = base.dir(&format!("usr/share/perl/d{d}"));
+        for f in 0..25 {
+            base = base.file(&format!("usr/share/perl/d{d}/M{f}.pm"), format!("{d}/{f}"));
+        }
+    }
+    let apt = Layer::new().dir("usr").dir("usr/bin").file_xattrs(
+        "usr/bin/ping",
+        "ping",
+        0o755,
+        &[("security.capability", CAP_NET_RAW)],
+    );
+    let purge = Layer::new()
+        .dir("usr")
+        .dir("usr/share")
+        .dir("usr/share/doc")
+        .whiteout("usr/share/doc/pkg")
+        .dir("usr/share/perl")
+        .dir("usr/share/perl/d0")
+        .whiteout("usr/share/perl/d0/M0.pm")
+        .dir("usr/share/zoneinfo")
+        .opaque("usr/share/zoneinfo")
+        .file("usr/share/zoneinfo/UTC", "utc");
+    let image = fixtures::Image::new()
+        .layer(base.build(Compression::Gzip)?)
+        .layer(apt.build(Compression::Gzip)?)
+        .layer(purge.build(Compression::Gzip)?);
+    let reg = Registry::start().await?;
+    let d = TestDaemon::start().await?;
+    let mut c = d.images().await?;
+    let pushed = reg
+        .client()
+        .push_image("debian-like", "v1", &image, ManifestFormat::Oci)
+        .await?;
+    for round in 0..2 {
+        let id = pull(&mut c, &pushed.reference).await?;
+        let view = mount_image(&d, &id)?;
+        let p = |rel: &str| view.path().join(rel);
+        assert_eq!(
+            std::fs::metadata(p("usr/bin/perl"))?.ino(),
+            std::fs::metadata(p("usr/bin/perl5.36.0"))?.ino(),
+            "round {round}: hard link"
+        );
+        assert_eq!(
+            std::fs::read_link(p("usr/bin/awk"))?,
+            std::path::Path::new("/etc/alternatives/awk")
+        );
+        assert_eq!(
+            xattr::get(p("etc/os-release"), "user.corral.origin")?.as_deref(),
+            Some(&b"debootstrap"[..]),
+            "round {round}: user xattr"
+        );
+        assert_eq!(
+            xattr::get(p("usr/bin/ping"), "security.capability")?.as_deref(),
+            Some(CAP_NET_RAW),
+            "round {round}: file capability"
+        );
+        assert!(!p("usr/share/doc/pkg").exists(), "round {round}: whiteout");
+        assert!(!p("usr/share/perl/d0/M0.pm").exists());
+        assert_eq!(
+            std::fs::read_to_string(p("usr/share/perl/d0/M1.pm"))?,
+            "0/1"
+        );
+        assert_eq!(
+            std::fs::read_to_string(p("usr/share/perl/d39/M24.pm"))?,
+            "39/24"
+        );
+        assert!(
+            !p("usr/share/zoneinfo/Old").exists(),
+            "round {round}: opaque"
+        );
+        assert_eq!(std::fs::read_to_string(p("usr/share/zoneinfo/UTC"))?, "utc");
+        drop(view);
+        // Layers are unpacked under top directories (ext4's `chattr +T`): the staging area,
+        // and every directory a layer made, wherever lsattr can say.
+        let base = chain_ids(&d, &id)?[0]
+            .trim_start_matches("sha256:")
+            .to_owned();
+        let made = d
+            .root()
+            .join("snapshots")
+            .join(base)
+            .join("fs/usr/share/perl");
+        for dir in [d.root().join("snapshots/.staging"), made] {
+            if let Ok(out) = std::process::Command::new("lsattr")
+                .arg("-d")
+                .arg(&dir)
+                .output()
+                && out.status.success()
+            {
+                let attrs = String::from_utf8_lossy(&out.stdout);
+                let flags = attrs.split_whitespace().next().unwrap_or_default();
+                assert!(flags.contains('T'), "{attrs}");
+            }
+        }
+        remove(&mut c, &pushed.reference).await?;
+    }
+    Ok(())
+}

@@ -258,12 +258,16 @@ impl<'l> Unpacker<'l> {
         key: &[u8],
         meta: Meta,
     ) -> Result<(), UnpackError> {
-        if !self.make_room(raw, parent, name, key, true)? {
+        let kept = self.make_room(raw, parent, name, key, true)?;
+        if !kept {
             mkdirat(Some(parent), name, Mode::from_bits_truncate(0o700))
                 .map_err(io_err(raw, "create directory"))?;
         }
         let fd = open_nofollow(parent, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY)
             .map_err(io_err(raw, "open directory"))?;
+        if !kept {
+            super::tree::spread(raw, fd.as_raw_fd());
+        }
         apply_meta(raw, fd.as_raw_fd(), &meta)?;
         self.dirs.insert(key.to_vec(), Some(meta.mtime));
         Ok(())

@@ -28,6 +28,7 @@
 //!   [--exec-calls N] [--shim-pods N] [--daemon-pods N] [--forward-mib N] [--forward-rounds N]
 //!   [--kube-pods N] [--kube-rounds N] [--churn-pods N] [--churn-parallel N] [--churn-rounds N]
 //!   [--seccomp runtime-default|unconfined]
+//!   [--settle reclaimed|none|both] [--pull-images busybox,big,big-zstd,debian]
 //!   [--sections pulls,pods,churn,exec,streaming,memory,kube]
 //!   (as root; `make bench`)
 
@@ -47,7 +48,8 @@ use anyhow::{Context as _, Result, bail};
 use corral_cri_api::v1::image_service_client::ImageServiceClient;
 use corral_tests::daemon::{DaemonOptions, TestDaemon};
 use corral_tests::fixtures::{
-    Compression, Image, ManifestFormat, PATH_ENV, big_image, busybox_image, busybox_layer,
+    Compression, Image, ManifestFormat, PATH_ENV, big_image_with, busybox_image, busybox_layer,
+    debian_image,
 };
 use corral_tests::registry::Registry;
 
@@ -72,9 +74,12 @@ struct Args {
     churn_parallel: usize,
     churn_rounds: usize,
     seccomp_default: bool,
+    settle: Vec<pulls::Settle>,
+    pull_images: Vec<String>,
     sections: Vec<String>,
 }
 
+const PULL_IMAGES: [&str; 4] = ["busybox", "big", "big-zstd", "debian"];
 const SECTIONS: [&str; 7] = [
     "pulls",
     "pods",
@@ -103,6 +108,8 @@ fn args() -> Result<Args> {
         churn_parallel: 8,
         churn_rounds: 3,
         seccomp_default: false,
+        settle: vec![pulls::Settle::Reclaimed, pulls::Settle::None],
+        pull_images: PULL_IMAGES.iter().map(|s| s.to_string()).collect(),
         sections: SECTIONS.iter().map(|s| s.to_string()).collect(),
     };
     let mut it = std::env::args().skip(1);
@@ -131,6 +138,24 @@ fn args() -> Result<Args> {
                     other => bail!("--seccomp {other}: use runtime-default or unconfined"),
                 }
             }
+            "--settle" => {
+                a.settle = match value.as_str() {
+                    "reclaimed" => vec![pulls::Settle::Reclaimed],
+                    "none" => vec![pulls::Settle::None],
+                    "both" => vec![pulls::Settle::Reclaimed, pulls::Settle::None],
+                    other => bail!("--settle {other}: use reclaimed, none or both"),
+                }
+            }
+            "--pull-images" => {
+                a.pull_images = value.split(',').map(str::to_owned).collect();
+                if let Some(bad) = a
+                    .pull_images
+                    .iter()
+                    .find(|s| !PULL_IMAGES.contains(&s.as_str()))
+                {
+                    bail!("unknown image {bad}; images are {}", PULL_IMAGES.join(","));
+                }
+            }
             "--sections" => {
                 a.sections = value.split(',').map(str::to_owned).collect();
                 if let Some(bad) = a.sections.iter().find(|s| !SECTIONS.contains(&s.as_str())) {
@@ -138,7 +163,7 @@ fn args() -> Result<Args> {
                 }
             }
             other => bail!(
-                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --churn-pods, --churn-parallel, --churn-rounds, --seccomp, --sections"
+                "unknown flag {other}; use --runs, --big-mib, --layers, --iterations, --warmups, --exec-calls, --shim-pods, --daemon-pods, --forward-mib, --forward-rounds, --kube-pods, --kube-rounds, --churn-pods, --churn-parallel, --churn-rounds, --seccomp, --settle, --pull-images, --sections"
             ),
         }
     }
@@ -241,33 +266,83 @@ async fn main() -> Result<()> {
             "building images (busybox, and ~{} MiB uncompressed over {} layers)...",
             a.big_mib, a.layers
         );
-        let big_img = big_image(a.big_mib << 20, a.layers)?;
-        let gz: u64 = big_img
-            .build(ManifestFormat::Oci)?
-            .layers
-            .iter()
-            .map(|l| l.size)
-            .sum();
-        let big = reg
-            .client()
-            .push_image("bench/big", "v1", &big_img, ManifestFormat::Oci)
-            .await?;
+        let pull_wanted = |s: &str| a.pull_images.iter().any(|x| x == s);
+        let mut images = Vec::new();
+        if pull_wanted("busybox") {
+            images.push(("busybox (1 layer)".to_owned(), small.reference.clone()));
+        }
+        for (name, compression) in [("big", Compression::Gzip), ("big-zstd", Compression::Zstd)] {
+            if !pull_wanted(name) {
+                continue;
+            }
+            let img = big_image_with(a.big_mib << 20, a.layers, compression)?;
+            let size: u64 = img
+                .build(ManifestFormat::Oci)?
+                .layers
+                .iter()
+                .map(|l| l.size)
+                .sum();
+            let pushed = reg
+                .client()
+                .push_image(&format!("bench/{name}"), "v1", &img, ManifestFormat::Oci)
+                .await?;
+            images.push((
+                format!(
+                    "{name} ({} layers, {:.1} MB {compression:?}, {} MiB of files)",
+                    pushed.image.layers.len(),
+                    size as f64 / 1e6,
+                    a.big_mib
+                ),
+                pushed.reference,
+            ));
+        }
+        if pull_wanted("debian") {
+            eprintln!("building the Debian-like image (fetched once into the fixture cache)...");
+            let deb_img = debian_image(Compression::Gzip)?;
+            let built = deb_img.build(ManifestFormat::Oci)?;
+            let deb_size: u64 = built.layers.iter().map(|l| l.size).sum();
+            let deb = reg
+                .client()
+                .push_image("bench/debian", "v1", &deb_img, ManifestFormat::Oci)
+                .await?;
+            images.push((
+                format!(
+                    "debian ({} layers, {:.1} MB gzip)",
+                    deb.image.layers.len(),
+                    deb_size as f64 / 1e6
+                ),
+                deb.reference.clone(),
+            ));
+        }
         println!(
             "\n# Cold pull + unpack from a loopback registry, {} runs each, alternating order",
             a.runs
         );
-        for (label, image) in [
-            ("busybox (1 layer)".to_owned(), small.reference.clone()),
-            (
-                format!(
-                    "big ({} layers, {:.1} MB gzip)",
-                    big.image.layers.len(),
-                    gz as f64 / 1e6
-                ),
-                big.reference.clone(),
-            ),
-        ] {
-            pulls::compare(&mut ours, &mut theirs, &label, &image, a.runs).await?;
+        let containerd_snapshots = containerd
+            .dir()
+            .join("root/io.containerd.snapshotter.v1.overlayfs/snapshots");
+        for &settle in &a.settle {
+            println!(
+                "\n## {}",
+                match settle {
+                    pulls::Settle::Reclaimed =>
+                        "each pull after the previous copy's files are deleted",
+                    pulls::Settle::None => "back to back: RemoveImage, then the next pull at once",
+                }
+            );
+            for (label, image) in &images {
+                let mut c = pulls::Side {
+                    client: &mut ours,
+                    pid: corral.pid().unwrap_or(0),
+                    reclaim_dir: corral.root().join("snapshots/.staging"),
+                };
+                let mut d = pulls::Side {
+                    client: &mut theirs,
+                    pid: containerd.child.id(),
+                    reclaim_dir: containerd_snapshots.clone(),
+                };
+                pulls::compare(&mut c, &mut d, label, image, a.runs, settle).await?;
+            }
         }
         let (c, d) = (
             procs::mem(corral.pid().unwrap_or(0)),

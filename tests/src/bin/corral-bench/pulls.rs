@@ -1,8 +1,16 @@
 //! Cold image pulls: after every pull the image is removed and its content garbage-collected.
+//!
+//! Both daemons delete a removed image's snapshots after RemoveImage has answered (Corral on
+//! its reclaim thread, containerd in its garbage collection), so a pull that follows at once
+//! may race the previous copy's deletion. `Settle::Reclaimed` waits until each daemon's
+//! snapshot directory is empty again before the next pull (and reports how long that took);
+//! `Settle::None` pulls back to back. CPU is each daemon process's user and system time
+//! (`/proc/<pid>/stat`) over the timed pulls, their removals and the waits.
 
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use corral_cri_api::v1::image_service_client::ImageServiceClient;
 use corral_cri_api::v1::{ImageSpec, PullImageRequest, RemoveImageRequest};
 use tonic::transport::Channel;
@@ -27,48 +35,162 @@ pub async fn pull(c: &mut ImageServiceClient<Channel>, image: &str) -> Result<()
     Ok(())
 }
 
-/// One cold pull: returns its duration, then removes the image.
-async fn cold_pull(c: &mut ImageServiceClient<Channel>, image: &str) -> Result<Duration> {
+/// One daemon in the comparison.
+pub struct Side<'a> {
+    pub client: &'a mut ImageServiceClient<Channel>,
+    pub pid: u32,
+    /// The directory whose entries are the daemon's unpacked layers, removed ones included
+    /// until their files are gone (Corral: `snapshots/.staging` holds those being deleted;
+    /// containerd: the overlayfs snapshotter's `snapshots/`).
+    pub reclaim_dir: PathBuf,
+}
+
+/// Whether the next pull waits for the removed image's files to be deleted.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    None,
+    Reclaimed,
+}
+
+/// User and system CPU of a process so far, from `/proc/<pid>/stat` (all its threads).
+pub fn cpu(pid: u32) -> (Duration, Duration) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which sits in parentheses and may hold spaces.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Clock ticks of 10 ms: USER_HZ is 100 on every Linux architecture we run on.
+    let tick = |i: usize| {
+        Duration::from_millis(f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 10)
+    };
+    // utime and stime are fields 14 and 15; `rest` starts at field 3.
+    (tick(11), tick(12))
+}
+
+async fn wait_reclaimed(side: &Side<'_>) -> Result<Duration> {
     let started = Instant::now();
-    pull(c, image).await?;
+    loop {
+        let left = match std::fs::read_dir(&side.reclaim_dir) {
+            Ok(d) => d.count(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(e).context(format!("read {}", side.reclaim_dir.display())),
+        };
+        if left == 0 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > Duration::from_secs(120) {
+            bail!(
+                "{} still holds {left} entries after 120 s",
+                side.reclaim_dir.display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// One cold pull: returns its duration, then removes the image (and, with `Settle::Reclaimed`,
+/// waits for its files to go, returning that wait too).
+async fn cold_pull(
+    side: &mut Side<'_>,
+    image: &str,
+    settle: Settle,
+) -> Result<(Duration, Duration)> {
+    let started = Instant::now();
+    pull(side.client, image).await?;
     let took = started.elapsed();
-    c.remove_image(RemoveImageRequest { image: spec(image) })
+    side.client
+        .remove_image(RemoveImageRequest { image: spec(image) })
         .await?;
-    Ok(took)
+    let reclaim = match settle {
+        Settle::None => Duration::ZERO,
+        Settle::Reclaimed => wait_reclaimed(side).await?,
+    };
+    Ok((took, reclaim))
+}
+
+#[derive(Default)]
+struct Totals {
+    pulls: Vec<Duration>,
+    reclaims: Vec<Duration>,
+    user: Duration,
+    sys: Duration,
+}
+
+async fn timed(side: &mut Side<'_>, image: &str, settle: Settle, t: &mut Totals) -> Result<()> {
+    let (u0, s0) = cpu(side.pid);
+    let (took, reclaim) = cold_pull(side, image, settle).await?;
+    let (u1, s1) = cpu(side.pid);
+    t.pulls.push(took);
+    t.reclaims.push(reclaim);
+    t.user += u1.saturating_sub(u0);
+    t.sys += s1.saturating_sub(s0);
+    Ok(())
 }
 
 /// Cold pulls of `image`, `runs` times each after one warm-up, alternating which goes first.
+/// Returns the ratio of medians corral/containerd.
 pub async fn compare(
-    ours: &mut ImageServiceClient<Channel>,
-    theirs: &mut ImageServiceClient<Channel>,
+    ours: &mut Side<'_>,
+    theirs: &mut Side<'_>,
     label: &str,
     image: &str,
     runs: usize,
-) -> Result<()> {
+    settle: Settle,
+) -> Result<f64> {
     // Warm the registry's page cache and both code paths once.
-    cold_pull(ours, image).await?;
-    cold_pull(theirs, image).await?;
-    let (mut c, mut d) = (Vec::new(), Vec::new());
+    cold_pull(ours, image, Settle::Reclaimed).await?;
+    cold_pull(theirs, image, Settle::Reclaimed).await?;
+    let (mut c, mut d) = (Totals::default(), Totals::default());
     for run in 0..runs {
         if run % 2 == 0 {
-            c.push(cold_pull(ours, image).await?);
-            d.push(cold_pull(theirs, image).await?);
+            timed(ours, image, settle, &mut c).await?;
+            timed(theirs, image, settle, &mut d).await?;
         } else {
-            d.push(cold_pull(theirs, image).await?);
-            c.push(cold_pull(ours, image).await?);
+            timed(theirs, image, settle, &mut d).await?;
+            timed(ours, image, settle, &mut c).await?;
         }
         println!(
             "  {label} run {run}: corral {:>8.1} ms   containerd {:>8.1} ms",
-            ms(c[run]),
-            ms(d[run])
+            ms(c.pulls[run]),
+            ms(d.pulls[run])
         );
     }
-    let (mc, md) = (median(&c), median(&d));
+    let (mc, md) = (median(&c.pulls), median(&d.pulls));
+    let ratio = mc.as_secs_f64() / md.as_secs_f64();
+    let sorted = |v: &[Duration]| {
+        let mut v: Vec<String> = v.iter().map(|d| format!("{:.0}", ms(*d))).collect();
+        v.sort_by_key(|s| s.parse::<u64>().unwrap_or(0));
+        v.join(" ")
+    };
     println!(
         "PullImage {label}: corral median {:.1} ms, containerd median {:.1} ms, ratio corral/containerd {:.2}",
         ms(mc),
         ms(md),
-        mc.as_secs_f64() / md.as_secs_f64()
+        ratio
     );
-    Ok(())
+    println!(
+        "  spread (ms, sorted): corral [{}]  containerd [{}]",
+        sorted(&c.pulls),
+        sorted(&d.pulls)
+    );
+    let per = |t: Duration| ms(t) / runs as f64;
+    println!(
+        "  CPU per pull+remove{}: corral user {:.0} ms sys {:.0} ms, containerd user {:.0} ms sys {:.0} ms",
+        if settle == Settle::Reclaimed {
+            " (+ deletion)"
+        } else {
+            ""
+        },
+        per(c.user),
+        per(c.sys),
+        per(d.user),
+        per(d.sys)
+    );
+    if settle == Settle::Reclaimed {
+        println!(
+            "  deletion after RemoveImage, median: corral {:.1} ms, containerd {:.1} ms",
+            ms(median(&c.reclaims)),
+            ms(median(&d.reclaims))
+        );
+    }
+    Ok(ratio)
 }
