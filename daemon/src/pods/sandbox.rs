@@ -15,7 +15,7 @@ use super::names::new_id;
 use super::shim_client::ShimClient;
 use super::{PodError, Pods, Result, Sandbox, lock, rootfs};
 use crate::handlers::Resolve;
-use crate::network::{Chosen, NetworkError, NetworkRecord};
+use crate::network::{Chosen, NetworkError, NetworkKind, NetworkRecord};
 use crate::spec;
 
 /// The pod's CNI attachment record, in its record directory.
@@ -458,10 +458,25 @@ impl Pods {
             let _cop = ctr.op.lock().await;
             self.stop_container_locked(&sandbox.shim, &ctr, 0).await?;
         }
-        // Namespaces (and a pod whose shim died keeps them) stay until DEL has run.
-        self.detach_network(sandbox).await?;
-        // A NOTREADY pod may still have a shim: one whose RunPodSandbox a crash interrupted.
-        self.teardown_pod_state(&sandbox.dir).await?;
+        // Namespaces (and a pod whose shim died keeps them) stay until CNI DEL has run: the
+        // plugins work inside them. The built-in network's DEL works on the host's side only
+        // (the veth's host end, address files, iptables), so it runs alongside the shim's
+        // shutdown. A NOTREADY pod may still have a shim: one whose RunPodSandbox a crash
+        // interrupted.
+        let builtin = lock(&sandbox.network)
+            .as_ref()
+            .is_some_and(|r| r.attached && r.kind == NetworkKind::Builtin);
+        if builtin {
+            let (detached, torn_down) = tokio::join!(
+                self.detach_network(sandbox),
+                self.teardown_pod_state(&sandbox.dir)
+            );
+            detached?;
+            torn_down?;
+        } else {
+            self.detach_network(sandbox).await?;
+            self.teardown_pod_state(&sandbox.dir).await?;
+        }
         if sandbox.state() == SandboxState::NotReady {
             return Ok(());
         }
