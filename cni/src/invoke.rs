@@ -14,6 +14,10 @@ const MAX_OUTPUT: u64 = 1 << 20;
 /// How much of a plugin's stderr an error message quotes.
 const MAX_STDERR: u64 = 4 << 10;
 
+/// Where plugin binaries are looked for unless configured otherwise: the CNI project's
+/// install directory, then Debian's (`containernetworking-plugins`).
+pub const DEFAULT_PLUGIN_DIRS: [&str; 2] = ["/opt/cni/bin", "/usr/lib/cni"];
+
 /// Where plugins are and how long each call may take.
 #[derive(Debug, Clone)]
 pub struct Plugins {
@@ -35,6 +39,14 @@ pub struct CallEnv<'a> {
 }
 
 impl Plugins {
+    /// [`DEFAULT_PLUGIN_DIRS`], each call limited to `timeout`.
+    pub fn in_default_dirs(timeout: Duration) -> Plugins {
+        Plugins {
+            dirs: DEFAULT_PLUGIN_DIRS.iter().map(PathBuf::from).collect(),
+            timeout,
+        }
+    }
+
     /// The first executable file named `kind` in the plugin directories.
     pub fn find(&self, kind: &str) -> Result<PathBuf, Error> {
         use std::os::unix::fs::PermissionsExt as _;

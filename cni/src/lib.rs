@@ -19,7 +19,7 @@ pub mod result;
 
 pub use chain::{Attachment, add, del};
 pub use config::NetworkList;
-pub use invoke::Plugins;
+pub use invoke::{DEFAULT_PLUGIN_DIRS, Plugins};
 
 use std::path::PathBuf;
 

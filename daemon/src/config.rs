@@ -178,7 +178,7 @@ impl Default for NetworkConfig {
     fn default() -> Self {
         NetworkConfig {
             conf_dir: "/etc/cni/net.d".into(),
-            plugin_dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
+            plugin_dirs: corral_cni::DEFAULT_PLUGIN_DIRS.map(PathBuf::from).to_vec(),
             plugin_timeout_secs: 60,
             builtin_default: true,
             bridge: "corral0".into(),

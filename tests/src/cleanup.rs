@@ -88,10 +88,7 @@ pub fn networks(root: &Path) {
         else {
             return;
         };
-        let plugins = corral_cni::Plugins {
-            dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
-            timeout: Duration::from_secs(30),
-        };
+        let plugins = corral_cni::Plugins::in_default_dirs(Duration::from_secs(30));
         for rec in records {
             let list =
                 corral_cni::NetworkList::from_json(&rec["network"], Path::new("network.json"));

@@ -37,18 +37,16 @@ impl Drop for Netns {
     }
 }
 
-/// `n` ADD + DEL pairs one after another; prints the medians and returns DEL's median.
-pub async fn measure(n: usize) -> Result<Duration> {
+/// `n` ADD + DEL pairs one after another; prints the medians, and the plugins' CPU for `pods`
+/// pods (the churn's count) on this machine's cores; returns DEL's median.
+pub async fn measure(n: usize, pods: usize) -> Result<Duration> {
     let lease = NetLease::acquire()?;
     let ipam = tempfile::Builder::new()
         .prefix("corral-bench-cni-floor-")
         .tempdir()?;
     let doc = crate::containerd::conflist(&lease.bridge, &lease.subnet, ipam.path());
     let list = NetworkList::parse(&serde_json::to_vec(&doc)?, Path::new("bench conflist"))?;
-    let plugins = Plugins {
-        dirs: vec!["/opt/cni/bin".into(), "/usr/lib/cni".into()],
-        timeout: Duration::from_secs(60),
-    };
+    let plugins = Plugins::in_default_dirs(Duration::from_secs(60));
     let (mut adds, mut dels) = (Vec::new(), Vec::new());
     let mut cpu = 0.0;
     for i in 0..n + 1 {
@@ -87,10 +85,11 @@ pub async fn measure(n: usize) -> Result<Duration> {
         ms(median(&dels)),
         ms(p90(&dels))
     );
+    let per_pair = cpu * 1000.0 / n as f64;
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
-        "  the plugins' CPU per ADD + DEL (user + system)   {:>8.2} ms: 50 pods' worth on 2 cores is at least {:.0} ms",
-        cpu * 1000.0 / n as f64,
-        cpu * 1000.0 / n as f64 * 50.0 / 2.0
+        "  the plugins' CPU per ADD + DEL (user + system)   {per_pair:>8.2} ms: {pods} pods' worth on {cores} cores is at least {:.0} ms",
+        per_pair * pods as f64 / cores as f64
     );
     Ok(median(&dels))
 }

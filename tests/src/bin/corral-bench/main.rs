@@ -438,7 +438,7 @@ async fn main() -> Result<()> {
                     "\n# The same CNI config's plugins alone, from this process on fresh network namespaces (no runtime), {} ADD + DEL pairs after 1 warm-up",
                     a.iterations
                 );
-                match cni_floor::measure(a.iterations).await {
+                match cni_floor::measure(a.iterations, a.churn_pods).await {
                     Ok(del) => del_floor = Some(del),
                     Err(e) => failures.push(report("CNI alone", e)),
                 }

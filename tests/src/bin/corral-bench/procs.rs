@@ -1,6 +1,7 @@
 //! Processes and their memory, from /proc.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// Resident and proportional memory, in KiB.
 #[derive(Debug, Default, Clone, Copy)]
@@ -170,17 +171,36 @@ fn ticks() -> f64 {
     }
 }
 
-/// User + system seconds of this process's waited-for children (`cutime` + `cstime`).
-pub fn children_cpu() -> f64 {
-    let own = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let after = own.rsplit_once(')').map_or("", |(_, rest)| rest);
-    after
+/// CPU times of a process from `/proc/<pid>/stat` (`pid` may be `self`), all its threads:
+/// its own user and system time, and its waited-for children's (`cutime`, `cstime`).
+pub struct StatTimes {
+    pub user: Duration,
+    pub system: Duration,
+    pub children: Duration,
+}
+
+pub fn stat_times(pid: &str) -> StatTimes {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name, which sits in parentheses and may hold spaces: `rest`
+    // starts at field 3 (state); utime, stime, cutime, cstime are fields 14 to 17.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
         .split_whitespace()
-        .skip(13)
-        .take(2)
-        .filter_map(|v| v.parse::<f64>().ok())
-        .sum::<f64>()
-        / ticks()
+        .skip(11)
+        .take(4)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let secs = |i: usize| Duration::from_secs_f64(f.get(i).copied().unwrap_or(0.0) / ticks());
+    StatTimes {
+        user: secs(0),
+        system: secs(1),
+        children: secs(2) + secs(3),
+    }
+}
+
+/// User + system seconds of this process's waited-for children.
+pub fn children_cpu() -> f64 {
+    stat_times("self").children.as_secs_f64()
 }
 
 pub fn cpu(pid: u32) -> Cpu {
@@ -200,18 +220,9 @@ pub fn cpu(pid: u32) -> Cpu {
         .filter(|(i, _)| *i != 3 && *i != 4 && *i < 8)
         .map(|(_, v)| v)
         .sum();
-    let own = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command's closing parenthesis: state is the first; utime, stime are
-    // the 12th and 13th.
-    let after = own.rsplit_once(')').map_or("", |(_, rest)| rest);
-    let f: Vec<f64> = after
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|v| v.parse().ok())
-        .collect();
+    let own = stat_times(&pid.to_string());
     Cpu {
         machine: busy / ticks(),
-        process: f.iter().sum::<f64>() / ticks(),
+        process: (own.user + own.system).as_secs_f64(),
     }
 }

@@ -52,18 +52,10 @@ pub enum Settle {
     Reclaimed,
 }
 
-/// User and system CPU of a process so far, from `/proc/<pid>/stat` (all its threads).
+/// User and system CPU of a process so far (all its threads).
 pub fn cpu(pid: u32) -> (Duration, Duration) {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name, which sits in parentheses and may hold spaces.
-    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Clock ticks of 10 ms: USER_HZ is 100 on every Linux architecture we run on.
-    let tick = |i: usize| {
-        Duration::from_millis(f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0) * 10)
-    };
-    // utime and stime are fields 14 and 15; `rest` starts at field 3.
-    (tick(11), tick(12))
+    let t = crate::procs::stat_times(&pid.to_string());
+    (t.user, t.system)
 }
 
 async fn wait_reclaimed(side: &Side<'_>) -> Result<Duration> {

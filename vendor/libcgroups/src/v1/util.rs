@@ -51,9 +51,11 @@ pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> 
 pub fn list_supported_mount_points() -> Result<HashMap<ControllerType, PathBuf>, V1MountPointError>
 {
     let mut mount_paths = HashMap::with_capacity(CONTROLLERS.len());
+    // Corral: one read of the mount table for all controllers.
+    let mounts = cgroup_mounts()?;
 
     for controller in CONTROLLERS {
-        if let Ok(mount_point) = get_subsystem_mount_point(controller) {
+        if let Ok(mount_point) = find_subsystem_mount_point(&mounts, controller) {
             mount_paths.insert(controller.to_owned(), mount_point);
         }
     }
