@@ -113,7 +113,15 @@ fn run(dir: PathBuf, tx: OwnedFd, life: nix::fcntl::Flock<std::fs::File>) -> Exi
             return ExitCode::FAILURE;
         }
     };
-    let _ = writeln!(tx, "ready {}", std::process::id());
+    // A report nobody reads (EPIPE: SIGPIPE is blocked) means the first process died before
+    // reading it, and the daemon saw a failed start: it will not call this shim, so it must
+    // not stay. Written once the socket listens, so when the report is read but the first
+    // process dies before printing it, the daemon's clean-up can still reach the socket.
+    if writeln!(tx, "ready {}", std::process::id()).is_err() {
+        log!("the ready report reached nobody (the first process is gone): exiting");
+        shim.abandon();
+        return ExitCode::FAILURE;
+    }
     drop(tx);
     log!("serving pod {}", shim.pod_id());
     let served = shim.serve();

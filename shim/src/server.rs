@@ -235,6 +235,15 @@ impl Shim {
         &self.config.pod_id
     }
 
+    /// Ends a shim that will never serve: its start-up report reached nobody (the first
+    /// process was killed before reading it), so the daemon took the start as failed and will
+    /// not tell it to shut down. Kills the PID holder, removes the socket and releases the
+    /// pod's namespaces, as a failed start does.
+    pub fn abandon(mut self) {
+        self.teardown();
+        let _ = sandbox::unpin_namespaces(&self.dir.join("ns"));
+    }
+
     /// Runs until a `Shutdown` request has been answered.
     pub fn serve(mut self) -> Result<(), Error> {
         let mut events = vec![EpollEvent::empty(); 64];

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result, bail, ensure};
-use common::pod::{PodEnv, env, shim_pids};
+use common::pod::{PodEnv, env, shim_pids, shim_pids_under};
 use common::{Images, pull, serve_image};
 use corral_cri_api::v1::{
     ContainerFilter, ContainerState, CreateContainerRequest, ExecSyncRequest, ImageSpec,
@@ -692,5 +692,128 @@ async fn sigkill_of_a_shim_at_any_moment_makes_its_pod_not_ready_and_frees_it() 
         f.all_gone().await.with_context(ctx)?;
     }
     report("shim", &hits, started);
+    Ok(())
+}
+
+/// The field after the command in `/proc/<pid>/stat`: `(state, ppid)`.
+fn state_and_parent(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut rest = stat.get(stat.rfind(')')? + 2..)?.split(' ');
+    let state = rest.next()?.chars().next()?;
+    Some((state, rest.next()?.parse().ok()?))
+}
+
+/// Kills whatever of a shim started for `dir` is left and releases its namespaces.
+struct ShimLeftovers<'a>(&'a std::path::Path);
+
+impl Drop for ShimLeftovers<'_> {
+    fn drop(&mut self) {
+        for pid in shim_pids_under(self.0) {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        let _ = corral_runtime::sandbox::unpin_namespaces(&self.0.join("ns"));
+    }
+}
+
+/// corrald runs `corral-shim <pod dir>`, whose first process forks the shim and relays its
+/// `ready` report. When that first process is killed before the report reaches it, the daemon
+/// takes the start as failed and never calls the shim: the shim must end itself, with its PID
+/// holder, socket and namespace pins. Each round stops the shim as soon as it is forked, checks
+/// it has not bound its socket yet (so no report was written), kills the first process and lets
+/// the shim go on.
+#[test]
+fn a_shim_whose_first_process_dies_before_its_ready_report_ends_itself() -> Result<()> {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+    let shim = corral_tests::daemon::corrald_bin().with_file_name("corral-shim");
+    let base = tempfile::Builder::new().prefix("corral-test-").tempdir()?;
+    let mut rounds = 0;
+    for attempt in 0..40 {
+        if rounds == 5 {
+            break;
+        }
+        let dir = base.path().join(format!("pod{attempt}"));
+        std::fs::create_dir(&dir)?;
+        let _leftovers = ShimLeftovers(&dir);
+        let config = corral_shim::proto::ShimConfig {
+            pod_id: format!("pod{attempt}"),
+            network: true,
+            ipc: true,
+            hostname: Some("starter".into()),
+            pid: true,
+            sysctls: Vec::new(),
+            userns: None,
+            oci_runtime: None,
+        };
+        std::fs::write(
+            dir.join(corral_shim::proto::CONFIG_FILE),
+            serde_json::to_vec(&config)?,
+        )?;
+        let mut first = std::process::Command::new(&shim)
+            .arg(&dir)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()?;
+        let first_pid = first.id() as i32;
+        let until = Instant::now() + Duration::from_secs(5);
+        let child = loop {
+            let forked = shim_pids_under(&dir)
+                .into_iter()
+                .find(|&p| state_and_parent(p).is_some_and(|(_, ppid)| ppid == first_pid));
+            if let Some(pid) = forked {
+                break pid;
+            }
+            ensure!(
+                Instant::now() < until,
+                "the shim's first process never forked"
+            );
+            std::thread::sleep(Duration::from_micros(100));
+        };
+        kill(Pid::from_raw(child), Signal::SIGSTOP)?;
+        while state_and_parent(child).is_none_or(|(s, _)| s != 'T') {
+            ensure!(Instant::now() < until, "the shim never stopped");
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let reported = dir.join(corral_shim::proto::SOCKET_FILE).exists();
+        kill(Pid::from_raw(first_pid), Signal::SIGKILL)?;
+        first.wait()?;
+        kill(Pid::from_raw(child), Signal::SIGCONT)?;
+        // EOF once the shim has put its stdout on its log (or exited).
+        let mut relayed = Vec::new();
+        std::io::Read::read_to_end(&mut first.stdout.take().context("stdout")?, &mut relayed)?;
+        if reported {
+            // Too late: the report may have been written already. Not a round.
+            continue;
+        }
+        ensure!(relayed.is_empty(), "the first process relayed {relayed:?}");
+        let until = Instant::now() + Duration::from_secs(10);
+        while !shim_pids_under(&dir).is_empty() {
+            ensure!(
+                Instant::now() < until,
+                "attempt {attempt}: the shim stayed without anyone to serve: {:?}",
+                shim_pids_under(&dir)
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo")?;
+        let pins: Vec<&str> = mounts
+            .lines()
+            .filter(|l| l.contains(&*dir.to_string_lossy()))
+            .collect();
+        ensure!(pins.is_empty(), "namespace pins left: {pins:?}");
+        ensure!(
+            !dir.join(corral_shim::proto::SOCKET_FILE).exists(),
+            "the socket was left"
+        );
+        rounds += 1;
+    }
+    ensure!(
+        rounds == 5,
+        "only {rounds} of 40 attempts stopped the shim before it bound its socket"
+    );
     Ok(())
 }

@@ -42,21 +42,34 @@ fn write_intent(records: &Path, meta: &SandboxMeta) -> Result<()> {
     )
 }
 
-/// When a shim is still starting (it holds its lock but has no socket yet: a RunPodSandbox a
-/// crash interrupted), waits until it serves or exits, so it can be told to shut down.
-async fn wait_for_starting_shim(dir: &Path) {
-    use corral_shim::proto::{LOCK_FILE, SOCKET_FILE};
+/// Whether a shim process of the pod directory `dir` exists: one holds `shim.lock` from its
+/// first process's start until its last process's exit (see `proto::LOCK_FILE`).
+fn shim_alive(dir: &Path) -> bool {
     use nix::fcntl::{Flock, FlockArg};
+    let Ok(file) = std::fs::File::open(dir.join(corral_shim::proto::LOCK_FILE)) else {
+        return false;
+    };
+    Flock::lock(file, FlockArg::LockSharedNonblock).is_err()
+}
+
+/// Tells the pod's shim, if one runs, to shut down. A shim still starting (it holds its lock
+/// but does not listen yet: a RunPodSandbox that a crash, a timeout or a killed first process
+/// interrupted) is waited for and told once it listens; a call that fails while it still
+/// holds its lock is repeated (its socket's file exists a moment before it listens).
+async fn shut_down_shim(shim: &ShimClient, dir: &Path) {
     let started = std::time::Instant::now();
-    while !dir.join(SOCKET_FILE).exists() {
-        let Ok(file) = std::fs::File::open(dir.join(LOCK_FILE)) else {
-            return;
-        };
-        if Flock::lock(file, FlockArg::LockSharedNonblock).is_ok() {
+    loop {
+        if dir.join(corral_shim::proto::SOCKET_FILE).exists() {
+            match shim.call_within(&Request::Shutdown, SHUTDOWN_TIMEOUT).await {
+                Ok(_) => return,
+                Err(e) => tracing::debug!(dir = %dir.display(), error = %e, "shim shutdown"),
+            }
+        }
+        if !shim_alive(dir) {
             return;
         }
         if started.elapsed() > SHUTDOWN_TIMEOUT {
-            tracing::warn!(dir = %dir.display(), "a shim that holds its lock never served");
+            tracing::warn!(dir = %dir.display(), "a shim that holds its lock never shut down");
             return;
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -414,13 +427,7 @@ impl Pods {
 
     /// Stops the pod's shim (if it still runs) and releases its namespaces and `/dev/shm`.
     async fn teardown_pod_state(&self, dir: &Path) -> Result<()> {
-        let shim = ShimClient::new(dir);
-        wait_for_starting_shim(dir).await;
-        if dir.join(corral_shim::proto::SOCKET_FILE).exists()
-            && let Err(e) = shim.call_within(&Request::Shutdown, SHUTDOWN_TIMEOUT).await
-        {
-            tracing::debug!(dir = %dir.display(), error = %e, "shim shutdown");
-        }
+        shut_down_shim(&ShimClient::new(dir), dir).await;
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || release_pod_namespaces(&dir))
             .await
@@ -512,5 +519,67 @@ impl Pods {
             ContainerEventType::ContainerDeletedEvent,
         );
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_shim::proto::{self, LOCK_FILE, Response, SOCKET_FILE};
+    use nix::fcntl::{Flock, FlockArg};
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, UnixAddr, bind, listen, socket,
+    };
+    use std::io::{Read, Write};
+    use std::os::fd::AsRawFd;
+
+    /// A starting shim: it holds its lock and its socket's file exists, but it listens only
+    /// 50 ms later. It is told to shut down once it listens; the fake answers and gives up
+    /// its lock, and returns what it was asked (None: nobody called within 2 s).
+    #[tokio::test]
+    async fn a_starting_shim_is_told_to_shut_down_once_it_listens() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = std::fs::File::create(dir.path().join(LOCK_FILE)).unwrap();
+        let lock = Flock::lock(lock, FlockArg::LockExclusiveNonblock).unwrap();
+        let sock = socket(
+            AddressFamily::Unix,
+            SockType::Stream,
+            SockFlag::SOCK_CLOEXEC,
+            None,
+        )
+        .unwrap();
+        bind(
+            sock.as_raw_fd(),
+            &UnixAddr::new(&dir.path().join(SOCKET_FILE)).unwrap(),
+        )
+        .unwrap();
+        let fake = std::thread::spawn(move || -> Option<Request> {
+            std::thread::sleep(Duration::from_millis(50));
+            listen(&sock, Backlog::new(4).unwrap()).unwrap();
+            let listener = std::os::unix::net::UnixListener::from(sock);
+            listener.set_nonblocking(true).unwrap();
+            let until = std::time::Instant::now() + Duration::from_secs(2);
+            let mut conn = loop {
+                match listener.accept() {
+                    Ok((conn, _)) => break conn,
+                    Err(_) if std::time::Instant::now() < until => {
+                        std::thread::sleep(Duration::from_millis(5));
+                    }
+                    Err(_) => return None,
+                }
+            };
+            conn.set_nonblocking(false).unwrap();
+            let mut header = [0u8; 4];
+            conn.read_exact(&mut header).unwrap();
+            let mut body = vec![0u8; proto::frame_len(header).unwrap()];
+            conn.read_exact(&mut body).unwrap();
+            conn.write_all(&proto::encode(&Response::Ok).unwrap())
+                .unwrap();
+            drop(lock);
+            Some(serde_json::from_slice(&body).unwrap())
+        });
+        shut_down_shim(&ShimClient::new(dir.path()), dir.path()).await;
+        let asked = fake.join().unwrap();
+        assert!(matches!(asked, Some(Request::Shutdown)), "{asked:?}");
     }
 }

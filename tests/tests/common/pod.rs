@@ -293,7 +293,13 @@ pub fn parse_log(text: &str) -> Vec<(String, String, String)> {
 
 /// Pids of the shims serving pods under `state` (found by their command line).
 pub fn shim_pids(state: &Path) -> Vec<i32> {
-    let needle = state.join("pods").display().to_string();
+    shim_pids_under(&state.join("pods"))
+}
+
+/// Pids of the shim processes whose pod directory is `dir` or under it (found by their
+/// command line; the processes a shim forks without exec keep it).
+pub fn shim_pids_under(dir: &Path) -> Vec<i32> {
+    let needle = dir.display().to_string();
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
