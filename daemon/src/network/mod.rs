@@ -279,6 +279,16 @@ impl Network {
         Ok(())
     }
 
+    /// The part of ADD that needs no network namespace, done early when the network has one:
+    /// the built-in network reserves the pod's addresses (in `rec.ips`). `rec` must already
+    /// be recorded durably, so a crash after it leads to DEL. Nothing for CNI plugins.
+    pub async fn reserve(&self, rec: &mut NetworkRecord) -> Result<(), NetworkError> {
+        if rec.kind == NetworkKind::Builtin {
+            return self.builtin.reserve(rec).await;
+        }
+        Ok(())
+    }
+
     /// DEL for an attachment whose RunPodSandbox fails after ADD: as [`Network::detach`], but
     /// the built-in network deletes the pod's veth at once instead of leaving it to the
     /// namespace, so the failed call leaves nothing behind when it answers.

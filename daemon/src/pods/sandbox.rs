@@ -354,16 +354,64 @@ impl Pods {
             serde_json::to_vec(shim_config).map_err(|e| PodError::Internal(e.to_string()))?;
         let cfg_path = dir.join(CONFIG_FILE);
         std::fs::write(&cfg_path, body).map_err(|e| PodError::io(&cfg_path, e))?;
-        let pid = ShimClient::spawn(&self.cfg.shim, dir).await?;
-        tracing::debug!(pod = %meta.id, shim = pid, "shim ready");
         let records = self.pod_record_dir(&meta.id);
+        let netns = dir.join("ns").join("net");
+        // Recorded before anything of the attachment is made, so a crash after it (a power cut
+        // too) still leads to DEL; the pod's meta.json, in the same directory, is made durable
+        // with it.
+        let intent = |chosen: &Chosen| -> Result<NetworkRecord> {
+            let rec = self.network.intent(chosen, &meta.id, &netns, config)?;
+            model::save_durable(&records.join(NETWORK_FILE), &rec)?;
+            Ok(rec)
+        };
+        // Never on the state directory's own filesystem (`/run`): a tmpfs of the pod's.
+        let files = dir.join(rootfs::POD_FILES_DIR);
+        let write_files = |pod_ip: Option<std::net::IpAddr>| -> Result<()> {
+            let host_len = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
+            rootfs::mount_pod_files(
+                &files,
+                host_len("/etc/hosts") + host_len("/etc/resolv.conf"),
+            )?;
+            spec::write_pod_files(config, &files, pod_ip)?;
+            Ok(())
+        };
+        // Done while the shim starts, as they need no namespace: the built-in network's record
+        // and address reservation (CNI plugins get the namespace from the start), and the
+        // pod's files once their address is known (built-in or host network). An error here
+        // has nothing reserved; the files' error comes with the reservation, to be undone.
+        let early = async {
+            let rec = match network {
+                Some(chosen @ Chosen::Builtin(_)) => {
+                    let mut rec = intent(chosen)?;
+                    self.network.reserve(&mut rec).await?;
+                    Some(rec)
+                }
+                _ => None,
+            };
+            let written = (network.is_none() || rec.is_some())
+                .then(|| write_files(rec.as_ref().and_then(|r| r.ips.first().copied())));
+            Ok((rec, written))
+        };
+        // The shim first: its process starts at the first poll.
+        let (pid, early) = tokio::join!(ShimClient::spawn(&self.cfg.shim, dir), early);
+        let early: Result<(Option<NetworkRecord>, Option<Result<()>>)> = early;
+        let failed = matches!((&pid, &early), (Err(_), _) | (_, Ok((_, Some(Err(_))))));
+        if failed
+            && let Ok((Some(rec), _)) = &early
+            && let Err(de) = self.network.undo(rec).await
+        {
+            tracing::warn!(pod = %meta.id, error = %de, "network DEL after a failed RunPodSandbox");
+        }
+        let pid = pid?;
+        tracing::debug!(pod = %meta.id, shim = pid, "shim ready");
+        let (early_rec, written) = early?;
+        let written = written.transpose()?.is_some();
         let attachment = match network {
             Some(chosen) => {
-                let netns = dir.join("ns").join("net");
-                // Recorded before ADD runs, so a crash during it (a power cut too) still leads
-                // to DEL; the pod's meta.json, in the same directory, is made durable with it.
-                let mut rec = self.network.intent(chosen, &meta.id, &netns, config)?;
-                model::save_durable(&records.join(NETWORK_FILE), &rec)?;
+                let mut rec = match early_rec {
+                    Some(rec) => rec,
+                    None => intent(chosen)?,
+                };
                 // A failed ADD has run DEL itself.
                 self.network.add(&mut rec).await?;
                 Some(rec)
@@ -375,15 +423,9 @@ impl Pods {
             if let Some(rec) = &attachment {
                 model::save(&records.join(NETWORK_FILE), rec)?;
             }
-            let pod_ip = attachment.as_ref().and_then(|r| r.ips.first().copied());
-            // Never on the state directory's own filesystem (`/run`): a tmpfs of the pod's.
-            let files = dir.join(rootfs::POD_FILES_DIR);
-            let host_len = |p: &str| std::fs::metadata(p).map_or(0, |m| m.len());
-            rootfs::mount_pod_files(
-                &files,
-                host_len("/etc/hosts") + host_len("/etc/resolv.conf"),
-            )?;
-            spec::write_pod_files(config, &files, pod_ip)?;
+            if !written {
+                write_files(attachment.as_ref().and_then(|r| r.ips.first().copied()))?;
+            }
             model::save(
                 &records.join("status.json"),
                 &SandboxStatus::new(SandboxState::Ready),

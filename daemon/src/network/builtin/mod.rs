@@ -92,6 +92,26 @@ impl Builtin {
         }
     }
 
+    /// Reserves the record's addresses (recorded in `rec.ips`), before its namespace exists:
+    /// RunPodSandbox does it while the shim starts. Nothing is reserved on failure.
+    pub async fn reserve(&self, rec: &mut NetworkRecord) -> Result<(), NetworkError> {
+        let params = Params::parse(&rec.network)?;
+        let subnets = params.subnets()?;
+        let store = ipam::Store::new(&params.data_dir, &params.name);
+        let (id, ifname) = (
+            rec.attachment.container_id.clone(),
+            rec.attachment.ifname.clone(),
+        );
+        rec.ips = tokio::task::spawn_blocking(move || store.reserve(&subnets, &id, &ifname))
+            .await
+            .map_err(|e| NetworkError::Builtin(e.to_string()))?
+            .map_err(|e| match e {
+                ipam::ReserveError::Full(m) => NetworkError::Exhausted(m),
+                ipam::ReserveError::Io(m) => NetworkError::Builtin(m),
+            })?;
+        Ok(())
+    }
+
     /// DEL for a pod whose RunPodSandbox fails: the veth is deleted now rather than left to
     /// the namespace, so nothing of the pod is on the host when the error is answered.
     pub async fn undo(&self, plugins: &Plugins, rec: &NetworkRecord) -> Result<(), NetworkError> {
@@ -111,27 +131,19 @@ impl Builtin {
         rec: &mut NetworkRecord,
     ) -> Result<(), NetworkError> {
         let subnets = params.subnets()?;
-        let att = &rec.attachment;
-        let id = att.container_id.clone();
         let host = netlink::connect().map_err(NetworkError::Builtin)?;
         let bridge = self
             .bridges
             .ensure(&host, &params.bridge, &subnets)
             .await
             .map_err(NetworkError::Builtin)?;
-        let store = ipam::Store::new(&params.data_dir, &params.name);
-        let ips = {
-            let (subnets, id, ifname) = (subnets.clone(), id.clone(), att.ifname.clone());
-            tokio::task::spawn_blocking(move || store.reserve(&subnets, &id, &ifname))
-                .await
-                .map_err(|e| NetworkError::Builtin(e.to_string()))?
-                .map_err(|e| match e {
-                    ipam::ReserveError::Full(m) => NetworkError::Exhausted(m),
-                    ipam::ReserveError::Io(m) => NetworkError::Builtin(m),
-                })?
-        };
-        // Known from here, so an undo releases exactly these.
-        rec.ips = ips.clone();
+        // Known from here (or from an earlier `reserve`), so an undo releases exactly these.
+        if rec.ips.is_empty() {
+            self.reserve(rec).await?;
+        }
+        let ips = rec.ips.clone();
+        let att = &rec.attachment;
+        let id = att.container_id.clone();
         let host_end = veth::host_name(&id);
         veth::create(&host, &host_end, bridge, &att.netns, &att.ifname)
             .await
