@@ -84,3 +84,13 @@ impl Kubelet {
         lock(&self.workers).contains_key(uid)
     }
 }
+
+#[cfg(test)]
+mod change_tests {
+    /// The changes channel holds 1 024 of them from the start.
+    #[test]
+    fn a_change_is_a_pointer_not_an_object() {
+        let size = std::mem::size_of::<crate::Change>();
+        assert!(size <= 32, "Change is {size} bytes");
+    }
+}
