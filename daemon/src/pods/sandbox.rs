@@ -249,21 +249,18 @@ impl Pods {
             userns,
             oci_runtime: runtime.map(|(_, rt)| rt),
         };
-        // The record comes first, as NOTREADY: whatever a crash interrupts below is found by
-        // it after a restart and listed, so the kubelet stops and removes it (containerd's
-        // way); nothing of a pod ever exists without it.
         let records = self.pod_record_dir(&id);
-        if let Err(e) = write_intent(&records, &meta) {
-            let _ = rootfs::remove_tree(&records);
-            return Err(e);
-        }
-        let prepared = match self.limit_pod(&meta, pod_limits).await {
-            Ok(()) => {
-                self.prepare_pod(&config, &dir, &ns, &shim_config, &meta, network.as_ref())
-                    .await
-            }
-            Err(e) => Err(e),
-        };
+        let prepared = self
+            .prepare_pod(
+                &config,
+                &dir,
+                &ns,
+                &shim_config,
+                &meta,
+                pod_limits,
+                network.as_ref(),
+            )
+            .await;
         let (attachment, shim_pid) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => {
@@ -335,8 +332,9 @@ impl Pods {
     }
 
     /// Creates the pod: state directory, `/dev/shm`, shim (which makes and pins the
-    /// namespaces), the CNI attachment on `network`, the pod's files and its records. A failure
-    /// after the attachment detaches it; the caller removes the rest.
+    /// namespaces), its records, the pod cgroup's `limits`, the CNI attachment on `network` and
+    /// the pod's files. A failure after the attachment detaches it; the caller removes the rest.
+    #[allow(clippy::too_many_arguments)]
     async fn prepare_pod(
         &self,
         config: &PodSandboxConfig,
@@ -344,6 +342,7 @@ impl Pods {
         ns: &PodNamespaces,
         shim_config: &ShimConfig,
         meta: &SandboxMeta,
+        limits: Option<oci_spec::runtime::LinuxResources>,
         network: Option<&Chosen>,
     ) -> Result<(Option<NetworkRecord>, i32)> {
         crate::dirs::create(dir, crate::dirs::PRIVATE).map_err(|e| PodError::io(dir, e))?;
@@ -375,11 +374,17 @@ impl Pods {
             spec::write_pod_files(config, &files, pod_ip)?;
             Ok(())
         };
-        // Done while the shim starts, as they need no namespace: the built-in network's record
-        // and address reservation (CNI plugins get the namespace from the start), and the
-        // pod's files once their address is known (built-in or host network). An error here
-        // has nothing reserved; the files' error comes with the reservation, to be undone.
+        // Done while the shim starts, as they need no namespace. First the pod's records, as
+        // NOTREADY: whatever a crash interrupts from there is found by them after a restart
+        // and listed, so the kubelet stops and removes it (containerd's way); a state
+        // directory (and shim) without records is torn down at start-up. Then the pod
+        // cgroup's limits, the built-in network's record and address reservation (CNI plugins
+        // get the namespace from the start), and the pod's files once their address is known
+        // (built-in or host network). An error here has nothing reserved; the files' error
+        // comes with the reservation, to be undone.
         let early = async {
+            write_intent(&records, meta)?;
+            self.limit_pod(meta, limits).await?;
             let rec = match network {
                 Some(chosen @ Chosen::Builtin(_)) => {
                     let mut rec = intent(chosen)?;
