@@ -33,6 +33,35 @@ impl KubeApi {
 }
 
 /// A kind by any of kubectl's names for it (`pods`, `pod`, `po`, `Pod`...).
+/// An object a deletion waits for: where it is stored, and which one it was.
+struct Awaited {
+    kind: Kind,
+    namespace: String,
+    name: String,
+    uid: String,
+}
+
+/// Waits until a DELETED change has come for every object of `waiting`. A receiver that fell
+/// behind has lost changes, perhaps the very DELETED it waits for: then it keeps only the
+/// objects `stored` still finds.
+async fn wait_deleted(
+    changes: &mut tokio::sync::broadcast::Receiver<crate::Change>,
+    mut waiting: Vec<Awaited>,
+    stored: impl Fn(&Awaited) -> bool,
+) {
+    while !waiting.is_empty() {
+        match changes.recv().await {
+            Ok(c) if c.kind == "DELETED" => {
+                let uid = c.object.metadata().uid.clone().unwrap_or_default();
+                waiting.retain(|w| w.uid != uid);
+            }
+            Ok(_) => {}
+            Err(RecvError::Lagged(_)) => waiting.retain(&stored),
+            Err(RecvError::Closed) => break,
+        }
+    }
+}
+
 pub fn parse_kind(s: &str) -> Result<Kind, Status> {
     if s.is_empty() {
         return Err(Status::invalid_argument("kind: required"));
@@ -207,13 +236,20 @@ impl KubeService for KubeApi {
         for (kind, ns, name) in targets {
             match self.kubelet.delete(kind, &ns, &name, grace) {
                 Ok(o) => {
+                    let awaited = |namespace: &str| Awaited {
+                        kind,
+                        namespace: namespace.to_owned(),
+                        name: name.clone(),
+                        uid: o.metadata().uid.clone().unwrap_or_default(),
+                    };
                     if let Object::Pod(p) = &o {
-                        waiting.push(p.metadata.uid.clone().unwrap_or_default());
+                        waiting.push(awaited(&ns));
                         longest =
                             longest.max(p.metadata.deletion_grace_period_seconds.unwrap_or(0));
                     }
-                    if let Object::Namespace(n) = &o {
-                        waiting.push(n.metadata.uid.clone().unwrap_or_default());
+                    if let Object::Namespace(_) = &o {
+                        // Namespaces are stored without one.
+                        waiting.push(awaited(""));
                     }
                     deleted.push(object_ref(&o));
                 }
@@ -224,18 +260,14 @@ impl KubeService for KubeApi {
         }
         if r.wait && !waiting.is_empty() {
             let limit = Duration::from_secs(u64::try_from(longest).unwrap_or(0) + 60);
-            let wait = async {
-                while !waiting.is_empty() {
-                    match changes.recv().await {
-                        Ok(c) if c.kind == "DELETED" => {
-                            let uid = c.object.metadata().uid.clone().unwrap_or_default();
-                            waiting.retain(|u| *u != uid);
-                        }
-                        Ok(_) | Err(RecvError::Lagged(_)) => {}
-                        Err(RecvError::Closed) => break,
-                    }
-                }
+            let stored = |w: &Awaited| {
+                self.kubelet
+                    .get(w.kind, Some(&w.namespace), &w.name, None)
+                    .ok()
+                    .and_then(|found| found.into_iter().next())
+                    .is_some_and(|o| o.metadata().uid.as_deref() == Some(w.uid.as_str()))
             };
+            let wait = wait_deleted(&mut changes, waiting, stored);
             if tokio::time::timeout(limit, wait).await.is_err() {
                 return Err(Status::deadline_exceeded(format!(
                     "timed out after {}s waiting for the deletion to finish",
@@ -356,5 +388,52 @@ impl KubeService for KubeApi {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}
+
+#[cfg(test)]
+mod wait_tests {
+    use super::*;
+    use corral_kube::k8s_openapi::api::core::v1::Pod;
+
+    fn change(kind: &'static str, uid: &str) -> crate::Change {
+        let mut pod = Pod::default();
+        pod.metadata.uid = Some(uid.to_owned());
+        crate::Change {
+            kind,
+            object: Arc::new(Object::Pod(Box::new(pod))),
+        }
+    }
+
+    fn awaited(uid: &str) -> Awaited {
+        Awaited {
+            kind: Kind::Pod,
+            namespace: "default".into(),
+            name: uid.into(),
+            uid: uid.into(),
+        }
+    }
+
+    /// `a`'s DELETED is among the changes a lagging receiver lost; the store no longer has
+    /// `a`, so the wait ends with `b`'s DELETED instead of at its time limit.
+    #[tokio::test]
+    async fn a_lost_deleted_change_is_found_missing_from_the_store() {
+        let (tx, mut rx) = tokio::sync::broadcast::channel(2);
+        tx.send(change("DELETED", "a")).unwrap();
+        for _ in 0..3 {
+            tx.send(change("MODIFIED", "x")).unwrap();
+        }
+        let later = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            let _ = later.send(change("DELETED", "b"));
+        });
+        let waited = tokio::time::timeout(
+            Duration::from_secs(2),
+            wait_deleted(&mut rx, vec![awaited("a"), awaited("b")], |w| w.uid == "b"),
+        )
+        .await;
+        assert!(waited.is_ok(), "still waiting for a deletion it missed");
+        drop(tx);
     }
 }
