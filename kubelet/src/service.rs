@@ -32,7 +32,6 @@ impl KubeApi {
     }
 }
 
-/// A kind by any of kubectl's names for it (`pods`, `pod`, `po`, `Pod`...).
 /// An object a deletion waits for: where it is stored, and which one it was.
 struct Awaited {
     kind: Kind,
@@ -62,6 +61,7 @@ async fn wait_deleted(
     }
 }
 
+/// A kind by any of kubectl's names for it (`pods`, `pod`, `po`, `Pod`...).
 pub fn parse_kind(s: &str) -> Result<Kind, Status> {
     if s.is_empty() {
         return Err(Status::invalid_argument("kind: required"));
