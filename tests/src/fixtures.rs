@@ -42,6 +42,18 @@ pub use rootfs::{Expect, LAYERED_EXPECTED, check_rootfs, layered_image};
 use anyhow::Result;
 use sha2::{Digest as _, Sha256};
 
+/// The results of layer builders run on scoped threads, in their order; a builder that
+/// panicked is an error.
+fn joined<T>(handles: Vec<std::thread::ScopedJoinHandle<'_, Result<T>>>) -> Result<Vec<T>> {
+    handles
+        .into_iter()
+        .map(|h| {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a layer builder panicked"))?
+        })
+        .collect()
+}
+
 /// Media types of manifests, configs and layers.
 pub mod media_types {
     /// OCI image manifest.

@@ -25,6 +25,7 @@ use corral_cri_api::v1::{
     StopPodSandboxRequest,
 };
 use corral_tests::fixtures::{ManifestFormat, big_image};
+use corral_tests::procs;
 use corral_tests::registry::FakeRegistry;
 
 use common::pod::Runtime;
@@ -695,14 +696,6 @@ async fn sigkill_of_a_shim_at_any_moment_makes_its_pod_not_ready_and_frees_it() 
     Ok(())
 }
 
-/// The field after the command in `/proc/<pid>/stat`: `(state, ppid)`.
-fn state_and_parent(pid: i32) -> Option<(char, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let mut rest = stat.get(stat.rfind(')')? + 2..)?.split(' ');
-    let state = rest.next()?.chars().next()?;
-    Some((state, rest.next()?.parse().ok()?))
-}
-
 /// Kills whatever of a shim started for `dir` is left and releases its namespaces.
 struct ShimLeftovers<'a>(&'a std::path::Path);
 
@@ -763,7 +756,7 @@ fn a_shim_whose_first_process_dies_before_its_ready_report_ends_itself() -> Resu
         let child = loop {
             let forked = shim_pids_under(&dir)
                 .into_iter()
-                .find(|&p| state_and_parent(p).is_some_and(|(_, ppid)| ppid == first_pid));
+                .find(|&p| procs::ppid(p as u32) == Some(first_pid as u32));
             if let Some(pid) = forked {
                 break pid;
             }
@@ -774,7 +767,7 @@ fn a_shim_whose_first_process_dies_before_its_ready_report_ends_itself() -> Resu
             std::thread::sleep(Duration::from_micros(100));
         };
         kill(Pid::from_raw(child), Signal::SIGSTOP)?;
-        while state_and_parent(child).is_none_or(|(s, _)| s != 'T') {
+        while procs::state(child as u32) != Some('T') {
             ensure!(Instant::now() < until, "the shim never stopped");
             std::thread::sleep(Duration::from_micros(100));
         }

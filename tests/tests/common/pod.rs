@@ -300,18 +300,14 @@ pub fn shim_pids(state: &Path) -> Vec<i32> {
 /// command line; the processes a shim forks without exec keep it).
 pub fn shim_pids_under(dir: &Path) -> Vec<i32> {
     let needle = dir.display().to_string();
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
-            continue;
-        };
-        let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-        if text.contains("corral-shim") && text.contains(&needle) {
-            out.push(pid);
-        }
-    }
-    out
+    corral_tests::procs::all()
+        .into_iter()
+        .filter(|&p| {
+            let cmdline = corral_tests::procs::cmdline(p);
+            cmdline.contains("corral-shim") && cmdline.contains(&needle)
+        })
+        .map(|p| p as i32)
+        .collect()
 }
 
 /// `iptables-save` lines (all tables) naming an address in `subnet` (a /24), apart from the

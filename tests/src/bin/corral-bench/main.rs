@@ -37,7 +37,6 @@ mod cni_floor;
 mod containerd;
 mod kube;
 mod pods;
-mod procs;
 mod pulls;
 mod stats;
 mod streams;
@@ -51,6 +50,7 @@ use corral_tests::fixtures::{
     Compression, Image, ManifestFormat, PATH_ENV, big_image_with, busybox_image, busybox_layer,
     debian_image,
 };
+use corral_tests::procs;
 use corral_tests::registry::Registry;
 
 use containerd::Containerd;

@@ -1,4 +1,4 @@
-//! Processes and their memory, from /proc.
+//! Processes and their memory, from /proc: for the bench and the integration tests.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -74,6 +74,18 @@ pub fn cmdline(pid: u32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
         .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
         .unwrap_or_default()
+}
+
+/// The state letter of `/proc/<pid>/stat` (`R`, `S`, `T` for stopped, `Z`...).
+pub fn state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // After the command name, which sits in parentheses and may hold spaces.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .next()?
+        .chars()
+        .next()
 }
 
 pub fn ppid(pid: u32) -> Option<u32> {
