@@ -226,3 +226,37 @@ impl Shim {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(affinity: &str) -> Result<Process, serde_json::Error> {
+        serde_json::from_value(serde_json::json!({
+            "cwd": "/",
+            "user": {"uid": 0, "gid": 0},
+            "args": ["true"],
+            "execCPUAffinity": {"initial": affinity, "final": "0"},
+        }))
+    }
+
+    /// The process decoder checks CPU lists itself (vendor/oci-spec/PATCHED.md), as the
+    /// published crate did with a regular expression: numbers and ranges, comma-separated.
+    #[test]
+    fn exec_cpu_affinity_lists_are_checked_without_a_regex() {
+        for good in ["0", "0-3", "0-3,7", "12,14-15,3", "007"] {
+            let process = decode(good).unwrap_or_else(|e| panic!("{good:?}: {e}"));
+            let affinity = process.exec_cpu_affinity().as_ref().expect("affinity kept");
+            assert_eq!(affinity.initial().as_deref(), Some(good));
+        }
+        for bad in [
+            "", ",", "0,", ",0", "0-", "-3", "0--3", "0-3-5", "a", "1 ", "٣", "0;1",
+        ] {
+            let err = decode(bad).expect_err(bad).to_string();
+            assert!(
+                err.contains("Invalid execCPUAffinity format"),
+                "{bad:?}: {err}"
+            );
+        }
+    }
+}
