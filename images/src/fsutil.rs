@@ -16,6 +16,14 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
     corral_fsutil::sync_dir(dir).map_err(ImageError::io("fsync directory", dir))
 }
 
+/// Writes out everything cached for the filesystem holding `dir` (`syncfs(2)`): one call for a
+/// whole unpacked layer, where an fsync per file would cost a journal commit each.
+pub fn sync_filesystem(dir: &Path) -> Result<()> {
+    let d = std::fs::File::open(dir).map_err(ImageError::io("open for syncfs", dir))?;
+    use std::os::fd::AsRawFd;
+    nix::unistd::syncfs(d.as_raw_fd()).map_err(|e| ImageError::io("syncfs", dir)(e.into()))
+}
+
 /// Creates a directory and its parents with mode 0700 (exactly, whatever the umask) for the leaf.
 pub fn create_private_dir(path: &Path) -> Result<()> {
     corral_fsutil::mode::create_dir(path, 0o700).map_err(ImageError::io("create directory", path))
