@@ -16,6 +16,9 @@ pub struct Mem {
     pub anon: u64,
     /// `RssFile`: mapped files, the program's text first.
     pub file: u64,
+    /// `Private_Clean` + `Private_Dirty` of smaps_rollup: pages no other process maps, what
+    /// one more such process costs.
+    pub private: u64,
 }
 
 impl std::ops::AddAssign for Mem {
@@ -25,6 +28,7 @@ impl std::ops::AddAssign for Mem {
         self.hwm += o.hwm;
         self.anon += o.anon;
         self.file += o.file;
+        self.private += o.private;
     }
 }
 
@@ -45,6 +49,7 @@ pub fn mem(pid: u32) -> Mem {
         hwm: field(&status, "VmHWM:"),
         anon: field(&status, "RssAnon:"),
         file: field(&status, "RssFile:"),
+        private: field(&rollup, "Private_Clean:") + field(&rollup, "Private_Dirty:"),
     }
 }
 

@@ -396,6 +396,7 @@ async fn main() -> Result<()> {
     let mut churn_ratio = None;
     let mut exec_ratio = None;
     let mut shim_kib = None;
+    let mut shim_private_kib = None;
     if want("pods") {
         for (host_net, builtin) in [(true, false), (false, false), (false, true)] {
             if host_net {
@@ -578,6 +579,17 @@ async fn main() -> Result<()> {
                     kib(dp_pss),
                     c_pss / (ds_pss + dp_pss).max(1.0)
                 );
+                let c_private = cm.private_per_pod(cm.shim);
+                let d_private = dm.private_per_pod(dm.shim) + dm.private_per_pod(dm.pause);
+                println!(
+                    "    per pod private: corral {:>9}   containerd {:>9}   ratio {:.3}",
+                    kib(c_private),
+                    kib(d_private),
+                    c_private / d_private.max(1.0)
+                );
+                if cm.pods == a.daemon_pods {
+                    shim_private_kib = Some(c_private);
+                }
                 if cm.pods == a.shim_pods {
                     shim_kib = Some(c_rss);
                 }
@@ -700,6 +712,14 @@ async fn main() -> Result<()> {
             verdict(k <= 1024.0)
         ),
         None => println!("  corral-shim at most 1 MiB RSS per pod: not measured"),
+    }
+    match shim_private_kib {
+        Some(k) => println!(
+            "  corral-shim at most 0.35 MiB private memory per pod (at {} pods): {k:.0} KiB: {}",
+            a.daemon_pods,
+            verdict(k <= 0.35 * 1024.0)
+        ),
+        None => println!("  corral-shim at most 0.35 MiB private memory per pod: not measured"),
     }
     println!("\n# Clean-up");
     if leftovers.is_empty() {

@@ -416,6 +416,11 @@ impl PodMem {
         let n = self.pods.max(1) as f64;
         (m.rss as f64 / n, m.pss as f64 / n)
     }
+
+    /// Private memory (no other process maps it) per pod.
+    pub fn private_per_pod(&self, m: Mem) -> f64 {
+        m.private as f64 / self.pods.max(1) as f64
+    }
 }
 
 /// How long a daemon is left alone before its idle memory is read.
