@@ -1,5 +1,6 @@
 //! Small durable-file helpers shared by the stores.
 
+use std::os::fd::AsRawFd;
 use std::path::Path;
 
 use crate::error::{ImageError, Result};
@@ -20,7 +21,6 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 /// whole unpacked layer, where an fsync per file would cost a journal commit each.
 pub fn sync_filesystem(dir: &Path) -> Result<()> {
     let d = std::fs::File::open(dir).map_err(ImageError::io("open for syncfs", dir))?;
-    use std::os::fd::AsRawFd;
     nix::unistd::syncfs(d.as_raw_fd()).map_err(|e| ImageError::io("syncfs", dir)(e.into()))
 }
 
