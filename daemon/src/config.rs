@@ -271,6 +271,11 @@ pub struct ImagesConfig {
     /// retry does not fetch them again; then garbage-collected unless an image uses them.
     /// 0: removed at once.
     pub failed_pull_retention_secs: u64,
+    /// Each unpacked layer's files are written to the disk (`syncfs`) before the layer is
+    /// recorded, so a power cut cannot leave a recorded layer of empty files. `false` makes
+    /// pulls faster and flushes nothing of other processes' writes on that file system, without
+    /// that guarantee (containerd's `image_pull_with_sync_fs`, which defaults to off).
+    pub sync_unpacked_layers: bool,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -323,6 +328,7 @@ impl Default for ImagesConfig {
             min_pull_rate_bytes_per_sec: 1024,
             pull_rate_window_secs: 30,
             failed_pull_retention_secs: 3600,
+            sync_unpacked_layers: true,
         }
     }
 }
@@ -541,6 +547,19 @@ mod tests {
         assert_eq!(c.root, PathBuf::from("/srv/corral"));
         assert_eq!(c.images.max_concurrent_layers, 2);
         assert_eq!(c.grpc.socket, PathBuf::from("/run/corral/corral.sock"));
+        assert!(
+            c.images.sync_unpacked_layers,
+            "layers are synced unless turned off"
+        );
+    }
+
+    #[test]
+    fn layer_syncing_can_be_turned_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[images]\nsync_unpacked_layers = false\n").expect("write");
+        let c = Config::load(Some(&p)).expect("load");
+        assert!(!c.images.sync_unpacked_layers);
     }
 
     #[test]

@@ -94,6 +94,7 @@ impl Daemon {
         };
         icfg.failed_pull_retention =
             std::time::Duration::from_secs(config.images.failed_pull_retention_secs);
+        icfg.sync_layers = config.images.sync_unpacked_layers;
         let images = ImageManager::open(icfg).map_err(|source| DaemonError::Images {
             root: config.root.clone(),
             source: Box::new(source),

@@ -40,12 +40,15 @@ pub struct SnapshotMeta {
 pub struct SnapshotStore {
     root: PathBuf,
     staging: PathBuf,
+    /// `syncfs` each layer before its record ([`SnapshotStore::commit`]).
+    sync: bool,
 }
 
 impl SnapshotStore {
     /// Opens (creating) the store; unfinished staging directories and trees of interrupted
-    /// removals are deleted in the background (a big one must not hold up the start).
-    pub fn open(root: &Path) -> Result<SnapshotStore> {
+    /// removals are deleted in the background (a big one must not hold up the start). With
+    /// `sync`, each layer is written out before it is recorded.
+    pub fn open(root: &Path, sync: bool) -> Result<SnapshotStore> {
         let staging = root.join(".staging");
         fsutil::create_private_dir(&staging)?;
         // Each layer's tree is spread to a flex group of its own rather than unpacked beside
@@ -83,6 +86,7 @@ impl SnapshotStore {
         Ok(SnapshotStore {
             root: root.to_path_buf(),
             staging,
+            sync,
         })
     }
 
@@ -131,8 +135,10 @@ impl SnapshotStore {
         // The unpacked files reach the disk before the record that calls them complete: after a
         // power loss, ext4's delayed allocation could otherwise leave a committed snapshot of
         // empty files, never unpacked again (containerd's power-loss reports, its opt-in
-        // `image_pull_with_sync_fs`).
-        fsutil::sync_filesystem(&staged.dir)?;
+        // `image_pull_with_sync_fs`, off by default there). Off here only by configuration.
+        if self.sync {
+            fsutil::sync_filesystem(&staged.dir)?;
+        }
         fsutil::write_atomic(&staged.dir.join(META), &data)?;
         let target = self.dir(&meta.chain_id);
         if self.exists(&meta.chain_id) {
@@ -277,7 +283,7 @@ mod tests {
     #[test]
     fn a_committed_snapshot_is_written_out_before_its_record() {
         let root = tempfile::tempdir().expect("tempdir");
-        let store = SnapshotStore::open(root.path()).expect("open");
+        let store = SnapshotStore::open(root.path(), true).expect("open");
         let staged = store.stage().expect("stage");
         let data: Vec<u8> = (0..4u32 << 20)
             .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
