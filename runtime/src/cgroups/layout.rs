@@ -1,6 +1,8 @@
 //! The host's cgroup hierarchies, from the mount table.
 
 use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt as _;
 use std::path::{Path, PathBuf};
 
 use crate::Error;
@@ -79,6 +81,33 @@ pub(crate) fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
     Ok(parse_mountinfo(&text))
 }
 
+/// A path field of the mount table, whose space, tab, newline and backslash the kernel writes
+/// as three octal digits after a backslash (`\040`); the bytes are kept as they are, UTF-8 or
+/// not.
+fn mount_path(field: &str) -> PathBuf {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut rest = bytes;
+    while let Some((&b, tail)) = rest.split_first() {
+        match tail {
+            [
+                d0 @ b'0'..=b'3',
+                d1 @ b'0'..=b'7',
+                d2 @ b'0'..=b'7',
+                after @ ..,
+            ] if b == b'\\' => {
+                out.push((d0 - b'0') << 6 | (d1 - b'0') << 3 | (d2 - b'0'));
+                rest = after;
+            }
+            _ => {
+                out.push(b);
+                rest = tail;
+            }
+        }
+    }
+    PathBuf::from(OsString::from_vec(out))
+}
+
 /// The cgroup hierarchies of a mountinfo text.
 pub(super) fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
     let mut seen = BTreeSet::new();
@@ -110,7 +139,7 @@ pub(super) fn parse_mountinfo(text: &str) -> Vec<Hierarchy> {
         };
         if seen.insert(key) {
             out.push(Hierarchy {
-                mount_point: PathBuf::from(pre[4]),
+                mount_point: mount_path(pre[4]),
                 v2,
                 options,
                 favordynmods,

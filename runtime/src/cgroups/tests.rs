@@ -31,3 +31,17 @@ fn mountinfo_gives_each_hierarchy_once_and_sees_favordynmods() {
     let v1 = "46 27 0:40 / /tmp/x rw,relatime - cgroup cgroup rw,favordynmods,name=probe\n";
     assert!(parse_mountinfo(v1)[0].favordynmods);
 }
+
+/// A hierarchy mounted at a path with a space (or tab, newline, backslash) is found where it is:
+/// the mount table writes those bytes as octal escapes.
+#[test]
+fn mount_points_with_escaped_bytes_are_read_back() {
+    let text = "\
+32 31 0:29 / /run/my\\040cgroups/cpu\\134x rw,relatime - cgroup cgroup rw,cpu
+33 31 0:30 / /run/café/memory rw,relatime - cgroup cgroup rw,memory
+";
+    let h = parse_mountinfo(text);
+    assert_eq!(h[0].mount_point, PathBuf::from("/run/my cgroups/cpu\\x"));
+    // Bytes the kernel leaves alone stay as they are.
+    assert_eq!(h[1].mount_point, PathBuf::from("/run/caf\u{e9}/memory"));
+}
