@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 /// Every mount point, with its file system type, in the table's order.
 pub fn mount_points() -> std::io::Result<Vec<(PathBuf, String)>> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")?;
-    Ok(text
+    // Bytes, decoded lossily: one mount point that is not UTF-8 (any user's FUSE mount) must not
+    // fail the whole read, as `read_to_string` did. Such a point comes out changed.
+    let bytes = std::fs::read("/proc/self/mountinfo")?;
+    Ok(String::from_utf8_lossy(&bytes)
         .lines()
         .filter_map(|line| {
             let fields: Vec<&str> = line.split(' ').collect();

@@ -47,6 +47,10 @@ pub struct DaemonOptions {
     /// The namespace is held by a process of its own, so a restarted daemon finds the mounts
     /// of the one before (and its shims) there.
     pub hide_cgroup_v2: bool,
+    /// A shell command run, as root, in a mount namespace of the daemon's own before it starts
+    /// (held the same way as [`hide_cgroup_v2`](Self::hide_cgroup_v2)'s): mounts the host
+    /// should not keep.
+    pub mount_setup: Option<String>,
 }
 
 /// A running daemon; stopped (SIGTERM, then SIGKILL) and its directories removed on drop.
@@ -56,7 +60,8 @@ pub struct TestDaemon {
     opts: DaemonOptions,
     cgroup_root: String,
     net: crate::netlease::NetLease,
-    /// Holds the mount namespace of [`DaemonOptions::hide_cgroup_v2`].
+    /// Holds the mount namespace of [`DaemonOptions::hide_cgroup_v2`] and
+    /// [`DaemonOptions::mount_setup`].
     mount_holder: Option<std::process::Child>,
 }
 
@@ -204,7 +209,7 @@ impl TestDaemon {
             .create(true)
             .append(true)
             .open(self.log_file())?;
-        let mut command = if self.opts.hide_cgroup_v2 {
+        let mut command = if self.opts.hide_cgroup_v2 || self.opts.mount_setup.is_some() {
             let holder = self.mount_holder().await?;
             let mut c = std::process::Command::new("nsenter");
             c.arg(format!("--mount=/proc/{holder}/ns/mnt"))
@@ -372,15 +377,22 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) {
 }
 
 impl TestDaemon {
-    /// The pid of the process holding the mount namespace without the cgroup v2 mount,
-    /// started on first use.
+    /// The pid of the process holding the daemon's own mount namespace (without the cgroup v2
+    /// mount, after the setup command), started on first use.
     async fn mount_holder(&mut self) -> Result<u32> {
         if let Some(h) = &self.mount_holder {
             return Ok(h.id());
         }
+        let mut script = String::new();
+        if self.opts.hide_cgroup_v2 {
+            script.push_str("umount -l /sys/fs/cgroup/unified && ");
+        }
+        if let Some(setup) = &self.opts.mount_setup {
+            script.push_str(&format!("{{ {setup}; }} && "));
+        }
         let child = std::process::Command::new("unshare")
             .args(["--mount", "--propagation", "private", "--", "sh", "-c"])
-            .arg("umount -l /sys/fs/cgroup/unified && exec sleep 100000")
+            .arg(format!("{script}exec sleep 100000"))
             .stdin(Stdio::null())
             .spawn()
             .context("start unshare")?;
@@ -388,14 +400,17 @@ impl TestDaemon {
         self.mount_holder = Some(child);
         let started = Instant::now();
         loop {
-            let mounts =
-                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default();
+            let mounts = String::from_utf8_lossy(
+                &std::fs::read(format!("/proc/{pid}/mountinfo")).unwrap_or_default(),
+            )
+            .into_owned();
             let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if cmdline.starts_with(b"sleep") && !mounts.contains(" /sys/fs/cgroup/unified ") {
+            let hidden = !self.opts.hide_cgroup_v2 || !mounts.contains(" /sys/fs/cgroup/unified ");
+            if cmdline.starts_with(b"sleep") && hidden {
                 return Ok(pid);
             }
             if started.elapsed() > Duration::from_secs(10) {
-                bail!("the mount namespace without /sys/fs/cgroup/unified was not ready");
+                bail!("the daemon's mount namespace was not ready (its setup failed?)");
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }

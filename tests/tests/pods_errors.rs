@@ -199,3 +199,35 @@ async fn an_image_in_use_is_not_removed() -> Result<()> {
     e.assert_clean();
     Ok(())
 }
+
+/// A mount point that is not UTF-8 anywhere in the daemon's mount table (an unprivileged user's
+/// FUSE mount can make one) does not stop containers from being made: every reader of the mount
+/// table used to fail on it, and with it every CreateContainer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mount_point_that_is_not_utf8_does_not_stop_containers() -> Result<()> {
+    let dir = tempfile::Builder::new()
+        .prefix("corral-test-mnt-")
+        .tempdir()?;
+    let point = format!("{}/$(printf 'fuse\\377')", dir.path().display());
+    let mut e = common::pod::env_with(corral_tests::daemon::DaemonOptions {
+        mount_setup: Some(format!(
+            "mkdir \"{point}\" && mount -t tmpfs -o size=1m none \"{point}\""
+        )),
+        ..Default::default()
+    })
+    .await?;
+    let pid = e.d.pid().expect("daemon pid");
+    let table = std::fs::read(format!("/proc/{pid}/mountinfo"))?;
+    assert!(
+        table.windows(5).any(|w| w == b"fuse\xff"),
+        "the daemon's mount table has no such mount point"
+    );
+    let pod = e.run_pod("utf8").await?;
+    let id = e.start(&pod, "utf8", "c", &["true"]).await?;
+    let status = e
+        .wait_exited(&id, std::time::Duration::from_secs(10))
+        .await?;
+    assert_eq!(status.exit_code, 0);
+    e.remove_pod(&pod).await?;
+    Ok(())
+}

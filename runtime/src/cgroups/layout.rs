@@ -76,14 +76,14 @@ pub fn layout() -> Result<Layout, Error> {
 
 /// Every cgroup (v1) and cgroup2 mount of this mount namespace, without duplicates.
 pub(crate) fn hierarchies() -> Result<Vec<Hierarchy>, Error> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(Error::io("/proc/self/mountinfo"))?;
-    Ok(parse_mountinfo(&text))
+    // Bytes, decoded lossily: one mount point elsewhere that is not UTF-8 (any user's FUSE
+    // mount) must not fail every container creation, as `read_to_string` did.
+    let bytes = std::fs::read("/proc/self/mountinfo").map_err(Error::io("/proc/self/mountinfo"))?;
+    Ok(parse_mountinfo(&String::from_utf8_lossy(&bytes)))
 }
 
 /// A path field of the mount table, whose space, tab, newline and backslash the kernel writes
-/// as three octal digits after a backslash (`\040`); the bytes are kept as they are, UTF-8 or
-/// not.
+/// as three octal digits after a backslash (`\040`).
 fn mount_path(field: &str) -> PathBuf {
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());

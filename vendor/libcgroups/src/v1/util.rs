@@ -31,8 +31,10 @@ pub fn list_subsystem_mount_points() -> Result<Vec<PathBuf>, V1MountPointError> 
         OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
     )?);
 
+    // Corral: lines as bytes, decoded lossily (see `cgroup_mounts`).
     reader
-        .lines()
+        .split(b'\n')
+        .map(|lr| lr.map(|b| String::from_utf8_lossy(&b).into_owned()))
         .map(|lr| {
             lr.map_err(V1MountPointError::Io)
                 .and_then(|line| MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo))
@@ -78,8 +80,10 @@ pub fn cgroup_mounts() -> Result<Vec<MountInfo>, V1MountPointError> {
         OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
     )?);
     let mut mounts = Vec::new();
-    for line in reader.lines() {
-        let line = line.map_err(V1MountPointError::Io)?;
+    // Corral: lines as bytes, decoded lossily: one mount point that is not UTF-8 (any user's
+    // FUSE mount, say) made `lines()` fail the whole read, and with it every container creation.
+    for line in reader.split(b'\n') {
+        let line = String::from_utf8_lossy(&line.map_err(V1MountPointError::Io)?).into_owned();
         let m = MountInfo::from_line(&line).map_err(V1MountPointError::MountInfo)?;
         if m.fs_type == "cgroup" {
             mounts.push(m);

@@ -36,8 +36,10 @@ pub fn get_unified_mount_point() -> Result<PathBuf, V2UtilError> {
         OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC,
     )?);
 
+    // Corral: lines as bytes, decoded lossily (see `v1::util::cgroup_mounts`).
     reader
-        .lines()
+        .split(b'\n')
+        .map(|lr| lr.map(|b| String::from_utf8_lossy(&b).into_owned()))
         .map(|lr| {
             lr.map_err(V2UtilError::Io)
                 .and_then(|s| MountInfo::from_line(&s).map_err(V2UtilError::from))
