@@ -10,11 +10,12 @@ use corral_shim::proto::{self, Request, Response};
 
 /// Mount points under `dir`, deepest first.
 pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut out: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+    // The daemon's own reader: one mount point that is not UTF-8 elsewhere must not hide the
+    // test's mounts (`read_to_string` gave up on the whole table, and left them all).
+    let mut out: Vec<PathBuf> = corral_fsutil::mountinfo::mount_points()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|(point, _)| point)
         .filter(|p| p.starts_with(dir))
         .collect();
     out.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
