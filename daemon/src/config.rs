@@ -525,25 +525,24 @@ impl Config {
 mod tests {
     use super::*;
 
-    #[test]
-    fn unknown_keys_are_named() {
+    /// `Config::load` of a file holding `text`.
+    fn load_text(text: &str) -> Result<Config, ConfigError> {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[grpc]\nsockett = \"/x\"\n").expect("write");
-        let e = Config::load(Some(&p)).expect_err("unknown key");
+        std::fs::write(&p, text).expect("write");
+        Config::load(Some(&p))
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let e = load_text("[grpc]\nsockett = \"/x\"\n").expect_err("unknown key");
         assert!(e.to_string().contains("sockett"), "{e}");
     }
 
     #[test]
     fn partial_file_keeps_defaults() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("c.toml");
-        std::fs::write(
-            &p,
-            "root = \"/srv/corral\"\n[images]\nmax_concurrent_layers = 2\n",
-        )
-        .expect("write");
-        let c = Config::load(Some(&p)).expect("load");
+        let c = load_text("root = \"/srv/corral\"\n[images]\nmax_concurrent_layers = 2\n")
+            .expect("load");
         assert_eq!(c.root, PathBuf::from("/srv/corral"));
         assert_eq!(c.images.max_concurrent_layers, 2);
         assert_eq!(c.grpc.socket, PathBuf::from("/run/corral/corral.sock"));
@@ -555,10 +554,7 @@ mod tests {
 
     #[test]
     fn layer_syncing_can_be_turned_off() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let p = dir.path().join("c.toml");
-        std::fs::write(&p, "[images]\nsync_unpacked_layers = false\n").expect("write");
-        let c = Config::load(Some(&p)).expect("load");
+        let c = load_text("[images]\nsync_unpacked_layers = false\n").expect("load");
         assert!(!c.images.sync_unpacked_layers);
     }
 

@@ -130,6 +130,11 @@ impl SnapshotStore {
     /// Makes a staged snapshot visible under its chain ID. When another pull committed the same
     /// chain ID first, the staged copy is discarded and that one is kept.
     pub fn commit(&self, mut staged: Staged, meta: &SnapshotMeta) -> Result<()> {
+        let target = self.dir(&meta.chain_id);
+        // Another pull's copy is kept: this one is neither synced nor recorded.
+        if self.exists(&meta.chain_id) {
+            return Ok(());
+        }
         let data = serde_json::to_vec_pretty(meta)
             .map_err(|e| ImageError::Internal(format!("encode snapshot meta: {e}")))?;
         // The unpacked files reach the disk before the record that calls them complete: after a
@@ -140,10 +145,6 @@ impl SnapshotStore {
             fsutil::sync_filesystem(&staged.dir)?;
         }
         fsutil::write_atomic(&staged.dir.join(META), &data)?;
-        let target = self.dir(&meta.chain_id);
-        if self.exists(&meta.chain_id) {
-            return Ok(());
-        }
         // A directory without meta.json is debris from an interrupted removal.
         let _ = fsutil::remove_any(&target);
         fs::rename(&staged.dir, &target).map_err(ImageError::io("commit snapshot", &target))?;
