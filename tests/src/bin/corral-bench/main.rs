@@ -397,6 +397,8 @@ async fn main() -> Result<()> {
     let mut exec_ratio = None;
     let mut shim_kib = None;
     let mut shim_private_kib = None;
+    // corrald's RSS in KiB: idle after the workload, and with the most pods.
+    let mut daemon_kib = None;
     if want("pods") {
         for (host_net, builtin) in [(true, false), (false, false), (false, true)] {
             if host_net {
@@ -594,6 +596,7 @@ async fn main() -> Result<()> {
                     shim_kib = Some(c_rss);
                 }
             }
+            daemon_kib = Some((ci.rss, c50.pods, c50.daemon.rss));
             println!("  daemon RSS (PSS; RSS of anonymous memory + of mapped files):");
             for (n, cm, dm) in [(0, ci, di), (c50.pods, &c50.daemon, &d50.daemon)] {
                 println!(
@@ -720,6 +723,19 @@ async fn main() -> Result<()> {
             verdict(k <= 0.35 * 1024.0)
         ),
         None => println!("  corral-shim at most 0.35 MiB private memory per pod: not measured"),
+    }
+    match daemon_kib {
+        Some((idle, pods, busy)) => {
+            println!(
+                "  corrald at most 15 MiB RSS idle after the workload: {idle} KiB: {}",
+                verdict(idle <= 15 * 1024)
+            );
+            println!(
+                "  corrald at most 25 MiB RSS with {pods} pods: {busy} KiB: {}",
+                verdict(busy <= 25 * 1024)
+            );
+        }
+        None => println!("  corrald's memory targets: not measured"),
     }
     println!("\n# Clean-up");
     if leftovers.is_empty() {
