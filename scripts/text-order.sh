@@ -12,7 +12,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 out=target/text-order
-tests='test(/^(pods|images|streaming|network|listing|stats|logging|events|metrics|kube)::/)'
+tests='test(/^(pods|images|streaming|network|listing|stats|logging|events|metrics|kube|tar_headers|registry|image_user|image_volumes|host_files|stop_signals|security_context)::/)'
 
 cargo build --release --bin corral-shim
 cargo build --bins
@@ -21,7 +21,8 @@ RUSTFLAGS="-Cllvm-args=-align-all-functions=12" CARGO_TARGET_DIR="$out" \
 probe="$out/probe"
 rm -rf "$probe"
 mkdir -p "$probe/ran"
-cp "$out/release/corrald" target/release/corral-shim "$probe/"
+# The tests look for corralctl beside corrald.
+cp "$out/release/corrald" target/release/corral-shim target/debug/corralctl "$probe/"
 
 dev=$(basename "$(findmnt -n -o SOURCE -T "$probe")")
 queue=/sys/class/block/$dev/queue
