@@ -29,7 +29,9 @@ queue=/sys/class/block/$dev/queue
 [ -d "$queue" ] || queue=/sys/class/block/$dev/../queue
 [ -w "$queue/read_ahead_kb" ] || { echo "no readahead setting for $dev (the probe needs a block device)" >&2; exit 1; }
 readahead=$(cat "$queue/read_ahead_kb")
-trap 'echo "$readahead" > "$queue/read_ahead_kb"' EXIT INT TERM
+echo "readahead of $dev off for the probe (was $readahead KiB: $queue/read_ahead_kb)"
+trap 'echo "$readahead" > "$queue/read_ahead_kb"' EXIT
+trap 'exit 1' INT TERM
 echo 0 > "$queue/read_ahead_kb"
 
 # Failures under the probe do not matter here: the code its daemons ran counts.
