@@ -1,5 +1,5 @@
 //! Link options for corrald's release build on x86_64-unknown-linux-gnu, where rustc links
-//! with its own lld (see ARCHITECTURE.md, "Memory"):
+//! with its own lld unless another linker is configured (see ARCHITECTURE.md, "Memory"):
 //!
 //! - The functions a daemon runs go first and together in `.text` (`--symbol-ordering-file`,
 //!   list in `text-order.txt`, written by `scripts/text-order.sh`), so the kernel's
@@ -15,9 +15,9 @@ use std::process::Command;
 fn main() {
     println!("cargo:rerun-if-changed=text-order.txt");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-env-changed=RUSTC_LINKER");
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
-    let lld = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
-    if !(release && lld) {
+    if !(release && rustc_links_with_its_lld()) {
         return;
     }
     let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
@@ -34,6 +34,15 @@ fn main() {
     if glibc_knows_relr() {
         println!("cargo:rustc-link-arg-bin=corrald=-Wl,-z,pack-relative-relocs");
     }
+}
+
+/// Whether the link is rustc's own lld: the target's default since Rust 1.90, unless a linker is
+/// configured (`target.<triple>.linker`, which cargo passes on as `RUSTC_LINKER`, or `-C linker`
+/// and `-C linker-features` in the flags). Another linker may not know the options above.
+fn rustc_links_with_its_lld() -> bool {
+    let target = std::env::var("TARGET").is_ok_and(|t| t == "x86_64-unknown-linux-gnu");
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    target && std::env::var_os("RUSTC_LINKER").is_none() && !flags.contains("linker")
 }
 
 /// Whether the build host's glibc is 2.36 or later (`getconf GNU_LIBC_VERSION`: "glibc 2.36").
