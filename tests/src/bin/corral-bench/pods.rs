@@ -299,6 +299,11 @@ pub struct LifecycleRatios {
     pub start: f64,
     /// CreateContainer + StartContainer, summed per iteration.
     pub create_start: f64,
+    /// Their medians: (corral, containerd).
+    pub create_start_medians: (Duration, Duration),
+    /// Corral's RunPodSandbox + CreateContainer + StartContainer, median of the per-iteration
+    /// sums: pod + container from scratch.
+    pub pod_container: Duration,
     pub stop: f64,
     /// StopPodSandbox medians: (corral, containerd).
     pub stop_medians: (Duration, Duration),
@@ -333,18 +338,20 @@ pub async fn lifecycle(
         .enumerate()
         .map(|(i, op)| stats::row(op, &sc.ops[i], &sd.ops[i]))
         .collect();
-    let create_start = |s: &Series| -> Vec<Duration> {
-        s.ops[1]
-            .iter()
-            .zip(&s.ops[2])
-            .map(|(a, b)| *a + *b)
+    // Per iteration, the sum of the operations `ops` (indices into OPS).
+    let sums = |s: &Series, ops: &[usize]| -> Vec<Duration> {
+        (0..s.total.len())
+            .map(|i| ops.iter().map(|&o| s.ops[o][i]).sum())
             .collect()
     };
-    let create_start = stats::row("Create + Start", &create_start(&sc), &create_start(&sd));
+    let (cs, ds) = (sums(&sc, &[1, 2]), sums(&sd, &[1, 2]));
+    let create_start = stats::row("Create + Start", &cs, &ds);
     stats::row("total", &sc.total, &sd.total);
     Ok(LifecycleRatios {
         start: ratios[2],
         create_start,
+        create_start_medians: (stats::median(&cs), stats::median(&ds)),
+        pod_container: stats::median(&sums(&sc, &[0, 1, 2])),
         stop: ratios[3],
         stop_medians: (stats::median(&sc.ops[3]), stats::median(&sd.ops[3])),
     })
