@@ -1,6 +1,6 @@
 //! Starting an extra process inside a running container.
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 
@@ -25,6 +25,9 @@ pub struct Spawned {
     pub pidfd: OwnedFd,
     /// The controller side of its terminal, for [`Stdio::Terminal`].
     pub terminal: Option<OwnedFd>,
+    /// Cloned straight into the container's cgroup (cgroup v2, `CLONE_INTO_CGROUP`) rather
+    /// than moved there after the fork.
+    pub born_in_cgroup: bool,
 }
 
 /// A running container as an exec joins it: its init, its cgroup, and the confinement every
@@ -130,8 +133,12 @@ pub fn spawn(target: &Target, requested: &Process, stdio: Stdio) -> Result<Spawn
             .with(stdio.child.fds()),
         exec: KeepFds::default().with([status_w.as_raw_fd()]),
     };
-    let a = match sys::fork().map_err(Error::sys("fork"))? {
-        Forked::Child => sys::run_child(|| {
+    // Born in the container's cgroup on a cgroup v2 host, else moved there after the fork.
+    let into = cgroups::open_v2(cgroups_path);
+    let forked = sys::fork_maybe_into(into.as_ref().map(AsFd::as_fd));
+    drop(into);
+    let (a, born_in_cgroup) = match forked.map_err(Error::sys("fork"))? {
+        (Forked::Child, _) => sys::run_child(|| {
             let r = intermediate(
                 &plan,
                 &init_pidfd,
@@ -149,7 +156,7 @@ pub fn spawn(target: &Target, requested: &Process, stdio: Stdio) -> Result<Spawn
                 }
             }
         }),
-        Forked::Parent(pid) => pid,
+        (Forked::Parent(pid), born_in) => (pid, born_in),
     };
     drop((status_w, sync_r));
     let console = stdio.after_fork();
@@ -158,7 +165,9 @@ pub fn spawn(target: &Target, requested: &Process, stdio: Stdio) -> Result<Spawn
         reap(a);
         e
     };
-    cgroups::join(cgroups_path, a).map_err(abort_a)?;
+    if !born_in_cgroup {
+        cgroups::join(cgroups_path, a).map_err(abort_a)?;
+    }
     nix::unistd::write(&sync_w, &[1]).map_err(|e| {
         abort_a(Error::Sys {
             step: "write sync pipe",
@@ -201,6 +210,7 @@ pub fn spawn(target: &Target, requested: &Process, stdio: Stdio) -> Result<Spawn
             pid: b.as_raw(),
             pidfd,
             terminal,
+            born_in_cgroup,
         }),
         Err(err) => {
             let _ = kill(b, Signal::SIGKILL);

@@ -488,6 +488,118 @@ fn seccomp(t: &Test) -> R {
     check_eq(&out, "denied\nok\n")
 }
 
+/// On a cgroup v2 host the container's processes are born in its cgroup (`CLONE_INTO_CGROUP`),
+/// with its limits already written, instead of being moved there after the fork.
+fn v2_born_in_cgroup(t: &Test) -> R {
+    in_v2_mount_namespace(|| {
+        let spec = t.spec(
+            json!(["sleep", "100"]),
+            json!({
+                // The base spec's without its cgroup mount.
+                "mounts": [
+                    {"destination": "/proc", "type": "proc", "source": "proc"},
+                    {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                     "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+                ],
+                "linux": {"resources": {"hugepageLimits": [{"pageSize": "2MB", "limit": 0}]}}
+            }),
+        );
+        let want = format!("0::{}", t.cgroup.display());
+        let (stdio, _r) = t.stdio()?;
+        let mut c =
+            container::create(&spec, t.dir.path(), "test", stdio).map_err(|e| e.to_string())?;
+        let result = (|| {
+            let membership =
+                std::fs::read_to_string(format!("/proc/{}/cgroup", c.pid())).map_err(s)?;
+            let dir = Path::new("/sys/fs/cgroup").join(t.cgroup.strip_prefix("/").map_err(s)?);
+            let limit = std::fs::read_to_string(dir.join("hugetlb.2MB.max")).map_err(s)?;
+            check(
+                c.born_in_cgroup(),
+                "the container was moved into its cgroup, not born in it",
+            )?;
+            check(
+                membership.lines().any(|l| l == want),
+                &format!("the init is not in {want}"),
+            )?;
+            check_eq(&limit.trim(), &"0")?;
+            c.start().map_err(|e| e.to_string())?;
+            let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
+            let process = serde_json::from_value(json!({
+                "args": ["cat", "/proc/self/cgroup"],
+                "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
+            .map_err(s)?;
+            let (stdio, r) = t.stdio()?;
+            let spawned = exec::spawn(&target, &process, stdio).map_err(|e| e.to_string())?;
+            let out = read_all(r)?;
+            check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
+            check(
+                spawned.born_in_cgroup,
+                "the exec was moved into the cgroup, not born in it",
+            )?;
+            check(
+                out.lines().any(|l| l == want),
+                &format!("the exec is not in {want}: {out}"),
+            )
+        })();
+        cgroups::kill_and_remove(&t.cgroup).map_err(|e| e.to_string())?;
+        check_eq(&wait(c.pidfd())?, &(128 + 9))?;
+        result
+    })
+}
+
+/// Runs `body` in a child process whose mount namespace has the host's cgroup2 hierarchy at
+/// `/sys/fs/cgroup` and nothing else there: what libcgroups and Corral read as a cgroup v2
+/// host, on any host with a cgroup2 hierarchy (a hybrid one's holds few controllers).
+#[allow(unsafe_code)]
+fn in_v2_mount_namespace(body: impl FnOnce() -> R) -> R {
+    use nix::mount::{MntFlags, MsFlags, mount, umount2};
+    let (r, w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(s)?;
+    // SAFETY: this test binary is single-threaded (no harness), so the child is a full copy.
+    match unsafe { nix::unistd::fork() }.map_err(s)? {
+        nix::unistd::ForkResult::Child => {
+            drop(r);
+            let result = (|| {
+                nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(s)?;
+                mount(
+                    None::<&str>,
+                    "/",
+                    None::<&str>,
+                    MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+                    None::<&str>,
+                )
+                .map_err(s)?;
+                umount2("/sys/fs/cgroup", MntFlags::MNT_DETACH).map_err(s)?;
+                mount(
+                    Some("cgroup2"),
+                    "/sys/fs/cgroup",
+                    Some("cgroup2"),
+                    MsFlags::empty(),
+                    None::<&str>,
+                )
+                .map_err(s)?;
+                body()
+            })();
+            let msg = match &result {
+                Ok(()) => String::new(),
+                Err(e) => e.clone(),
+            };
+            let _ = nix::unistd::write(&w, msg.as_bytes());
+            // SAFETY: ends the forked child without running the parent's exit handlers.
+            unsafe { libc::_exit(i32::from(result.is_err())) }
+        }
+        nix::unistd::ForkResult::Parent { child } => {
+            drop(w);
+            let msg = read_all(r)?;
+            let status = nix::sys::wait::waitpid(child, None).map_err(s)?;
+            match status {
+                nix::sys::wait::WaitStatus::Exited(_, 0) => Ok(()),
+                _ if !msg.is_empty() => Err(msg),
+                other => Err(format!("the v2 child ended with {other:?}")),
+            }
+        }
+    }
+}
+
 fn append_mounts(spec: &mut oci_spec::runtime::Spec, extra: serde_json::Value) {
     let mut mounts = spec.mounts().clone().unwrap_or_default();
     let extra: Vec<oci_spec::runtime::Mount> = serde_json::from_value(extra).expect("mounts");
@@ -530,5 +642,6 @@ fn main() {
         ("terminal", terminal),
         ("exec_with_terminal", exec_with_terminal),
         ("seccomp", seccomp),
+        ("v2_born_in_cgroup", v2_born_in_cgroup),
     ]);
 }

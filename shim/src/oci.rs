@@ -265,6 +265,8 @@ impl Runtime {
             pid,
             pidfd,
             terminal,
+            // The runtime placed it; whether it was born there is the runtime's business.
+            born_in_cgroup: false,
         })
     }
 

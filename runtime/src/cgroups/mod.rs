@@ -6,6 +6,8 @@
 //! too.
 
 use std::collections::BTreeSet;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -80,6 +82,66 @@ pub(crate) fn create(
         let _ = remove_dirs(cgroups_path);
     }
     result
+}
+
+/// On a cgroup v2 host (libcgroups manages the cgroup as v2): creates the cgroup with
+/// `resources` applied and no process in it, and returns its directory opened, for a child
+/// cloned straight into it ([`crate::sys::fork_into_cgroup`]). `None` on a v1 or hybrid host,
+/// where the child is moved in after the fork ([`create`]). On error nothing is left.
+pub(crate) fn prepare_v2(
+    cgroups_path: &Path,
+    resources: &LinuxResources,
+) -> Result<Option<OwnedFd>, Error> {
+    // The mount table first: a libcgroups manager costs more than the mount table, and on v1
+    // and hybrid hosts `create` makes its own.
+    let all = hierarchies()?;
+    let Some(h) = all
+        .iter()
+        .find(|h| h.v2)
+        .filter(|_| all.iter().all(|h| h.v2))
+    else {
+        return Ok(None);
+    };
+    let m = manager(cgroups_path)?;
+    if !matches!(m, AnyCgroupManager::V2(_)) {
+        return Ok(None);
+    }
+    let result = (|| {
+        // As libcgroups does when it adds a task: every available controller enabled in the
+        // root and each ancestor, none in the cgroup itself (it holds the process).
+        let available = unified_controllers(h);
+        let names: Vec<&str> = available.iter().map(String::as_str).collect();
+        let dir = enable_down(&h.mount_point, cgroups_path, &names)?;
+        m.apply(&controller_opt(resources))
+            .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
+        open_dir(&dir)
+    })();
+    if result.is_err() {
+        let _ = remove_dirs(cgroups_path);
+    }
+    result.map(Some)
+}
+
+/// On a cgroup v2 host, the existing cgroup's directory opened for
+/// [`crate::sys::fork_maybe_into`]; `None` elsewhere, or when it cannot be opened ([`join`]
+/// then says why).
+pub(crate) fn open_v2(cgroups_path: &Path) -> Option<OwnedFd> {
+    let all = hierarchies().ok()?;
+    let h = all
+        .iter()
+        .find(|h| h.v2)
+        .filter(|_| all.iter().all(|h| h.v2))?;
+    open_dir(&h.dir(cgroups_path)).ok()
+}
+
+/// A cgroup directory as `CLONE_INTO_CGROUP` takes it (`O_PATH`).
+fn open_dir(dir: &Path) -> Result<OwnedFd, Error> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_DIRECTORY)
+        .open(dir)
+        .map(OwnedFd::from)
+        .map_err(Error::io(dir))
 }
 
 /// What of a request goes to a hybrid host's unified hierarchy, written by Corral, because

@@ -138,6 +138,7 @@ pub struct Container {
     start: Option<OwnedFd>,
     status: OwnedFd,
     cgroups_path: PathBuf,
+    born_in_cgroup: bool,
     terminal: Option<OwnedFd>,
     poststart: Vec<hooks::HookPlan>,
     poststop: hooks::Poststop,
@@ -149,6 +150,12 @@ impl Container {
     pub fn take_terminal(&mut self) -> Option<OwnedFd> {
         self.terminal.take()
     }
+    /// The container's processes were cloned straight into its cgroup (cgroup v2,
+    /// `CLONE_INTO_CGROUP`) rather than moved there after the fork.
+    pub fn born_in_cgroup(&self) -> bool {
+        self.born_in_cgroup
+    }
+
     /// Host PID of the container's init process.
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
@@ -247,8 +254,23 @@ pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Cont
         .with(plan.init_fds())
         .with(plan.namespace_fds());
     let keep_exec = KeepFds::default().with(pipes);
-    let a = match sys::fork().map_err(Error::sys("fork"))? {
-        Forked::Child => {
+    // On a cgroup v2 host the intermediate is born in the container's cgroup, made beforehand;
+    // elsewhere (or on a kernel without `CLONE_INTO_CGROUP`) it is moved in after the fork.
+    let into = cgroups::prepare_v2(&plan.cgroups_path, &plan.resources)?;
+    let forked = sys::fork_maybe_into(into.as_ref().map(AsFd::as_fd));
+    drop(into);
+    let forked = match forked {
+        Ok(f) => f,
+        Err(e) => {
+            let _ = cgroups::kill_and_remove(&plan.cgroups_path);
+            return Err(Error::Sys {
+                step: "fork",
+                source: e,
+            });
+        }
+    };
+    let (a, born_in_cgroup) = match forked {
+        (Forked::Child, _) => {
             let fds = child::ChildFds {
                 status: &status_w,
                 sync: &sync_r,
@@ -260,12 +282,12 @@ pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Cont
             };
             child::intermediate(&plan, &fds)
         }
-        Forked::Parent(pid) => pid,
+        (Forked::Parent(pid), born_in) => (pid, born_in),
     };
     drop((status_w, sync_r, start_r));
     let console = stdio.after_fork();
 
-    if let Err(e) = cgroups::create(&plan.cgroups_path, &plan.resources, a) {
+    if !born_in_cgroup && let Err(e) = cgroups::create(&plan.cgroups_path, &plan.resources, a) {
         let _ = kill(a, Signal::SIGKILL);
         reap(a);
         return Err(e);
@@ -372,6 +394,7 @@ pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Cont
         start: Some(start_w),
         status: status_r,
         cgroups_path: plan.cgroups_path,
+        born_in_cgroup,
         terminal,
         poststart: plan.hooks.poststart,
         poststop: hooks::Poststop {

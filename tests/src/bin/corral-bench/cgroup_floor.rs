@@ -56,8 +56,13 @@ fn hierarchy(layout: &corral_runtime::cgroups::Layout) -> Option<&Path> {
                 .split(',')
                 .any(|o| ["pids", "memory", "cpu", "freezer"].contains(&o))
     });
-    v1.or_else(|| layout.hierarchies.iter().find(|(_, what)| what == "cgroup2"))
-        .map(|(mount, _)| mount.as_path())
+    v1.or_else(|| {
+        layout
+            .hierarchies
+            .iter()
+            .find(|(_, what)| what == "cgroup2")
+    })
+    .map(|(mount, _)| mount.as_path())
 }
 
 fn move_to(dir: &Path, pid: u32) -> Result<Duration> {

@@ -32,8 +32,8 @@
 //!   [--sections pulls,pods,churn,exec,streaming,memory,kube]
 //!   (as root; `make bench`)
 
-mod churn;
 mod cgroup_floor;
+mod churn;
 mod cni_floor;
 mod containerd;
 mod kube;
