@@ -86,25 +86,21 @@ pub(crate) fn create(
 
 /// On a cgroup v2 host (libcgroups manages the cgroup as v2): creates the cgroup with
 /// `resources` applied and no process in it, and returns its directory opened, for a child
-/// cloned straight into it ([`crate::sys::fork_into_cgroup`]). `None` on a v1 or hybrid host,
-/// where the child is moved in after the fork ([`create`]). On error nothing is left.
-pub(crate) fn prepare_v2(
-    cgroups_path: &Path,
-    resources: &LinuxResources,
-) -> Result<Option<OwnedFd>, Error> {
+/// cloned straight into it ([`crate::sys::fork_maybe_into`]). `None` on a v1 or hybrid host,
+/// and when any step fails (a controller that cannot be enabled in an ancestor, as in some
+/// nested set-ups, which libcgroups tolerates): nothing is left then, and [`create`] moves the
+/// child in after the fork as before, reporting what is wrong.
+pub(crate) fn prepare_v2(cgroups_path: &Path, resources: &LinuxResources) -> Option<OwnedFd> {
     // The mount table first: a libcgroups manager costs more than the mount table, and on v1
     // and hybrid hosts `create` makes its own.
-    let all = hierarchies()?;
-    let Some(h) = all
+    let all = hierarchies().ok()?;
+    let h = all
         .iter()
         .find(|h| h.v2)
-        .filter(|_| all.iter().all(|h| h.v2))
-    else {
-        return Ok(None);
-    };
-    let m = manager(cgroups_path)?;
+        .filter(|_| all.iter().all(|h| h.v2))?;
+    let m = manager(cgroups_path).ok()?;
     if !matches!(m, AnyCgroupManager::V2(_)) {
-        return Ok(None);
+        return None;
     }
     let result = (|| {
         // As libcgroups does when it adds a task: every available controller enabled in the
@@ -116,10 +112,14 @@ pub(crate) fn prepare_v2(
             .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
         open_dir(&dir)
     })();
-    if result.is_err() {
-        let _ = remove_dirs(cgroups_path);
+    match result {
+        Ok(fd) => Some(fd),
+        Err(e) => {
+            tracing::debug!(cgroup = %cgroups_path.display(), error = %e, "cgroup not made before the fork; the process will be moved in");
+            let _ = remove_dirs(cgroups_path);
+            None
+        }
     }
-    result.map(Some)
 }
 
 /// On a cgroup v2 host, the existing cgroup's directory opened for

@@ -256,7 +256,7 @@ pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Cont
     let keep_exec = KeepFds::default().with(pipes);
     // On a cgroup v2 host the intermediate is born in the container's cgroup, made beforehand;
     // elsewhere (or on a kernel without `CLONE_INTO_CGROUP`) it is moved in after the fork.
-    let into = cgroups::prepare_v2(&plan.cgroups_path, &plan.resources)?;
+    let into = cgroups::prepare_v2(&plan.cgroups_path, &plan.resources);
     let forked = sys::fork_maybe_into(into.as_ref().map(AsFd::as_fd));
     drop(into);
     let forked = match forked {
