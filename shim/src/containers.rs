@@ -227,7 +227,8 @@ impl Shim {
                 (Init::Oci(spawned.pidfd), spawned.pid)
             }
             (None, None) => {
-                let mut process = container::create(&spec, &req.bundle, &req.id, stdio)?;
+                let mut process =
+                    container::create_with(&spec, &req.bundle, &req.id, stdio, &mut self.spare)?;
                 poststop = Some(process.poststop()).filter(|p| !p.is_empty());
                 if let Some(pty) = process.take_terminal() {
                     pipes.terminal(&req, pty)?;

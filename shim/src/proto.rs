@@ -48,6 +48,11 @@ pub struct ShimConfig {
     /// (runc, crun, ...) instead of the built-in runtime. None: the built-in runtime.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oci_runtime: Option<OciRuntime>,
+    /// The pod's cgroup (cgroupfs path), under which containers' cgroups go: the built-in
+    /// runtime keeps a spare intermediate there (`corral_runtime::container::spare`). None:
+    /// no spare.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup_parent: Option<String>,
 }
 
 /// An external OCI runtime with runc's command line.

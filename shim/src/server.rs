@@ -132,6 +132,11 @@ pub struct Shim {
     log_seq: u64,
     log_watchers: Vec<u64>,
     exiting: bool,
+    /// The next container's intermediate, already in a cgroup of its own (v1 and hybrid
+    /// hosts; see `corral_runtime::container::spare`).
+    pub spare: Option<corral_runtime::container::Spare>,
+    /// No spare is made (none asked for, v2 host, or making one failed).
+    spare_off: bool,
 }
 
 /// A socket listening at `dir/name` (anything there before is replaced), bound by its relative
@@ -228,6 +233,8 @@ impl Shim {
             log_seq: 0,
             log_watchers: Vec::new(),
             exiting: false,
+            spare: None,
+            spare_off: false,
         })
     }
 
@@ -248,6 +255,7 @@ impl Shim {
     pub fn serve(mut self) -> Result<(), Error> {
         let mut events = vec![EpollEvent::empty(); 64];
         while !self.exiting {
+            self.replenish_spare();
             let next = match (self.next_deadline(), self.next_signal_poll()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -273,6 +281,26 @@ impl Shim {
         }
         self.teardown();
         Ok(())
+    }
+
+    /// Starts a spare intermediate when there is none: after the ready report and after each
+    /// create that used one, between requests, so the wait of its cgroup move is nobody's.
+    fn replenish_spare(&mut self) {
+        if self.spare.is_some() || self.spare_off {
+            return;
+        }
+        let Some(parent) = self.config.cgroup_parent.as_deref() else {
+            self.spare_off = true;
+            return;
+        };
+        match corral_runtime::container::Spare::spawn(Path::new(parent), &self.config.pod_id) {
+            Ok(Some(spare)) => self.spare = Some(spare),
+            Ok(None) => self.spare_off = true,
+            Err(e) => {
+                log!("no spare intermediate: {e}");
+                self.spare_off = true;
+            }
+        }
     }
 
     fn dispatch(&mut self, token: u64, source: Source) {
@@ -567,6 +595,8 @@ impl Shim {
 
     /// On shutdown: kill whatever still runs so nothing outlives the pod.
     fn teardown(&mut self) {
+        // First: it holds a cgroup under the pod's.
+        self.spare = None;
         let ids: Vec<String> = self.ctrs.keys().cloned().collect();
         for id in ids {
             self.remove(&id);

@@ -740,6 +740,7 @@ fn a_shim_whose_first_process_dies_before_its_ready_report_ends_itself() -> Resu
             sysctls: Vec::new(),
             userns: None,
             oci_runtime: None,
+            cgroup_parent: None,
         };
         std::fs::write(
             dir.join(corral_shim::proto::CONFIG_FILE),

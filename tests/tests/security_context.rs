@@ -13,8 +13,8 @@ use corral_cri_api::v1::security_profile::ProfileType;
 use corral_cri_api::v1::{
     Capability, ContainerConfig, Int64Value, LinuxContainerConfig, LinuxContainerResources,
     LinuxContainerSecurityContext, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, Mount,
-    SecurityProfile, StartContainerRequest, StatusRequest, UpdateContainerResourcesRequest,
-    UpdatePodSandboxResourcesRequest,
+    SecurityProfile, StartContainerRequest, StatusRequest, StopPodSandboxRequest,
+    UpdateContainerResourcesRequest, UpdatePodSandboxResourcesRequest,
 };
 
 fn with_sc(mut c: ContainerConfig, sc: LinuxContainerSecurityContext) -> ContainerConfig {
@@ -683,6 +683,84 @@ async fn bad_security_contexts_are_refused_and_leave_nothing() -> Result<()> {
             .containers;
     assert!(listed.is_empty(), "nothing created: {listed:?}");
     e.remove_pod(&pod).await?;
+    e.assert_clean();
+    Ok(())
+}
+
+/// The `cgroup.procs` of a cgroup in the `pids` hierarchy, empty when it does not exist.
+fn pids_procs(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+/// On a v1 or hybrid host a pod keeps the next container's intermediate waiting in a cgroup of
+/// its own, so CreateContainer moves no process: that cgroup becomes the container's, a new
+/// spare takes its place, and nothing of either is left once the pod is removed, also under a
+/// `cgroup_parent` Corral did not make.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn containers_come_from_a_spare_waiting_in_its_own_cgroup() -> Result<()> {
+    let mut e = env().await?;
+    let hierarchy = Path::new("/sys/fs/cgroup/pids");
+    if !hierarchy.is_dir() {
+        eprintln!("skipped: spares are for v1 hierarchies");
+        return Ok(());
+    }
+    // A cgroup_parent the client made (as a kubelet does), under the daemon's cgroup root so
+    // the harness removes it.
+    let parent = format!("{}/kubelet-like", e.d.cgroup_root());
+    let parent_dir = hierarchy.join(parent.trim_start_matches('/'));
+    std::fs::create_dir_all(&parent_dir)?;
+    let mut config = e.pod_config("spare");
+    config.linux = Some(LinuxPodSandboxConfig {
+        cgroup_parent: parent.clone(),
+        ..Default::default()
+    });
+    let pod = e.run_pod_with(config).await?;
+    let spare = parent_dir.join(format!("corral-spare-{pod}"));
+    // The spare joins on its own after the shim is ready: wait for it.
+    let waiting = |dir: &Path| -> Result<i32> {
+        for _ in 0..500 {
+            if let [pid] = pids_procs(dir)[..] {
+                return Ok(pid);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        anyhow::bail!("no spare waits in {}", dir.display())
+    };
+    let first = waiting(&spare)?;
+    let ctr = e.start(&pod, "spare", "c", &["sleep", "1000"]).await?;
+    // The spare's cgroup became the container's: it holds the container's init.
+    let ctr_dir = parent_dir.join(&ctr);
+    let inits = pids_procs(&ctr_dir);
+    assert_eq!(inits.len(), 1, "{}: {inits:?}", ctr_dir.display());
+    let cgroup = std::fs::read_to_string(format!("/proc/{}/cgroup", inits[0]))?;
+    let want = format!("{parent}/{ctr}");
+    assert!(
+        cgroup
+            .lines()
+            .any(|l| l.contains(":pids:") && l.ends_with(&want)),
+        "the init's cgroups: {cgroup}"
+    );
+    // And a new spare waits for the next container.
+    let second = waiting(&spare)?;
+    assert_ne!(first, second);
+    e.rt.stop_pod_sandbox(StopPodSandboxRequest {
+        pod_sandbox_id: pod.clone(),
+    })
+    .await?;
+    e.remove_pod(&pod).await?;
+    assert!(!spare.exists(), "{} is left", spare.display());
+    assert!(!ctr_dir.exists(), "{} is left", ctr_dir.display());
+    // The parent is the client's (made in every hierarchy on the way): removed by the client.
+    for h in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
+        let dir = h.path().join(parent.trim_start_matches('/'));
+        if dir.is_dir() {
+            std::fs::remove_dir(&dir).with_context(|| dir.display().to_string())?;
+        }
+    }
     e.assert_clean();
     Ok(())
 }

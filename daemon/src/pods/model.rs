@@ -35,6 +35,20 @@ pub struct SandboxMeta {
     pub owns_cgroup: bool,
 }
 
+impl SandboxMeta {
+    /// What of the cgroups is Corral's to remove with the pod: the pod's cgroup when Corral
+    /// made it, else only the spare intermediate's cgroup under it, which a shim that was
+    /// killed leaves behind (its process died with the shim).
+    pub fn cgroup_to_remove(&self) -> std::path::PathBuf {
+        let parent = std::path::Path::new(&self.cgroup_parent);
+        if self.owns_cgroup {
+            parent.to_path_buf()
+        } else {
+            corral_runtime::container::spare::cgroups_path(parent, &self.id)
+        }
+    }
+}
+
 /// A pod sandbox's changing state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

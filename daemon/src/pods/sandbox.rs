@@ -247,6 +247,8 @@ impl Pods {
             pid: ns.pod_pid,
             sysctls,
             userns,
+            // The built-in runtime keeps a spare intermediate under the pod's cgroup.
+            cgroup_parent: runtime.is_none().then(|| meta.cgroup_parent.clone()),
             oci_runtime: runtime.map(|(_, rt)| rt),
         };
         let records = self.pod_record_dir(&id);
@@ -269,13 +271,11 @@ impl Pods {
                     tracing::warn!(pod = %id, error = %ce, "cleanup after a failed RunPodSandbox");
                 }
                 let _ = rootfs::remove_tree(&dir);
-                if meta.owns_cgroup {
-                    let path = PathBuf::from(&meta.cgroup_parent);
-                    let _ = tokio::task::spawn_blocking(move || {
-                        corral_runtime::cgroups::kill_and_remove(&path)
-                    })
-                    .await;
-                }
+                let path = meta.cgroup_to_remove();
+                let _ = tokio::task::spawn_blocking(move || {
+                    corral_runtime::cgroups::kill_and_remove(&path)
+                })
+                .await;
                 // Last: until it is gone, a restart finds the pod and lists it.
                 let _ = rootfs::remove_tree(&records);
                 return Err(e);
@@ -549,12 +549,10 @@ impl Pods {
             let _cop = ctr.op.lock().await;
             self.remove_container_locked(&sandbox, &ctr).await?;
         }
-        if sandbox.meta.owns_cgroup {
-            let path = PathBuf::from(&sandbox.meta.cgroup_parent);
-            tokio::task::spawn_blocking(move || corral_runtime::cgroups::kill_and_remove(&path))
-                .await
-                .map_err(|e| PodError::Internal(e.to_string()))??;
-        }
+        let path = sandbox.meta.cgroup_to_remove();
+        tokio::task::spawn_blocking(move || corral_runtime::cgroups::kill_and_remove(&path))
+            .await
+            .map_err(|e| PodError::Internal(e.to_string()))??;
         rootfs::remove_tree(&sandbox.dir)?;
         rootfs::remove_tree(&self.pod_record_dir(&sandbox.meta.id))?;
         self.forget_sandbox(&sandbox);

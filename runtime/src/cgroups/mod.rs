@@ -122,6 +122,91 @@ pub(crate) fn prepare_v2(cgroups_path: &Path, resources: &LinuxResources) -> Opt
     }
 }
 
+/// The v1 controllers libcgroups' manager puts a container in (named hierarchies, such as
+/// `name=systemd`, it leaves alone).
+const V1_CONTROLLERS: [&str; 12] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "hugetlb",
+    "memory",
+    "pids",
+    "perf_event",
+    "blkio",
+    "net_prio",
+    "net_cls",
+    "freezer",
+];
+
+/// Makes `cgroups_path` in every v1 hierarchy libcgroups would put a container in, with no
+/// process in it and no limits: a spare cgroup ([`crate::container::Spare`]). `cpuset`'s
+/// `cpus` and `mems`, empty in a new v1 cgroup, are copied down from the nearest ancestor that
+/// has them, as libcgroups does. Returns each hierarchy's mount point and directory; empty on
+/// a cgroup v2 host.
+pub(crate) fn make_spare(cgroups_path: &Path) -> Result<Vec<(PathBuf, PathBuf)>, Error> {
+    let mut made = Vec::new();
+    for h in hierarchies()? {
+        if h.v2 || !V1_CONTROLLERS.iter().any(|c| h.has_controller(c)) {
+            continue;
+        }
+        let dir = h.dir(cgroups_path);
+        std::fs::create_dir_all(&dir).map_err(Error::io(&dir))?;
+        if h.has_controller("cpuset") {
+            let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+            let mut at = h.mount_point.clone();
+            for part in rel.components() {
+                let parent = at.clone();
+                at.push(part);
+                for file in ["cpuset.cpus", "cpuset.mems"] {
+                    let mine = std::fs::read_to_string(at.join(file)).unwrap_or_default();
+                    if mine.trim().is_empty() {
+                        let theirs = std::fs::read_to_string(parent.join(file))
+                            .map_err(Error::io(parent.join(file)))?;
+                        std::fs::write(at.join(file), theirs.trim())
+                            .map_err(Error::io(at.join(file)))?;
+                    }
+                }
+            }
+        }
+        made.push((h.mount_point, dir));
+    }
+    Ok(made)
+}
+
+/// Renames each of a spare's directories (from [`make_spare`]) to `cgroups_path` in the same
+/// hierarchy: a v1 cgroup renamed within its parent keeps its processes, so they are in the
+/// new cgroup without a move. On failure the ones renamed are renamed back.
+pub(crate) fn rename_spare(dirs: &[(PathBuf, PathBuf)], cgroups_path: &Path) -> Result<(), Error> {
+    let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+    for (i, (mount, dir)) in dirs.iter().enumerate() {
+        let to = mount.join(rel);
+        if let Err(e) = std::fs::rename(dir, &to) {
+            for (mount, dir) in &dirs[..i] {
+                let _ = std::fs::rename(mount.join(rel), dir);
+            }
+            return Err(Error::io(&to)(e));
+        }
+    }
+    Ok(())
+}
+
+/// Applies `resources` to a container's cgroup that [`rename_spare`] made from a spare, whose
+/// intermediate `pid` is already in it (and, when the request has hugepage limits or
+/// `unified` keys for a hybrid host's cgroup2 hierarchy, moves it there too).
+pub(crate) fn apply_adopted(
+    cgroups_path: &Path,
+    resources: &LinuxResources,
+    pid: Pid,
+) -> Result<(), Error> {
+    let all = hierarchies()?;
+    let (managed, hugetlb) = split_unified(&all, resources)?;
+    let m = manager(cgroups_path)?;
+    m.apply(&controller_opt(&managed))
+        .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
+    apply_unified(cgroups_path, &hugetlb, Some(pid))
+}
+
 /// On a cgroup v2 host, the existing cgroup's directory opened for
 /// [`crate::sys::fork_maybe_into`]; `None` elsewhere, or when it cannot be opened ([`join`]
 /// then says why).

@@ -9,6 +9,7 @@ mod child;
 mod devices;
 mod mounts;
 mod plan;
+pub mod spare;
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -21,6 +22,7 @@ use oci_spec::runtime::Spec;
 use crate::report::{Msg, recv, unexpected};
 use crate::sys::{self, Forked, KeepFds};
 use crate::{Error, cgroups, hooks, process, terminal};
+pub use spare::Spare;
 
 /// The stdio the container's process gets.
 pub enum Stdio {
@@ -150,8 +152,9 @@ impl Container {
     pub fn take_terminal(&mut self) -> Option<OwnedFd> {
         self.terminal.take()
     }
-    /// The container's processes were cloned straight into its cgroup (cgroup v2,
-    /// `CLONE_INTO_CGROUP`) rather than moved there after the fork.
+    /// The container's processes were not moved into its cgroup: they were cloned straight
+    /// into it (cgroup v2, `CLONE_INTO_CGROUP`) or from a spare whose cgroup was renamed to it
+    /// (v1 and hybrid hosts, [`Spare`]).
     pub fn born_in_cgroup(&self) -> bool {
         self.born_in_cgroup
     }
@@ -233,6 +236,18 @@ fn reap(pid: Pid) {
 /// hooks began, a failed create runs the poststop hooks too (the lifecycle's delete), and a
 /// failure of theirs is added to the error.
 pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Container, Error> {
+    create_with(spec, bundle, id, stdio, &mut None)
+}
+
+/// [`create`], taking the intermediate from `spare` when it has one whose cgroup can become
+/// the container's ([`Spare::fits`]); a spare that was tried is used up either way.
+pub fn create_with(
+    spec: &Spec,
+    bundle: &Path,
+    id: &str,
+    stdio: Stdio,
+    spare: &mut Option<Spare>,
+) -> Result<Container, Error> {
     let plan = plan::build(spec, bundle, id)?;
     let stdio = stdio.prepare()?;
     let (status_r, status_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(Error::sys("pipe"))?;
@@ -254,44 +269,45 @@ pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Cont
         .with(plan.init_fds())
         .with(plan.namespace_fds());
     let keep_exec = KeepFds::default().with(pipes);
-    // On a cgroup v2 host the intermediate is born in the container's cgroup, made beforehand;
-    // elsewhere (or on a kernel without `CLONE_INTO_CGROUP`) it is moved in after the fork.
-    let into = cgroups::prepare_v2(&plan.cgroups_path, &plan.resources);
-    let forked = sys::fork_maybe_into(into.as_ref().map(AsFd::as_fd));
-    drop(into);
-    let forked = match forked {
-        Ok(f) => f,
-        Err(e) => {
-            let _ = cgroups::kill_and_remove(&plan.cgroups_path);
-            return Err(Error::Sys {
-                step: "fork",
-                source: e,
-            });
-        }
+    let fds = child::ChildFds {
+        status: &status_w,
+        sync: &sync_r,
+        start: &start_r,
+        stdio: &stdio.child,
+        keep_intermediate: &keep_intermediate,
+        keep_init: &keep_init,
+        keep_exec: &keep_exec,
     };
-    let (a, born_in_cgroup) = match forked {
-        (Forked::Child, _) => {
-            let fds = child::ChildFds {
-                status: &status_w,
-                sync: &sync_r,
-                start: &start_r,
-                stdio: &stdio.child,
-                keep_intermediate: &keep_intermediate,
-                keep_init: &keep_init,
-                keep_exec: &keep_exec,
-            };
-            child::intermediate(&plan, &fds)
+    // On a v1 or hybrid host, from a spare whose cgroup becomes the container's; else forked.
+    let mut from_spare = None;
+    if let Some(mut s) = spare.take_if(|s| s.fits(&plan.cgroups_path)) {
+        match s.launch(&plan.cgroups_path, &|| {
+            child::intermediate(&plan, &fds);
+        }) {
+            Ok(pid) => from_spare = Some(pid),
+            Err((e, false)) => tracing::debug!(error = %e, "the spare was not used"),
+            Err((e, true)) => {
+                drop(s);
+                let _ = cgroups::kill_and_remove(&plan.cgroups_path);
+                return Err(e);
+            }
         }
-        (Forked::Parent(pid), born_in) => (pid, born_in),
+    }
+    let (a, born_in_cgroup) = match from_spare {
+        Some(a) => {
+            if let Err(e) = cgroups::apply_adopted(&plan.cgroups_path, &plan.resources, a) {
+                let _ = kill(a, Signal::SIGKILL);
+                reap(a);
+                let _ = cgroups::kill_and_remove(&plan.cgroups_path);
+                return Err(e);
+            }
+            (a, true)
+        }
+        None => fork_intermediate(&plan, &fds)?,
     };
     drop((status_w, sync_r, start_r));
     let console = stdio.after_fork();
 
-    if !born_in_cgroup && let Err(e) = cgroups::create(&plan.cgroups_path, &plan.resources, a) {
-        let _ = kill(a, Signal::SIGKILL);
-        reap(a);
-        return Err(e);
-    }
     // Set once the init reached its create-time hooks: from then on a failure is the
     // lifecycle's delete, poststop hooks included.
     let mut hooks_began = false;
@@ -403,6 +419,32 @@ pub fn create(spec: &Spec, bundle: &Path, id: &str, stdio: Stdio) -> Result<Cont
         },
         state: plan.state,
     })
+}
+
+/// Forks the intermediate into the container's cgroup: on a cgroup v2 host born in it, made
+/// beforehand; elsewhere (or on a kernel without `CLONE_INTO_CGROUP`) moved in after the fork,
+/// the cgroup made with its limits. Returns its PID and whether it was born there.
+fn fork_intermediate(plan: &plan::Plan, fds: &child::ChildFds<'_>) -> Result<(Pid, bool), Error> {
+    let into = cgroups::prepare_v2(&plan.cgroups_path, &plan.resources);
+    let forked = sys::fork_maybe_into(into.as_ref().map(AsFd::as_fd));
+    drop(into);
+    let (a, born_in) = match forked {
+        Ok((Forked::Child, _)) => child::intermediate(plan, fds),
+        Ok((Forked::Parent(pid), born_in)) => (pid, born_in),
+        Err(e) => {
+            let _ = cgroups::kill_and_remove(&plan.cgroups_path);
+            return Err(Error::Sys {
+                step: "fork",
+                source: e,
+            });
+        }
+    };
+    if !born_in && let Err(e) = cgroups::create(&plan.cgroups_path, &plan.resources, a) {
+        let _ = kill(a, Signal::SIGKILL);
+        reap(a);
+        return Err(e);
+    }
+    Ok((a, born_in))
 }
 
 /// Adds the poststop hooks that failed while a failed create was undone to its error.
