@@ -81,6 +81,9 @@ pub enum Source {
     Holder,
 }
 
+/// How long after a create used the spare the next one is made.
+const SPARE_AFTER: Duration = Duration::from_secs(1);
+
 /// A client connection: reading its request, or parked until its answer is ready.
 pub struct Conn {
     stream: UnixStream,
@@ -137,6 +140,9 @@ pub struct Shim {
     pub spare: Option<corral_runtime::container::Spare>,
     /// No spare is made (none asked for, v2 host, or making one failed).
     spare_off: bool,
+    /// When to make the next spare: at once for the first container, else after the pod was
+    /// a while without a create (see `replenish_spare`).
+    spare_due: Option<Instant>,
 }
 
 /// A socket listening at `dir/name` (anything there before is replaced), bound by its relative
@@ -235,6 +241,7 @@ impl Shim {
             exiting: false,
             spare: None,
             spare_off: false,
+            spare_due: Some(Instant::now()),
         })
     }
 
@@ -256,10 +263,14 @@ impl Shim {
         let mut events = vec![EpollEvent::empty(); 64];
         while !self.exiting {
             self.replenish_spare();
-            let next = match (self.next_deadline(), self.next_signal_poll()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let next = [
+                self.next_deadline(),
+                self.next_signal_poll(),
+                self.spare_due,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let timeout = next.map_or(EpollTimeout::NONE, |d| {
                 let left = d.saturating_duration_since(Instant::now()) + Duration::from_millis(1);
                 EpollTimeout::try_from(left).unwrap_or(EpollTimeout::MAX)
@@ -283,11 +294,23 @@ impl Shim {
         Ok(())
     }
 
-    /// Starts a spare intermediate when there is none: after the ready report and after each
-    /// create that used one, between requests, so the wait of its cgroup move is nobody's.
+    /// Starts a spare intermediate when one is due: right after the ready report, for the
+    /// pod's first container, and `SPARE_AFTER` after a create used the last one. Not at once
+    /// then: the spare's join holds the kernel's cgroup mutex through its grace period, which
+    /// a stop or another create right after would wait for, and pods that live shorter than
+    /// that (churn) never need a second one.
     fn replenish_spare(&mut self) {
         if self.spare.is_some() || self.spare_off {
             return;
+        }
+        match self.spare_due {
+            Some(due) if due <= Instant::now() => self.spare_due = None,
+            Some(_) => return,
+            None => {
+                // The last spare was used (or failed): the next one later.
+                self.spare_due = Some(Instant::now() + SPARE_AFTER);
+                return;
+            }
         }
         let Some(parent) = self.config.cgroup_parent.as_deref() else {
             self.spare_off = true;
@@ -595,8 +618,11 @@ impl Shim {
 
     /// On shutdown: kill whatever still runs so nothing outlives the pod.
     fn teardown(&mut self) {
-        // First: it holds a cgroup under the pod's.
-        self.spare = None;
+        // Killed, not waited for: it may be in its cgroup join's grace period. Its cgroup goes
+        // with the pod's (the daemon's RemovePodSandbox).
+        if let Some(spare) = self.spare.take() {
+            spare.abandon();
+        }
         let ids: Vec<String> = self.ctrs.keys().cloned().collect();
         for id in ids {
             self.remove(&id);

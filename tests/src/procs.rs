@@ -126,9 +126,38 @@ pub fn running(bin: &Path, needle: &str) -> Vec<u32> {
         .collect()
 }
 
-/// corral-shim processes of the daemon whose state directory is `state`.
+/// corral-shim processes of the daemon whose state directory is `state` (one per pod: not
+/// the spares, which share their shim's memory, see [`without_spares`]).
 pub fn corral_shims(shim_bin: &Path, state: &Path) -> Vec<u32> {
-    running(shim_bin, &state.display().to_string())
+    without_spares(running(shim_bin, &state.display().to_string()))
+}
+
+/// `pids` less each one whose parent is among them and shares its memory: a shim's spare
+/// intermediate (`corral_runtime::container::spare`), which has the shim's command line and
+/// memory but is no process of its own to count.
+pub fn without_spares(pids: Vec<u32>) -> Vec<u32> {
+    pids.iter()
+        .copied()
+        .filter(|&p| !ppid(p).is_some_and(|parent| pids.contains(&parent) && same_vm(p, parent)))
+        .collect()
+}
+
+/// `kcmp(KCMP_VM)`: the two processes share one address space.
+#[allow(unsafe_code)]
+fn same_vm(a: u32, b: u32) -> bool {
+    const KCMP_VM: libc::c_int = 1;
+    // SAFETY: integer arguments only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_kcmp,
+            a as libc::pid_t,
+            b as libc::pid_t,
+            KCMP_VM,
+            0,
+            0,
+        )
+    };
+    r == 0
 }
 
 /// containerd-shim-runc-v2 processes of the containerd listening on `socket`.

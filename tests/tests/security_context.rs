@@ -731,8 +731,27 @@ async fn containers_come_from_a_spare_waiting_in_its_own_cgroup() -> Result<()> 
         anyhow::bail!("no spare waits in {}", dir.display())
     };
     let first = waiting(&spare)?;
+    // Created and never started: the spare's cgroup became the container's, and removing it
+    // finds its init's exit at once (the shim reaps it like a forked child).
+    let config = e.ctr_config("created", &["sleep", "1000"]);
+    let created = e.create(&pod, "spare", config).await?;
+    let inits = pids_procs(&parent_dir.join(&created));
+    assert_eq!(inits.len(), 1, "{created}: {inits:?}");
+    let removing = std::time::Instant::now();
+    e.rt.remove_container(corral_cri_api::v1::RemoveContainerRequest {
+        container_id: created.clone(),
+    })
+    .await?;
+    assert!(
+        removing.elapsed() < Duration::from_secs(5),
+        "removing the created container took {:?}",
+        removing.elapsed()
+    );
+    assert!(!parent_dir.join(&created).exists());
+    // A new spare waits for the next container (a second after a create used one).
+    let second = waiting(&spare)?;
+    assert_ne!(first, second);
     let ctr = e.start(&pod, "spare", "c", &["sleep", "1000"]).await?;
-    // The spare's cgroup became the container's: it holds the container's init.
     let ctr_dir = parent_dir.join(&ctr);
     let inits = pids_procs(&ctr_dir);
     assert_eq!(inits.len(), 1, "{}: {inits:?}", ctr_dir.display());
@@ -744,9 +763,13 @@ async fn containers_come_from_a_spare_waiting_in_its_own_cgroup() -> Result<()> 
             .any(|l| l.contains(":pids:") && l.ends_with(&want)),
         "the init's cgroups: {cgroup}"
     );
-    // And a new spare waits for the next container.
-    let second = waiting(&spare)?;
-    assert_ne!(first, second);
+    // Its exit is reported as it was.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(inits[0]),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    let exited = e.wait_exited(&ctr, Duration::from_secs(10)).await?;
+    assert_eq!(exited.exit_code, 128 + 9, "{exited:?}");
     e.rt.stop_pod_sandbox(StopPodSandboxRequest {
         pod_sandbox_id: pod.clone(),
     })

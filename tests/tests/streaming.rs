@@ -419,9 +419,11 @@ async fn five_hundred_sessions_leak_no_descriptor_task_or_memory() -> Result<()>
         }
         Ok(())
     };
-    // Warm up (allocator arenas, lazily created tasks), then measure.
+    // Warm up (allocator arenas, lazily created tasks), then measure, once the shim has made
+    // its next spare intermediate (a second after the create used the first; its pipes and
+    // pidfd are the shim's descriptors too).
     run(50, &mut e).await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
     let (d_fds, d_rss) = fds_and_rss(daemon);
     let (s_fds, s_rss) = fds_and_rss(shim);
     run(500, &mut e).await?;

@@ -451,7 +451,33 @@ impl Pods {
     /// removes it; for a directory no record owns.
     pub(super) async fn discard_pod_state(&self, dir: &Path) -> Result<()> {
         self.teardown_pod_state(dir).await?;
+        // The shim's spare may have made cgroups before the pod had records: `shim.json` says
+        // where. Removed before the directory, so a crash in between finds them again.
+        if let Some(path) = self.unrecorded_cgroup(dir) {
+            tokio::task::spawn_blocking(move || corral_runtime::cgroups::kill_and_remove(&path))
+                .await
+                .map_err(|e| PodError::Internal(e.to_string()))??;
+        }
         rootfs::remove_tree(dir)
+    }
+
+    /// The cgroup to remove with a pod state directory no record owns: the pod's cgroup when
+    /// it is the one Corral makes for a pod without `cgroup_parent`, else the spare's alone.
+    fn unrecorded_cgroup(&self, dir: &Path) -> Option<PathBuf> {
+        let raw = std::fs::read(dir.join(CONFIG_FILE)).ok()?;
+        let config: ShimConfig = serde_json::from_slice(&raw).ok()?;
+        let parent = config.cgroup_parent?;
+        let (own, _) = cgroup_parent(
+            &PodSandboxConfig::default(),
+            &self.cfg.cgroup_root,
+            &config.pod_id,
+        )
+        .ok()?;
+        Some(if parent == own {
+            PathBuf::from(parent)
+        } else {
+            corral_runtime::container::spare::cgroups_path(Path::new(&parent), &config.pod_id)
+        })
     }
 
     /// Runs CNI DEL for the pod if it is attached, and records that it no longer is. After a

@@ -12,9 +12,10 @@
 //! and has the spare clone the intermediate there.
 //!
 //! The spare shares the caller's memory, descriptor table and filesystem context
-//! (`CLONE_VM | CLONE_FILES | CLONE_FS`, on a stack of its own, exit signal 0 so the caller's
-//! `waitid` over all its children does not see it): it costs no memory beyond the few pages of
-//! that stack it touches. Sharing the memory, it makes raw system calls only: no libc wrapper
+//! (`CLONE_VM | CLONE_FILES | CLONE_FS`, on a stack of its own): it costs no memory beyond the
+//! few pages of that stack it touches. Its exit signal is `SIGCHLD` like a fork's: a process
+//! cloned with `CLONE_PARENT` takes its exit signal from the cloning process, not from the
+//! flags, and the intermediate and the init after it must signal the caller when they exit. Sharing the memory, it makes raw system calls only: no libc wrapper
 //! (which would write the caller's `errno`), no allocation, no lock. When told to go it clones
 //! the intermediate with `CLONE_PARENT` (a child of the caller, with fork semantics: a copy of
 //! the memory they share) while the caller waits in `poll` for the answer, so that copy is of
@@ -296,9 +297,9 @@ impl Spare {
             job: AtomicPtr::new(std::ptr::null_mut()),
         });
         let stack = Stack::new(STACK_SIZE)?;
-        let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_FS;
+        let flags = libc::CLONE_VM | libc::CLONE_FILES | libc::CLONE_FS | libc::SIGCHLD;
         // SAFETY: `spare_main` touches only `shared` and its own stack, both kept alive until
-        // it is reaped (`Drop`); exit signal 0.
+        // it is reaped (`Drop`) or the process exits (`abandon`).
         let pid = unsafe {
             libc::clone(
                 spare_main,
@@ -390,10 +391,20 @@ impl Spare {
             Ok(_) => Err(Errno::EIO),
             Err(e) => Err(e),
         };
+        let answered = fds[0]
+            .revents()
+            .is_some_and(|r| r.contains(PollFlags::POLLIN));
         let mut answer = [0u8; 4];
-        let got = polled
-            .and_then(|_| nix::unistd::read(self.ack_r.as_raw_fd(), &mut answer))
-            .map_err(Error::sys("spare answer"));
+        let got = match polled {
+            // Only when readable: the spare's end is this process's too, so no EOF comes.
+            Ok(_) if answered => nix::unistd::read(self.ack_r.as_raw_fd(), &mut answer),
+            Ok(_) => Ok(0),
+            Err(e) => Err(e),
+        }
+        .map_err(Error::sys("spare answer"));
+        if !matches!(got, Ok(4)) {
+            let _ = kill(self.pid, Signal::SIGKILL);
+        }
         self.reap();
         match got {
             Ok(4) => match i32::from_ne_bytes(answer) {
@@ -431,6 +442,15 @@ impl Spare {
                 }
             }
         }
+    }
+
+    /// Kills the spare without waiting for it, for a caller about to exit: the spare may be
+    /// in its cgroup join, whose grace period a SIGKILL does not cut short. Its stack and the
+    /// state it reads are left mapped (the process's exit frees them), and its cgroup is left
+    /// to the owner of the parent (`cgroups_path` says where).
+    pub fn abandon(self) {
+        let _ = kill(self.pid, Signal::SIGKILL);
+        std::mem::forget(self);
     }
 
     fn reap(&mut self) {

@@ -297,15 +297,19 @@ pub fn shim_pids(state: &Path) -> Vec<i32> {
 }
 
 /// Pids of the shim processes whose pod directory is `dir` or under it (found by their
-/// command line; the processes a shim forks without exec keep it).
+/// command line; the processes a shim forks without exec keep it; its spare, which shares its
+/// memory, is left out).
 pub fn shim_pids_under(dir: &Path) -> Vec<i32> {
     let needle = dir.display().to_string();
-    corral_tests::procs::all()
+    let found = corral_tests::procs::all()
         .into_iter()
         .filter(|&p| {
             let cmdline = corral_tests::procs::cmdline(p);
             cmdline.contains("corral-shim") && cmdline.contains(&needle)
         })
+        .collect();
+    corral_tests::procs::without_spares(found)
+        .into_iter()
         .map(|p| p as i32)
         .collect()
 }
