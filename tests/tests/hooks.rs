@@ -100,6 +100,12 @@ impl Hooks {
                 &mut cgroups,
             );
         }
+        // A pod's spare intermediate (made again a second after a create used it) is the
+        // pod's, not what a create left.
+        cgroups.retain(|p| {
+            !p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("corral-spare-"))
+        });
         (dirs, mounts, cgroups)
     }
 }
