@@ -436,7 +436,7 @@ pub fn update(cgroups_path: &Path, resources: &LinuxResources) -> Result<(), Err
     apply_unified(cgroups_path, &hugetlb, None)
 }
 
-fn exists(cgroups_path: &Path) -> Result<bool, Error> {
+pub(crate) fn exists(cgroups_path: &Path) -> Result<bool, Error> {
     Ok(hierarchies()?.iter().any(|h| h.dir(cgroups_path).is_dir()))
 }
 

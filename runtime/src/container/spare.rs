@@ -260,7 +260,9 @@ impl Spare {
     pub fn spawn(parent: &Path, name: &str) -> Result<Option<Spare>, Error> {
         let path = cgroups_path(parent, name);
         // One left by a shim that was killed: its spare died with it.
-        cgroups::kill_and_remove(&path)?;
+        if cgroups::exists(&path)? {
+            cgroups::kill_and_remove(&path)?;
+        }
         let dirs = match cgroups::make_spare(&path) {
             Ok(d) if d.is_empty() => return Ok(None),
             Ok(d) => d,
