@@ -3,10 +3,11 @@
 //!
 //! A move takes the kernel's cgroup threadgroup lock for writing. Unless a hierarchy is mounted
 //! with `favordynmods`, the first move after a quiet spell waits for an RCU grace period while
-//! the lock switches to its writer mode; moves right after it are cheap. Every runtime pays that
-//! wait once per container it starts after a pause: Corral in CreateContainer, runc under
-//! containerd in StartContainer (and for the pause container in RunPodSandbox). This measures
-//! it with a `sleep` moved into a cgroup of its own and back, nothing else running.
+//! the lock switches to its writer mode; moves right after it are cheap. runc under containerd
+//! waits it in StartContainer (and for the pause container in RunPodSandbox); Corral's shim
+//! moves a spare intermediate when the pod starts, so a CreateContainer waits only for what is
+//! left of that wait, if anything. This measures it with a `sleep` moved into a cgroup of its
+//! own and back, nothing else running.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};

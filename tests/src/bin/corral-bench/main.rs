@@ -391,7 +391,6 @@ async fn main() -> Result<()> {
     let mut failures = Vec::new();
     let mut start_ratio = None;
     let mut create_start_ratio = None;
-    let mut create_start_medians = None;
     let mut builtin_pod_container = None;
     let mut move_floor = None;
     let mut cni_stop_ratio = None;
@@ -437,7 +436,6 @@ async fn main() -> Result<()> {
                     if host_net {
                         start_ratio = Some(r.start);
                         create_start_ratio = Some(r.create_start);
-                        create_start_medians = Some(r.create_start_medians);
                     } else if builtin {
                         builtin_pod_container = Some(r.pod_container);
                     } else {
@@ -709,22 +707,11 @@ async fn main() -> Result<()> {
         .as_ref()
         .map(|f| f.quiet.saturating_sub(f.warm))
         .filter(|w| stats::ms(*w) >= 1.0);
-    if let (Some(wait), Some((ours, theirs))) = (wait, create_start_medians) {
-        let less = |d: std::time::Duration| stats::ms(d.saturating_sub(wait));
-        if ours > wait {
-            println!(
-                "    each side's one move into a cgroup waited about {:.2} ms here (favordynmods off): Corral's in CreateContainer, runc's in StartContainer; less that wait, {:.2} against {:.2} ms, ratio {:.3} (an estimate)",
-                stats::ms(wait),
-                less(ours),
-                less(theirs),
-                less(ours) / less(theirs).max(1e-9)
-            );
-        } else {
-            println!(
-                "    a move into a cgroup after a quiet spell waited about {:.2} ms here (favordynmods off); Corral's median Create + Start is below that, so its move did not always wait (a move shortly after another does not)",
-                stats::ms(wait)
-            );
-        }
+    if let Some(wait) = wait {
+        println!(
+            "    a move into a cgroup after a quiet spell waits about {:.2} ms here (favordynmods off): runc's in StartContainer waits it; Corral's pod moved its spare intermediate when it started, and CreateContainer waits for what is left of that",
+            stats::ms(wait)
+        );
     }
     match builtin_pod_container {
         Some(t) => {
@@ -735,7 +722,7 @@ async fn main() -> Result<()> {
             );
             if let Some(wait) = wait {
                 println!(
-                    "    of which about {:.2} ms is the kernel's wait before the container's cgroup move (above)",
+                    "    with what is left of the spare's move, begun when the pod started (a whole one: {:.2} ms)",
                     stats::ms(wait)
                 );
             }

@@ -299,8 +299,6 @@ pub struct LifecycleRatios {
     pub start: f64,
     /// CreateContainer + StartContainer, summed per iteration.
     pub create_start: f64,
-    /// Their medians: (corral, containerd).
-    pub create_start_medians: (Duration, Duration),
     /// Corral's RunPodSandbox + CreateContainer + StartContainer, median of the per-iteration
     /// sums: pod + container from scratch.
     pub pod_container: Duration,
@@ -350,7 +348,6 @@ pub async fn lifecycle(
     Ok(LifecycleRatios {
         start: ratios[2],
         create_start,
-        create_start_medians: (stats::median(&cs), stats::median(&ds)),
         pod_container: stats::median(&sums(&sc, &[0, 1, 2])),
         stop: ratios[3],
         stop_medians: (stats::median(&sc.ops[3]), stats::median(&sd.ops[3])),
