@@ -205,14 +205,11 @@ fn exec_into_running(t: &Test) -> R {
     let result = (|| {
         c.start().map_err(|e| e.to_string())?;
         let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
-        let process = serde_json::from_value(json!({
-            "args": ["sh", "-c", "hostname; cat /proc/1/comm; echo $(( $$ > 1 ))"],
-            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
-        .map_err(s)?;
-        let (stdio, r) = t.stdio()?;
-        let spawned = exec::spawn(&target, &process, stdio).map_err(|e| e.to_string())?;
-        let out = read_all(r)?;
-        check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
+        let (out, code, _) = t.exec(
+            &target,
+            &["sh", "-c", "hostname; cat /proc/1/comm; echo $(( $$ > 1 ))"],
+        )?;
+        check_eq(&code, &0)?;
         check_eq(&out, "exechost\nsleep\n1\n")?;
         let bad = serde_json::from_value(
             json!({"args": ["nope"], "cwd": "/", "user": {"uid": 0, "gid": 0}}),
@@ -524,18 +521,9 @@ fn v2_born_in_cgroup(t: &Test) -> R {
             check_eq(&limit.trim(), &"0")?;
             c.start().map_err(|e| e.to_string())?;
             let target = exec::Target::of(&spec, c.pid()).map_err(|e| e.to_string())?;
-            let process = serde_json::from_value(json!({
-                "args": ["cat", "/proc/self/cgroup"],
-                "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
-            .map_err(s)?;
-            let (stdio, r) = t.stdio()?;
-            let spawned = exec::spawn(&target, &process, stdio).map_err(|e| e.to_string())?;
-            let out = read_all(r)?;
-            check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
-            check(
-                spawned.born_in_cgroup,
-                "the exec was moved into the cgroup, not born in it",
-            )?;
+            let (out, code, born) = t.exec(&target, &["cat", "/proc/self/cgroup"])?;
+            check_eq(&code, &0)?;
+            check(born, "the exec was moved into the cgroup, not born in it")?;
             check(
                 out.lines().any(|l| l == want),
                 &format!("the exec is not in {want}: {out}"),

@@ -127,14 +127,15 @@ fn exec_joins_the_user_namespace(t: &Test) -> R {
             &words(uid_line),
             &format!("Uid: {HOST} {HOST} {HOST} {HOST}"),
         )?;
-        let process = serde_json::from_value(json!({
-            "args": ["sh", "-c", "readlink /proc/self/ns/user; cat /proc/self/uid_map; id -u"],
-            "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
-        .map_err(s)?;
-        let (stdio, r) = t.stdio()?;
-        let spawned = exec::spawn(&target, &process, stdio).map_err(|e| e.to_string())?;
-        let out = read_all(r)?;
-        check_eq(&wait(spawned.pidfd.as_fd())?, &0)?;
+        let (out, code, _) = t.exec(
+            &target,
+            &[
+                "sh",
+                "-c",
+                "readlink /proc/self/ns/user; cat /proc/self/uid_map; id -u",
+            ],
+        )?;
+        check_eq(&code, &0)?;
         let ns = std::fs::read_link(format!("/proc/{}/ns/user", c.pid())).map_err(s)?;
         let lines: Vec<String> = out.lines().map(words).collect();
         check_eq(

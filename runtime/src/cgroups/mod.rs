@@ -69,19 +69,53 @@ pub(crate) fn create(
     resources: &LinuxResources,
     pid: Pid,
 ) -> Result<(), Error> {
-    let result = hierarchies().and_then(|all| {
-        let (managed, hugetlb) = split_unified(&all, resources)?;
-        let m = manager(cgroups_path)?;
-        m.add_task(pid)
-            .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))?;
-        m.apply(&controller_opt(&managed))
-            .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
-        apply_unified(cgroups_path, &hugetlb, Some(pid))
-    });
+    let result = set_up(cgroups_path, resources, pid, true);
     if result.is_err() {
         let _ = remove_dirs(cgroups_path);
     }
     result
+}
+
+/// Applies `resources` to a container's cgroup that [`rename_spare`] made from a spare, whose
+/// intermediate `pid` is already in it (and, when the request has hugepage limits or
+/// `unified` keys for a hybrid host's cgroup2 hierarchy, moves it there too).
+pub(crate) fn apply_adopted(
+    cgroups_path: &Path,
+    resources: &LinuxResources,
+    pid: Pid,
+) -> Result<(), Error> {
+    set_up(cgroups_path, resources, pid, false)
+}
+
+/// `resources` applied to the cgroup of `pid`, which libcgroups first moves in when `add`; what
+/// only a hybrid host's cgroup2 hierarchy takes goes there, `pid` with it.
+fn set_up(
+    cgroups_path: &Path,
+    resources: &LinuxResources,
+    pid: Pid,
+    add: bool,
+) -> Result<(), Error> {
+    let all = hierarchies()?;
+    let (managed, hugetlb) = split_unified(&all, resources)?;
+    let m = manager(cgroups_path)?;
+    if add {
+        m.add_task(pid)
+            .map_err(|e| cg_err(cgroups_path, format!("add task: {e}")))?;
+    }
+    m.apply(&controller_opt(&managed))
+        .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
+    apply_unified(cgroups_path, &hugetlb, Some(pid))
+}
+
+/// Where libcgroups looks for the host's cgroups, and finds a cgroup v2 host when a cgroup2
+/// file system is mounted there.
+const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// The cgroup2 mount of a cgroup v2 host; `None` on a v1 or hybrid host. One `statfs`, not the
+/// mount table: it is asked on every create and exec.
+fn v2_root() -> Option<&'static Path> {
+    let fs = nix::sys::statfs::statfs(CGROUP_ROOT).ok()?;
+    (fs.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC).then(|| Path::new(CGROUP_ROOT))
 }
 
 /// On a cgroup v2 host (libcgroups manages the cgroup as v2): creates the cgroup with
@@ -91,13 +125,9 @@ pub(crate) fn create(
 /// nested set-ups, which libcgroups tolerates): nothing is left then, and [`create`] moves the
 /// child in after the fork as before, reporting what is wrong.
 pub(crate) fn prepare_v2(cgroups_path: &Path, resources: &LinuxResources) -> Option<OwnedFd> {
-    // The mount table first: a libcgroups manager costs more than the mount table, and on v1
-    // and hybrid hosts `create` makes its own.
-    let all = hierarchies().ok()?;
-    let h = all
-        .iter()
-        .find(|h| h.v2)
-        .filter(|_| all.iter().all(|h| h.v2))?;
+    // First the cheap question: a libcgroups manager reads the mount table, and on v1 and
+    // hybrid hosts `create` makes its own.
+    let root = v2_root()?;
     let m = manager(cgroups_path).ok()?;
     if !matches!(m, AnyCgroupManager::V2(_)) {
         return None;
@@ -105,9 +135,9 @@ pub(crate) fn prepare_v2(cgroups_path: &Path, resources: &LinuxResources) -> Opt
     let result = (|| {
         // As libcgroups does when it adds a task: every available controller enabled in the
         // root and each ancestor, none in the cgroup itself (it holds the process).
-        let available = unified_controllers(h);
+        let available = unified_controllers(root);
         let names: Vec<&str> = available.iter().map(String::as_str).collect();
-        let dir = enable_down(&h.mount_point, cgroups_path, &names)?;
+        let dir = enable_down(root, cgroups_path, &names)?;
         m.apply(&controller_opt(resources))
             .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
         open_dir(&dir)
@@ -191,32 +221,12 @@ pub(crate) fn rename_spare(dirs: &[(PathBuf, PathBuf)], cgroups_path: &Path) -> 
     Ok(())
 }
 
-/// Applies `resources` to a container's cgroup that [`rename_spare`] made from a spare, whose
-/// intermediate `pid` is already in it (and, when the request has hugepage limits or
-/// `unified` keys for a hybrid host's cgroup2 hierarchy, moves it there too).
-pub(crate) fn apply_adopted(
-    cgroups_path: &Path,
-    resources: &LinuxResources,
-    pid: Pid,
-) -> Result<(), Error> {
-    let all = hierarchies()?;
-    let (managed, hugetlb) = split_unified(&all, resources)?;
-    let m = manager(cgroups_path)?;
-    m.apply(&controller_opt(&managed))
-        .map_err(|e| cg_err(cgroups_path, format!("apply resources: {e}")))?;
-    apply_unified(cgroups_path, &hugetlb, Some(pid))
-}
-
 /// On a cgroup v2 host, the existing cgroup's directory opened for
 /// [`crate::sys::fork_maybe_into`]; `None` elsewhere, or when it cannot be opened ([`join`]
 /// then says why).
 pub(crate) fn open_v2(cgroups_path: &Path) -> Option<OwnedFd> {
-    let all = hierarchies().ok()?;
-    let h = all
-        .iter()
-        .find(|h| h.v2)
-        .filter(|_| all.iter().all(|h| h.v2))?;
-    open_dir(&h.dir(cgroups_path)).ok()
+    let rel = cgroups_path.strip_prefix("/").unwrap_or(cgroups_path);
+    open_dir(&v2_root()?.join(rel)).ok()
 }
 
 /// A cgroup directory as `CLONE_INTO_CGROUP` takes it (`O_PATH`).
@@ -243,8 +253,9 @@ struct UnifiedExtras {
     hugetlb_missing: bool,
 }
 
-fn unified_controllers(h: &Hierarchy) -> Vec<String> {
-    std::fs::read_to_string(h.mount_point.join("cgroup.controllers"))
+/// The controllers a cgroup2 hierarchy mounted at `mount` has.
+fn unified_controllers(mount: &Path) -> Vec<String> {
+    std::fs::read_to_string(mount.join("cgroup.controllers"))
         .unwrap_or_default()
         .split_whitespace()
         .map(String::from)
@@ -262,7 +273,7 @@ pub fn unified_key_problem(key: &str) -> Option<String> {
     let controllers = all
         .iter()
         .find(|h| h.v2)
-        .map(unified_controllers)
+        .map(|h| unified_controllers(&h.mount_point))
         .unwrap_or_default();
     (!controllers.iter().any(|c| c == controller)).then(|| {
         format!("no cgroup v2 hierarchy on this host has the {controller} controller (its cgroups are v1)")
@@ -281,7 +292,9 @@ fn split_unified(
         return Ok((resources.clone(), UnifiedExtras::default()));
     }
     let unified = all.iter().find(|h| h.v2);
-    let controllers = unified.map(unified_controllers).unwrap_or_default();
+    let controllers = unified
+        .map(|h| unified_controllers(&h.mount_point))
+        .unwrap_or_default();
     let mut rest = resources.clone();
     let mut extras = UnifiedExtras::default();
     let limits = resources.hugepage_limits().clone().unwrap_or_default();

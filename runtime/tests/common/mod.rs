@@ -2,10 +2,10 @@
 //! on pidfds, and the leftover checks run after every scenario.
 
 use std::io::Read;
-use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
-use corral_runtime::{cgroups, container};
+use corral_runtime::{cgroups, container, exec};
 use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
 use serde_json::{Value, json};
 
@@ -131,6 +131,23 @@ impl Test {
             },
             r,
         ))
+    }
+
+    /// Runs `args` as root (`PATH=/bin`) in the running container `target` and waits for it:
+    /// its output, exit code, and whether it was born in the container's cgroup.
+    pub fn exec(
+        &self,
+        target: &exec::Target,
+        args: &[&str],
+    ) -> Result<(String, i32, bool), String> {
+        let process = serde_json::from_value(json!({
+            "args": args, "cwd": "/", "env": ["PATH=/bin"], "user": {"uid": 0, "gid": 0}}))
+        .map_err(s)?;
+        let (stdio, r) = self.stdio()?;
+        let spawned = exec::spawn(target, &process, stdio).map_err(|e| e.to_string())?;
+        let out = read_all(r)?;
+        let code = wait(spawned.pidfd.as_fd())?;
+        Ok((out, code, spawned.born_in_cgroup))
     }
 
     /// Creates, starts and waits for a container; removes its cgroup. Output and exit code.

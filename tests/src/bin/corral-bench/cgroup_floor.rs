@@ -22,8 +22,6 @@ pub struct Floor {
     pub quiet: Duration,
     /// A move right after another.
     pub warm: Duration,
-    /// Some hierarchy is mounted with `favordynmods` (the wait then should not be there).
-    pub favordynmods: bool,
 }
 
 /// How long nothing moves before each timed move: several grace periods.
@@ -92,7 +90,6 @@ pub fn measure(n: usize) -> Result<Floor> {
     let floor = Floor {
         quiet: median(&quiet),
         warm: median(&warm),
-        favordynmods: layout.favordynmods,
     };
     println!(
         "  into a cgroup after {} ms without a move  {:.2} ms (p90 {:.2})",
@@ -107,7 +104,7 @@ pub fn measure(n: usize) -> Result<Floor> {
     );
     println!(
         "  favordynmods on some hierarchy: {}",
-        if floor.favordynmods {
+        if layout.favordynmods {
             "yes"
         } else {
             "no (the kernel's default: the first move waits for an RCU grace period)"
