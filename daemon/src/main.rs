@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::Parser;
 use corrald::{Config, Daemon};
 
+mod math;
+
 /// The Corral container runtime daemon (Kubernetes CRI v1 over a Unix socket).
 #[derive(Parser, Debug)]
 #[command(version, about)]

@@ -60,6 +60,30 @@ async fn version_status_and_runtime_config() -> Result<()> {
     Ok(())
 }
 
+/// corrald defines the two libm functions it calls (`daemon/src/math.rs`): glibc's libm, half a
+/// MiB of its idle memory when loaded, must not come back with a new dependency's call.
+#[tokio::test]
+async fn the_daemon_does_not_load_libm() -> Result<()> {
+    let d = TestDaemon::start().await?;
+    let mut rt = d.runtime().await?;
+    rt.version(VersionRequest::default()).await?;
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", d.pid().expect("pid")))?;
+    let libs: std::collections::BTreeSet<&str> = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .filter(|p| p.contains(".so"))
+        .collect();
+    assert!(
+        libs.iter().any(|p| p.contains("/libc.so")),
+        "the C library is mapped: {libs:?}"
+    );
+    assert!(
+        !libs.iter().any(|p| p.contains("/libm.so")),
+        "corrald loads libm: a dependency calls a libm function other than pow and log2 (nm -D --undefined-only corrald): {libs:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn socket_is_created_with_its_mode_and_removed_on_stop() -> Result<()> {
     let mut d = TestDaemon::start().await?;

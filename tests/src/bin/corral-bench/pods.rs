@@ -437,6 +437,12 @@ pub async fn density(t: &mut Target, small: usize, large: usize) -> Result<(Mem,
     // trims its heap 2-4 s after the last call; tokio's blocking threads exit after 10 s).
     tokio::time::sleep(IDLE).await;
     let idle = procs::mem(t.daemon_pid);
+    // For finding where idle memory goes: a copy of the daemon's mappings at this moment.
+    if let Some(dir) = std::env::var_os("CORRAL_BENCH_SMAPS_DIR") {
+        let to = std::path::Path::new(&dir).join(format!("{}-idle.smaps", t.name));
+        std::fs::copy(format!("/proc/{}/smaps", t.daemon_pid), &to)
+            .with_context(|| format!("copying smaps to {}", to.display()))?;
+    }
     let mut pods = Vec::new();
     let mut at = Vec::new();
     for target in [small, large] {
