@@ -100,7 +100,8 @@ async fn round(t: &mut Target, host_net: bool, pods: usize, parallel: usize) -> 
 }
 
 /// `rounds` rounds of churn on each daemon after one warm-up, alternating which goes first.
-/// Prints the table; returns the ratio corral/containerd of the median whole-round times.
+/// Prints the table; returns the ratio corral/containerd of the median whole-round times, and
+/// containerd's median.
 pub async fn compare(
     c: &mut Target,
     d: &mut Target,
@@ -108,7 +109,7 @@ pub async fn compare(
     pods: usize,
     parallel: usize,
     rounds: usize,
-) -> Result<f64> {
+) -> Result<(f64, Duration)> {
     round(c, host_net, pods, parallel).await?;
     round(d, host_net, pods, parallel).await?;
     let (mut rc, mut rd) = (Vec::new(), Vec::new());
@@ -155,5 +156,5 @@ pub async fn compare(
         &col(&rd, |r| r.up + r.down),
     );
     stats::row("machine CPU", &col(&rc, machine), &col(&rd, machine));
-    Ok(total)
+    Ok((total, stats::median(&col(&rd, |r| r.up + r.down))))
 }

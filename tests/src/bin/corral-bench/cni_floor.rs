@@ -37,9 +37,18 @@ impl Drop for Netns {
     }
 }
 
+/// What the plugins alone take.
+pub struct Floor {
+    /// DEL's median.
+    pub del: Duration,
+    /// The plugins' CPU for ADD + DEL of the churn's pods, over this machine's cores: the least
+    /// a churn round with CNI can take.
+    pub churn: Duration,
+}
+
 /// `n` ADD + DEL pairs one after another; prints the medians, and the plugins' CPU for `pods`
-/// pods (the churn's count) on this machine's cores; returns DEL's median.
-pub async fn measure(n: usize, pods: usize) -> Result<Duration> {
+/// pods (the churn's count) on this machine's cores.
+pub async fn measure(n: usize, pods: usize) -> Result<Floor> {
     let lease = NetLease::acquire()?;
     let ipam = tempfile::Builder::new()
         .prefix("corral-bench-cni-floor-")
@@ -87,9 +96,12 @@ pub async fn measure(n: usize, pods: usize) -> Result<Duration> {
     );
     let per_pair = cpu * 1000.0 / n as f64;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let churn = per_pair * pods as f64 / cores as f64;
     println!(
-        "  the plugins' CPU per ADD + DEL (user + system)   {per_pair:>8.2} ms: {pods} pods' worth on {cores} cores is at least {:.0} ms",
-        per_pair * pods as f64 / cores as f64
+        "  the plugins' CPU per ADD + DEL (user + system)   {per_pair:>8.2} ms: {pods} pods' worth on {cores} cores is at least {churn:.0} ms"
     );
-    Ok(median(&dels))
+    Ok(Floor {
+        del: median(&dels),
+        churn: Duration::from_secs_f64(churn / 1000.0),
+    })
 }

@@ -79,16 +79,22 @@ async fn wait_reclaimed(side: &Side<'_>) -> Result<Duration> {
     }
 }
 
-/// One cold pull: returns its duration, then removes the image (and, with `Settle::Reclaimed`,
-/// waits for its files to go, returning that wait too).
-async fn cold_pull(
-    side: &mut Side<'_>,
-    image: &str,
-    settle: Settle,
-) -> Result<(Duration, Duration)> {
+/// One cold pull and its cost.
+struct Pulled {
+    took: Duration,
+    /// The daemon's CPU (user + system) during the pull alone.
+    cpu: Duration,
+    /// How long the removed image's files took to go (`Settle::Reclaimed`).
+    reclaim: Duration,
+}
+
+/// One cold pull, then the image removed (and, with `Settle::Reclaimed`, its files waited for).
+async fn cold_pull(side: &mut Side<'_>, image: &str, settle: Settle) -> Result<Pulled> {
+    let (u0, s0) = cpu(side.pid);
     let started = Instant::now();
     pull(side.client, image).await?;
     let took = started.elapsed();
+    let (u1, s1) = cpu(side.pid);
     side.client
         .remove_image(RemoveImageRequest { image: spec(image) })
         .await?;
@@ -96,30 +102,46 @@ async fn cold_pull(
         Settle::None => Duration::ZERO,
         Settle::Reclaimed => wait_reclaimed(side).await?,
     };
-    Ok((took, reclaim))
+    Ok(Pulled {
+        took,
+        cpu: (u1 + s1).saturating_sub(u0 + s0),
+        reclaim,
+    })
 }
 
 #[derive(Default)]
 struct Totals {
     pulls: Vec<Duration>,
     reclaims: Vec<Duration>,
+    /// CPU during the pulls alone.
+    pull_cpu: Duration,
     user: Duration,
     sys: Duration,
 }
 
 async fn timed(side: &mut Side<'_>, image: &str, settle: Settle, t: &mut Totals) -> Result<()> {
     let (u0, s0) = cpu(side.pid);
-    let (took, reclaim) = cold_pull(side, image, settle).await?;
+    let p = cold_pull(side, image, settle).await?;
     let (u1, s1) = cpu(side.pid);
-    t.pulls.push(took);
-    t.reclaims.push(reclaim);
+    t.pulls.push(p.took);
+    t.reclaims.push(p.reclaim);
+    t.pull_cpu += p.cpu;
     t.user += u1.saturating_sub(u0);
     t.sys += s1.saturating_sub(s0);
     Ok(())
 }
 
+/// What one image's comparison found.
+pub struct Compared {
+    /// Median corral/containerd.
+    pub ratio: f64,
+    /// Corral's median pull.
+    pub ours: Duration,
+    /// corrald's CPU (user + system) per pull, the pull alone (mean).
+    pub our_cpu: Duration,
+}
+
 /// Cold pulls of `image`, `runs` times each after one warm-up, alternating which goes first.
-/// Returns the ratio of medians corral/containerd.
 pub async fn compare(
     ours: &mut Side<'_>,
     theirs: &mut Side<'_>,
@@ -127,7 +149,7 @@ pub async fn compare(
     image: &str,
     runs: usize,
     settle: Settle,
-) -> Result<f64> {
+) -> Result<Compared> {
     // Warm the registry's page cache and both code paths once.
     cold_pull(ours, image, Settle::Reclaimed).await?;
     cold_pull(theirs, image, Settle::Reclaimed).await?;
@@ -177,6 +199,11 @@ pub async fn compare(
         per(d.user),
         per(d.sys)
     );
+    println!(
+        "  CPU during the pull alone: corral {:.0} ms, containerd {:.0} ms",
+        per(c.pull_cpu),
+        per(d.pull_cpu)
+    );
     if settle == Settle::Reclaimed {
         println!(
             "  deletion after RemoveImage, median: corral {:.1} ms, containerd {:.1} ms",
@@ -184,5 +211,9 @@ pub async fn compare(
             ms(median(&d.reclaims))
         );
     }
-    Ok(ratio)
+    Ok(Compared {
+        ratio,
+        ours: mc,
+        our_cpu: c.pull_cpu / runs.max(1) as u32,
+    })
 }
