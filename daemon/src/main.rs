@@ -43,7 +43,7 @@ struct Args {
 }
 
 fn main() -> anyhow::Result<()> {
-    corrald::alloc::limit_arenas();
+    corrald::alloc::tune();
     let args = Args::parse();
     let config_file = args.config.clone();
     let mut config = Config::load(args.config.as_deref())?;
