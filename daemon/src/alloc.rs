@@ -11,8 +11,8 @@
 ///
 /// glibc starts at 128 KiB and raises the threshold to the size of each mapped block freed
 /// (up to 32 MiB), so after the first pull the layers' megabyte buffers came from the arenas
-/// and left them fragmented: in the bench's shorter runs corrald's arenas held 2-3.5 MiB
-/// resident for 1 MB in use when idle, and anonymous memory ranged 3.7-7.5 MiB; with the
+/// and left them fragmented: in the bench's shorter runs corrald's two arenas held 3.3-4.3
+/// MiB resident for 1.0 MB in use when idle, and anonymous memory ranged 3.7-7.5 MiB; with the
 /// threshold fixed, resident memory right after the pulls fell from 14.3-14.7 to 9.8 MiB, the
 /// peak from 43-44 to 37 MiB, at the same pull times. Setting it also stops glibc moving the
 /// trim threshold.
@@ -45,10 +45,10 @@ pub fn trim() {
 /// How often [`trim_when_quiet`] looks.
 const QUIET: std::time::Duration = std::time::Duration::from_secs(2);
 
-/// Quiet looks after which [`trim_when_quiet`] trims a second time: 12-14 s after the first
-/// trim, past tokio's blocking threads' keep-alive (10 s; the first trim's thread is the last
-/// to go), since a thread that exits gives its cached chunks back to its arena. In the bench,
-/// a trim by hand 15 s after the last call still freed 0.5 MiB.
+/// Quiet looks after which [`trim_when_quiet`] trims a second time: 12 s after the first trim
+/// (14-16 s after the last call), past tokio's blocking threads' keep-alive (10 s; the first
+/// trim's thread is the last to go), since an exiting thread gives its cached chunks back to
+/// its arena. In the bench, a trim by hand 15 s after the last call still freed 0.5 MiB.
 const AFTER_THREADS_EXIT: u32 = 7;
 
 /// Runs for ever: calls `trim` (off the async workers) when a period of [`QUIET`] without an
@@ -96,28 +96,21 @@ mod tests {
         let c = Arc::clone(&calls);
         let task = tokio::spawn(trim_when_quiet(move || c.load(Ordering::SeqCst), count));
         let wait = |secs| tokio::time::sleep(std::time::Duration::from_secs(secs));
+        let trims = || TRIMS.load(Ordering::SeqCst);
         wait(7).await;
-        assert_eq!(TRIMS.load(Ordering::SeqCst), 0, "no calls, no trim");
+        assert_eq!(trims(), 0, "no calls, no trim");
         calls.fetch_add(3, Ordering::SeqCst);
         wait(7).await;
-        assert_eq!(
-            TRIMS.load(Ordering::SeqCst),
-            1,
-            "one trim once the calls stopped"
-        );
+        assert_eq!(trims(), 1, "one trim once the calls stopped");
         wait(5).await;
-        assert_eq!(TRIMS.load(Ordering::SeqCst), 1, "not again at once");
+        assert_eq!(trims(), 1, "not again at once");
         wait(6).await;
-        assert_eq!(
-            TRIMS.load(Ordering::SeqCst),
-            2,
-            "again once the blocking threads have exited"
-        );
+        assert_eq!(trims(), 2, "again once the blocking threads have exited");
         wait(60).await;
-        assert_eq!(TRIMS.load(Ordering::SeqCst), 2, "not again while quiet");
+        assert_eq!(trims(), 2, "not again while quiet");
         calls.fetch_add(1, Ordering::SeqCst);
         wait(7).await;
-        assert_eq!(TRIMS.load(Ordering::SeqCst), 3, "calls, then quiet: a trim");
+        assert_eq!(trims(), 3, "calls, then quiet: a trim");
         task.abort();
     }
 }
